@@ -1,0 +1,15 @@
+//! The pure Rust core of `once`: everything whose cost grows with the number or size of files.
+//!
+//! No pyo3 here: this crate is tested and benchmarked with cargo alone, and `once-py` only
+//! converts types, maps errors and releases the GIL around calls into it.
+
+pub mod error;
+pub mod hash;
+pub mod key;
+pub mod snapshot;
+pub mod statcache;
+pub mod store;
+pub mod walk;
+
+pub use error::{Error, Result};
+pub use hash::Digest;
