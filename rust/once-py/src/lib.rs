@@ -1,1 +1,33 @@
-//! placeholder
+//! `once._core`: thin pyo3 bindings over `once-core`.
+//!
+//! Each function converts its Python arguments into owned Rust values, then makes one call into
+//! the core with the GIL released (`py.detach`), then converts the result back. No Python object
+//! is touched off the calling thread, so the module is safe without the GIL (`gil_used = false`).
+
+// pyo3 extracts Python arguments into owned values; borrowing them instead is not an option.
+#![allow(clippy::needless_pass_by_value)]
+
+mod errors;
+mod hashing;
+mod snapshot;
+mod store;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use crate::errors::{GlobError, UnsafePathError};
+    #[pymodule_export]
+    use crate::hashing::{b3sum_lines, hash_bytes, hash_files};
+    #[pymodule_export]
+    use crate::snapshot::{action_key, FileSet, Snapshot};
+    #[pymodule_export]
+    use crate::store::{Entry, Store};
+
+    #[pymodule_export]
+    const __version__: &str = env!("CARGO_PKG_VERSION");
+
+    #[pymodule_export]
+    const KEY_FORMAT_VERSION: u32 = once_core::key::KEY_FORMAT_VERSION;
+}

@@ -1,0 +1,93 @@
+"""Type stubs for `once._core`, the Rust extension (rust/once-py). Every call that touches
+files releases the GIL; `tests/test_core_stub.py` checks this stub against the binary."""
+
+__version__: str
+KEY_FORMAT_VERSION: int
+
+class GlobError(ValueError):
+    """A glob in a once.toml does not parse."""
+
+class UnsafePathError(ValueError):
+    """A manifest path or symlink target would leave the workspace."""
+
+def hash_bytes(data: bytes) -> str:
+    """BLAKE3 of `data`, as 64 hex digits."""
+
+def hash_files(paths: list[str]) -> list[str]:
+    """BLAKE3 of each file, in order; big files with mmap and several threads."""
+
+def b3sum_lines(paths: list[str]) -> list[str]:
+    """The lines `b3sum` prints for these paths, folders expanded to every file below them."""
+
+class FileSet:
+    """The files one rule reads: indices into a `Snapshot`."""
+
+    def __len__(self) -> int: ...
+
+class Snapshot:
+    """Every file of a workspace with its stat, from one parallel walk honouring ignore files."""
+
+    @staticmethod
+    def scan(root: str, skip_dirs: list[str]) -> Snapshot: ...
+    @property
+    def file_count(self) -> int: ...
+    def select(self, package: str, include: list[str], exclude: list[str]) -> FileSet:
+        """Files of `package` matching any `include` glob and no `exclude` glob."""
+    def hash(self, sets: list[FileSet], stat_cache: str | None = None) -> int:
+        """Digest every file of `sets`, trusting the stat cache where it may; returns files read."""
+    def inputs(self, set: FileSet) -> list[tuple[str, str, bool]]:
+        """(path, digest, executable) of each file of a hashed set."""
+
+def action_key(
+    snapshot: Snapshot,
+    inputs: FileSet,
+    *,
+    label: str,
+    cmd: str,
+    cwd: str,
+    platform: str,
+    env: list[tuple[str, str]],
+    tools: list[tuple[str, str]],
+    deps: list[tuple[str, str]],
+    outputs: list[str],
+) -> tuple[str, str]:
+    """The action key (hex) and the JSON of everything that went into it."""
+
+class Entry:
+    """A cached action: its outputs' manifest, log and exit status."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def log(self) -> str: ...
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def duration_ms(self) -> int: ...
+    @property
+    def output_count(self) -> int: ...
+
+class Store:
+    """The local content-addressed store: blobs by digest, entries by action key."""
+
+    def __init__(self, root: str) -> None: ...
+    @property
+    def root(self) -> str: ...
+    def lookup(self, key: str) -> Entry | None:
+        """The entry for `key` if it and every blob it names are present."""
+    def save(
+        self,
+        key: str,
+        workspace: str,
+        package: str,
+        outputs: list[str],
+        log: bytes,
+        exit_code: int,
+        duration_ms: int,
+    ) -> Entry:
+        """Store a successful step's declared outputs and log; the entry is written last."""
+    def outputs_match(self, entry: Entry, workspace: str, package: str, outputs: list[str]) -> bool:
+        """True when the declared outputs on disk are exactly the entry's manifest."""
+    def restore(self, entry: Entry, workspace: str, package: str, outputs: list[str]) -> None:
+        """Remove what the declared outputs hold now, then recreate them from the store."""
+    def read_blob(self, digest: str) -> bytes: ...

@@ -1,0 +1,25 @@
+"""Errors a user can cause, each printed by the CLI as one line with its exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class OnceError(Exception):
+    """A user-facing error: the CLI prints `once: error: <message>` and exits with `exit_code`."""
+
+    exit_code = 2
+
+
+class ConfigError(OnceError):
+    """A once.toml that cannot be used; names the file and, where known, the line."""
+
+    def __init__(self, path: Path, message: str, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+class UsageError(OnceError):
+    """Bad command-line input, such as a target no package defines."""

@@ -1,0 +1,220 @@
+"""Run an action graph: restore what the cache has, run the rest with bounded parallelism."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from once import _core
+from once.config import Workspace
+from once.fingerprint import Fingerprint
+from once.graph import Action
+
+
+class Outcome(enum.Enum):
+    RAN = "ran"
+    CACHED = "cached"  # hit, outputs already on disk as the cache has them
+    RESTORED = "restored"  # hit, outputs restored from the cache
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a dependency failed
+
+
+@dataclass(frozen=True)
+class Result:
+    label: str
+    outcome: Outcome
+    seconds: float
+    saved_ms: int = 0  # for hits: how long the original run took
+
+
+def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """`$ONCE_CACHE_DIR`, else `$XDG_CACHE_HOME/once`, else `~/.cache/once`."""
+    if environ.get("ONCE_CACHE_DIR"):
+        return Path(environ["ONCE_CACHE_DIR"])
+    xdg = environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "once"
+
+
+class Console:
+    """Serializes output of parallel actions, each line prefixed by its action's label."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def lines(self, label: str, data: bytes) -> None:
+        if not data:
+            return
+        prefix = f"{label} | ".encode()
+        body = b"".join(prefix + line + b"\n" for line in data.rstrip(b"\n").split(b"\n"))
+        self._write(body)
+
+    def status(self, text: str) -> None:
+        self._write(text.encode() + b"\n")
+
+    def _write(self, data: bytes) -> None:
+        with self._lock:
+            self._stream.write(data)
+            self._stream.flush()
+
+
+class Runner:
+    """Executes actions in dependency order; one instance per `once run`."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        fingerprints: dict[str, Fingerprint],
+        store: _core.Store | None,
+        console: Console,
+        *,
+        force: bool = False,
+    ) -> None:
+        self.workspace = workspace
+        self.fingerprints = fingerprints
+        self.store = store
+        self.console = console
+        self.force = force
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._procs_lock = threading.Lock()
+        self._cache_warned = False
+
+    def run(self, actions: list[Action], jobs: int) -> list[Result]:
+        waiting = {action.label: set(action.deps) for action in actions}
+        by_label = {action.label: action for action in actions}
+        dependents: dict[str, list[str]] = {label: [] for label in by_label}
+        for action in actions:
+            for dep in action.deps:
+                dependents[dep].append(action.label)
+        results: dict[str, Result] = {}
+        running: dict[Future[Result], str] = {}
+
+        def skip_dependents(label: str) -> None:
+            for child in dependents[label]:
+                if child not in results:
+                    results[child] = Result(child, Outcome.SKIPPED, 0.0)
+                    waiting.pop(child, None)
+                    self.console.status(f"{child}: skipped, {label} failed")
+                    skip_dependents(child)
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            try:
+                while waiting or running:
+                    ready = [label for label, deps in waiting.items() if not deps]
+                    for label in ready:
+                        del waiting[label]
+                        running[pool.submit(self._execute, by_label[label])] = label
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        label = running.pop(future)
+                        result = future.result()
+                        results[label] = result
+                        if result.outcome is Outcome.FAILED:
+                            skip_dependents(label)
+                        for child in dependents[label]:
+                            if child in waiting:
+                                waiting[child].discard(label)
+            except BaseException:
+                self.interrupt()
+                raise
+        return [results[action.label] for action in actions]
+
+    def interrupt(self) -> None:
+        """Stop every running command with its whole process group."""
+        with self._procs_lock:
+            for proc in self._procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+
+    def _execute(self, action: Action) -> Result:
+        started = time.monotonic()
+        rule = action.rule
+        fingerprint = self.fingerprints[action.label]
+        package_dir = self.workspace.root / rule.package
+        outputs = list(rule.outputs)
+        if self.store is not None and rule.cache and not self.force:
+            entry = self.store.lookup(fingerprint.key)
+            if entry is not None:
+                root = str(self.workspace.root)
+                if self.store.outputs_match(entry, root, rule.package, outputs):
+                    outcome = Outcome.CACHED
+                else:
+                    self.store.restore(entry, root, rule.package, outputs)
+                    outcome = Outcome.RESTORED
+                self.console.status(f"{action.label}: cache hit ({outcome.value}), replaying log")
+                self.console.lines(action.label, self.store.read_blob(entry.log))
+                return Result(
+                    action.label, outcome, time.monotonic() - started, saved_ms=entry.duration_ms,
+                )
+
+        self.console.status(f"{action.label}: running {rule.cmd}")
+        exit_code, log = self._spawn(action, package_dir)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        if exit_code != 0:
+            self.console.status(f"{action.label}: failed with exit code {exit_code}")
+            return Result(action.label, Outcome.FAILED, time.monotonic() - started)
+        if self.store is not None and rule.cache:
+            try:
+                self.store.save(
+                    fingerprint.key, str(self.workspace.root), rule.package, outputs, log, exit_code,
+                    duration_ms,
+                )
+            except OSError as err:
+                self._warn_cache_off(err)
+        return Result(action.label, Outcome.RAN, time.monotonic() - started)
+
+    def _spawn(self, action: Action, cwd: Path) -> tuple[int, bytes]:
+        """Run the command with `sh -c` in its own process group, streaming prefixed lines."""
+        proc = subprocess.Popen(
+            ["sh", "-c", action.rule.cmd],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so an interrupt can stop the command and its children
+        )
+        with self._procs_lock:
+            self._procs.add(proc)
+        log = bytearray()
+        try:
+            assert proc.stdout is not None  # noqa: S101 - guaranteed by stdout=PIPE
+            for line in proc.stdout:
+                log += line
+                self.console.lines(action.label, line)
+            return proc.wait(), bytes(log)
+        finally:
+            with self._procs_lock:
+                self._procs.discard(proc)
+
+    def _warn_cache_off(self, err: OSError) -> None:
+        if not self._cache_warned:
+            self._cache_warned = True
+            print(f"once: warning: caching is off for this run: {err}", file=sys.stderr)
+        self.store = None
+
+
+def summary(results: list[Result], seconds: float) -> str:
+    counts = {outcome: 0 for outcome in Outcome}
+    for result in results:
+        counts[result.outcome] += 1
+    hits = counts[Outcome.CACHED] + counts[Outcome.RESTORED]
+    saved = sum(result.saved_ms for result in results) / 1000
+    if results and hits == len(results):
+        head = f"all {len(results)} steps cached ({counts[Outcome.RESTORED]} restored), 0 ran"
+    else:
+        head = (
+            f"{len(results)} steps: {counts[Outcome.RAN]} ran, {hits} cached, "
+            f"{counts[Outcome.FAILED]} failed, {counts[Outcome.SKIPPED]} skipped"
+        )
+    return f"once: {head} in {seconds:.2f}s (cache saved {saved:.2f}s)"

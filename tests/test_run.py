@@ -1,0 +1,194 @@
+"""`once run` end to end: a real subprocess on temporary workspaces."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from conftest import Workspace, three_packages
+
+
+def test_first_run_misses_second_run_is_all_cached(ws: Workspace) -> None:
+    three_packages(ws)
+    first = ws.once("run", "build")
+    assert first.code == 0, first.err
+    assert sorted(ws.ran()) == ["a", "app", "b"]
+    assert (ws.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
+    assert "//app:build | built app" in first.out
+
+    second = ws.once("run", "build")
+    assert second.code == 0, second.err
+    assert ws.ran() == []
+    assert "all 3 steps cached (0 restored), 0 ran" in second.out
+    # The log is replayed on a hit.
+    assert "//app:build | built app" in second.out
+
+
+def test_changing_one_source_reruns_its_rule_and_dependents_only(ws: Workspace) -> None:
+    three_packages(ws)
+    assert ws.once("run", "build").code == 0
+    ws.ran()
+    (ws.root / "libs/a/src/one.txt").write_text("uno\n")
+    done = ws.once("run", "build")
+    assert done.code == 0, done.err
+    assert sorted(ws.ran()) == ["a", "app"]
+    assert (ws.root / "app/out/app.txt").read_text() == "uno\ntwo\nbee\n"
+
+
+def test_a_file_outside_declared_inputs_does_not_invalidate(ws: Workspace) -> None:
+    three_packages(ws)
+    assert ws.once("run", "build").code == 0
+    ws.ran()
+    (ws.root / "libs/a/README.md").write_text("not an input of //libs/a:build\n")
+    assert ws.once("run", "build").code == 0
+    assert ws.ran() == []
+
+
+def test_new_file_matching_inputs_invalidates(ws: Workspace) -> None:
+    three_packages(ws)
+    assert ws.once("run", "build").code == 0
+    ws.ran()
+    (ws.root / "libs/b/src/extra.txt").write_text("new\n")  # b has default inputs: everything
+    assert ws.once("run", "build").code == 0
+    assert sorted(ws.ran()) == ["app", "b"]
+
+
+def test_declared_env_var_change_misses_undeclared_hits(ws: Workspace) -> None:
+    three_packages(ws)
+    assert ws.once("run", "build", env={"A_MODE": "fast"}).code == 0
+    ws.ran()
+    assert ws.once("run", "build", env={"A_MODE": "fast", "UNDECLARED": "x"}).code == 0
+    assert ws.ran() == []
+    assert ws.once("run", "build", env={"A_MODE": "slow"}).code == 0
+    assert sorted(ws.ran()) == ["a", "app"]
+
+
+def test_failing_rule_is_not_cached_and_stops_dependents(ws: Workspace) -> None:
+    three_packages(ws)
+    ws.write({"libs/b/once.toml": f'[rule.build]\ncmd = "{ws.marker("b")} && echo boom && exit 3"\n'})
+    done = ws.once("run", "build")
+    assert done.code == 1
+    assert "//libs/b:build | boom" in done.out
+    assert "//libs/b:build: failed with exit code 3" in done.out
+    assert "//app:build: skipped" in done.out
+    assert sorted(ws.ran()) == ["a", "b"]
+    assert not (ws.root / "app/out").exists()
+
+    again = ws.once("run", "build")
+    assert again.code == 1
+    assert ws.ran() == ["b"]  # a is cached; the failure was not
+
+
+def test_deleted_outputs_are_restored_byte_identical(ws: Workspace) -> None:
+    three_packages(ws)
+    ws.write({"libs/b/src/blob.bin": ""})
+    (ws.root / "libs/b/src/blob.bin").write_bytes(bytes(range(256)) * 4096)
+    ws.write({"libs/b/once.toml": (
+        f'[rule.build]\ncmd = "{ws.marker("b")} && mkdir -p dist/sub && cp src/b.txt dist/sub/b.out'
+        ' && cp src/blob.bin dist/blob.bin && printf \'#!/bin/sh\\\\n\' > dist/tool && chmod +x dist/tool"'
+        '\noutputs = ["dist"]\n'
+    )})
+    assert ws.once("run", "build").code == 0
+    ws.ran()
+    before = {p: p.read_bytes() for p in (ws.root / "libs").rglob("dist/**/*") if p.is_file()}
+    before[ws.root / "app/out/app.txt"] = (ws.root / "app/out/app.txt").read_bytes()
+    for dist in (ws.root / "libs/a/dist", ws.root / "libs/b/dist", ws.root / "app/out"):
+        shutil.rmtree(dist)
+
+    done = ws.once("run", "build")
+    assert done.code == 0, done.err
+    assert ws.ran() == []
+    assert "all 3 steps cached (3 restored), 0 ran" in done.out
+    after = {p: p.read_bytes() for p in before}
+    assert after == before
+    assert (ws.root / "libs/b/dist/tool").stat().st_mode & 0o111
+
+
+def test_force_runs_everything(ws: Workspace) -> None:
+    three_packages(ws)
+    assert ws.once("run", "build").code == 0
+    ws.ran()
+    assert ws.once("run", "build", "--force").code == 0
+    assert sorted(ws.ran()) == ["a", "app", "b"]
+
+
+def test_label_target_runs_only_what_it_needs(ws: Workspace) -> None:
+    three_packages(ws)
+    done = ws.once("run", "//libs/a:build")
+    assert done.code == 0, done.err
+    assert ws.ran() == ["a"]
+
+
+def test_bare_rule_name_inside_a_package_means_that_package(ws: Workspace) -> None:
+    three_packages(ws)
+    done = ws.once("run", "build", cwd=ws.root / "libs/b/src")
+    assert done.code == 0, done.err
+    assert ws.ran() == ["b"]
+
+
+def test_minus_c_runs_elsewhere(ws: Workspace, tmp_path: Path) -> None:
+    three_packages(ws)
+    done = ws.once("-C", str(ws.root), "run", "build", cwd=tmp_path)
+    assert done.code == 0, done.err
+    assert sorted(ws.ran()) == ["a", "app", "b"]
+
+
+def test_cache_false_always_runs(ws: Workspace) -> None:
+    ws.write({"once.toml": f'[rule.lint]\ncmd = "{ws.marker("lint")}"\ncache = false\n'})
+    assert ws.once("run", "lint").code == 0
+    assert ws.once("run", "lint").code == 0
+    assert ws.ran() == ["lint", "lint"]
+
+
+def test_git_repository_honours_gitignore(ws: Workspace) -> None:
+    three_packages(ws)
+    ws.write({".gitignore": "*.tmp\n"})
+    subprocess.run(["git", "init", "-q", str(ws.root)], check=True)
+    assert ws.once("run", "build").code == 0
+    ws.ran()
+    (ws.root / "libs/b/scratch.tmp").write_text("ignored by git, so not an input\n")
+    assert ws.once("run", "build").code == 0
+    assert ws.ran() == []
+
+
+def test_tool_probe_output_enters_the_key(ws: Workspace) -> None:
+    probe = ws.root.parent / "tool-version"
+    probe.write_text("1.0\n")
+    ws.write({"once.toml": (
+        f'[rule.build]\ncmd = "{ws.marker("build")}"\ntools = ["cat {probe}"]\n'
+    )})
+    assert ws.once("run", "build").code == 0
+    assert ws.once("run", "build").code == 0
+    assert ws.ran() == ["build"]
+    probe.write_text("2.0\n")
+    assert ws.once("run", "build").code == 0
+    assert ws.ran() == ["build"]
+
+
+def test_same_size_rewrite_right_after_a_run_is_detected(ws: Workspace) -> None:
+    # The racy-timestamp case end to end: the rewrite lands within moments of the recorded
+    # stat, same size; the stat cache must not trust the old digest.
+    ws.write({"once.toml": f'[rule.build]\ncmd = "{ws.marker("build")}"\ninputs = ["in.txt"]\n',
+              "in.txt": "aaaa"})
+    assert ws.once("run", "build").code == 0
+    (ws.root / "in.txt").write_text("bbbb")
+    assert ws.once("run", "build").code == 0
+    assert ws.ran() == ["build", "build"]
+
+
+def test_bundled_example_runs_then_is_all_cached(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "monorepo"
+    root = tmp_path / "monorepo"
+    shutil.copytree(example, root, ignore=shutil.ignore_patterns("dist", ".once"))
+    ws = Workspace(root, tmp_path / "cache")
+    first = ws.once("run", "build")
+    assert first.code == 0, first.err
+    assert "3 steps: 3 ran" in first.out
+    assert "squares: 10, largest 100" in (root / "apps/report/dist/report.md").read_text()
+    second = ws.once("run", "build")
+    assert "all 3 steps cached (0 restored), 0 ran" in second.out
+    (root / "libs/numbers/src/numbers.txt").write_text("1 2 3\n")
+    third = ws.once("run", "build")
+    assert "3 steps: 2 ran, 1 cached" in third.out
+    assert "squares: 3, largest 9" in (root / "apps/report/dist/report.md").read_text()
