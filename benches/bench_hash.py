@@ -6,9 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pytest_benchmark.fixture import BenchmarkFixture
-
 from once import _core
+from pytest_benchmark.fixture import BenchmarkFixture
 
 
 def test_hash_many_small_files(benchmark: BenchmarkFixture, small_files: list[Path]) -> None:
@@ -32,7 +31,9 @@ def test_hashlib_reference_large_file(benchmark: BenchmarkFixture, large_file: P
 
 
 def test_snapshot_walk_and_hash(
-    benchmark: BenchmarkFixture, small_files: list[Path], tmp_path: Path,
+    benchmark: BenchmarkFixture,
+    small_files: list[Path],
+    tmp_path: Path,
 ) -> None:
     root = small_files[0].parent.parent
 

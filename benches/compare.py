@@ -1,6 +1,6 @@
 """Hashing throughput of once beside b3sum and Python's hashlib, measured in the same run.
 
-    python benches/compare.py [--small-files N] [--large-mb N] [--repeat N]
+    python -m benches.compare [--small-files N] [--large-mb N] [--repeat N]
 
 Prints the median of each measurement and its ratio to b3sum on the same files; the machine
 is shared and noisy, so read medians and ratios, not single runs.
@@ -17,11 +17,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from conftest import make_large_file, make_small_files
-
 from once import _core
+
+from benches.treegen import make_large_file, make_small_files
 
 
 def median_seconds(action: Callable[[], object], repeat: int) -> float:
@@ -66,21 +67,20 @@ def main() -> None:
         for case, paths in cases.items():
             total_mb = sum(p.stat().st_size for p in paths) / 1e6
             names = [str(p) for p in paths]
-            measured = {
-                "b3sum": median_seconds(lambda n=names: run_quiet([b3sum, *n]), args.repeat),
-                "once core (in-process)": median_seconds(
-                    lambda n=names: _core.hash_files(n), args.repeat),
-                "once hash (CLI)": median_seconds(
-                    lambda n=names: run_quiet(["once", "hash", *n]), args.repeat),
-                "hashlib sha256": median_seconds(
-                    lambda p=paths: hashlib_files(p, "sha256"), args.repeat),
-                "hashlib blake2b": median_seconds(
-                    lambda p=paths: hashlib_files(p, "blake2b"), args.repeat),
+            actions: dict[str, Callable[[], object]] = {
+                "b3sum": partial(run_quiet, [b3sum, *names]),
+                "once core (in-process)": partial(_core.hash_files, names),
+                "once hash (CLI)": partial(run_quiet, ["once", "hash", *names]),
+                "hashlib sha256": partial(hashlib_files, paths, "sha256"),
+                "hashlib blake2b": partial(hashlib_files, paths, "blake2b"),
             }
+            measured = {tool: median_seconds(act, args.repeat) for tool, act in actions.items()}
             reference = measured["b3sum"]
             for tool, seconds in measured.items():
-                print(f"{case:<24} {tool:<28} {seconds:>9.3f} {total_mb / seconds:>8.0f} "
-                      f"{seconds / reference:>8.2f}x")
+                print(
+                    f"{case:<24} {tool:<28} {seconds:>9.3f} {total_mb / seconds:>8.0f} "
+                    f"{seconds / reference:>8.2f}x"
+                )
 
 
 if __name__ == "__main__":

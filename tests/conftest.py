@@ -1,64 +1,12 @@
-"""Helpers for end-to-end tests: temporary workspaces and a real `once` subprocess."""
+"""Fixtures for the end-to-end tests."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ONCE = shutil.which("once") or str(Path(sys.executable).with_name("once"))
-
-
-@dataclass
-class Done:
-    code: int
-    out: str
-    err: str
-
-
-def write_tree(root: Path, files: Mapping[str, str]) -> None:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-
-class Workspace:
-    """A temporary workspace with its own cache folder, driven through the real CLI."""
-
-    def __init__(self, root: Path, cache: Path) -> None:
-        self.root = root
-        self.cache = cache
-        self.ran_log = root.parent / "ran.log"
-
-    def write(self, files: Mapping[str, str]) -> None:
-        write_tree(self.root, files)
-
-    def marker(self, name: str) -> str:
-        """A shell snippet that records, outside every output, that a command ran."""
-        return f"echo {name} >> {self.ran_log}"
-
-    def ran(self) -> list[str]:
-        """Names recorded by `marker` since the last call."""
-        if not self.ran_log.exists():
-            return []
-        names = self.ran_log.read_text().split()
-        self.ran_log.unlink()
-        return names
-
-    def once(self, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Done:
-        full_env = {**os.environ, "ONCE_CACHE_DIR": str(self.cache), **(env or {})}
-        done = subprocess.run(
-            [ONCE, *args], cwd=cwd or self.root, env=full_env, capture_output=True, text=True,
-            timeout=120, check=False,
-        )
-        return Done(done.returncode, done.stdout, done.stderr)
+from tests.helpers import Workspace
 
 
 @pytest.fixture
@@ -66,32 +14,3 @@ def ws(tmp_path: Path) -> Workspace:
     root = tmp_path / "ws"
     root.mkdir()
     return Workspace(root, tmp_path / "cache")
-
-
-
-
-def three_packages(ws: Workspace) -> None:
-    """libs/a and libs/b, and app which depends on both (reads their dist/ through ^build)."""
-    ws.write({
-        "once.toml": '[workspace]\nmembers = ["libs/*", "app"]\n',
-        "libs/a/once.toml": (
-            "[rule.build]\n"
-            f'cmd = "{ws.marker("a")} && mkdir -p dist && cat src/*.txt > dist/a.out"\n'
-            'inputs = ["src/**"]\noutputs = ["dist/"]\nenv = ["A_MODE"]\n'
-        ),
-        "libs/a/src/one.txt": "one\n",
-        "libs/a/src/two.txt": "two\n",
-        "libs/b/once.toml": (
-            "[rule.build]\n"
-            f'cmd = "{ws.marker("b")} && mkdir -p dist/sub && cp src/b.txt dist/sub/b.out"\n'
-            'outputs = ["dist"]\n'
-        ),
-        "libs/b/src/b.txt": "bee\n",
-        "app/once.toml": (
-            '[package]\ndeps = ["//libs/a", "//libs/b"]\n\n[rule.build]\n'
-            f'cmd = "{ws.marker("app")} && mkdir -p out && '
-            'cat ../libs/a/dist/a.out ../libs/b/dist/sub/b.out > out/app.txt && echo built app"\n'
-            'deps = ["^build"]\noutputs = ["out/app.txt"]\n'
-        ),
-        "app/main.txt": "main\n",
-    })

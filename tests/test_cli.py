@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ONCE, Workspace
+from tests.helpers import ONCE, Workspace
 
 B3SUM = shutil.which("b3sum")
 needs_b3sum = pytest.mark.skipif(
@@ -31,22 +31,31 @@ def test_hash_matches_b3sum(tmp_path: Path) -> None:
     (nested / "x.txt").write_text("x")
     (tmp_path / "dir" / ".hidden").write_text("h")
 
-    ours = subprocess.run([ONCE, "hash", *files], cwd=tmp_path, capture_output=True, text=True,
-                          check=True)
-    theirs = subprocess.run([B3SUM or "b3sum", *files], cwd=tmp_path, capture_output=True,
-                            text=True, check=True)
+    ours = subprocess.run(
+        [ONCE, "hash", *files], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    theirs = subprocess.run(
+        [B3SUM or "b3sum", *files], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     assert ours.stdout == theirs.stdout
 
-    walked = subprocess.run([ONCE, "hash", "dir"], cwd=tmp_path, capture_output=True, text=True,
-                            check=True)
-    expected = subprocess.run([B3SUM or "b3sum", "dir/.hidden", "dir/sub/x.txt"], cwd=tmp_path,
-                              capture_output=True, text=True, check=True)
+    walked = subprocess.run(
+        [ONCE, "hash", "dir"], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    expected = subprocess.run(
+        [B3SUM or "b3sum", "dir/.hidden", "dir/sub/x.txt"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert walked.stdout == expected.stdout
 
 
 def test_hash_missing_file_is_one_line_error(tmp_path: Path) -> None:
-    done = subprocess.run([ONCE, "hash", "nope"], cwd=tmp_path, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [ONCE, "hash", "nope"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == "once: error: nope: no such file or directory"
 

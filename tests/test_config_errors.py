@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Workspace
+from tests.helpers import Workspace
 
 CASES = {
     "malformed_toml": (
@@ -16,10 +16,12 @@ CASES = {
         ["once.toml:4:", "invalid TOML"],
     ),
     "cycle": (
-        {"once.toml": (
-            '[rule.a]\ncmd = "true"\ndeps = ["b"]\n[rule.b]\ncmd = "true"\ndeps = ["c"]\n'
-            '[rule.c]\ncmd = "true"\ndeps = ["a"]\n'
-        )},
+        {
+            "once.toml": (
+                '[rule.a]\ncmd = "true"\ndeps = ["b"]\n[rule.b]\ncmd = "true"\ndeps = ["c"]\n'
+                '[rule.c]\ncmd = "true"\ndeps = ["a"]\n'
+            )
+        },
         ["once.toml", "dependency cycle: //:a -> //:b -> //:c -> //:a"],
     ),
     "unknown_dep_rule": (
@@ -39,7 +41,7 @@ CASES = {
         ["once.toml:3:", "cache must be true or false"],
     ),
     "missing_cmd": (
-        {"once.toml": '[rule.a]\ninputs = []\n'},
+        {"once.toml": "[rule.a]\ninputs = []\n"},
         ["once.toml:1:", "[rule.a] missing 'cmd'"],
     ),
     "empty_cmd": (
@@ -51,8 +53,10 @@ CASES = {
         ["once.toml:3:", "must be a path inside the package"],
     ),
     "unknown_package_dep": (
-        {"once.toml": '[workspace]\nmembers = ["p"]\n',
-         "p/once.toml": '[package]\ndeps = ["//q"]\n[rule.a]\ncmd = "true"\n'},
+        {
+            "once.toml": '[workspace]\nmembers = ["p"]\n',
+            "p/once.toml": '[package]\ndeps = ["//q"]\n[rule.a]\ncmd = "true"\n',
+        },
         ["p/once.toml:2:", "unknown package '//q'"],
     ),
     "member_key_typo": (

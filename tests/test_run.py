@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import Workspace, three_packages
+from tests.helpers import Workspace, three_packages
 
 
 def test_first_run_misses_second_run_is_all_cached(ws: Workspace) -> None:
@@ -66,7 +66,9 @@ def test_declared_env_var_change_misses_undeclared_hits(ws: Workspace) -> None:
 
 def test_failing_rule_is_not_cached_and_stops_dependents(ws: Workspace) -> None:
     three_packages(ws)
-    ws.write({"libs/b/once.toml": f'[rule.build]\ncmd = "{ws.marker("b")} && echo boom && exit 3"\n'})
+    ws.write(
+        {"libs/b/once.toml": f'[rule.build]\ncmd = "{ws.marker("b")} && echo boom && exit 3"\n'}
+    )
     done = ws.once("run", "build")
     assert done.code == 1
     assert "//libs/b:build | boom" in done.out
@@ -84,11 +86,16 @@ def test_deleted_outputs_are_restored_byte_identical(ws: Workspace) -> None:
     three_packages(ws)
     ws.write({"libs/b/src/blob.bin": ""})
     (ws.root / "libs/b/src/blob.bin").write_bytes(bytes(range(256)) * 4096)
-    ws.write({"libs/b/once.toml": (
-        f'[rule.build]\ncmd = "{ws.marker("b")} && mkdir -p dist/sub && cp src/b.txt dist/sub/b.out'
-        ' && cp src/blob.bin dist/blob.bin && printf \'#!/bin/sh\\\\n\' > dist/tool && chmod +x dist/tool"'
-        '\noutputs = ["dist"]\n'
-    )})
+    ws.write(
+        {
+            "libs/b/once.toml": (
+                f'[rule.build]\ncmd = "{ws.marker("b")} && mkdir -p dist/sub'
+                " && cp src/b.txt dist/sub/b.out && cp src/blob.bin dist/blob.bin"
+                " && printf '#!/bin/sh\\\\n' > dist/tool && chmod +x dist/tool\""
+                '\noutputs = ["dist"]\n'
+            )
+        }
+    )
     assert ws.once("run", "build").code == 0
     ws.ran()
     before = {p: p.read_bytes() for p in (ws.root / "libs").rglob("dist/**/*") if p.is_file()}
@@ -155,9 +162,9 @@ def test_git_repository_honours_gitignore(ws: Workspace) -> None:
 def test_tool_probe_output_enters_the_key(ws: Workspace) -> None:
     probe = ws.root.parent / "tool-version"
     probe.write_text("1.0\n")
-    ws.write({"once.toml": (
-        f'[rule.build]\ncmd = "{ws.marker("build")}"\ntools = ["cat {probe}"]\n'
-    )})
+    ws.write(
+        {"once.toml": (f'[rule.build]\ncmd = "{ws.marker("build")}"\ntools = ["cat {probe}"]\n')}
+    )
     assert ws.once("run", "build").code == 0
     assert ws.once("run", "build").code == 0
     assert ws.ran() == ["build"]
@@ -169,8 +176,12 @@ def test_tool_probe_output_enters_the_key(ws: Workspace) -> None:
 def test_same_size_rewrite_right_after_a_run_is_detected(ws: Workspace) -> None:
     # The racy-timestamp case end to end: the rewrite lands within moments of the recorded
     # stat, same size; the stat cache must not trust the old digest.
-    ws.write({"once.toml": f'[rule.build]\ncmd = "{ws.marker("build")}"\ninputs = ["in.txt"]\n',
-              "in.txt": "aaaa"})
+    ws.write(
+        {
+            "once.toml": f'[rule.build]\ncmd = "{ws.marker("build")}"\ninputs = ["in.txt"]\n',
+            "in.txt": "aaaa",
+        }
+    )
     assert ws.once("run", "build").code == 0
     (ws.root / "in.txt").write_text("bbbb")
     assert ws.once("run", "build").code == 0

@@ -31,11 +31,18 @@ def _print_version(ctx: click.Context) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "-C", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "-C",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Run as if once was started in DIR.",
 )
 @click.option(
-    "--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, _, value: (
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _, value: (
         _print_version(ctx) if value and not ctx.resilient_parsing else None
     ),
     help="Show the version and exit.",
@@ -55,7 +62,10 @@ def cli(ctx: click.Context, directory: Path | None) -> None:
 @cli.command()
 @click.argument("targets", nargs=-1, required=True)
 @click.option(
-    "-j", "--jobs", type=click.IntRange(min=1), default=None,
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
     help="Commands to run at once [default: number of CPUs].",
 )
 @click.option("--force", is_flag=True, help="Run every command even if the cache has it.")

@@ -133,7 +133,9 @@ def _line_of(text: str, table: str | None, key: str | None = None) -> int | None
     lines = text.splitlines()
     start = 0
     if table is not None:
-        header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, table.split("."))) + r"\s*\]")
+        header = re.compile(
+            r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, table.split("."))) + r"\s*\]"
+        )
         for number, line in enumerate(lines):
             if header.match(line):
                 start = number
@@ -154,7 +156,12 @@ def _line_of(text: str, table: str | None, key: str | None = None) -> int | None
 
 
 def _check_keys(
-    path: Path, text: str, table: dict[str, Any], allowed: tuple[str, ...], where: str,
+    path: Path,
+    text: str,
+    table: dict[str, Any],
+    allowed: tuple[str, ...],
+    *,
+    where: str,
     table_name: str | None = None,
 ) -> None:
     for key in table:
@@ -163,21 +170,23 @@ def _check_keys(
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             line = _line_of(text, table_name, key) or _line_of(text, key)
             raise ConfigError(
-                path, f"unknown key {key!r} in {where}{suggestion}; allowed: {', '.join(allowed)}",
+                path,
+                f"unknown key {key!r} in {where}{suggestion}; allowed: {', '.join(allowed)}",
                 line,
             )
 
 
-def _members(root: Path, path: Path, text: str, workspace: Any) -> list[str]:
+def _members(root: Path, path: Path, text: str, workspace: object) -> list[str]:
     if not isinstance(workspace, dict):
         raise ConfigError(path, "[workspace] must be a table", _line_of(text, None, "workspace"))
-    _check_keys(path, text, workspace, WORKSPACE_KEYS, "[workspace]", "workspace")
+    _check_keys(path, text, workspace, WORKSPACE_KEYS, where="[workspace]", table_name="workspace")
     patterns = _string_list(path, text, "workspace", "members", workspace.get("members", []))
     found: set[str] = set()
     for pattern in patterns:
         if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
             raise ConfigError(
-                path, f"workspace member {pattern!r} must stay inside the workspace",
+                path,
+                f"workspace member {pattern!r} must stay inside the workspace",
                 _line_of(text, "workspace", "members"),
             )
         for match in root.glob(pattern):
@@ -186,19 +195,26 @@ def _members(root: Path, path: Path, text: str, workspace: Any) -> list[str]:
     return sorted(found)
 
 
-def _string_list(path: Path, text: str, table: str, key: str, value: Any) -> tuple[str, ...]:
+def _string_list(path: Path, text: str, table: str, key: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ConfigError(
-            path, f"{table}.{key} must be a list of strings, got {_toml_type(value)}",
+            path,
+            f"{table}.{key} must be a list of strings, got {_toml_type(value)}",
             _line_of(text, table, key),
         )
     return tuple(value)
 
 
-def _toml_type(value: Any) -> str:
+def _toml_type(value: object) -> str:
     if isinstance(value, list):
         return "a list containing " + ", ".join(sorted({_toml_type(v) for v in value}))
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", dict: "a table"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        dict: "a table",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -206,31 +222,33 @@ def _package(root: Path, package: str, path: Path, text: str, doc: dict[str, Any
     meta = doc.get("package", {})
     if not isinstance(meta, dict):
         raise ConfigError(path, "[package] must be a table", _line_of(text, None, "package"))
-    _check_keys(path, text, meta, PACKAGE_KEYS, "[package]", "package")
+    _check_keys(path, text, meta, PACKAGE_KEYS, where="[package]", table_name="package")
     deps = tuple(
         dep.removeprefix("//").strip("/")
         for dep in _string_list(path, text, "package", "deps", meta.get("deps", []))
     )
     rules_table = doc.get("rule", {})
     if not isinstance(rules_table, dict):
-        raise ConfigError(path, "rule must be a table of [rule.NAME] tables", _line_of(text, None, "rule"))
-    rules = {
-        name: _rule(package, name, path, text, body) for name, body in rules_table.items()
-    }
+        raise ConfigError(
+            path, "rule must be a table of [rule.NAME] tables", _line_of(text, None, "rule")
+        )
+    rules = {name: _rule(package, name, path, text, body) for name, body in rules_table.items()}
     return Package(path=package, deps=deps, rules=rules, source=path)
 
 
-def _rule(package: str, name: str, path: Path, text: str, body: Any) -> Rule:
+def _rule(package: str, name: str, path: Path, text: str, body: object) -> Rule:
     table = f"rule.{name}"
     line = _line_of(text, table)
     if not RULE_NAME.match(name):
         raise ConfigError(path, f"rule name {name!r} may hold only letters, digits, _ . -", line)
     if not isinstance(body, dict):
         raise ConfigError(path, f"[{table}] must be a table, got {_toml_type(body)}", line)
-    _check_keys(path, text, body, RULE_KEYS, f"[{table}]", table)
+    _check_keys(path, text, body, RULE_KEYS, where=f"[{table}]", table_name=table)
     cmd = body.get("cmd")
     if not isinstance(cmd, str):
-        message = "missing 'cmd'" if cmd is None else f"'cmd' must be a string, got {_toml_type(cmd)}"
+        message = (
+            "missing 'cmd'" if cmd is None else f"'cmd' must be a string, got {_toml_type(cmd)}"
+        )
         raise ConfigError(path, f"[{table}] {message}", _line_of(text, table, "cmd"))
     if not cmd.strip():
         raise ConfigError(path, f"[{table}] 'cmd' is empty", _line_of(text, table, "cmd"))
@@ -238,13 +256,15 @@ def _rule(package: str, name: str, path: Path, text: str, body: Any) -> Rule:
     cache = body.get("cache", True)
     if not isinstance(cache, bool):
         raise ConfigError(
-            path, f"{table}.cache must be true or false, got {_toml_type(cache)}",
+            path,
+            f"{table}.cache must be true or false, got {_toml_type(cache)}",
             _line_of(text, table, "cache"),
         )
     for output in lists["outputs"]:
         if Path(output).is_absolute() or ".." in Path(output).parts or not output.strip("/"):
             raise ConfigError(
-                path, f"{table}.outputs: {output!r} must be a path inside the package",
+                path,
+                f"{table}.outputs: {output!r} must be a path inside the package",
                 _line_of(text, table, "outputs"),
             )
     return Rule(

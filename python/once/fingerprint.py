@@ -47,8 +47,9 @@ def input_patterns(workspace: Workspace, rule: Rule) -> tuple[list[str], list[st
     exclude = [output for other in package.rules.values() for output in other.outputs]
     prefix = f"{rule.package}/" if rule.package else ""
     exclude += [
-        other[len(prefix) :] for other in workspace.packages if other and other.startswith(prefix)
-        and other != rule.package
+        other[len(prefix) :]
+        for other in workspace.packages
+        if other and other.startswith(prefix) and other != rule.package
     ]
     if rule.inputs is None:
         return ["**"], [*exclude, CONFIG_NAME]
@@ -65,7 +66,10 @@ class ToolProbes:
     def output(self, command: str) -> str:
         if command not in self._outputs:
             done = subprocess.run(
-                ["sh", "-c", command], cwd=self._root, capture_output=True, check=False,
+                ["sh", "-c", command],
+                cwd=self._root,
+                capture_output=True,
+                check=False,
             )
             text = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
             self._outputs[command] = f"{text}\n[exit {done.returncode}]"
@@ -73,7 +77,9 @@ class ToolProbes:
 
 
 def compute_fingerprints(
-    workspace: Workspace, actions: list[Action], environ: Mapping[str, str],
+    workspace: Workspace,
+    actions: list[Action],
+    environ: Mapping[str, str],
 ) -> tuple[dict[str, Fingerprint], int]:
     """Keys of `actions` (given in dependency order) and the number of files read to get them."""
     snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR])
@@ -105,4 +111,3 @@ def compute_fingerprints(
         )
         fingerprints[action.label] = Fingerprint(key, spec, filesets[action.label])
     return fingerprints, read
-

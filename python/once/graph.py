@@ -99,11 +99,11 @@ def build_graph(workspace: Workspace, targets: list[str]) -> list[Action]:
             return
         if label in visiting:
             cycle = [*visiting[visiting.index(label) :], label]
-            rule = workspace.rule(label)
-            assert rule is not None
-            raise ConfigError(rule.source, "dependency cycle: " + " -> ".join(cycle))
+            source = workspace.packages[label.removeprefix("//").partition(":")[0]].source
+            raise ConfigError(source, "dependency cycle: " + " -> ".join(cycle))
         rule = workspace.rule(label)
-        assert rule is not None, label
+        if rule is None:  # targets and deps were resolved against the workspace already
+            raise UsageError(f"unknown target {label!r}")
         visiting.append(label)
         deps = resolve_deps(workspace, rule)
         for dep in deps:

@@ -155,7 +155,10 @@ class Runner:
                 self.console.status(f"{action.label}: cache hit ({outcome.value}), replaying log")
                 self.console.lines(action.label, self.store.read_blob(entry.log))
                 return Result(
-                    action.label, outcome, time.monotonic() - started, saved_ms=entry.duration_ms,
+                    action.label,
+                    outcome,
+                    time.monotonic() - started,
+                    saved_ms=entry.duration_ms,
                 )
 
         self.console.status(f"{action.label}: running {rule.cmd}")
@@ -167,7 +170,12 @@ class Runner:
         if self.store is not None and rule.cache:
             try:
                 self.store.save(
-                    fingerprint.key, str(self.workspace.root), rule.package, outputs, log, exit_code,
+                    fingerprint.key,
+                    str(self.workspace.root),
+                    rule.package,
+                    outputs,
+                    log,
+                    exit_code,
                     duration_ms,
                 )
             except OSError as err:
@@ -205,7 +213,7 @@ class Runner:
 
 
 def summary(results: list[Result], seconds: float) -> str:
-    counts = {outcome: 0 for outcome in Outcome}
+    counts = dict.fromkeys(Outcome, 0)
     for result in results:
         counts[result.outcome] += 1
     hits = counts[Outcome.CACHED] + counts[Outcome.RESTORED]
