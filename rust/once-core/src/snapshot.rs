@@ -1,11 +1,15 @@
 //! A run's one view of the workspace: every file's stat from one walk, digests filled on demand.
-//! CONTRACT (helper fills the bodies; keep signatures):
 
+use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::hash::Digest;
-use crate::walk::WalkedFile;
-use crate::Result;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::hash::{hash_files, Digest};
+use crate::statcache::StatCache;
+use crate::walk::{walk_workspace, WalkedFile};
+use crate::{Error, Result};
 
 /// Indices into `Snapshot::files`, sorted; one per rule's input set.
 pub type FileSet = Vec<u32>;
@@ -22,24 +26,202 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn scan(root: &Path, skip_dirs: &[String]) -> Result<Snapshot> {
-        todo!("{}{}", root.display(), skip_dirs.len())
+        // Taken before the first stat: a file changed after this instant may still show a stat
+        // the walk saw, so only timestamps older than this one can vouch for a digest.
+        let started_ns = wall_clock_ns();
+        let files = walk_workspace(root, skip_dirs)?;
+        Ok(Snapshot {
+            root: root.to_path_buf(),
+            digests: vec![None; files.len()],
+            files,
+            started_ns,
+        })
     }
+
     /// The files of the package folder `package` ("" for the root; `/`-separated) that match
     /// any `include` glob and no `exclude` glob; globs are relative to the package folder
     /// (`src/**/*.rs`, `**`; a glob naming a folder such as `dist` or `dist/` means everything
     /// below it).
     pub fn select(&self, package: &str, include: &[String], exclude: &[String]) -> Result<FileSet> {
-        todo!("{package}{}{}", include.len(), exclude.len())
+        let includes = compile_globs(include)?;
+        let excludes = compile_globs(exclude)?;
+        let package = package.trim_start_matches("./").trim_matches('/');
+        let package = if package == "." { "" } else { package };
+        let (start, end, prefix_len) = self.package_range(package);
+        let mut set = FileSet::new();
+        for (offset, file) in self.files[start..end].iter().enumerate() {
+            let candidate = globset::Candidate::new(&file.rel[prefix_len..]);
+            if includes.is_match_candidate(&candidate) && !excludes.is_match_candidate(&candidate) {
+                set.push((start + offset) as u32);
+            }
+        }
+        Ok(set)
     }
+
     /// Fill the digests of every file in `sets`, using `stat_cache` (a path) for unchanged files
     /// and hashing the rest in parallel; then rewrite the stat cache. Returns how many files
     /// were actually read.
+    ///
+    /// Each call that finds unknown digests loads and rewrites the whole stat cache, so callers
+    /// pass all the sets of a run at once.
     pub fn hash(&mut self, sets: &[&FileSet], stat_cache: Option<&Path>) -> Result<usize> {
-        todo!("{}{:?}", sets.len(), stat_cache)
+        let mut wanted = vec![false; self.files.len()];
+        for &index in sets.iter().flat_map(|set| set.iter()) {
+            *wanted
+                .get_mut(index as usize)
+                .ok_or_else(|| self.foreign_index(index))? = true;
+        }
+        if !wanted
+            .iter()
+            .zip(&self.digests)
+            .any(|(&wanted, digest)| wanted && digest.is_none())
+        {
+            return Ok(0);
+        }
+        // Whether the cache file already says exactly what we would write: then a no-op run
+        // skips rewriting it (megabytes for a large workspace).
+        let mut cache_is_current = false;
+        if let Some(cache_path) = stat_cache {
+            // Every file, not only the wanted ones: the cache is rewritten from this snapshot's
+            // digests below, and a run of a few rules must not evict the records of the rest.
+            let cache = StatCache::load(cache_path);
+            let mut known_before = 0;
+            let mut trusted = 0;
+            for (file, digest) in self.files.iter().zip(&mut self.digests) {
+                if digest.is_some() {
+                    known_before += 1;
+                } else {
+                    *digest = cache.lookup(&file.rel, &file.stat);
+                    trusted += usize::from(digest.is_some());
+                }
+            }
+            cache_is_current = known_before == 0 && trusted == cache.len();
+        }
+        let to_read: Vec<usize> = (0..self.files.len())
+            .filter(|&i| wanted[i] && self.digests[i].is_none())
+            .collect();
+        let paths: Vec<PathBuf> = to_read
+            .iter()
+            .map(|&i| self.root.join(&self.files[i].rel))
+            .collect();
+        let mut first_failure = None;
+        for (&i, hashed) in to_read.iter().zip(hash_files(&paths)) {
+            match hashed {
+                Ok(digest) => self.digests[i] = Some(digest),
+                Err(err) => {
+                    first_failure.get_or_insert(err);
+                }
+            }
+        }
+        if let Some(err) = first_failure {
+            return Err(err);
+        }
+        if let Some(cache_path) = stat_cache.filter(|_| !(cache_is_current && to_read.is_empty())) {
+            let records = self
+                .files
+                .iter()
+                .zip(&self.digests)
+                .filter_map(|(file, digest)| {
+                    Some((file.rel.as_str(), &file.stat, digest.as_ref()?))
+                });
+            // Recorded with this snapshot's start: a file stamped after it (or too close to it)
+            // is written but not trusted next run, which hashes it again.
+            StatCache::save(cache_path, self.started_ns, records)?;
+        }
+        Ok(to_read.len())
     }
+
     /// (rel path, digest, executable) of each file in `set`; panics-free: unhashed files are
     /// an error.
     pub fn inputs(&self, set: &FileSet) -> Result<Vec<(&str, Digest, bool)>> {
-        todo!("{}", set.len())
+        set.iter()
+            .map(|&index| {
+                let i = index as usize;
+                let file = self.files.get(i).ok_or_else(|| self.foreign_index(index))?;
+                let digest = self.digests[i].ok_or_else(|| Error::Io {
+                    path: self.root.join(&file.rel),
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "file not hashed yet: pass its set to Snapshot.hash first",
+                    ),
+                })?;
+                Ok((file.rel.as_str(), digest, file.stat.executable()))
+            })
+            .collect()
     }
+
+    /// `files[start..end]` are the files below `package`, and `prefix_len` bytes of each path
+    /// name the package folder. Binary search, since `files` is sorted: selecting the inputs
+    /// of 1,000 packages from 100,000 files must not scan all of them 1,000 times.
+    fn package_range(&self, package: &str) -> (usize, usize, usize) {
+        if package.is_empty() {
+            return (0, self.files.len(), 0);
+        }
+        let prefix = format!("{package}/");
+        let start = self
+            .files
+            .partition_point(|file| file.rel.as_str() < prefix.as_str());
+        // Byte order keeps every path starting with `prefix` together right after `start`.
+        let len = self.files[start..].partition_point(|file| file.rel.starts_with(&prefix));
+        (start, start + len, prefix.len())
+    }
+
+    fn foreign_index(&self, index: u32) -> Error {
+        Error::Io {
+            path: self.root.clone(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "file index {index} is not in this snapshot of {} files",
+                    self.files.len()
+                ),
+            ),
+        }
+    }
+}
+
+fn wall_clock_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Compile user globs relative to a package folder. `*` stays within one folder and `**`
+/// crosses folders, as in `.gitignore`; a pattern ending in `/`, or one without glob syntax
+/// that names a folder, means everything below it.
+fn compile_globs(patterns: &[String]) -> Result<GlobSet> {
+    let mut set = GlobSetBuilder::new();
+    for pattern in patterns {
+        let trimmed = pattern.trim_start_matches("./");
+        let globs = if let Some(folder) = trimmed.strip_suffix('/') {
+            let folder = folder.trim_end_matches('/');
+            vec![if folder.is_empty() {
+                "**".to_owned()
+            } else {
+                format!("{folder}/**")
+            }]
+        } else if trimmed.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+            vec![trimmed.to_owned()]
+        } else {
+            // Literal: a file of that name, or, if it is a folder, every file below it. The
+            // snapshot holds files only, so at most one of the two can match.
+            vec![trimmed.to_owned(), format!("{trimmed}/**")]
+        };
+        for glob in globs {
+            let compiled = GlobBuilder::new(&glob)
+                .literal_separator(true)
+                .build()
+                .map_err(|err| Error::Glob {
+                    pattern: pattern.clone(),
+                    message: err.kind().to_string(),
+                })?;
+            set.add(compiled);
+        }
+    }
+    set.build().map_err(|err| Error::Glob {
+        pattern: patterns.join(", "),
+        message: err.kind().to_string(),
+    })
 }

@@ -1,0 +1,196 @@
+//! BLAKE3 hashing against the official test vectors, on both file paths (read and mmap+rayon),
+//! plus tree expansion and b3sum's line format.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use once_core::hash::{
+    b3sum_line, hash_bytes, hash_file, hash_files, hash_tree, Digest, MMAP_RAYON_THRESHOLD,
+};
+use once_core::Error;
+
+/// The official vectors' input: `len` bytes counting 0, 1, ..., 250, 0, 1, ...
+fn vector_input(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+fn official_vectors() -> Vec<(usize, Digest)> {
+    let text = include_str!("data/blake3_test_vectors.json");
+    let doc: serde_json::Value = serde_json::from_str(text).expect("vector file is JSON");
+    doc["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|case| {
+            let len = usize::try_from(case["input_len"].as_u64().expect("input_len")).unwrap();
+            let hex = case["hash"].as_str().expect("hash");
+            (len, Digest::from_hex(hex).expect("64 hex digits"))
+        })
+        .collect()
+}
+
+#[test]
+fn hash_bytes_matches_official_vectors() {
+    let vectors = official_vectors();
+    assert!(vectors.len() >= 20, "vector file lost its cases");
+    for (len, expected) in vectors {
+        assert_eq!(hash_bytes(&vector_input(len)), expected, "input_len {len}");
+    }
+}
+
+#[test]
+fn hash_file_matches_official_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (len, expected) in official_vectors() {
+        let path = dir.path().join(format!("vector-{len}"));
+        fs::write(&path, vector_input(len)).unwrap();
+        assert_eq!(hash_file(&path).unwrap(), expected, "input_len {len}");
+    }
+}
+
+/// The reference for inputs beyond the official vectors: blake3's incremental hasher fed in
+/// uneven pieces, a code path independent of both of ours.
+fn incremental_reference(input: &[u8]) -> Digest {
+    let mut hasher = blake3::Hasher::new();
+    for piece in input.chunks(1000) {
+        hasher.update(piece);
+    }
+    Digest(*hasher.finalize().as_bytes())
+}
+
+#[test]
+fn hash_file_agrees_across_the_mmap_threshold() {
+    let threshold = usize::try_from(MMAP_RAYON_THRESHOLD).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for len in [
+        threshold - 1,
+        threshold,
+        threshold + 1,
+        threshold + 1024 * 1024 + 7,
+        // Large enough for rayon to split the tree across several threads.
+        8 * 1024 * 1024 + 3,
+    ] {
+        let input = vector_input(len);
+        let path = dir.path().join(format!("big-{len}"));
+        fs::write(&path, &input).unwrap();
+        let expected = incremental_reference(&input);
+        assert_eq!(hash_file(&path).unwrap(), expected, "len {len}");
+        assert_eq!(hash_bytes(&input), expected, "len {len}");
+    }
+}
+
+#[test]
+fn hash_file_of_a_missing_file_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.txt");
+    let err = hash_file(&path).unwrap_err();
+    match &err {
+        Error::Io {
+            path: named,
+            source,
+        } => {
+            assert_eq!(named, &path);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected Error::Io, got {other:?}"),
+    }
+    assert!(err.to_string().contains("absent.txt"), "{err}");
+}
+
+#[test]
+fn hash_files_keeps_the_order_of_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for i in 0..200 {
+        let path = dir.path().join(format!("f{i}"));
+        fs::write(&path, format!("content {i}")).unwrap();
+        paths.push(path);
+    }
+    paths.push(dir.path().join("missing"));
+    let results = hash_files(&paths);
+    assert_eq!(results.len(), 201);
+    for (i, result) in results.iter().take(200).enumerate() {
+        assert_eq!(
+            result.as_ref().unwrap(),
+            &hash_bytes(format!("content {i}").as_bytes())
+        );
+    }
+    assert!(results[200].is_err());
+}
+
+fn write(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+#[test]
+fn hash_tree_expands_folders_sorted_with_hidden_files_and_no_ignore_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(&root.join("tree/b.txt"), "b");
+    write(&root.join("tree/a/z.txt"), "z");
+    write(&root.join("tree/.hidden"), "h");
+    write(&root.join("tree/.gitignore"), "b.txt\n");
+    write(&root.join("tree/a-b"), "dash");
+    write(&root.join("single.txt"), "single");
+
+    let hashed = hash_tree(&[root.join("single.txt"), root.join("tree")]).unwrap();
+    let names: Vec<PathBuf> = hashed.iter().map(|(path, _)| path.clone()).collect();
+    let tree = root.join("tree");
+    assert_eq!(
+        names,
+        vec![
+            root.join("single.txt"),
+            tree.join(".gitignore"),
+            tree.join(".hidden"),
+            tree.join("a-b"),
+            tree.join("a/z.txt"),
+            tree.join("b.txt"),
+        ]
+    );
+    for (path, digest) in &hashed {
+        assert_eq!(digest, &hash_bytes(&fs::read(path).unwrap()));
+    }
+}
+
+#[test]
+fn hash_tree_of_a_missing_path_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    match hash_tree(std::slice::from_ref(&missing)) {
+        Err(Error::Io { path, .. }) => assert_eq!(path, missing),
+        other => panic!("expected Error::Io, got {other:?}"),
+    }
+}
+
+#[test]
+fn b3sum_line_plain() {
+    let digest = hash_bytes(b"");
+    assert_eq!(
+        b3sum_line(&digest, Path::new("dir/file.txt")),
+        "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262  dir/file.txt"
+    );
+}
+
+#[test]
+fn b3sum_line_escapes_backslash_and_newline() {
+    let digest = hash_bytes(b"");
+    let hex = digest.to_hex();
+    assert_eq!(
+        b3sum_line(&digest, Path::new("a\\b")),
+        format!("\\{hex}  a\\\\b")
+    );
+    assert_eq!(
+        b3sum_line(&digest, Path::new("line1\nline2")),
+        format!("\\{hex}  line1\\nline2")
+    );
+    assert_eq!(
+        b3sum_line(&digest, Path::new("both\\\n")),
+        format!("\\{hex}  both\\\\\\n")
+    );
+    // A carriage return is not one of b3sum's escapes.
+    assert_eq!(
+        b3sum_line(&digest, Path::new("cr\r")),
+        format!("{hex}  cr\r")
+    );
+}

@@ -1,0 +1,377 @@
+//! Snapshots: selecting a rule's inputs by package and globs, and hashing them once with the
+//! stat cache carrying digests across runs.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use once_core::hash::hash_bytes;
+use once_core::snapshot::{FileSet, Snapshot};
+use once_core::walk::{FileStat, WalkedFile};
+use once_core::Error;
+
+/// A snapshot of made-up paths, for selection only (nothing is read from disk).
+fn listing(rels: &[&str]) -> Snapshot {
+    let mut rels: Vec<&str> = rels.to_vec();
+    rels.sort_unstable();
+    Snapshot {
+        root: "/nonexistent".into(),
+        files: rels
+            .iter()
+            .map(|rel| WalkedFile {
+                rel: (*rel).to_owned(),
+                stat: FileStat::default(),
+            })
+            .collect(),
+        digests: vec![None; rels.len()],
+        started_ns: 0,
+    }
+}
+
+fn monorepo() -> Snapshot {
+    listing(&[
+        "README.md",
+        "once.toml",
+        "apps/web/index.ts",
+        "apps/web/once.toml",
+        "apps/web/src/a.ts",
+        "apps/web/src/a.test.ts",
+        "apps/web/src/deep/b.ts",
+        "apps/web/dist/out.js",
+        "apps/web/dist/nested/map.js",
+        "apps/web-legacy/x.ts",
+        "apps/web.old",
+        "apps/webby",
+        "libs/core/Cargo.toml",
+        "libs/core/src/lib.rs",
+    ])
+}
+
+fn select(snapshot: &Snapshot, package: &str, include: &[&str], exclude: &[&str]) -> Vec<String> {
+    let include: Vec<String> = include.iter().map(|s| (*s).to_owned()).collect();
+    let exclude: Vec<String> = exclude.iter().map(|s| (*s).to_owned()).collect();
+    let set = snapshot.select(package, &include, &exclude).unwrap();
+    assert!(set.windows(2).all(|w| w[0] < w[1]), "indices sorted");
+    set.iter()
+        .map(|&i| snapshot.files[i as usize].rel.clone())
+        .collect()
+}
+
+#[test]
+fn package_holds_only_files_below_its_folder() {
+    let snap = monorepo();
+    assert_eq!(
+        select(&snap, "apps/web", &["**"], &[]),
+        vec![
+            "apps/web/dist/nested/map.js",
+            "apps/web/dist/out.js",
+            "apps/web/index.ts",
+            "apps/web/once.toml",
+            "apps/web/src/a.test.ts",
+            "apps/web/src/a.ts",
+            "apps/web/src/deep/b.ts",
+        ]
+    );
+    // Spelling variants of the same package.
+    for package in ["apps/web/", "./apps/web"] {
+        assert_eq!(select(&snap, package, &["**"], &[]).len(), 7, "{package}");
+    }
+    assert_eq!(select(&snap, "apps/we", &["**"], &[]), Vec::<String>::new());
+    assert_eq!(select(&snap, "missing", &["**"], &[]), Vec::<String>::new());
+}
+
+#[test]
+fn star_stays_in_one_folder_and_double_star_crosses() {
+    let snap = monorepo();
+    assert_eq!(
+        select(&snap, "apps/web", &["src/*.ts"], &[]),
+        vec!["apps/web/src/a.test.ts", "apps/web/src/a.ts"]
+    );
+    assert_eq!(
+        select(&snap, "apps/web", &["src/**/*.ts"], &["**/*.test.ts"]),
+        vec!["apps/web/src/a.ts", "apps/web/src/deep/b.ts"]
+    );
+    assert_eq!(
+        select(&snap, "apps/web", &["*.ts"], &[]),
+        vec!["apps/web/index.ts"]
+    );
+    assert_eq!(
+        select(&snap, "apps/web", &["**/*.ts"], &[]),
+        vec![
+            "apps/web/index.ts",
+            "apps/web/src/a.test.ts",
+            "apps/web/src/a.ts",
+            "apps/web/src/deep/b.ts",
+        ]
+    );
+    assert_eq!(
+        select(&snap, "apps/web", &["src/{a,deep/b}.ts", "index.?s"], &[]),
+        vec![
+            "apps/web/index.ts",
+            "apps/web/src/a.ts",
+            "apps/web/src/deep/b.ts",
+        ]
+    );
+}
+
+#[test]
+fn a_folder_pattern_means_everything_below_it() {
+    let snap = monorepo();
+    let dist = vec!["apps/web/dist/nested/map.js", "apps/web/dist/out.js"];
+    assert_eq!(select(&snap, "apps/web", &["dist"], &[]), dist);
+    assert_eq!(select(&snap, "apps/web", &["dist/"], &[]), dist);
+    assert_eq!(select(&snap, "apps/web", &["./dist"], &[]), dist);
+    assert_eq!(
+        select(&snap, "apps/web", &["**"], &["dist", "src/"]),
+        vec!["apps/web/index.ts", "apps/web/once.toml"]
+    );
+    // A literal file name is that file, not a prefix of other names.
+    assert_eq!(
+        select(&snap, "apps/web", &["index.ts"], &[]),
+        vec!["apps/web/index.ts"]
+    );
+    assert_eq!(select(&snap, "apps", &["web"], &[]).len(), 7);
+    assert_eq!(select(&snap, "apps", &["web/"], &[]).len(), 7);
+}
+
+#[test]
+fn root_package_sees_the_whole_workspace() {
+    let snap = monorepo();
+    assert_eq!(select(&snap, "", &["**"], &[]).len(), snap.files.len());
+    assert_eq!(select(&snap, ".", &["**"], &[]).len(), snap.files.len());
+    assert_eq!(
+        select(&snap, "", &["*"], &[]),
+        vec!["README.md", "once.toml"]
+    );
+    assert_eq!(
+        select(&snap, "", &["apps/*/src/**"], &["**/*.test.ts"]),
+        vec!["apps/web/src/a.ts", "apps/web/src/deep/b.ts"]
+    );
+    assert_eq!(
+        select(&snap, "", &["libs/core"], &[]),
+        vec!["libs/core/Cargo.toml", "libs/core/src/lib.rs"]
+    );
+    assert_eq!(select(&snap, "", &[], &[]), Vec::<String>::new());
+}
+
+#[test]
+fn invalid_glob_is_an_error_naming_it() {
+    let snap = monorepo();
+    for (include, exclude) in [
+        (vec!["src/[a".to_owned()], vec![]),
+        (vec!["**".to_owned()], vec!["{x".to_owned()]),
+    ] {
+        match snap.select("apps/web", &include, &exclude) {
+            Err(Error::Glob { pattern, .. }) => {
+                assert!(pattern == include[0] || pattern == exclude[0], "{pattern}");
+            }
+            other => panic!("expected Error::Glob, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn select_scales_to_many_packages() {
+    // 1,000 packages of 100 files: every package's selection must be a binary search away.
+    let rels: Vec<String> = (0..1000)
+        .flat_map(|p| (0..100).map(move |f| format!("pkgs/p{p:04}/src/f{f:03}.rs")))
+        .collect();
+    let names: Vec<&str> = rels.iter().map(String::as_str).collect();
+    let snap = listing(&names);
+    let include = vec!["src/**/*.rs".to_owned()];
+    let started = std::time::Instant::now();
+    let mut total = 0;
+    for p in 0..1000 {
+        total += snap
+            .select(&format!("pkgs/p{p:04}"), &include, &[])
+            .unwrap()
+            .len();
+    }
+    assert_eq!(total, 100_000);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "1,000 selections took {:?}",
+        started.elapsed()
+    );
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, text).unwrap();
+    // An hour in the past, so the racy rule (a timestamp too close to a snapshot start is not
+    // trusted) cannot make the second run re-read a file the test did not touch.
+    let past = SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+}
+
+/// ctime cannot be set back; let it fall safely behind the next snapshot start.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(100));
+}
+
+fn all(snapshot: &Snapshot) -> FileSet {
+    snapshot.select("", &["**".to_owned()], &[]).unwrap()
+}
+
+#[test]
+fn stat_cache_spares_unchanged_files_across_runs() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    for pkg in 0..5 {
+        for file in 0..10 {
+            write(
+                root,
+                &format!("pkg{pkg}/f{file}.txt"),
+                &format!("{pkg}-{file}"),
+            );
+        }
+    }
+    let cache = root.join(".once/statcache");
+    settle();
+
+    let skip = vec![".once".to_owned()];
+    let mut first = Snapshot::scan(root, &skip).unwrap();
+    assert_eq!(first.files.len(), 50);
+    let set = all(&first);
+    assert_eq!(first.hash(&[&set], Some(&cache)).unwrap(), 50);
+    // Nothing new to hash: a second call on the same snapshot reads nothing.
+    assert_eq!(first.hash(&[&set], Some(&cache)).unwrap(), 0);
+    let first_inputs: Vec<(String, _, bool)> = first
+        .inputs(&set)
+        .unwrap()
+        .into_iter()
+        .map(|(rel, digest, exe)| (rel.to_owned(), digest, exe))
+        .collect();
+    assert_eq!(first_inputs[0].0, "pkg0/f0.txt");
+    assert_eq!(first_inputs[0].1, hash_bytes(b"0-0"));
+
+    let written = fs::read(&cache).unwrap();
+    let mut second = Snapshot::scan(root, &skip).unwrap();
+    let set = all(&second);
+    assert_eq!(second.hash(&[&set], Some(&cache)).unwrap(), 0);
+    assert_eq!(
+        fs::read(&cache).unwrap(),
+        written,
+        "a no-op run leaves the cache as it was"
+    );
+    let second_inputs: Vec<(String, _, bool)> = second
+        .inputs(&set)
+        .unwrap()
+        .into_iter()
+        .map(|(rel, digest, exe)| (rel.to_owned(), digest, exe))
+        .collect();
+    assert_eq!(second_inputs, first_inputs);
+
+    // Same size, new content, fresh timestamp.
+    fs::write(root.join("pkg3/f7.txt"), "3-X").unwrap();
+    settle();
+    let mut third = Snapshot::scan(root, &skip).unwrap();
+    let set = all(&third);
+    assert_eq!(third.hash(&[&set], Some(&cache)).unwrap(), 1);
+    let changed = third
+        .inputs(&set)
+        .unwrap()
+        .into_iter()
+        .find(|(rel, _, _)| *rel == "pkg3/f7.txt")
+        .unwrap();
+    assert_eq!(changed.1, hash_bytes(b"3-X"));
+}
+
+#[test]
+fn hashing_some_rules_keeps_the_cache_of_the_others() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    for pkg in ["a", "b"] {
+        for file in 0..5 {
+            write(root, &format!("{pkg}/f{file}"), pkg);
+        }
+    }
+    let cache = workspace.path().join(".once/statcache");
+    settle();
+    let skip = vec![".once".to_owned()];
+    let glob = vec!["**".to_owned()];
+
+    let mut run = Snapshot::scan(root, &skip).unwrap();
+    let (a, b) = (
+        run.select("a", &glob, &[]).unwrap(),
+        run.select("b", &glob, &[]).unwrap(),
+    );
+    assert_eq!(run.hash(&[&a, &b], Some(&cache)).unwrap(), 10);
+
+    let mut run = Snapshot::scan(root, &skip).unwrap();
+    let a = run.select("a", &glob, &[]).unwrap();
+    assert_eq!(run.hash(&[&a], Some(&cache)).unwrap(), 0);
+
+    let mut run = Snapshot::scan(root, &skip).unwrap();
+    let b = run.select("b", &glob, &[]).unwrap();
+    assert_eq!(
+        run.hash(&[&b], Some(&cache)).unwrap(),
+        0,
+        "b's records survived a run of a"
+    );
+}
+
+#[test]
+fn without_a_stat_cache_every_wanted_file_is_read_once() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    write(root, "x/1", "1");
+    write(root, "x/2", "2");
+    write(root, "y/3", "3");
+    let mut snap = Snapshot::scan(root, &[]).unwrap();
+    let glob = vec!["**".to_owned()];
+    let x = snap.select("x", &glob, &[]).unwrap();
+    let also_x = snap.select("", &["x/1".to_owned()], &[]).unwrap();
+    assert_eq!(snap.hash(&[&x, &also_x], None).unwrap(), 2);
+    let y = snap.select("y", &glob, &[]).unwrap();
+    assert!(snap.inputs(&y).is_err(), "y was never hashed");
+    assert_eq!(snap.hash(&[&x, &y], None).unwrap(), 1);
+    assert_eq!(snap.inputs(&y).unwrap()[0].1, hash_bytes(b"3"));
+}
+
+#[cfg(unix)]
+#[test]
+fn inputs_carry_the_executable_bit() {
+    use std::os::unix::fs::PermissionsExt;
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    write(root, "run.sh", "#!/bin/sh\n");
+    write(root, "data", "d");
+    fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    let mut snap = Snapshot::scan(root, &[]).unwrap();
+    let set = all(&snap);
+    snap.hash(&[&set], None).unwrap();
+    let inputs = snap.inputs(&set).unwrap();
+    assert_eq!(inputs[0].0, "data");
+    assert!(!inputs[0].2);
+    assert_eq!(inputs[1].0, "run.sh");
+    assert!(inputs[1].2);
+}
+
+#[test]
+fn a_file_deleted_after_the_scan_is_an_error_naming_it() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    write(root, "gone.txt", "soon");
+    let mut snap = Snapshot::scan(root, &[]).unwrap();
+    fs::remove_file(root.join("gone.txt")).unwrap();
+    let set = all(&snap);
+    match snap.hash(&[&set], None) {
+        Err(Error::Io { path, .. }) => assert_eq!(path, root.join("gone.txt")),
+        other => panic!("expected Error::Io, got {other:?}"),
+    }
+}
+
+#[test]
+fn index_from_elsewhere_is_an_error() {
+    let mut snap = monorepo();
+    let bogus: FileSet = vec![10_000];
+    assert!(snap.hash(&[&bogus], None).is_err());
+    assert!(snap.inputs(&bogus).is_err());
+}

@@ -1,0 +1,264 @@
+//! The stat cache: its file survives a round trip, damage reads as empty, and a digest is only
+//! trusted when no write could have slipped past the recorded stat (the racy-timestamp rule).
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use once_core::hash::{hash_bytes, Digest};
+use once_core::statcache::StatCache;
+use once_core::walk::FileStat;
+
+const SEC: i64 = 1_000_000_000;
+
+fn stat(ino: u64, size: u64, mtime_ns: i64, ctime_ns: i64) -> FileStat {
+    FileStat {
+        dev: 7,
+        ino,
+        size,
+        mtime_ns,
+        ctime_ns,
+        mode: 0o100_644,
+    }
+}
+
+fn save_one(path: &Path, start_ns: i64, rel: &str, stat: &FileStat, digest: &Digest) {
+    StatCache::save(path, start_ns, std::iter::once((rel, stat, digest))).unwrap();
+}
+
+#[test]
+fn round_trip_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/folder/statcache");
+    let start = 1_700_000_000 * SEC + 123;
+    let files: Vec<(String, FileStat, Digest)> = (0..500u64)
+        .map(|i| {
+            let rel = format!("pkg{}/src/ünïcode-{i}.rs", i % 7);
+            let t = start - 10 * SEC - i as i64 * 1_001;
+            (
+                rel.clone(),
+                stat(i, i * 3, t, t + 5),
+                hash_bytes(rel.as_bytes()),
+            )
+        })
+        .collect();
+    StatCache::save(
+        &path,
+        start,
+        files
+            .iter()
+            .map(|(rel, stat, digest)| (rel.as_str(), stat, digest)),
+    )
+    .unwrap();
+    let cache = StatCache::load(&path);
+    assert_eq!(cache.len(), 500);
+    assert_eq!(cache.snapshot_start_ns(), start);
+    for (rel, stat, digest) in &files {
+        assert_eq!(cache.lookup(rel, stat), Some(*digest), "{rel}");
+    }
+    assert_eq!(cache.lookup("not/recorded", &files[0].1), None);
+    // The temp file was renamed away, nothing else is left in the folder.
+    let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
+    assert_eq!(names.len(), 1);
+}
+
+#[test]
+fn missing_truncated_or_corrupt_files_load_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statcache");
+    assert!(StatCache::load(&path).is_empty());
+
+    let old = 1_000 * SEC + 1;
+    let s = stat(1, 2, old, old);
+    save_one(&path, 2_000 * SEC, "a.txt", &s, &hash_bytes(b"a"));
+    let good = fs::read(&path).unwrap();
+    assert_eq!(StatCache::load(&path).len(), 1);
+
+    for cut in [0, 1, 8, 20, good.len() / 2, good.len() - 1] {
+        fs::write(&path, &good[..cut]).unwrap();
+        assert!(StatCache::load(&path).is_empty(), "truncated to {cut}");
+    }
+    for flip in [0, 9, 30, good.len() - 40, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[flip] ^= 0x40;
+        fs::write(&path, &bad).unwrap();
+        assert!(StatCache::load(&path).is_empty(), "byte {flip} flipped");
+    }
+    fs::write(&path, b"not a stat cache at all, just some text").unwrap();
+    assert!(StatCache::load(&path).is_empty());
+    fs::create_dir_all(dir.path().join("a-folder")).unwrap();
+    assert!(StatCache::load(&dir.path().join("a-folder")).is_empty());
+}
+
+#[test]
+fn changed_inode_size_mtime_or_ctime_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statcache");
+    let old = 1_000 * SEC + 17;
+    let recorded = stat(42, 100, old, old + 3);
+    let digest = hash_bytes(b"content");
+    save_one(&path, 2_000 * SEC, "f", &recorded, &digest);
+    let cache = StatCache::load(&path);
+    assert_eq!(cache.lookup("f", &recorded), Some(digest));
+    for changed in [
+        FileStat {
+            ino: 43,
+            ..recorded
+        },
+        FileStat { dev: 8, ..recorded },
+        FileStat {
+            size: 101,
+            ..recorded
+        },
+        FileStat {
+            mtime_ns: old + 1,
+            ..recorded
+        },
+        // `mv` of a file restored by `tar`: same mtime and size, new ctime.
+        FileStat {
+            ctime_ns: old + 4,
+            ..recorded
+        },
+    ] {
+        assert_eq!(cache.lookup("f", &changed), None, "{changed:?}");
+    }
+    // The mode is not part of the content: chmod alone keeps the digest valid (the ctime
+    // change it causes is what makes a real chmod a miss).
+    let chmodded = FileStat {
+        mode: 0o100_755,
+        ..recorded
+    };
+    assert_eq!(cache.lookup("f", &chmodded), Some(digest));
+}
+
+#[test]
+fn times_not_older_than_the_snapshot_start_are_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statcache");
+    let start = 5_000 * SEC + 500_000_000;
+    let digest = hash_bytes(b"x");
+    let cases = [
+        // (mtime, ctime, trusted)
+        (start - 10 * SEC + 1, start - 10 * SEC + 1, true),
+        (start - SEC + 1, start - SEC + 1, true),
+        (start, start - 10 * SEC + 1, false),
+        (start + SEC, start - 10 * SEC + 1, false),
+        (start - 10 * SEC + 1, start, false),
+        // Within a coarse clock tick of the start: a later write could carry this stamp.
+        (start - 1_000_000, start - 10 * SEC + 1, false),
+        (start - 10 * SEC + 1, start - 1, false),
+        // A whole-second stamp can hide up to 2 s of writes (1 s and FAT's 2 s file systems).
+        (5_000 * SEC, start - 10 * SEC + 1, false),
+        (4_998 * SEC, start - 10 * SEC + 1, true),
+    ];
+    for (mtime, ctime, trusted) in cases {
+        let s = stat(1, 1, mtime, ctime);
+        save_one(&path, start, "f", &s, &digest);
+        let found = StatCache::load(&path).lookup("f", &s);
+        assert_eq!(found.is_some(), trusted, "mtime {mtime} ctime {ctime}");
+    }
+}
+
+/// A file system that keeps whole seconds, simulated by truncating the real stat.
+fn coarse_stat(path: &Path) -> FileStat {
+    let real = FileStat::from_metadata(&fs::metadata(path).unwrap());
+    FileStat {
+        mtime_ns: real.mtime_ns - real.mtime_ns.rem_euclid(SEC),
+        ctime_ns: real.ctime_ns - real.ctime_ns.rem_euclid(SEC),
+        ..real
+    }
+}
+
+fn wall_clock_ns() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap()
+}
+
+/// The race git calls "racily clean": on a file system with 1 s timestamps, a run records a
+/// file's digest, and within the same second the file is rewritten with the same size. Its
+/// stat is unchanged, so only the racy rule stops the next run from trusting the old digest.
+#[test]
+fn rewrite_within_the_timestamp_granularity_is_hashed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input.txt");
+    let cache_path = dir.path().join("statcache");
+
+    // Begin just after a second boundary so the whole scenario falls within one second.
+    let into_second = wall_clock_ns().rem_euclid(SEC);
+    std::thread::sleep(Duration::from_nanos((SEC - into_second) as u64 + 5_000_000));
+
+    let snapshot_start = wall_clock_ns();
+    fs::write(&file, "version 1").unwrap();
+    let first_stat = coarse_stat(&file);
+    let first_digest = hash_bytes(&fs::read(&file).unwrap());
+    save_one(
+        &cache_path,
+        snapshot_start,
+        "input.txt",
+        &first_stat,
+        &first_digest,
+    );
+
+    fs::write(&file, "version 2").unwrap();
+    let second_stat = coarse_stat(&file);
+    assert_eq!(
+        second_stat, first_stat,
+        "setup: the rewrite must be invisible at 1 s granularity (did the test stall?)"
+    );
+    assert!(
+        first_stat.mtime_ns < snapshot_start,
+        "setup: the truncated mtime lies before the snapshot start, as on a real coarse file system"
+    );
+
+    let cache = StatCache::load(&cache_path);
+    assert_eq!(cache.lookup("input.txt", &second_stat), None);
+    // So the caller hashes again and sees the new content.
+    let rehashed = hash_bytes(&fs::read(&file).unwrap());
+    assert_ne!(rehashed, first_digest);
+    assert_eq!(rehashed, hash_bytes(b"version 2"));
+
+    // The next run starts seconds later: the same stat is now old enough to be trusted.
+    let later_start = snapshot_start + 3 * SEC;
+    save_one(
+        &cache_path,
+        later_start,
+        "input.txt",
+        &second_stat,
+        &rehashed,
+    );
+    let cache = StatCache::load(&cache_path);
+    assert_eq!(cache.lookup("input.txt", &second_stat), Some(rehashed));
+}
+
+#[test]
+fn concurrent_saves_leave_one_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statcache");
+    let old = 1_000 * SEC + 1;
+    std::thread::scope(|scope| {
+        for writer in 0..8u64 {
+            let path = &path;
+            scope.spawn(move || {
+                for round in 0..20u64 {
+                    let rels: Vec<String> =
+                        (0..50).map(|i| format!("w{writer}/r{round}/{i}")).collect();
+                    let s = stat(writer, round, old, old);
+                    let d = hash_bytes(&writer.to_le_bytes());
+                    StatCache::save(path, 2_000 * SEC, rels.iter().map(|r| (r.as_str(), &s, &d)))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(StatCache::load(&path).len(), 50);
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temp files left"
+    );
+}
