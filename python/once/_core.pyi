@@ -1,5 +1,22 @@
 """Type stubs for `once._core`, the Rust extension (rust/once-py). Every call that touches
-files releases the GIL; `tests/test_core_stub.py` checks this stub against the binary."""
+files releases the GIL; `scripts/test` checks this stub against the binary with mypy's stubtest."""
+
+from typing import final
+
+__all__ = [
+    "KEY_FORMAT_VERSION",
+    "Entry",
+    "FileSet",
+    "GlobError",
+    "Snapshot",
+    "Store",
+    "UnsafePathError",
+    "__version__",
+    "action_key",
+    "b3sum_lines",
+    "hash_bytes",
+    "hash_files",
+]
 
 __version__: str
 KEY_FORMAT_VERSION: int
@@ -19,11 +36,13 @@ def hash_files(paths: list[str]) -> list[str]:
 def b3sum_lines(paths: list[str]) -> list[str]:
     """The lines `b3sum` prints for these paths, folders expanded to every file below them."""
 
+@final
 class FileSet:
     """The files one rule reads: indices into a `Snapshot`."""
 
     def __len__(self) -> int: ...
 
+@final
 class Snapshot:
     """Every file of a workspace with its stat, from one parallel walk honouring ignore files."""
 
@@ -53,6 +72,7 @@ def action_key(
 ) -> tuple[str, str]:
     """The action key (hex) and the JSON of everything that went into it."""
 
+@final
 class Entry:
     """A cached action: its outputs' manifest, log and exit status."""
 
@@ -67,10 +87,11 @@ class Entry:
     @property
     def output_count(self) -> int: ...
 
+@final
 class Store:
     """The local content-addressed store: blobs by digest, entries by action key."""
 
-    def __init__(self, root: str) -> None: ...
+    def __new__(cls, root: str) -> Store: ...
     @property
     def root(self) -> str: ...
     def lookup(self, key: str) -> Entry | None:

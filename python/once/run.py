@@ -56,8 +56,11 @@ class Console:
     def lines(self, label: str, data: bytes) -> None:
         if not data:
             return
-        prefix = f"{label} | ".encode()
-        body = b"".join(prefix + line + b"\n" for line in data.rstrip(b"\n").split(b"\n"))
+        prefix = f"{label} |".encode()
+        body = b"".join(
+            prefix + (b" " + line if line else b"") + b"\n"
+            for line in data.rstrip(b"\n").split(b"\n")
+        )
         self._write(body)
 
     def status(self, text: str) -> None:

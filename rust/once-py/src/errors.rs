@@ -3,10 +3,17 @@
 use std::io;
 
 use once_core::Error;
-use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyPermissionError, PyValueError,
+};
 use pyo3::{create_exception, PyErr};
 
-create_exception!(once._core, GlobError, PyValueError, "A glob in a once.toml does not parse.");
+create_exception!(
+    once._core,
+    GlobError,
+    PyValueError,
+    "A glob in a once.toml does not parse."
+);
 create_exception!(
     once._core,
     UnsafePathError,

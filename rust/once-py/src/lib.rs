@@ -26,6 +26,8 @@ mod _core {
     use crate::store::{Entry, Store};
 
     #[pymodule_export]
+    // Python expects this dunder name for a module version.
+    #[allow(non_upper_case_globals)]
     const __version__: &str = env!("CARGO_PKG_VERSION");
 
     #[pymodule_export]

@@ -83,7 +83,9 @@ impl Snapshot {
     /// (path, digest hex, executable) of each file of `set`.
     fn inputs(&self, set: &FileSet) -> PyResult<Vec<(String, String, bool)>> {
         let inner = self.lock()?;
-        let inputs = inner.inputs(&set.indices).map_err(crate::errors::CoreError)?;
+        let inputs = inner
+            .inputs(&set.indices)
+            .map_err(crate::errors::CoreError)?;
         Ok(inputs
             .into_iter()
             .map(|(path, digest, executable)| (path.to_owned(), digest.to_hex(), executable))

@@ -54,9 +54,15 @@ impl Store {
         duration_ms: u64,
     ) -> PyResult<Entry> {
         let saved: CoreResult<ActionEntry> = py.detach(|| {
-            Ok(self
-                .inner
-                .save(key, &workspace, package, &outputs, log, exit_code, duration_ms)?)
+            Ok(self.inner.save(
+                key,
+                &workspace,
+                package,
+                &outputs,
+                log,
+                exit_code,
+                duration_ms,
+            )?)
         });
         Ok(Entry { inner: saved? })
     }
