@@ -54,6 +54,8 @@ class Snapshot:
         """Files of `package` matching any `include` glob and no `exclude` glob."""
     def hash(self, sets: list[FileSet], stat_cache: str | None = None) -> int:
         """Digest every file of `sets`, trusting the stat cache where it may; returns files read."""
+    def changed_since_scan(self, set: FileSet) -> list[str]:
+        """Paths of `set` edited, replaced or deleted since the scan."""
     def inputs(self, set: FileSet) -> list[tuple[str, str, bool]]:
         """(path, digest, executable) of each file of a hashed set."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -59,6 +59,24 @@ def cli(ctx: click.Context, directory: Path | None) -> None:
         ctx.obj = Path.cwd()
 
 
+if TYPE_CHECKING:
+    from once.config import Workspace
+    from once.fingerprint import Plan
+    from once.graph import Action
+
+
+def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Plan]:
+    """Load the workspace, resolve the targets (all rules in scope when none) and key them."""
+    from once.config import load_workspace
+    from once.fingerprint import plan
+    from once.graph import all_targets, build_graph, select_targets
+
+    workspace = load_workspace(cwd)
+    labels = select_targets(workspace, targets, cwd) if targets else all_targets(workspace, cwd)
+    actions = build_graph(workspace, labels)
+    return workspace, actions, plan(workspace, actions, os.environ)
+
+
 @cli.command()
 @click.argument("targets", nargs=-1, required=True)
 @click.option(
@@ -69,34 +87,143 @@ def cli(ctx: click.Context, directory: Path | None) -> None:
     help="Commands to run at once [default: number of CPUs].",
 )
 @click.option("--force", is_flag=True, help="Run every command even if the cache has it.")
+@click.option(
+    "--output-logs",
+    type=click.Choice(["full", "new-only", "errors-only", "none"]),
+    default="full",
+    show_default=True,
+    help="Command output to show: live and replayed (full), only of commands that run "
+    "(new-only), only of failures (errors-only), or none.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would run and why; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: every action as JSON.")
 @click.pass_obj
-def run(cwd: Path, targets: tuple[str, ...], jobs: int | None, force: bool) -> None:
-    """Run TARGETS: a rule name (in every package, or the package you are in) or a label
-    such as //libs/core:build, and everything they depend on."""
+def run(
+    cwd: Path,
+    targets: tuple[str, ...],
+    jobs: int | None,
+    force: bool,
+    output_logs: str,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Run TARGETS and everything they depend on, restoring from the cache what it has.
+
+    A target is a rule name (that rule in every package, or in the package you are in) or a
+    label such as //libs/core:build."""
     import time
 
-    from once import _core
-    from once.config import load_workspace
-    from once.fingerprint import compute_fingerprints
-    from once.graph import build_graph, select_targets
-    from once.run import Console, Outcome, Runner, default_cache_dir, summary
+    from once.config import STATE_DIR
+    from once.history import History
+    from once.lock import workspace_lock
+    from once.run import Console, LogMode, Outcome, Runner, open_store, summary
 
+    if as_json and not dry_run:
+        raise click.UsageError("--json needs --dry-run")
     started = time.monotonic()
-    workspace = load_workspace(cwd)
-    actions = build_graph(workspace, select_targets(workspace, list(targets), cwd))
-    fingerprints, _ = compute_fingerprints(workspace, actions, os.environ)
-    console = Console(sys.stdout.buffer)
-    store: _core.Store | None
-    try:
-        store = _core.Store(str(default_cache_dir()))
-    except OSError as err:
-        click.echo(f"once: warning: caching is off for this run: {err}", err=True)
-        store = None
-    runner = Runner(workspace, fingerprints, store, console, force=force)
-    results = runner.run(actions, jobs or os.cpu_count() or 1)
+    workspace, actions, plan = _prepare(cwd, list(targets))
+    if dry_run:
+        _print_dry_run(workspace, actions, plan, as_json=as_json)
+        return
+    state_dir = workspace.root / STATE_DIR
+    with workspace_lock(state_dir):
+        console = Console(sys.stdout.buffer, LogMode(output_logs))
+        runner = Runner(
+            workspace, plan.fingerprints, open_store(), console, force=force, snapshot=plan.snapshot
+        )
+        results = runner.run(actions, jobs or os.cpu_count() or 1)
+        history = History(state_dir)
+        for result in results:
+            if result.outcome is not Outcome.SKIPPED:
+                fingerprint = plan.fingerprints[result.label]
+                history.record(result.label, fingerprint.key, fingerprint.spec_json)
+        history.save()
     console.status(summary(results, time.monotonic() - started))
     if any(result.outcome is Outcome.FAILED for result in results):
         sys.exit(EXIT_FAILED)
+
+
+def _print_dry_run(
+    workspace: Workspace, actions: list[Action], plan: Plan, *, as_json: bool
+) -> None:
+    import json
+
+    from once.config import STATE_DIR
+    from once.explain import summary
+    from once.history import History
+    from once.run import open_store
+
+    store = open_store(quiet=True)
+    history = History(workspace.root / STATE_DIR)
+    rows = []
+    for action in actions:
+        fingerprint = plan.fingerprints[action.label]
+        cached = bool(action.rule.cache and store and store.lookup(fingerprint.key))
+        spec = json.loads(fingerprint.spec_json)
+        rows.append(
+            {
+                "label": action.label,
+                "key": fingerprint.key,
+                "cached": cached,
+                "cache": action.rule.cache,
+                "deps": list(action.deps),
+                "spec": spec,
+            }
+        )
+        if not as_json:
+            why = (
+                "cached"
+                if cached
+                else f"would run: {summary(history.last_spec(action.label), spec)}"
+            )
+            click.echo(f"{action.label}: {why}")
+    if as_json:
+        click.echo(json.dumps({"actions": rows}, indent=2))
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per rule.")
+@click.pass_obj
+def status(cwd: Path, targets: tuple[str, ...], as_json: bool) -> None:
+    """For each rule of TARGETS (default: every rule here), whether the cache has it, and
+    in one line why not."""
+    workspace, actions, plan = _prepare(cwd, list(targets))
+    _print_dry_run(workspace, actions, plan, as_json=as_json)
+
+
+@cli.command()
+@click.argument("target")
+@click.pass_obj
+def why(cwd: Path, target: str) -> None:
+    """Name exactly what changed in TARGET since its last run: input files, env variables,
+    command, tool outputs or dependencies (followed down to their own changes)."""
+    import json
+
+    from once.config import STATE_DIR
+    from once.explain import explain
+    from once.graph import select_targets
+    from once.history import History, Spec
+    from once.run import open_store
+
+    workspace, _, plan = _prepare(cwd, [target])
+    history = History(workspace.root / STATE_DIR)
+
+    def now(label: str) -> Spec | None:
+        fingerprint = plan.fingerprints.get(label)
+        return json.loads(fingerprint.spec_json) if fingerprint else None
+
+    store = open_store(quiet=True)
+    for label in select_targets(workspace, [target], cwd):
+        key = plan.fingerprints[label].key
+        cached = store is not None and store.lookup(key) is not None
+        last = history.last_key(label)
+        head = f"{label}: key {key[:12]}, {'cached' if cached else 'not cached'}"
+        if last and last != key:
+            head += f"; last run had key {last[:12]}"
+        click.echo(head)
+        for line in explain(label, history.last_spec, now):
+            click.echo(line)
 
 
 @cli.command("hash")

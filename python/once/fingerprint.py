@@ -23,6 +23,15 @@ class Fingerprint:
     inputs: _core.FileSet
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The keys of one run's actions and the workspace snapshot they were computed from."""
+
+    snapshot: _core.Snapshot
+    fingerprints: dict[str, Fingerprint]
+    files_read: int  # files whose contents were hashed (not answered by the stat cache)
+
+
 def platform_tag() -> str:
     return f"{sys.platform}-{platform.machine()}"
 
@@ -76,12 +85,8 @@ class ToolProbes:
         return self._outputs[command]
 
 
-def compute_fingerprints(
-    workspace: Workspace,
-    actions: list[Action],
-    environ: Mapping[str, str],
-) -> tuple[dict[str, Fingerprint], int]:
-    """Keys of `actions` (given in dependency order) and the number of files read to get them."""
+def plan(workspace: Workspace, actions: list[Action], environ: Mapping[str, str]) -> Plan:
+    """Keys of `actions` (given in dependency order) from one walk of the workspace."""
     snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR])
     filesets: dict[str, _core.FileSet] = {}
     for action in actions:
@@ -110,4 +115,4 @@ def compute_fingerprints(
             outputs=list(rule.outputs),
         )
         fingerprints[action.label] = Fingerprint(key, spec, filesets[action.label])
-    return fingerprints, read
+    return Plan(snapshot, fingerprints, read)

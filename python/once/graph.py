@@ -76,6 +76,17 @@ def select_targets(workspace: Workspace, targets: list[str], cwd: Path) -> list[
     return list(dict.fromkeys(labels))
 
 
+def all_targets(workspace: Workspace, cwd: Path) -> list[str]:
+    """Every rule of the package holding `cwd`, or of the whole workspace from its root."""
+    here = _package_at(workspace, cwd)
+    return [
+        rule.label
+        for path, package in workspace.packages.items()
+        if not here or path == here
+        for rule in package.rules.values()
+    ]
+
+
 def _package_at(workspace: Workspace, cwd: Path) -> str:
     try:
         relative = cwd.resolve().relative_to(workspace.root).as_posix()

@@ -21,6 +21,10 @@ from once.config import Workspace
 from once.fingerprint import Fingerprint
 from once.graph import Action
 
+# How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
+INTERRUPT_GRACE_SECONDS = 3.0
+INTERRUPTED = 130  # exit status given to a command that was never started because of Ctrl-C
+
 
 class Outcome(enum.Enum):
     RAN = "ran"
@@ -38,6 +42,17 @@ class Result:
     saved_ms: int = 0  # for hits: how long the original run took
 
 
+def open_store(*, quiet: bool = False) -> _core.Store | None:
+    """The local store, or None (with one warning) when its folder cannot be used: the build
+    then runs without caching rather than failing."""
+    try:
+        return _core.Store(str(default_cache_dir()))
+    except OSError as err:
+        if not quiet:
+            print(f"once: warning: caching is off for this run: {err}", file=sys.stderr)
+        return None
+
+
 def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """`$ONCE_CACHE_DIR`, else `$XDG_CACHE_HOME/once`, else `~/.cache/once`."""
     if environ.get("ONCE_CACHE_DIR"):
@@ -46,12 +61,36 @@ def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "once"
 
 
+class LogMode(enum.Enum):
+    """Which command output to show (Turborepo's `--output-logs`)."""
+
+    FULL = "full"  # live output of commands, and the replayed log of every hit
+    NEW_ONLY = "new-only"  # live output of commands that run; hits stay quiet
+    ERRORS_ONLY = "errors-only"  # only the log of a command that failed
+    NONE = "none"  # no command output at all
+
+
 class Console:
     """Serializes output of parallel actions, each line prefixed by its action's label."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, mode: LogMode = LogMode.FULL) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        self.mode = mode
+
+    @property
+    def replays(self) -> bool:
+        return self.mode is LogMode.FULL
+
+    def live(self, label: str, data: bytes) -> None:
+        """Output of a running command, as it comes."""
+        if self.mode in (LogMode.FULL, LogMode.NEW_ONLY):
+            self.lines(label, data)
+
+    def failed(self, label: str, log: bytes) -> None:
+        """The whole log of a failed command, where it was not shown live."""
+        if self.mode is LogMode.ERRORS_ONLY:
+            self.lines(label, log)
 
     def lines(self, label: str, data: bytes) -> None:
         if not data:
@@ -83,14 +122,17 @@ class Runner:
         console: Console,
         *,
         force: bool = False,
+        snapshot: _core.Snapshot | None = None,
     ) -> None:
         self.workspace = workspace
+        self.snapshot = snapshot
         self.fingerprints = fingerprints
         self.store = store
         self.console = console
         self.force = force
         self._procs: set[subprocess.Popen[bytes]] = set()
         self._procs_lock = threading.Lock()
+        self._stopping = False  # set on interrupt: no new command may start
         self._cache_warned = False
 
     def run(self, actions: list[Action], jobs: int) -> list[Result]:
@@ -129,16 +171,27 @@ class Runner:
                             if child in waiting:
                                 waiting[child].discard(label)
             except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
                 self.interrupt()
                 raise
         return [results[action.label] for action in actions]
 
     def interrupt(self) -> None:
-        """Stop every running command with its whole process group."""
+        """Stop every running command with its whole process group: TERM, then KILL for
+        whatever is still there after a grace period."""
         with self._procs_lock:
-            for proc in self._procs:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+            self._stopping = True
+            procs = list(self._procs)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            # The group may outlive its leader (a backgrounded child), so always KILL it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def _execute(self, action: Action) -> Result:
         started = time.monotonic()
@@ -155,8 +208,9 @@ class Runner:
                 else:
                     self.store.restore(entry, root, rule.package, outputs)
                     outcome = Outcome.RESTORED
-                self.console.status(f"{action.label}: cache hit ({outcome.value}), replaying log")
-                self.console.lines(action.label, self.store.read_blob(entry.log))
+                self.console.status(f"{action.label}: cache hit ({outcome.value})")
+                if self.console.replays:
+                    self.console.lines(action.label, self.store.read_blob(entry.log))
                 return Result(
                     action.label,
                     outcome,
@@ -168,9 +222,17 @@ class Runner:
         exit_code, log = self._spawn(action, package_dir)
         duration_ms = int((time.monotonic() - started) * 1000)
         if exit_code != 0:
+            self.console.failed(action.label, log)
             self.console.status(f"{action.label}: failed with exit code {exit_code}")
             return Result(action.label, Outcome.FAILED, time.monotonic() - started)
-        if self.store is not None and rule.cache:
+        edited = self.snapshot.changed_since_scan(fingerprint.inputs) if self.snapshot else []
+        if edited:
+            # Caching now would file outputs made from new contents under the old key.
+            more = f" and {len(edited) - 1} more" if len(edited) > 1 else ""
+            self.console.status(
+                f"{action.label}: not cached: inputs changed while it ran ({edited[0]}{more})"
+            )
+        elif self.store is not None and rule.cache:
             try:
                 self.store.save(
                     fingerprint.key,
@@ -187,22 +249,24 @@ class Runner:
 
     def _spawn(self, action: Action, cwd: Path) -> tuple[int, bytes]:
         """Run the command with `sh -c` in its own process group, streaming prefixed lines."""
-        proc = subprocess.Popen(
-            ["sh", "-c", action.rule.cmd],
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so an interrupt can stop the command and its children
-        )
         with self._procs_lock:
+            if self._stopping:
+                return INTERRUPTED, b""
+            proc = subprocess.Popen(
+                ["sh", "-c", action.rule.cmd],
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # so an interrupt can stop the command and its children
+            )
             self._procs.add(proc)
         log = bytearray()
         try:
             assert proc.stdout is not None  # noqa: S101 - guaranteed by stdout=PIPE
             for line in proc.stdout:
                 log += line
-                self.console.lines(action.label, line)
+                self.console.live(action.label, line)
             return proc.wait(), bytes(log)
         finally:
             with self._procs_lock:

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
 
 use crate::hash::{hash_files, Digest};
 use crate::statcache::StatCache;
-use crate::walk::{walk_workspace, WalkedFile};
+use crate::walk::{walk_workspace, FileStat, WalkedFile};
 use crate::{Error, Result};
 
 /// Indices into `Snapshot::files`, sorted; one per rule's input set.
@@ -146,6 +147,22 @@ impl Snapshot {
                     ),
                 })?;
                 Ok((file.rel.as_str(), digest, file.stat.executable()))
+            })
+            .collect()
+    }
+
+    /// Paths of `set` whose stat is no longer what the walk recorded (edited, replaced or
+    /// deleted since). Checked after a rule's command ran: a step whose inputs changed under
+    /// it must not be cached under the key computed from the earlier contents.
+    #[must_use]
+    pub fn changed_since_scan(&self, set: &FileSet) -> Vec<String> {
+        set.par_iter()
+            .filter_map(|&index| {
+                let file = self.files.get(index as usize)?;
+                let now = std::fs::metadata(self.root.join(&file.rel))
+                    .ok()
+                    .map(|meta| FileStat::from_metadata(&meta));
+                (now != Some(file.stat)).then(|| file.rel.clone())
             })
             .collect()
     }

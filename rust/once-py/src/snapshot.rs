@@ -80,6 +80,12 @@ impl Snapshot {
         Ok(read?)
     }
 
+    /// Paths of `set` edited, replaced or deleted since the scan.
+    fn changed_since_scan(&self, py: Python<'_>, set: &FileSet) -> PyResult<Vec<String>> {
+        let inner = self.lock()?;
+        Ok(py.detach(|| inner.changed_since_scan(&set.indices)))
+    }
+
     /// (path, digest hex, executable) of each file of `set`.
     fn inputs(&self, set: &FileSet) -> PyResult<Vec<(String, String, bool)>> {
         let inner = self.lock()?;

@@ -1,0 +1,143 @@
+"""Name exactly what changed between two action specs: inputs, env, command, tools, deps.
+
+Variable values are never printed (they may be secrets in CI logs); only which changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from once.history import Spec
+
+MAX_LISTED = 10  # longer lists of changed files are cut, with the count of the rest
+
+
+def _pairs(spec: Spec, field: str) -> dict[str, str]:
+    return {str(name): str(value) for name, value in spec.get(field, [])}
+
+
+def _inputs(spec: Spec) -> dict[str, tuple[str, bool]]:
+    return {item["path"]: (item["digest"], item["executable"]) for item in spec.get("inputs", [])}
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
+def _listed(kind: str, paths: list[str]) -> list[str]:
+    lines = [f"{kind}: {path}" for path in paths[:MAX_LISTED]]
+    if len(paths) > MAX_LISTED:
+        lines.append(f"{kind}: ... and {len(paths) - MAX_LISTED} more")
+    return lines
+
+
+def changes(old: Spec, new: Spec) -> list[str]:
+    """One line per difference, most telling first; empty when the specs are the same."""
+    lines: list[str] = []
+    if old.get("cmd") != new.get("cmd"):
+        lines.append(f"command changed: {old.get('cmd')!r} -> {new.get('cmd')!r}")
+    lines += _input_changes(_inputs(old), _inputs(new))
+    lines += _env_changes(_pairs(old, "env"), _pairs(new, "env"))
+    lines += _tool_changes(_pairs(old, "tools"), _pairs(new, "tools"))
+    lines += _dep_changes(_pairs(old, "deps"), _pairs(new, "deps"))
+    for field, what in (
+        ("outputs", "outputs"),
+        ("cwd", "working folder"),
+        ("platform", "platform"),
+    ):
+        if old.get(field) != new.get(field):
+            lines.append(f"{what} changed: {old.get(field)!r} -> {new.get(field)!r}")
+    return lines
+
+
+def _input_changes(old: dict[str, tuple[str, bool]], new: dict[str, tuple[str, bool]]) -> list[str]:
+    both = old.keys() & new.keys()
+    return [
+        *_listed("input changed", sorted(p for p in both if old[p][0] != new[p][0])),
+        *_listed("input added", sorted(new.keys() - old.keys())),
+        *_listed("input removed", sorted(old.keys() - new.keys())),
+        *_listed(
+            "executable bit changed",
+            sorted(p for p in both if old[p][0] == new[p][0] and old[p][1] != new[p][1]),
+        ),
+    ]
+
+
+def _env_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    lines = []
+    for name in sorted(old.keys() | new.keys()):
+        if name not in old:
+            lines.append(f"env {name} is now set")
+        elif name not in new:
+            lines.append(f"env {name} is no longer set")
+        elif old[name] != new[name]:
+            lines.append(f"env {name} changed value")
+    return lines
+
+
+def _tool_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    lines = []
+    for tool in sorted(old.keys() | new.keys()):
+        before, after = old.get(tool), new.get(tool)
+        if before is None:
+            lines.append(f"tool probe added: {tool!r}")
+        elif after is None:
+            lines.append(f"tool probe removed: {tool!r}")
+        elif before != after:
+            lines.append(
+                f"tool output changed: {tool!r}: {_first_line(before)!r} -> {_first_line(after)!r}"
+            )
+    return lines
+
+
+def _dep_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    lines = []
+    for dep in sorted(old.keys() | new.keys()):
+        if dep not in old:
+            lines.append(f"dependency added: {dep}")
+        elif dep not in new:
+            lines.append(f"dependency removed: {dep}")
+        elif old[dep] != new[dep]:
+            lines.append(f"dependency changed: {dep}")
+    return lines
+
+
+def explain(
+    label: str,
+    old_of: Callable[[str], Spec | None],
+    new_of: Callable[[str], Spec | None],
+    depth: int = 0,
+    seen: set[str] | None = None,
+) -> list[str]:
+    """Lines explaining why `label`'s key differs from its last run, following changed
+    dependencies down to the rules whose own inputs changed."""
+    seen = set() if seen is None else seen
+    seen.add(label)
+    indent = "  " * depth
+    old, new = old_of(label), new_of(label)
+    if new is None:
+        return [f"{indent}{label}: not part of this build"]
+    if old is None:
+        return [f"{indent}{label}: never run in this workspace, so nothing to compare with"]
+    found = changes(old, new)
+    if not found:
+        return [f"{indent}{label}: unchanged since its last run"]
+    lines = [f"{indent}{label}:"]
+    for line in found:
+        lines.append(f"{indent}  {line}")
+        prefix = "dependency changed: "
+        if line.startswith(prefix) and line[len(prefix) :] not in seen:
+            lines += explain(line[len(prefix) :], old_of, new_of, depth + 2, seen)
+    return lines
+
+
+def summary(old: Spec | None, new: Spec) -> str:
+    """The most telling difference in a few words, for `once status`."""
+    if old is None:
+        return "never run here"
+    found = changes(old, new)
+    if not found:
+        return "same key as its last run, but no cache entry (failed, evicted or never stored)"
+    more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+    return found[0] + more

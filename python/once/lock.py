@@ -1,0 +1,45 @@
+"""One `once run` at a time per workspace: runs of one workspace write the same outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def ensure_state_dir(state_dir: Path) -> Path:
+    """Create the workspace's state folder, ignored by git without the user having to say so."""
+    if not state_dir.is_dir():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / ".gitignore").write_text(
+            "# written by once: its state is never committed\n*\n"
+        )
+    return state_dir
+
+
+@contextlib.contextmanager
+def workspace_lock(state_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the workspace, saying so on stderr while waiting for it.
+
+    flock is released by the kernel when the process dies, so a `kill -9` never leaves a
+    stale lock behind."""
+    fd = os.open(ensure_state_dir(state_dir) / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            print(
+                f"once: waiting for another once run in this workspace (pid {holder})",
+                file=sys.stderr,
+                flush=True,
+            )
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
