@@ -4,6 +4,7 @@
 //! converts types, maps errors and releases the GIL around calls into it.
 
 pub mod error;
+pub mod evict;
 pub mod hash;
 pub mod key;
 pub mod snapshot;

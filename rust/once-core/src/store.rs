@@ -31,6 +31,30 @@ pub struct OutputEntry {
     pub kind: OutputKind,
 }
 
+/// How restore puts a file's bytes in the workspace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinkMode {
+    /// A copy-on-write clone (reflink) where the file system can, else a plain copy; the
+    /// restored file is the user's to edit.
+    #[default]
+    Copy,
+    /// A hard link to the blob, read-only (`0o444`) so an edit cannot corrupt the store.
+    /// Executables are cloned or copied instead (`0o555`): the blob's single mode is shared by
+    /// every link, and a blob may be both an executable and a plain output.
+    Hardlink,
+}
+
+impl std::str::FromStr for LinkMode {
+    type Err = String;
+    fn from_str(name: &str) -> Result<LinkMode, String> {
+        match name {
+            "copy" => Ok(LinkMode::Copy),
+            "hardlink" => Ok(LinkMode::Hardlink),
+            _ => Err(format!("link mode must be copy or hardlink, not {name:?}")),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionEntry {
     pub key: String,
@@ -126,9 +150,7 @@ impl Store {
     /// The entry for `key` if it exists, decodes, and every blob it names is present.
     #[must_use]
     pub fn lookup(&self, key: &str) -> Option<ActionEntry> {
-        let path = self.entry_path(key)?;
-        let bytes = fs::read(path).ok()?;
-        let entry: ActionEntry = serde_json::from_slice(&bytes).ok()?;
+        let entry = read_entry(&self.entry_path(key)?)?;
         if entry.key != key || !self.contains(&entry.log) {
             return None;
         }
@@ -138,6 +160,20 @@ impl Store {
             OutputKind::Dir | OutputKind::Symlink { .. } => true,
         });
         complete.then_some(entry)
+    }
+    /// Mark the entry for `key` as used now: eviction is least-recently-used by the entry file's
+    /// mtime, and setting a time costs one syscall where rewriting the entry would cost several.
+    /// False when there is no such entry or its time cannot be set (a cache shared read-only).
+    #[must_use]
+    pub fn touch(&self, key: &str) -> bool {
+        let Some(path) = self.entry_path(key) else {
+            return false;
+        };
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|file| file.set_modified(SystemTime::now()))
+            .is_ok()
     }
     /// Store the declared outputs of a successful step and its log, then write the entry
     /// atomically (blobs first, entry last, so a visible entry never names a missing blob).
@@ -154,6 +190,9 @@ impl Store {
     ) -> Result<ActionEntry> {
         let entry_path = self.entry_path(key).ok_or_else(|| bad_key(key))?;
         let declared = Declared::parse(package, outputs)?;
+        // Held from the first blob to the entry: until the entry is written nothing names those
+        // blobs, and a collection running in between would delete them as unreferenced.
+        let _writing = StoreLock::shared(&self.root)?;
         let found: Vec<(String, Found)> = self.collect(workspace, &declared)?.into_iter().collect();
         let mut manifest: Vec<OutputEntry> = found
             .iter()
@@ -254,14 +293,27 @@ impl Store {
             .collect::<Result<Vec<bool>>>()?;
         Ok(same.into_iter().all(|equal| equal))
     }
-    /// Remove what the declared outputs hold now, then recreate the manifest from blobs.
-    /// Refuses (`Error::Escape`) any manifest path or symlink target leaving the workspace.
+    /// `restore_with` by copy (reflink where the file system can).
     pub fn restore(
         &self,
         workspace: &Path,
         package: &str,
         outputs: &[String],
         entry: &ActionEntry,
+    ) -> Result<()> {
+        self.restore_with(workspace, package, outputs, entry, LinkMode::Copy)
+    }
+    /// Remove what the declared outputs hold now, then recreate the manifest from blobs.
+    /// Refuses (`Error::Escape`) any manifest path or symlink target leaving the workspace,
+    /// before anything is touched; a blob missing is `NotFound`, also before anything is touched
+    /// unless a concurrent collection deletes it midway (the caller then runs the step).
+    pub fn restore_with(
+        &self,
+        workspace: &Path,
+        package: &str,
+        outputs: &[String],
+        entry: &ActionEntry,
+        link: LinkMode,
     ) -> Result<()> {
         let declared = Declared::parse(package, outputs)?;
         // Everything is checked before anything on disk is touched.
@@ -298,11 +350,7 @@ impl Store {
                 let dest = workspace.join(&output.path);
                 match &output.kind {
                     OutputKind::File { digest, executable } => {
-                        // `fs::copy` uses copy_file_range, which reflinks where the file
-                        // system can; it copies the blob's read-only mode, so set it after.
-                        fs::copy(self.blob_path(digest), &dest).at(&dest)?;
-                        let mode = if *executable { 0o755 } else { 0o644 };
-                        set_mode(&dest, mode)
+                        restore_file(&self.blob_path(digest), &dest, *executable, link)
                     }
                     OutputKind::Symlink { target } => make_symlink(target, &dest),
                     OutputKind::Dir => Ok(()),
@@ -310,13 +358,13 @@ impl Store {
             })
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
+    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.to_hex();
         self.root.join(CAS).join(&hex[..2]).join(hex)
     }
 
     /// `None` for a key that is not a plain name: it becomes a file name in the store.
-    fn entry_path(&self, key: &str) -> Option<PathBuf> {
+    pub(crate) fn entry_path(&self, key: &str) -> Option<PathBuf> {
         let plain = key.len() >= 2
             && key
                 .bytes()
@@ -491,10 +539,12 @@ impl Store {
     }
 }
 
-const CAS: &str = "cas";
-const AC: &str = "ac";
+pub(crate) const CAS: &str = "cas";
+pub(crate) const AC: &str = "ac";
+/// Held shared by every save and exclusively by a collection or a clear.
+const LOCK: &str = "lock";
 /// Blobs are shared by every entry naming them; read-only guards against editing one in place.
-const BLOB_MODE: u32 = 0o444;
+pub(crate) const BLOB_MODE: u32 = 0o444;
 const ENTRY_MODE: u32 = 0o644;
 /// Large enough that a big output costs few syscalls, small enough to stay in L2 while hashed.
 const COPY_CHUNK: usize = 1 << 20;
@@ -600,13 +650,9 @@ impl Declared {
     /// Refuse a manifest that would write outside the declared outputs of this package, or
     /// outside the workspace through a symlink (Turborepo and Nx tar restores, 2025).
     fn validate(&self, manifest: &[OutputEntry]) -> Result<()> {
-        let mut paths = HashSet::with_capacity(manifest.len());
-        let mut links = HashSet::new();
+        check_manifest(manifest)?;
         for output in manifest {
             let path = output.path.as_str();
-            if normalize(path).as_deref() != Some(path) || path.is_empty() {
-                return Err(Error::Escape(path.to_owned()));
-            }
             let rel = if self.package.is_empty() {
                 Some(path)
             } else {
@@ -619,32 +665,47 @@ impl Declared {
                     self.package
                 )));
             }
-            if !paths.insert(path) {
-                return Err(Error::Corrupt {
-                    path: PathBuf::from(path),
-                    message: "listed twice in the manifest".to_owned(),
-                });
-            }
-            if let OutputKind::Symlink { target } = &output.kind {
-                check_link(path, target)?;
-                links.insert(path);
-            }
-        }
-        // Writing below a restored symlink would write wherever it points.
-        for output in manifest {
-            let path = output.path.as_str();
-            if let Some((at, _)) = path
-                .match_indices('/')
-                .find(|(at, _)| links.contains(&path[..*at]))
-            {
-                return Err(Error::Escape(format!(
-                    "{path} (below the symlink {})",
-                    &path[..at]
-                )));
-            }
         }
         Ok(())
     }
+}
+
+/// What any manifest must satisfy, whatever rule it is for: relative normalized paths, each
+/// once, no symlink target leaving the workspace, nothing below a symlink. `once cache verify`
+/// drops entries that fail it; restore refuses them.
+pub(crate) fn check_manifest(manifest: &[OutputEntry]) -> Result<()> {
+    let mut paths = HashSet::with_capacity(manifest.len());
+    let mut links = HashSet::new();
+    for output in manifest {
+        let path = output.path.as_str();
+        if normalize(path).as_deref() != Some(path) || path.is_empty() {
+            return Err(Error::Escape(path.to_owned()));
+        }
+        if !paths.insert(path) {
+            return Err(Error::Corrupt {
+                path: PathBuf::from(path),
+                message: "listed twice in the manifest".to_owned(),
+            });
+        }
+        if let OutputKind::Symlink { target } = &output.kind {
+            check_link(path, target)?;
+            links.insert(path);
+        }
+    }
+    // Writing below a restored symlink would write wherever it points.
+    for output in manifest {
+        let path = output.path.as_str();
+        if let Some((at, _)) = path
+            .match_indices('/')
+            .find(|(at, _)| links.contains(&path[..*at]))
+        {
+            return Err(Error::Escape(format!(
+                "{path} (below the symlink {})",
+                &path[..at]
+            )));
+        }
+    }
+    Ok(())
 }
 
 const GLOB_META: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
@@ -760,11 +821,123 @@ fn seal(file: &File, path: &Path, mode: u32) -> Result<()> {
     file.sync_data().at(path)
 }
 
-fn parent_of(path: &Path) -> &Path {
+fn restore_file(blob: &Path, dest: &Path, executable: bool, link: LinkMode) -> Result<()> {
+    if link == LinkMode::Hardlink && !executable {
+        match fs::hard_link(blob, dest) {
+            // The blob is already `BLOB_MODE` (read-only), which is what the link must be.
+            Ok(()) => return Ok(()),
+            // Another file system (EXDEV), or one without links: a read-only copy instead.
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).at(blob),
+        }
+    }
+    // FICLONE (Linux), clonefile (macOS) or block cloning (ReFS) where the file system has
+    // it: instant, and the bytes are shared until one side writes. Else a plain copy.
+    reflink_copy::reflink_or_copy(blob, dest).map_err(|err| {
+        // The blob is the usual culprit (gone under a concurrent collection); name it then.
+        let at = if err.kind() == io::ErrorKind::NotFound && !is_file(blob) {
+            blob
+        } else {
+            dest
+        };
+        Error::Io {
+            path: at.to_path_buf(),
+            source: err,
+        }
+    })?;
+    // Both ways the clone has the blob's read-only mode, so set the manifest's after.
+    let mode = match (link, executable) {
+        (LinkMode::Copy, false) => 0o644,
+        (LinkMode::Copy, true) => 0o755,
+        (LinkMode::Hardlink, false) => BLOB_MODE,
+        (LinkMode::Hardlink, true) => 0o555,
+    };
+    set_mode(dest, mode)
+}
+
+/// An entry file decoded, or `None` when it is absent or does not decode (a cache file from
+/// another version or a torn disk is a miss, never an error).
+pub(crate) fn read_entry(path: &Path) -> Option<ActionEntry> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// An advisory lock on the store's `lock` file, released when dropped (and by the kernel when
+/// the process dies, even by `kill -9`, so a crash never leaves the store locked).
+pub(crate) struct StoreLock {
+    // Only held: closing the file releases the lock.
+    _file: File,
+}
+
+impl StoreLock {
+    /// Many holders at once: the writers.
+    pub(crate) fn shared(root: &Path) -> Result<StoreLock> {
+        // A blocking flock only returns once it holds the lock; `None` cannot happen.
+        Self::take(root, LockKind::Shared, true)?.ok_or_else(|| Error::Io {
+            path: root.join(LOCK),
+            source: io::ErrorKind::WouldBlock.into(),
+        })
+    }
+    /// One holder, no writer: a collection or a clear. `None` when `wait` is false and the
+    /// store is busy.
+    pub(crate) fn exclusive(root: &Path, wait: bool) -> Result<Option<StoreLock>> {
+        Self::take(root, LockKind::Exclusive, wait)
+    }
+    fn take(root: &Path, kind: LockKind, wait: bool) -> Result<Option<StoreLock>> {
+        let path = root.join(LOCK);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .at(&path)?;
+        if lock_file(&file, kind, wait).at(&path)? {
+            Ok(Some(StoreLock { _file: file }))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// `Ok(false)` when `wait` is false and someone else holds a conflicting lock.
+#[cfg(unix)]
+fn lock_file(file: &File, kind: LockKind, wait: bool) -> io::Result<bool> {
+    use rustix::fs::{flock, FlockOperation};
+    let operation = match (kind, wait) {
+        (LockKind::Shared, true) => FlockOperation::LockShared,
+        (LockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
+        (LockKind::Exclusive, true) => FlockOperation::LockExclusive,
+        (LockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
+    };
+    loop {
+        match flock(file, operation) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
+/// Without flock (not unix) writers and collections are not kept apart: a collection may then
+/// cost a concurrent writer its entry (a miss later), never a wrong hit.
+#[cfg(not(unix))]
+fn lock_file(_file: &File, _kind: LockKind, _wait: bool) -> io::Result<bool> {
+    Ok(true)
+}
+
+pub(crate) fn parent_of(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }
 
-fn is_file(path: &Path) -> bool {
+pub(crate) fn is_file(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|meta| meta.is_file())
 }
 
@@ -783,7 +956,7 @@ fn lstat_if_exists(path: &Path) -> Result<Option<fs::Metadata>> {
     }
 }
 
-fn hash_path(path: &Path) -> Result<Digest> {
+pub(crate) fn hash_path(path: &Path) -> Result<Digest> {
     let mut hasher = blake3::Hasher::new();
     hasher.update_mmap_rayon(path).at(path)?;
     Ok(Digest(*hasher.finalize().as_bytes()))
