@@ -123,7 +123,7 @@ fn hardlink_restore_links_read_only_files_and_still_matches() {
     }
 }
 
-/// Whether this process may write a read-only file (root, or CAP_DAC_OVERRIDE).
+/// Whether this process may write a read-only file (root, or `CAP_DAC_OVERRIDE`).
 fn privileged(dir: &Path) -> bool {
     let probe = dir.join("probe");
     fs::write(&probe, b"").unwrap();
