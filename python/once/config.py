@@ -1,16 +1,22 @@
 """Read `once.toml` files into a validated `Workspace` of packages and rules.
 
 Every problem is a `ConfigError` naming the file, the line where it can be found, and the
-offending name, so that a user never sees a traceback for a typo.
+offending key or value, so that a user never sees a traceback for a typo. Everything that can be
+checked from the files alone is checked here, for every package, whatever the command's targets:
+a once.toml is either valid or not. Resolving rule `deps` into labels is `graph.py`'s job.
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
+import posixpath
 import re
+import shlex
 import tomllib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from once.errors import ConfigError
@@ -20,11 +26,19 @@ CONFIG_NAME = "once.toml"
 STATE_DIR = ".once"
 
 ROOT_KEYS = ("workspace", "package", "rule")
+MEMBER_KEYS = ("package", "rule")
 WORKSPACE_KEYS = ("members",)
 PACKAGE_KEYS = ("deps",)
 RULE_KEYS = ("cmd", "inputs", "outputs", "deps", "env", "pass_env", "tools", "cache")
 LIST_KEYS = ("inputs", "outputs", "deps", "env", "pass_env", "tools")
 RULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# POSIX portable variable names, plus the `*` and `?` wildcards of a pattern such as `API_*`.
+ENV_PATTERN = re.compile(r"^[A-Za-z_*?][A-Za-z0-9_*?]*$")
+# What makes a member pattern a glob for `Path.glob`.
+MEMBER_GLOB = re.compile(r"[*?\[]")
+
+
+# --- the model ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,64 @@ class Workspace:
         return found.rules.get(name) if found else None
 
 
+@dataclass(frozen=True)
+class Source:
+    """One once.toml's text, kept so that every error can point at the line it is about."""
+
+    path: Path
+    text: str
+
+    def error(self, message: str, *keys: str, value: str | None = None) -> ConfigError:
+        """An error located at the key path `keys` (and within it at `value`, if given)."""
+        return ConfigError(self.path, message, locate(self.text, keys, value))
+
+
+def source_error(path: Path, message: str, *keys: str, value: str | None = None) -> ConfigError:
+    """`Source.error` for a file read earlier; for checks that run after loading (graph.py)."""
+    return Source(path, _read(path)).error(message, *keys, value=value)
+
+
+class CycleError(Exception):
+    """Raised by `dependency_order`; `path` starts and ends with the same node."""
+
+    def __init__(self, path: list[str]) -> None:
+        super().__init__(" -> ".join(path))
+        self.path = path
+
+
+def dependency_order(edges: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every node of `edges` after the nodes it points to; a cycle raises `CycleError`.
+
+    Iterative, not recursive: a chain of a thousand packages must not hit Python's recursion
+    limit. Nodes start in sorted order so the cycle reported is the same on every run.
+    """
+    done: set[str] = set()
+    order: list[str] = []
+    for start in sorted(edges):
+        if start in done:
+            continue
+        stack = [(start, iter(edges[start]))]
+        on_path = {start}
+        while stack:
+            node, pending = stack[-1]
+            child = next(pending, None)
+            if child is None:
+                stack.pop()
+                on_path.discard(node)
+                done.add(node)
+                order.append(node)
+            elif child in on_path:
+                path = [name for name, _ in stack]
+                raise CycleError([*path[path.index(child) :], child])
+            elif child not in done:
+                on_path.add(child)
+                stack.append((child, iter(edges[child])))
+    return order
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
 def find_root(start: Path) -> Path:
     """The nearest folder at or above `start` whose once.toml has `[workspace]`, else the
     nearest with any once.toml (a single-package project)."""
@@ -88,121 +160,120 @@ def find_root(start: Path) -> Path:
 
 def load_workspace(start: Path) -> Workspace:
     root = find_root(start.resolve())
-    root_file = root / CONFIG_NAME
-    text = _read(root_file)
-    doc = _parse(root_file, text)
-    _check_keys(root_file, text, doc, ROOT_KEYS, where="top level")
-    members = _members(root, root_file, text, doc.get("workspace", {}))
-
-    packages = {"": _package(root, "", root_file, text, doc)}
-    for member in members:
-        member_file = root / member / CONFIG_NAME
-        member_text = _read(member_file)
-        member_doc = _parse(member_file, member_text)
-        _check_keys(member_file, member_text, member_doc, ("package", "rule"), where="top level")
-        packages[member] = _package(root, member, member_file, member_text, member_doc)
+    root_source = _load(root / CONFIG_NAME)
+    doc = _parse(root_source)
+    _check_keys(root_source, doc, ROOT_KEYS)
+    packages = {"": _package("", root_source, doc)}
+    for member in _members(root, root_source, doc.get("workspace", {})):
+        source = _load(root / member / CONFIG_NAME)
+        member_doc = _parse(source)
+        if "workspace" in member_doc:
+            raise source.error(
+                f"[workspace] belongs only in the workspace root's {CONFIG_NAME} "
+                f"({root_source.path}); nested workspaces are not supported",
+                "workspace",
+            )
+        _check_keys(source, member_doc, MEMBER_KEYS)
+        packages[member] = _package(member, source, member_doc)
     _check_package_deps(packages)
     return Workspace(root=root, packages=packages)
 
 
+def _load(path: Path) -> Source:
+    return Source(path, _read(path))
+
+
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(path, f"not UTF-8 text ({err.reason})") from None
+        data = path.read_bytes()
     except OSError as err:
         raise ConfigError(path, err.strerror or str(err)) from None
-
-
-def _parse(path: Path, text: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        # utf-8-sig: a byte-order mark, as some Windows editors write, is not a mistake.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            path, f"not UTF-8 text: byte {data[err.start]:#04x} ({err.reason})", line
+        ) from None
+
+
+def _parse(source: Source) -> dict[str, Any]:
+    try:
+        return tomllib.loads(source.text)
     except tomllib.TOMLDecodeError as err:
-        # The message ends with "(at line L, column C)"; lift the line into the location.
-        match = re.search(r"\(at line (\d+), column \d+\)$", str(err))
+        # The message ends with "(at line L, column C)" or "(at end of document)"; lift the
+        # line into the location so the message reads like every other one.
         message = str(err)
         line = None
+        match = re.search(r"\s*\(at (?:line (\d+), column \d+|end of document)\)$", message)
         if match:
-            line = int(match.group(1))
-            message = message[: match.start()].rstrip()
-        raise ConfigError(path, f"invalid TOML: {message}", line) from None
+            line = int(match.group(1)) if match.group(1) else max(1, len(source.text.splitlines()))
+            message = message[: match.start()]
+        raise ConfigError(source.path, f"invalid TOML: {message}", line) from None
 
 
-def _line_of(text: str, table: str | None, key: str | None = None) -> int | None:
-    """Best-effort line number of `[table]` (or of `key = ...` inside it) in a TOML text."""
-    lines = text.splitlines()
-    start = 0
-    if table is not None:
-        header = re.compile(
-            r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, table.split("."))) + r"\s*\]"
-        )
-        for number, line in enumerate(lines):
-            if header.match(line):
-                start = number
-                break
-        else:
-            return None
-        if key is None:
-            return start + 1
-    if key is None:
+# --- locating a key in the text -------------------------------------------------------------
+
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+_DOTTED = rf"{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*"
+_HEADER = re.compile(rf"^\s*\[\[?\s*({_DOTTED})\s*\]\]?")
+_ASSIGNMENT = re.compile(rf"^\s*({_DOTTED})\s*=")
+
+
+def _key_parts(dotted: str) -> tuple[str, ...]:
+    return tuple(
+        bare or double or single
+        for bare, double, single in re.findall(r"""([A-Za-z0-9_-]+)|"([^"]*)"|'([^']*)'""", dotted)
+    )
+
+
+def locate(text: str, keys: Sequence[str], value: str | None = None) -> int | None:
+    """Best-effort 1-based line of the key path `keys` in a TOML text.
+
+    A key can be written as `[a.b]` + `c = `, as `[a]` + `b.c = `, or inside an inline table;
+    the line whose full key path equals `keys` wins, else the deepest line on the way to it
+    (the table header, or the inline table holding it). With `value`, the line within the
+    key's value (a multi-line list) that spells that string.
+    """
+    target = tuple(keys)
+    if not target:
         return None
-    assignment = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-    for number in range(start + (table is not None), len(lines)):
-        if table is not None and re.match(r"^\s*\[", lines[number]):
+    lines = text.splitlines()
+    table: tuple[str, ...] = ()
+    best: tuple[int, int] | None = None  # (depth matched, line index)
+    for index, line in enumerate(lines):
+        header = _HEADER.match(line)
+        if header:
+            table = _key_parts(header.group(1))
+            path = table
+        else:
+            assignment = _ASSIGNMENT.match(line)
+            if not assignment:
+                continue
+            path = table + _key_parts(assignment.group(1))
+        if path == target:
+            return _value_line(lines, index, value) + 1 if header is None else index + 1
+        depth = len(path)
+        if target[:depth] == path and (best is None or depth > best[0]):
+            best = (depth, index)
+    return best[1] + 1 if best else None
+
+
+def _value_line(lines: list[str], start: int, value: str | None) -> int:
+    """The line from `start` on, before the next key or table, that spells `value` quoted."""
+    if value is None:
+        return start
+    spellings = (f'"{value}"', f"'{value}'", repr(value))
+    for index in range(start, len(lines)):
+        if index > start and (_HEADER.match(lines[index]) or _ASSIGNMENT.match(lines[index])):
             break
-        if assignment.match(lines[number]):
-            return number + 1
-    return start + 1 if table is not None else None
+        if any(spelling in lines[index] for spelling in spellings):
+            return index
+    return start
 
 
-def _check_keys(
-    path: Path,
-    text: str,
-    table: dict[str, Any],
-    allowed: tuple[str, ...],
-    *,
-    where: str,
-    table_name: str | None = None,
-) -> None:
-    for key in table:
-        if key not in allowed:
-            hint = difflib.get_close_matches(key, allowed, n=1)
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            line = _line_of(text, table_name, key) or _line_of(text, key)
-            raise ConfigError(
-                path,
-                f"unknown key {key!r} in {where}{suggestion}; allowed: {', '.join(allowed)}",
-                line,
-            )
-
-
-def _members(root: Path, path: Path, text: str, workspace: object) -> list[str]:
-    if not isinstance(workspace, dict):
-        raise ConfigError(path, "[workspace] must be a table", _line_of(text, None, "workspace"))
-    _check_keys(path, text, workspace, WORKSPACE_KEYS, where="[workspace]", table_name="workspace")
-    patterns = _string_list(path, text, "workspace", "members", workspace.get("members", []))
-    found: set[str] = set()
-    for pattern in patterns:
-        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-            raise ConfigError(
-                path,
-                f"workspace member {pattern!r} must stay inside the workspace",
-                _line_of(text, "workspace", "members"),
-            )
-        for match in root.glob(pattern):
-            if match.is_dir() and (match / CONFIG_NAME).is_file() and match != root:
-                found.add(match.relative_to(root).as_posix())
-    return sorted(found)
-
-
-def _string_list(path: Path, text: str, table: str, key: str, value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(
-            path,
-            f"{table}.{key} must be a list of strings, got {_toml_type(value)}",
-            _line_of(text, table, key),
-        )
-    return tuple(value)
+# --- shapes and types ---------------------------------------------------------------------
 
 
 def _toml_type(value: object) -> str:
@@ -218,78 +289,494 @@ def _toml_type(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _package(root: Path, package: str, path: Path, text: str, doc: dict[str, Any]) -> Package:
-    meta = doc.get("package", {})
-    if not isinstance(meta, dict):
-        raise ConfigError(path, "[package] must be a table", _line_of(text, None, "package"))
-    _check_keys(path, text, meta, PACKAGE_KEYS, where="[package]", table_name="package")
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest of `choices`, or "" when none is close."""
+    hint = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def _check_keys(
+    source: Source, table: Mapping[str, Any], allowed: tuple[str, ...], *where: str
+) -> None:
+    name = f"[{'.'.join(where)}]" if where else "top level"
+    for key in table:
+        if key not in allowed:
+            raise source.error(
+                f"unknown key {key!r} in {name}{did_you_mean(key, allowed)}; "
+                f"allowed: {', '.join(allowed)}",
+                *where,
+                key,
+            )
+
+
+def _table(source: Source, value: object, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise source.error(f"{key!r} must be a [{key}] table, got {_toml_type(value)}", key)
+    return value
+
+
+def _string_list(source: Source, value: object, *keys: str) -> tuple[str, ...]:
+    """A list of non-empty, distinct strings: an empty or repeated entry is always a slip."""
+    name = ".".join(keys)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise source.error(f"{name} must be a list of strings, got {_toml_type(value)}", *keys)
+    seen: set[str] = set()
+    for item in value:
+        if not item.strip():
+            raise source.error(f"{name} has an empty entry {item!r}", *keys, value=item)
+        if item in seen:
+            raise source.error(f"{name} lists {item!r} twice", *keys, value=item)
+        seen.add(item)
+    return tuple(value)
+
+
+# --- [workspace] --------------------------------------------------------------------------
+
+
+def _members(root: Path, source: Source, workspace: object) -> list[str]:
+    """Package folders named by `members`, relative to the root, each holding a once.toml."""
+    table = _table(source, workspace, "workspace")
+    _check_keys(source, table, WORKSPACE_KEYS, "workspace")
+    patterns = _string_list(source, table.get("members", []), "workspace", "members")
+    named_by: dict[str, str] = {}  # member folder -> the pattern that named it first
+    for pattern in patterns:
+        for member in _expand_member(root, source, pattern):
+            named_by.setdefault(member, pattern)
+    _check_distinct_folders(root, source, named_by)
+    return sorted(named_by)
+
+
+def _expand_member(root: Path, source: Source, pattern: str) -> list[str]:
+    def error(problem: str) -> ConfigError:
+        return source.error(
+            f"workspace.members: {pattern!r} {problem}", "workspace", "members", value=pattern
+        )
+
+    if PurePosixPath(pattern).is_absolute() or Path(pattern).is_absolute():
+        raise error("is an absolute path; members are folders relative to the workspace root")
+    if ".." in PurePosixPath(pattern).parts:
+        raise error("leaves the workspace through '..'; members must be folders inside it")
+    if posixpath.normpath(pattern) == ".":
+        raise error("is the workspace root itself; its rules go in this file as [rule.NAME] tables")
+    if not MEMBER_GLOB.search(pattern):
+        # A plain path names one package: anything but a folder with a once.toml is a typo.
+        folder = root / pattern
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise error(what + _did_you_mean_member(root, pattern))
+        if not (folder / CONFIG_NAME).is_file():
+            raise error(f"has no {CONFIG_NAME}")
+        return [folder.relative_to(root).as_posix()]
+    folders = [match for match in root.glob(pattern) if match.is_dir() and match != root]
+    members = [folder for folder in folders if (folder / CONFIG_NAME).is_file()]
+    if members:
+        # Folders without a once.toml are skipped, as pnpm and Cargo skip folders without a
+        # manifest under a glob: `libs/*` may well hold a README or a scratch folder.
+        return [member.relative_to(root).as_posix() for member in members]
+    if folders:
+        raise error(f"matches {len(folders)} folder(s), but none has a {CONFIG_NAME}")
+    raise error("matches no folder" + _did_you_mean_member(root, pattern))
+
+
+def _did_you_mean_member(root: Path, pattern: str) -> str:
+    """Correct the first plain folder name of `pattern` that does not exist, if a sibling
+    folder is spelled nearly the same: `libz/*` -> `libs/*`."""
+    parts = PurePosixPath(pattern).parts
+    folder = root
+    for index, part in enumerate(parts):
+        if MEMBER_GLOB.search(part):
+            return ""  # past the first wildcard every spelling might be meant
+        if (folder / part).is_dir():
+            folder = folder / part
+            continue
+        siblings = [
+            child.name
+            for child in folder.iterdir()
+            if child.is_dir() and not child.name.startswith(".")
+        ]
+        hint = difflib.get_close_matches(part, siblings, n=1)
+        if not hint:
+            return ""
+        return f" (did you mean {'/'.join([*parts[:index], hint[0], *parts[index + 1 :]])!r}?)"
+    return ""
+
+
+def _check_distinct_folders(root: Path, source: Source, named_by: Mapping[str, str]) -> None:
+    """Two members that are one folder (through a symlink) would be one package built twice
+    under two labels, each restoring over the other's outputs."""
+    real: dict[Path, str] = {}
+    for member, pattern in sorted(named_by.items()):
+        folder = (root / member).resolve()
+        if folder in real:
+            raise source.error(
+                f"workspace.members: {member!r} and {real[folder]!r} are the same folder "
+                "(a symlink?); list it once",
+                "workspace",
+                "members",
+                value=pattern,
+            )
+        real[folder] = member
+
+
+# --- [package] ----------------------------------------------------------------------------
+
+
+def _package(package: str, source: Source, doc: dict[str, Any]) -> Package:
+    meta = _table(source, doc.get("package", {}), "package")
+    _check_keys(source, meta, PACKAGE_KEYS, "package")
     deps = tuple(
-        dep.removeprefix("//").strip("/")
-        for dep in _string_list(path, text, "package", "deps", meta.get("deps", []))
+        _package_dep(source, package, dep)
+        for dep in _string_list(source, meta.get("deps", []), "package", "deps")
     )
     rules_table = doc.get("rule", {})
     if not isinstance(rules_table, dict):
-        raise ConfigError(
-            path, "rule must be a table of [rule.NAME] tables", _line_of(text, None, "rule")
+        raise source.error(
+            f"rule must be a table of [rule.NAME] tables, got {_toml_type(rules_table)}", "rule"
         )
-    rules = {name: _rule(package, name, path, text, body) for name, body in rules_table.items()}
-    return Package(path=package, deps=deps, rules=rules, source=path)
+    rules = {name: _rule(package, name, source, body) for name, body in rules_table.items()}
+    _check_output_clashes(source, list(rules.values()))
+    return Package(path=package, deps=deps, rules=rules, source=source.path)
 
 
-def _rule(package: str, name: str, path: Path, text: str, body: object) -> Rule:
-    table = f"rule.{name}"
-    line = _line_of(text, table)
-    if not RULE_NAME.match(name):
-        raise ConfigError(path, f"rule name {name!r} may hold only letters, digits, _ . -", line)
-    if not isinstance(body, dict):
-        raise ConfigError(path, f"[{table}] must be a table, got {_toml_type(body)}", line)
-    _check_keys(path, text, body, RULE_KEYS, where=f"[{table}]", table_name=table)
-    cmd = body.get("cmd")
-    if not isinstance(cmd, str):
-        message = (
-            "missing 'cmd'" if cmd is None else f"'cmd' must be a string, got {_toml_type(cmd)}"
+def _package_dep(source: Source, package: str, dep: str) -> str:
+    """The package path of a `[package] deps` entry such as `//libs/core`."""
+    path = dep.removeprefix("//").strip("/")
+    if ":" in path:
+        raise source.error(
+            f"package.deps: {dep!r} is a rule label; package deps name packages "
+            f"(did you mean '//{path.partition(':')[0]}'?); rule deps go in [rule.NAME] deps",
+            "package",
+            "deps",
+            value=dep,
         )
-        raise ConfigError(path, f"[{table}] {message}", _line_of(text, table, "cmd"))
-    if not cmd.strip():
-        raise ConfigError(path, f"[{table}] 'cmd' is empty", _line_of(text, table, "cmd"))
-    lists = {key: _string_list(path, text, table, key, body.get(key, [])) for key in LIST_KEYS}
-    cache = body.get("cache", True)
-    if not isinstance(cache, bool):
-        raise ConfigError(
-            path,
-            f"{table}.cache must be true or false, got {_toml_type(cache)}",
-            _line_of(text, table, "cache"),
+    if path == package:
+        raise source.error(
+            f"package.deps: package '//{package}' depends on itself", "package", "deps", value=dep
         )
-    for output in lists["outputs"]:
-        if Path(output).is_absolute() or ".." in Path(output).parts or not output.strip("/"):
-            raise ConfigError(
-                path,
-                f"{table}.outputs: {output!r} must be a path inside the package",
-                _line_of(text, table, "outputs"),
-            )
-    return Rule(
-        package=package,
-        name=name,
-        cmd=cmd,
-        inputs=lists["inputs"] if "inputs" in body else None,
-        outputs=lists["outputs"],
-        deps=lists["deps"],
-        env=lists["env"],
-        pass_env=lists["pass_env"],
-        tools=lists["tools"],
-        cache=cache,
-        source=path,
-    )
+    return path
 
 
 def _check_package_deps(packages: dict[str, Package]) -> None:
     for package in packages.values():
         for dep in package.deps:
             if dep not in packages:
-                hint = difflib.get_close_matches(dep, list(packages), n=1)
-                suggestion = f" (did you mean '//{hint[0]}'?)" if hint else ""
-                raise ConfigError(
+                others = [f"//{path}" for path in packages if path != package.path]
+                raise source_error(
                     package.source,
-                    f"package.deps names unknown package '//{dep}'{suggestion}",
-                    _line_of(_read(package.source), "package", "deps"),
+                    f"package.deps names unknown package '//{dep}'"
+                    + did_you_mean(f"//{dep}", others),
+                    "package",
+                    "deps",
+                    value=f"//{dep}",
+                )
+    # Turborepo, pnpm and Cargo all refuse cyclic package graphs; `^build` could not order them.
+    try:
+        dependency_order({path: package.deps for path, package in packages.items()})
+    except CycleError as cycle:
+        first = packages[cycle.path[0]]
+        raise source_error(
+            first.source,
+            "package dependency cycle: " + " -> ".join(f"//{path}" for path in cycle.path),
+            "package",
+            "deps",
+        ) from None
+
+
+# --- [rule.NAME] --------------------------------------------------------------------------
+
+
+def _rule(package: str, name: str, source: Source, body: object) -> Rule:
+    table = ("rule", name)
+    if not RULE_NAME.match(name):
+        raise source.error(
+            f"rule name {name!r} may hold only letters, digits, _ . - "
+            f"(it becomes the label '//{package}:NAME')",
+            *table,
+        )
+    if isinstance(body, list):
+        raise source.error(
+            f"[[rule.{name}]] is an array of tables; a rule is one table: write [rule.{name}]",
+            *table,
+        )
+    if not isinstance(body, dict):
+        raise source.error(f"rule.{name} must be a table, got {_toml_type(body)}", *table)
+    _check_keys(source, body, RULE_KEYS, *table)
+    lists = {key: _string_list(source, body.get(key, []), *table, key) for key in LIST_KEYS}
+    inputs = lists["inputs"] if "inputs" in body else None
+    cache = body.get("cache", True)
+    if not isinstance(cache, bool):
+        raise source.error(
+            f"rule.{name}.cache must be true or false, got {_toml_type(cache)}", *table, "cache"
+        )
+    rule = Rule(
+        package=package,
+        name=name,
+        cmd=_cmd(source, name, body.get("cmd")),
+        inputs=inputs,
+        outputs=lists["outputs"],
+        deps=tuple(_rule_dep(source, name, dep) for dep in lists["deps"]),
+        env=lists["env"],
+        pass_env=lists["pass_env"],
+        tools=lists["tools"],
+        cache=cache,
+        source=source.path,
+    )
+    _check_globs(source, rule)
+    _check_outputs(source, rule)
+    _check_env(source, rule)
+    return rule
+
+
+def _cmd(source: Source, name: str, cmd: object) -> str:
+    where = ("rule", name, "cmd")
+    if cmd is None:
+        raise source.error(f"[rule.{name}] missing 'cmd'", "rule", name)
+    if isinstance(cmd, list) and all(isinstance(word, str) for word in cmd):
+        # An argv list is what other tools take; here the command is one `sh -c` string.
+        raise source.error(
+            f"[rule.{name}] 'cmd' must be one shell command string, got a list "
+            f"(did you mean cmd = {shlex.join(cmd)!r}?)",
+            *where,
+        )
+    if not isinstance(cmd, str):
+        raise source.error(f"[rule.{name}] 'cmd' must be a string, got {_toml_type(cmd)}", *where)
+    if not cmd.strip():
+        raise source.error(f"[rule.{name}] 'cmd' is empty", *where)
+    return cmd
+
+
+def _rule_dep(source: Source, name: str, dep: str) -> str:
+    """Check the spelling of a rule `deps` entry: `gen`, `^build` or `//pkg:rule`. Whether it
+    names a rule that exists is checked once every package is loaded (graph.py)."""
+
+    def error(problem: str) -> ConfigError:
+        return source.error(f"rule.{name}.deps: {dep!r} {problem}", "rule", name, "deps", value=dep)
+
+    if dep.startswith("^"):
+        if not RULE_NAME.match(dep[1:]):
+            raise error("must be '^' and a rule name, as in '^build'")
+    elif dep.startswith("//"):
+        package, colon, rule = dep[2:].partition(":")
+        if not colon:
+            raise error(f"names a package, not a rule (did you mean '//{package}:{name}'?)")
+        if ":" in rule:
+            raise error("has more than one ':'; a label is '//package:rule'")
+        if not RULE_NAME.match(rule):
+            raise error(f"names no rule after ':'; a label is '//{package}:rule'")
+    elif ":" in dep:
+        package, _, rule = dep.partition(":")
+        hint = f"'//{package}:{rule}'" if package else repr(rule)
+        raise error(f"is not a label; labels start with '//' (did you mean {hint}?)")
+    elif not RULE_NAME.match(dep):
+        raise error("is not a rule name (letters, digits, _ . -)")
+    return dep
+
+
+# --- globs ------------------------------------------------------------------------------------
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """The paths a package-relative input or output glob covers, as the Rust core reads it
+    (`compile_globs`: globset with `*` inside one folder, `**` across folders, `{a,b}`, `[...]`;
+    a trailing `/`, or a plain path that is a folder, covers everything below).
+
+    Raises ValueError with globset's wording for the mistakes globset refuses, so a bad glob
+    is reported with its line before anything runs.
+    """
+    trimmed = pattern.removeprefix("./")
+    if trimmed.endswith("/"):
+        body = _glob_body(trimmed.rstrip("/"))
+        return re.compile(rf"(?:{body})/.*" if body else ".*")
+    body = _glob_body(trimmed)
+    if not re.search(r"[*?\[\]{}\\]", trimmed):
+        return re.compile(rf"{body}(?:/.*)?")
+    return re.compile(body)
+
+
+def _glob_body(glob: str) -> str:
+    out: list[str] = []
+    groups = 0  # open `{` alternations
+    index = 0
+    while index < len(glob):
+        char = glob[index]
+        if glob.startswith("**", index) and _whole_segment(glob, index):
+            after = index + 2
+            out.append(".*" if after == len(glob) else "(?:.*/)?")
+            index = after + 1
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            regex, index = _glob_class(glob, index)
+            out.append(regex)
+            continue
+        elif char in "{},":
+            regex, groups = _alternation(char, groups)
+            out.append(regex)
+        elif char == "\\":
+            if index + 1 == len(glob):
+                raise ValueError("dangling '\\'")
+            index += 1
+            out.append(re.escape(glob[index]))
+        else:
+            out.append(re.escape(char))
+        index += 1
+    if groups:
+        raise ValueError("unclosed alternate group; missing '}'")
+    return "".join(out)
+
+
+def _alternation(char: str, groups: int) -> tuple[str, int]:
+    """The regex for `{`, `,` or `}` with `groups` alternations open, and how many are open
+    after it. A `,` outside braces is a plain comma."""
+    if char == "{":
+        return "(?:", groups + 1
+    if not groups:
+        if char == ",":
+            return ",", groups
+        raise ValueError("unopened alternate group; missing '{'")
+    return ("|", groups) if char == "," else (")", groups - 1)
+
+
+def _whole_segment(glob: str, index: int) -> bool:
+    """`**` crosses folders only as a whole path segment; elsewhere it is two `*`."""
+    before = index == 0 or glob[index - 1] == "/"
+    after = index + 2 == len(glob) or glob[index + 2] == "/"
+    return before and after
+
+
+def _glob_class(glob: str, start: int) -> tuple[str, int]:
+    """A `[...]` class at `start`: its regex and the index after its `]`."""
+    index = start + 1
+    negate = index < len(glob) and glob[index] in "!^"
+    if negate:
+        index += 1
+    first = index
+    if index < len(glob) and glob[index] == "]":
+        index += 1  # a `]` first in the class is a literal, as in globset
+    close = glob.find("]", index)
+    if close < 0:
+        raise ValueError("unclosed character class; missing ']'")
+    members = glob[first:close]
+    for low, high in re.findall(r"(.)-(.)", members):
+        if low > high:
+            raise ValueError("invalid character range")
+    # Escape everything but `-`, which must keep making ranges.
+    escaped = "".join(char if char == "-" else re.escape(char) for char in members)
+    return f"[{'^' if negate else ''}{escaped}]", close + 1
+
+
+def _spelling(pattern: str) -> str:
+    """A pattern as a path, for matching against another glob: a best-effort stand-in for
+    "some file this pattern covers" (exact for plain paths, approximate for globs)."""
+    return pattern.removeprefix("./").rstrip("/")
+
+
+def _overlaps(first: str, second: str) -> bool:
+    """Whether two globs may cover a common file: either one matches the other's spelling."""
+    return bool(
+        glob_regex(first).fullmatch(_spelling(second))
+        or glob_regex(second).fullmatch(_spelling(first))
+    )
+
+
+def _check_globs(source: Source, rule: Rule) -> None:
+    for key in ("inputs", "outputs"):
+        for pattern in getattr(rule, key) or ():
+            try:
+                glob_regex(pattern)
+            except ValueError as err:
+                raise source.error(
+                    f"rule.{rule.name}.{key}: invalid glob {pattern!r}: {err}",
+                    "rule",
+                    rule.name,
+                    key,
+                    value=pattern,
+                ) from None
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+def _check_outputs(source: Source, rule: Rule) -> None:
+    """Outputs are restored by first deleting what they cover, so each must be a part of the
+    package that no input and no once.toml lives in."""
+    normal: dict[str, str] = {}  # normalized spelling -> as written
+    for output in rule.outputs:
+        problem = _output_problem(rule, output, normal)
+        if problem:
+            raise source.error(
+                f"rule.{rule.name}.outputs: {output!r} {problem}",
+                "rule",
+                rule.name,
+                "outputs",
+                value=output,
+            )
+        normal[posixpath.normpath(output)] = output
+
+
+def _output_problem(rule: Rule, output: str, normal: Mapping[str, str]) -> str | None:
+    path = PurePosixPath(output)
+    if path.is_absolute() or ".." in path.parts:
+        return "must be a path inside the package"
+    spelled = posixpath.normpath(output)
+    if spelled == ".":
+        return "is the package folder itself; restoring it would delete the package"
+    if spelled in normal:
+        return f"names the same path as {normal[spelled]!r}"
+    if glob_regex(output).fullmatch(CONFIG_NAME):
+        return f"covers this package's {CONFIG_NAME}; restoring would delete it"
+    for pattern in rule.inputs or ():
+        if _overlaps(pattern, output):
+            # Declared outputs are never inputs, so the overlap would be silently dropped
+            # from the inputs: the rule would not rebuild when those files change.
+            return f"overlaps input {pattern!r}: a rule cannot read what it writes"
+    return None
+
+
+def _check_output_clashes(source: Source, rules: list[Rule]) -> None:
+    """Two rules of a package writing one path: restoring either would delete the other's."""
+    for index, rule in enumerate(rules):
+        for other in rules[:index]:
+            for output in rule.outputs:
+                clash = next((o for o in other.outputs if _overlaps(o, output)), None)
+                if clash is not None:
+                    raise source.error(
+                        f"rule.{rule.name}.outputs: {output!r} overlaps {clash!r}, an output "
+                        f"of rule {other.name!r}; each path has one rule that writes it",
+                        "rule",
+                        rule.name,
+                        "outputs",
+                        value=output,
+                    )
+
+
+# --- env ----------------------------------------------------------------------------------
+
+
+def _check_env(source: Source, rule: Rule) -> None:
+    for key in ("env", "pass_env"):
+        for pattern in getattr(rule, key):
+            if not ENV_PATTERN.match(pattern):
+                raise source.error(
+                    f"rule.{rule.name}.{key}: {pattern!r} is not a variable name or pattern "
+                    "(letters, digits, _ and the wildcards * ?)",
+                    "rule",
+                    rule.name,
+                    key,
+                    value=pattern,
+                )
+    # env values enter the key and pass_env values must not: one variable cannot be both.
+    for passed in rule.pass_env:
+        for hashed in rule.env:
+            if fnmatch.fnmatchcase(passed, hashed) or fnmatch.fnmatchcase(hashed, passed):
+                raise source.error(
+                    f"rule.{rule.name}.pass_env: {passed!r} is also covered by env {hashed!r}; "
+                    "env is hashed into the key, pass_env is passed unhashed: keep it in one",
+                    "rule",
+                    rule.name,
+                    "pass_env",
+                    value=passed,
                 )

@@ -6,7 +6,14 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from once.config import Rule, Workspace, _line_of, _read
+from once.config import (
+    CycleError,
+    Rule,
+    Workspace,
+    dependency_order,
+    did_you_mean,
+    source_error,
+)
 from once.errors import ConfigError, UsageError
 
 
@@ -23,33 +30,63 @@ class Action:
 
 
 def resolve_deps(workspace: Workspace, rule: Rule) -> tuple[str, ...]:
-    """Labels of the rules `rule` depends on: `gen`, `^build` or `//pkg:rule`."""
-    package = workspace.packages[rule.package]
+    """Labels of the rules `rule` depends on: `gen`, `^build` or `//pkg:rule`. The spelling of
+    each entry was checked when the file was read; here, that what it names exists."""
     labels: list[str] = []
     for dep in rule.deps:
         if dep.startswith("^"):
-            name = dep[1:]
-            labels.extend(
-                f"//{upstream}:{name}"
-                for upstream in package.deps
-                if name in workspace.packages[upstream].rules
-            )
+            labels.extend(_upstream_labels(workspace, rule, dep))
             continue
         label = dep if dep.startswith("//") else f"//{rule.package}:{dep}"
-        if ":" not in label:
-            raise _dep_error(workspace, rule, dep, "a label needs a rule name: '//pkg:rule'")
-        if workspace.rule(label) is None:
-            known = [r.label for p in workspace.packages.values() for r in p.rules.values()]
-            hint = difflib.get_close_matches(label, known, n=1)
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise _dep_error(workspace, rule, dep, f"unknown rule {label!r}{suggestion}")
+        _check_label(workspace, rule, dep, label)
         labels.append(label)
     return tuple(dict.fromkeys(labels))
 
 
-def _dep_error(workspace: Workspace, rule: Rule, dep: str, message: str) -> ConfigError:
-    line = _line_of(_read(rule.source), f"rule.{rule.name}", "deps")
-    return ConfigError(rule.source, f"{rule.label}: deps entry {dep!r}: {message}", line)
+def _upstream_labels(workspace: Workspace, rule: Rule, dep: str) -> list[str]:
+    """`^name`: that rule in every package this one depends on that has it. Some upstream
+    packages lacking it is normal (a data package has no `build`); all of them lacking it,
+    or there being none, means the entry does nothing, which is never what was meant."""
+    name = dep[1:]
+    package = workspace.packages[rule.package]
+    if not package.deps:
+        raise _dep_error(
+            rule,
+            dep,
+            f"takes rule {name!r} from the packages '//{rule.package}' depends on, "
+            "but it has no [package] deps",
+        )
+    upstream = [path for path in package.deps if name in workspace.packages[path].rules]
+    if not upstream:
+        names = {f"^{n}" for path in package.deps for n in workspace.packages[path].rules}
+        hint = did_you_mean(dep, names)
+        packages = ", ".join(f"//{path}" for path in package.deps)
+        raise _dep_error(rule, dep, f"names rule {name!r}, which none of {packages} has{hint}")
+    return [f"//{path}:{name}" for path in upstream]
+
+
+def _check_label(workspace: Workspace, rule: Rule, dep: str, label: str) -> None:
+    if label == rule.label:
+        raise _dep_error(rule, dep, "is the rule itself; a rule cannot depend on itself")
+    package, _, name = label.removeprefix("//").partition(":")
+    if package not in workspace.packages:
+        known = [f"//{path}" for path in workspace.packages]
+        hint = did_you_mean(f"//{package}", known)
+        raise _dep_error(rule, dep, f"names unknown package '//{package}'{hint}")
+    if name not in workspace.packages[package].rules:
+        known = [r.label for p in workspace.packages.values() for r in p.rules.values()]
+        raise _dep_error(rule, dep, f"names unknown rule {label!r}{did_you_mean(label, known)}")
+
+
+def _dep_error(rule: Rule, dep: str, message: str) -> ConfigError:
+    return source_error(
+        rule.source,
+        f"rule.{rule.name}.deps: {dep!r} {message}",
+        "rule",
+        rule.name,
+        "deps",
+        value=dep,
+    )
 
 
 def select_targets(workspace: Workspace, targets: list[str], cwd: Path) -> list[str]:
@@ -99,30 +136,54 @@ def _package_at(workspace: Workspace, cwd: Path) -> str:
     return best
 
 
+def dependency_graph(workspace: Workspace) -> dict[str, tuple[str, ...]]:
+    """The resolved deps of every rule of the workspace, checked for unknown names and cycles.
+
+    All of them, not only those a run needs: a once.toml is valid or not whatever the targets,
+    and resolving a thousand packages' deps costs well under a millisecond each.
+    """
+    graph = {
+        rule.label: resolve_deps(workspace, rule)
+        for package in workspace.packages.values()
+        for rule in package.rules.values()
+    }
+    try:
+        dependency_order(graph)
+    except CycleError as cycle:
+        first = _rule(workspace, cycle.path[0])
+        raise source_error(
+            first.source, f"dependency cycle: {cycle}", "rule", first.name, "deps"
+        ) from None
+    return graph
+
+
 def build_graph(workspace: Workspace, targets: list[str]) -> list[Action]:
     """Every action the targets need, dependencies before dependents; cycles are errors."""
-    actions: dict[str, Action] = {}
-    order: list[str] = []
-    visiting: list[str] = []
+    graph = dependency_graph(workspace)
+    unknown = [target for target in targets if target not in graph]
+    if unknown:  # select_targets resolved them against the workspace already
+        raise UsageError(f"unknown target {unknown[0]!r}")
+    needed = {label: graph[label] for label in _closure(graph, targets)}
+    return [
+        Action(rule=_rule(workspace, label), deps=needed[label])
+        for label in dependency_order(needed)
+    ]
 
-    def visit(label: str) -> None:
-        if label in actions:
-            return
-        if label in visiting:
-            cycle = [*visiting[visiting.index(label) :], label]
-            source = workspace.packages[label.removeprefix("//").partition(":")[0]].source
-            raise ConfigError(source, "dependency cycle: " + " -> ".join(cycle))
-        rule = workspace.rule(label)
-        if rule is None:  # targets and deps were resolved against the workspace already
-            raise UsageError(f"unknown target {label!r}")
-        visiting.append(label)
-        deps = resolve_deps(workspace, rule)
-        for dep in deps:
-            visit(dep)
-        visiting.pop()
-        actions[label] = Action(rule=rule, deps=deps)
-        order.append(label)
 
-    for target in targets:
-        visit(target)
-    return [actions[label] for label in order]
+def _closure(graph: dict[str, tuple[str, ...]], targets: list[str]) -> set[str]:
+    """The targets and everything they depend on, directly or not."""
+    seen: set[str] = set()
+    pending = list(targets)
+    while pending:
+        label = pending.pop()
+        if label not in seen:
+            seen.add(label)
+            pending.extend(graph[label])
+    return seen
+
+
+def _rule(workspace: Workspace, label: str) -> Rule:
+    rule = workspace.rule(label)
+    if rule is None:  # labels come from `dependency_graph`, built from the workspace's rules
+        raise UsageError(f"unknown target {label!r}")
+    return rule
