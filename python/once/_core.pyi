@@ -1,7 +1,7 @@
 """Type stubs for `once._core`, the Rust extension (rust/once-py). Every call that touches
 files releases the GIL; `scripts/test` checks this stub against the binary with mypy's stubtest."""
 
-from typing import final
+from typing import TypedDict, final, type_check_only
 
 __all__ = [
     "KEY_FORMAT_VERSION",
@@ -111,6 +111,61 @@ class Store:
         """Store a successful step's declared outputs and log; the entry is written last."""
     def outputs_match(self, entry: Entry, workspace: str, package: str, outputs: list[str]) -> bool:
         """True when the declared outputs on disk are exactly the entry's manifest."""
-    def restore(self, entry: Entry, workspace: str, package: str, outputs: list[str]) -> None:
-        """Remove what the declared outputs hold now, then recreate them from the store."""
+    def restore(
+        self,
+        entry: Entry,
+        workspace: str,
+        package: str,
+        outputs: list[str],
+        link: str = "copy",
+    ) -> None:
+        """Remove what the declared outputs hold now, then recreate them from the store.
+
+        `copy` clones (reflink) where the file system can, else copies; `hardlink` links files
+        read-only (0o444) and clones executables read-only (0o555). A manifest path or link
+        leaving the workspace raises UnsafePathError before anything is touched; a missing blob
+        raises FileNotFoundError."""
     def read_blob(self, digest: str) -> bytes: ...
+    def touch(self, key: str) -> bool:
+        """Mark the entry for `key` as used now (least-recently-used eviction); False if absent."""
+    def usage(self) -> StoreUsage:
+        """Entries, blobs and temporary files with their bytes, by stat alone."""
+    def gc(
+        self, max_bytes: int, protected_keys: list[str], *, wait: bool = True, sweep: bool = False
+    ) -> GcReport:
+        """Delete stale temporary files; when over `max_bytes` (or with `sweep`), blobs no entry
+        names, then least-recently-used entries until under it. Never evicts `protected_keys`.
+        `wait=False` returns at once with busy=True when another process is saving."""
+    def clear(self) -> StoreUsage:
+        """Delete every entry, blob and temporary file, keeping the folders; returns what was."""
+    def verify(self) -> VerifyReport:
+        """Re-hash every blob; delete corrupt ones and every entry naming a missing or corrupt
+        blob, not decoding, or holding a path restore would refuse."""
+
+@type_check_only
+class StoreUsage(TypedDict):
+    entries: int
+    entry_bytes: int
+    blobs: int
+    blob_bytes: int
+    temp_files: int
+    temp_bytes: int
+    bytes: int
+
+@type_check_only
+class GcReport(TypedDict):
+    busy: bool
+    evicted_entries: int
+    removed_blobs: int
+    removed_temps: int
+    freed_bytes: int
+    bytes_before: int
+    bytes_after: int
+
+@type_check_only
+class VerifyReport(TypedDict):
+    blobs: int
+    blob_bytes: int
+    corrupt_blobs: int
+    entries: int
+    removed_entries: int

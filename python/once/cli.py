@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from once.cache_cli import cache_group, finish_run, run_cache_bound
 from once.errors import OnceError
 
 # Exit codes of the user contract (ARCHITECTURE.md).
@@ -97,6 +98,14 @@ def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Pl
 )
 @click.option("--dry-run", is_flag=True, help="Print what would run and why; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: every action as JSON.")
+@click.option(
+    "--link",
+    type=click.Choice(["copy", "hardlink"]),
+    default="copy",
+    show_default=True,
+    help="How restored files are made: copies (copy-on-write where the file system can), or "
+    "read-only hard links into the cache.",
+)
 @click.pass_obj
 def run(
     cwd: Path,
@@ -106,6 +115,7 @@ def run(
     output_logs: str,
     dry_run: bool,
     as_json: bool,
+    link: str,
 ) -> None:
     """Run TARGETS and everything they depend on, restoring from the cache what it has.
 
@@ -120,6 +130,7 @@ def run(
 
     if as_json and not dry_run:
         raise click.UsageError("--json needs --dry-run")
+    max_bytes = run_cache_bound()
     started = time.monotonic()
     workspace, actions, plan = _prepare(cwd, list(targets))
     if dry_run:
@@ -129,9 +140,16 @@ def run(
     with workspace_lock(state_dir):
         console = Console(sys.stdout.buffer, LogMode(output_logs))
         runner = Runner(
-            workspace, plan.fingerprints, open_store(), console, force=force, snapshot=plan.snapshot
+            workspace,
+            plan.fingerprints,
+            open_store(),
+            console,
+            force=force,
+            snapshot=plan.snapshot,
+            link=link,
         )
         results = runner.run(actions, jobs or os.cpu_count() or 1)
+        finish_run(runner, actions, results, max_bytes)
         history = History(state_dir)
         for result in results:
             if result.outcome is not Outcome.SKIPPED:
@@ -234,6 +252,9 @@ def hash_command(paths: tuple[Path, ...]) -> None:
 
     for line in _core.b3sum_lines([str(path) for path in paths]):
         click.echo(line)
+
+
+cli.add_command(cache_group)
 
 
 def main() -> NoReturn:

@@ -123,7 +123,9 @@ class Runner:
         *,
         force: bool = False,
         snapshot: _core.Snapshot | None = None,
+        link: str = "copy",  # how hits restore files: "copy" (reflink where possible) or "hardlink"
     ) -> None:
+        self.link = link
         self.workspace = workspace
         self.snapshot = snapshot
         self.fingerprints = fingerprints
@@ -203,14 +205,29 @@ class Runner:
             entry = self.store.lookup(fingerprint.key)
             if entry is not None:
                 root = str(self.workspace.root)
-                if self.store.outputs_match(entry, root, rule.package, outputs):
-                    outcome = Outcome.CACHED
-                else:
-                    self.store.restore(entry, root, rule.package, outputs)
-                    outcome = Outcome.RESTORED
+                try:
+                    if self.store.outputs_match(entry, root, rule.package, outputs):
+                        outcome = Outcome.CACHED
+                    else:
+                        self.store.restore(entry, root, rule.package, outputs, self.link)
+                        outcome = Outcome.RESTORED
+                    log = self.store.read_blob(entry.log) if self.console.replays else b""
+                except _core.UnsafePathError as err:
+                    # A crafted or foreign entry, refused before anything was touched: a miss,
+                    # and the command's own save replaces the entry.
+                    print(
+                        f"once: warning: {action.label}: refusing its cache entry "
+                        f"{entry.key[:12]} ({err}); running the command",
+                        file=sys.stderr,
+                    )
+                    entry = None
+                except FileNotFoundError:
+                    entry = None  # a blob collected by another process since the lookup: a miss
+            if entry is not None:
+                self.store.touch(entry.key)  # last use, for least-recently-used eviction
                 self.console.status(f"{action.label}: cache hit ({outcome.value})")
                 if self.console.replays:
-                    self.console.lines(action.label, self.store.read_blob(entry.log))
+                    self.console.lines(action.label, log)
                 return Result(
                     action.label,
                     outcome,

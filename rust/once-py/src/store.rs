@@ -1,12 +1,16 @@
-//! The local content-addressed store: lookup, save, compare and restore outputs.
+//! The local content-addressed store: lookup, save, compare and restore outputs, and its
+//! upkeep (usage, size-bounded eviction, clear, verify).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::PathBuf;
 
+use once_core::evict::{GcOptions, GcReport, Usage, VerifyReport};
 use once_core::hash::Digest;
-use once_core::store::{self, ActionEntry};
+use once_core::store::{self, ActionEntry, LinkMode};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::errors::CoreResult;
 
@@ -83,6 +87,7 @@ impl Store {
         Ok(matched?)
     }
 
+    #[pyo3(signature = (entry, workspace, package, outputs, link = "copy"))]
     fn restore(
         &self,
         py: Python<'_>,
@@ -90,13 +95,72 @@ impl Store {
         workspace: PathBuf,
         package: &str,
         outputs: Vec<String>,
+        link: &str,
     ) -> PyResult<()> {
+        let link: LinkMode = link.parse().map_err(PyValueError::new_err)?;
         let restored: CoreResult<()> = py.detach(|| {
             Ok(self
                 .inner
-                .restore(&workspace, package, &outputs, &entry.inner)?)
+                .restore_with(&workspace, package, &outputs, &entry.inner, link)?)
         });
         Ok(restored?)
+    }
+
+    /// Mark the entry for `key` as used now, for least-recently-used eviction.
+    fn touch(&self, py: Python<'_>, key: &str) -> bool {
+        py.detach(|| self.inner.touch(key))
+    }
+
+    fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let usage: CoreResult<Usage> = py.detach(|| Ok(self.inner.usage()?));
+        usage_dict(py, &usage?)
+    }
+
+    #[pyo3(signature = (max_bytes, protected_keys, *, wait = true, sweep = false))]
+    fn gc<'py>(
+        &self,
+        py: Python<'py>,
+        max_bytes: u64,
+        protected_keys: Vec<String>,
+        wait: bool,
+        sweep: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let protected: HashSet<String> = protected_keys.into_iter().collect();
+        let report: CoreResult<GcReport> = py.detach(|| {
+            Ok(self.inner.gc(&GcOptions {
+                max_bytes,
+                protected: &protected,
+                wait,
+                sweep,
+            })?)
+        });
+        let report = report?;
+        let dict = PyDict::new(py);
+        dict.set_item("busy", report.busy)?;
+        dict.set_item("evicted_entries", report.evicted_entries)?;
+        dict.set_item("removed_blobs", report.removed_blobs)?;
+        dict.set_item("removed_temps", report.removed_temps)?;
+        dict.set_item("freed_bytes", report.freed_bytes)?;
+        dict.set_item("bytes_before", report.bytes_before)?;
+        dict.set_item("bytes_after", report.bytes_after)?;
+        Ok(dict)
+    }
+
+    fn clear<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let removed: CoreResult<Usage> = py.detach(|| Ok(self.inner.clear()?));
+        usage_dict(py, &removed?)
+    }
+
+    fn verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let report: CoreResult<VerifyReport> = py.detach(|| Ok(self.inner.verify()?));
+        let report = report?;
+        let dict = PyDict::new(py);
+        dict.set_item("blobs", report.blobs)?;
+        dict.set_item("blob_bytes", report.blob_bytes)?;
+        dict.set_item("corrupt_blobs", report.corrupt_blobs)?;
+        dict.set_item("entries", report.entries)?;
+        dict.set_item("removed_entries", report.removed_entries)?;
+        Ok(dict)
     }
 
     fn read_blob(&self, py: Python<'_>, digest: &str) -> PyResult<Cow<'static, [u8]>> {
@@ -105,6 +169,20 @@ impl Store {
         let bytes: CoreResult<Vec<u8>> = py.detach(|| Ok(self.inner.read_blob(&digest)?));
         Ok(Cow::Owned(bytes?))
     }
+}
+
+/// Plain dicts rather than more classes: they go straight into `--json` output, and the stub
+/// types them as `TypedDict`s.
+fn usage_dict<'py>(py: Python<'py>, usage: &Usage) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("entries", usage.entries)?;
+    dict.set_item("entry_bytes", usage.entry_bytes)?;
+    dict.set_item("blobs", usage.blobs)?;
+    dict.set_item("blob_bytes", usage.blob_bytes)?;
+    dict.set_item("temp_files", usage.temp_files)?;
+    dict.set_item("temp_bytes", usage.temp_bytes)?;
+    dict.set_item("bytes", usage.total_bytes())?;
+    Ok(dict)
 }
 
 #[pymethods]

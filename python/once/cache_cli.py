@@ -1,0 +1,335 @@
+"""`once cache {stats,gc,clear,verify}`: the local cache's size, hit rate and upkeep; and what
+every `once run` does at its end: record its hits and misses, and keep the cache in its bound.
+
+Imports only click (and the standard library) up front, like cli.py: the extension and the run
+machinery load inside the commands, so `once --version` does not pay for them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from once.errors import UsageError
+
+if TYPE_CHECKING:
+    from once import _core
+    from once.graph import Action
+    from once.run import Result, Runner
+
+MAX_SIZE_ENV = "ONCE_CACHE_MAX_SIZE"
+# The default bound: a tenth of the cache's file system (Nx's default), at most 10 GiB so a
+# big disk does not mean an unbounded-looking cache (Bazel's and Turborepo's users reported
+# 63 GB and 206 GB before those tools had a bound).
+DEFAULT_FRACTION = 10
+DEFAULT_CEILING = 10 << 30
+# One JSON line per `once run` in the cache folder; `once cache stats` reports the hit rate of
+# the last RECENT_RUNS. Compacted to KEEP_RUNS lines once it passes RUNS_FILE_LIMIT bytes
+# (a line is about 50 bytes), so it never grows without bound either.
+RUNS_FILE = "runs.jsonl"
+RECENT_RUNS = 20
+KEEP_RUNS = 200
+RUNS_FILE_LIMIT = 64 << 10
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
+SIZE_HELP = "SIZE is bytes, or a number with K, M, G or T (powers of 1024), e.g. 500M, 2G."
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `500M`, `2G`, `1.5T`, `4096`, `10GiB`; ValueError when it is none of those."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a size: give bytes, or a number with K, M, G or T, e.g. 500M or 2G"
+        )
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.lower()])
+
+
+def default_max_bytes(cache_dir: Path) -> int:
+    """A tenth of the size of the file system the cache lives on, at most 10 GiB."""
+    probe = cache_dir
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent  # the cache folder is made on first use
+    fs = os.statvfs(probe)
+    return min(fs.f_blocks * fs.f_frsize // DEFAULT_FRACTION, DEFAULT_CEILING)
+
+
+def max_cache_bytes(cache_dir: Path, environ: Mapping[str, str] = os.environ) -> int:
+    """The size bound: `$ONCE_CACHE_MAX_SIZE` when set, else `default_max_bytes`. A malformed
+    value is a usage error (exit 2), raised before anything runs."""
+    raw = environ.get(MAX_SIZE_ENV, "").strip()
+    if not raw:
+        return default_max_bytes(cache_dir)
+    try:
+        return parse_size(raw)
+    except ValueError as err:
+        raise UsageError(f"{MAX_SIZE_ENV}: {err}") from None
+
+
+def run_cache_bound() -> int:
+    """The bound for this `once run`'s collection; called first thing, so a malformed
+    `$ONCE_CACHE_MAX_SIZE` stops the run (exit 2) before it does anything."""
+    from once.run import default_cache_dir  # noqa: PLC0415 - see the module docstring
+
+    return max_cache_bytes(default_cache_dir())
+
+
+def record_run(cache_dir: Path, hits: int, misses: int) -> None:
+    """Append this run's hits and misses to the cache's run log (one short line, written with
+    O_APPEND so concurrent runs do not interleave inside a line)."""
+    path = cache_dir / RUNS_FILE
+    line = json.dumps({"time": int(time.time()), "hits": hits, "misses": misses}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size > RUNS_FILE_LIMIT:
+        # Rewritten whole and renamed into place; a line another run appends meanwhile may be
+        # lost, which costs one sample of a statistic, never the cache.
+        keep = path.read_text(errors="replace").splitlines(keepends=True)[-KEEP_RUNS:]
+        temp = path.with_name(f".tmp-runs-{os.getpid()}")
+        temp.write_text("".join(keep))
+        temp.replace(path)
+
+
+def recent_runs(cache_dir: Path, count: int = RECENT_RUNS) -> list[dict[str, int]]:
+    """The last `count` runs' records, oldest first; malformed lines are skipped."""
+    try:
+        lines = (cache_dir / RUNS_FILE).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    runs = []
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+            runs.append(
+                {
+                    "time": int(record["time"]),
+                    "hits": int(record["hits"]),
+                    "misses": int(record["misses"]),
+                }
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+        if len(runs) == count:
+            break
+    return runs[::-1]
+
+
+def finish_run(
+    runner: Runner, actions: list[Action], results: list[Result], max_bytes: int
+) -> None:
+    """What the end of every `once run` does with the cache: record its hits and misses (not for
+    `--force` runs, which say nothing about the cache), and when it wrote anything, collect the
+    cache down to `max_bytes`, never evicting an entry of this run's steps.
+
+    Neither may fail the build: a problem is at most one warning."""
+    from once.run import Outcome  # noqa: PLC0415 - see the module docstring
+
+    store = runner.store
+    if store is None:  # caching was off for this run; the warning was given then
+        return
+    cacheable = {action.label for action in actions if action.rule.cache}
+    counted = [result for result in results if result.label in cacheable]
+    hits = sum(result.outcome in (Outcome.CACHED, Outcome.RESTORED) for result in counted)
+    misses = sum(result.outcome in (Outcome.RAN, Outcome.FAILED) for result in counted)
+    cache_dir = Path(store.root)
+    if not runner.force and hits + misses:
+        # A statistic: losing it is no reason to warn (the store warns of an unusable folder).
+        with contextlib.suppress(OSError):
+            record_run(cache_dir, hits, misses)
+    if not any(result.outcome is Outcome.RAN for result in counted):
+        return
+    protected = sorted({fingerprint.key for fingerprint in runner.fingerprints.values()})
+    try:
+        # Not waiting: a busy store means another run is saving, and its end collects.
+        report = store.gc(max_bytes, protected, wait=False)
+    except OSError as err:
+        print(f"once: warning: could not collect the cache: {err}", file=sys.stderr)
+        return
+    if report["evicted_entries"]:
+        print(
+            f"once: cache over its bound of {human_bytes(max_bytes)}: evicted the least recently "
+            "used "
+            f"{_count(report['evicted_entries'], 'entry', 'entries')}, "
+            f"freed {human_bytes(report['freed_bytes'])}",
+            file=sys.stderr,
+        )
+
+
+def human_bytes(count: int) -> str:
+    """`512 B`, `1.5 KiB`, `10.0 GiB`."""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _count(number: int, singular: str, plural: str) -> str:
+    return f"{number} {singular if number == 1 else plural}"
+
+
+def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    """A callback rather than a `click.ParamType`, which is generic only in newer clicks."""
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _open_store() -> tuple[_core.Store, Path]:
+    from once import _core  # noqa: PLC0415 - see the module docstring
+    from once.run import default_cache_dir  # noqa: PLC0415
+
+    cache_dir = default_cache_dir()
+    return _core.Store(str(cache_dir)), cache_dir
+
+
+def _emit(as_json: bool, data: Mapping[str, object], text: str) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else text)
+
+
+_JSON_HELP = "Print the result as JSON."
+_WHERE = (
+    "The cache is $ONCE_CACHE_DIR, else $XDG_CACHE_HOME/once, else ~/.cache/once. Its size "
+    f"bound is ${MAX_SIZE_ENV} when set, else a tenth of its file system, at most 10 GiB."
+)
+
+
+@click.group("cache", context_settings={"help_option_names": ["-h", "--help"]}, epilog=_WHERE)
+def cache_group() -> None:
+    """Inspect and maintain the local cache.
+
+    Every `once run` that stores something evicts least-recently-used entries until the cache
+    is within its size bound, never those the run itself used; these commands show the cache
+    and repair or empty it by hand."""
+
+
+@cache_group.command(epilog=_WHERE)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+def stats(as_json: bool) -> None:
+    """Show entries, blobs, bytes against the size bound, and the hit rate of recent runs.
+
+    The hit rate counts cacheable steps of the last 20 `once run`s (not --force runs): steps
+    restored or already up to date, over those plus steps that ran or failed."""
+    bound = max_cache_bytes(_cache_dir())
+    store, cache_dir = _open_store()
+    usage = store.usage()
+    runs = recent_runs(cache_dir)
+    hits = sum(run["hits"] for run in runs)
+    misses = sum(run["misses"] for run in runs)
+    rate = hits / (hits + misses) if hits + misses else None
+    data = {
+        "cache_dir": str(cache_dir),
+        **usage,
+        "max_bytes": bound,
+        "recent_runs": len(runs),
+        "hits": hits,
+        "misses": misses,
+        "hit_rate": rate,
+    }
+    percent = f" ({100 * usage['bytes'] / bound:.0f}%)" if bound else ""
+    if rate is None:
+        hit_line = "hit rate:  no runs recorded yet"
+    else:
+        hit_line = (
+            f"hit rate:  {100 * rate:.0f}% over the last {_count(len(runs), 'run', 'runs')} "
+            f"({_count(hits, 'hit', 'hits')}, {_count(misses, 'miss', 'misses')})"
+        )
+    text = "\n".join(
+        [
+            f"cache:     {cache_dir}",
+            f"entries:   {usage['entries']}",
+            f"blobs:     {usage['blobs']}",
+            f"size:      {human_bytes(usage['bytes'])} of {human_bytes(bound)}{percent}",
+            hit_line,
+        ]
+    )
+    _emit(as_json, data, text)
+
+
+@cache_group.command(epilog=f"{SIZE_HELP} {_WHERE}")
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    default=None,
+    callback=_size_option,
+    help=f"Collect down to SIZE instead of the bound (${MAX_SIZE_ENV} or the default).",
+)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+def gc(max_size: int | None, as_json: bool) -> None:
+    """Collect the cache down to its size bound now.
+
+    Deletes blobs no entry names and leftovers of killed processes, then least-recently-used
+    entries (and the blobs only they name) until the cache fits. Waits for runs that are
+    saving to the cache at the same moment."""
+    bound = max_size if max_size is not None else max_cache_bytes(_cache_dir())
+    store, _ = _open_store()
+    report = store.gc(bound, [], wait=True, sweep=True)
+    text = (
+        f"once: evicted {_count(report['evicted_entries'], 'entry', 'entries')}, removed "
+        f"{_count(report['removed_blobs'] + report['removed_temps'], 'file', 'files')} "
+        f"no entry needed, freed {human_bytes(report['freed_bytes'])}; the cache holds "
+        f"{human_bytes(report['bytes_after'])} of {human_bytes(bound)}"
+    )
+    _emit(as_json, {**report, "max_bytes": bound}, text)
+
+
+@cache_group.command(epilog=_WHERE)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+def clear(as_json: bool) -> None:
+    """Delete every entry and blob; the cache folder stays.
+
+    The next run of every step is a miss. The record of recent runs' hit rates is kept. Waits
+    for runs that are saving to the cache at the same moment."""
+    store, cache_dir = _open_store()
+    removed = store.clear()
+    text = (
+        f"once: cleared {cache_dir}: {_count(removed['entries'], 'entry', 'entries')}, "
+        f"{_count(removed['blobs'], 'blob', 'blobs')}, {human_bytes(removed['bytes'])}"
+    )
+    _emit(as_json, removed, text)
+
+
+@cache_group.command(epilog=_WHERE)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+def verify(as_json: bool) -> None:
+    """Re-hash every blob and drop what is corrupt, so every remaining entry is a sound hit.
+
+    Deletes blobs whose bytes no longer match their BLAKE3 name, and entries that name a
+    missing or corrupt blob, do not decode, or hold a path outside the workspace. Exits 0 once
+    the cache is consistent (also when something had to be deleted), 1 when it could not be
+    checked or repaired."""
+    store, _ = _open_store()
+    report = store.verify()
+    text = (
+        f"once: checked {_count(report['blobs'], 'blob', 'blobs')} "
+        f"({human_bytes(report['blob_bytes'])}) and "
+        f"{_count(report['entries'], 'entry', 'entries')}: removed "
+        f"{_count(report['corrupt_blobs'], 'corrupt blob', 'corrupt blobs')} and "
+        f"{_count(report['removed_entries'], 'unsound entry', 'unsound entries')}; "
+        "the cache is consistent"
+    )
+    _emit(as_json, report, text)
+
+
+def _cache_dir() -> Path:
+    from once.run import default_cache_dir  # noqa: PLC0415 - see the module docstring
+
+    return default_cache_dir()
