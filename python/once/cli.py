@@ -66,15 +66,21 @@ if TYPE_CHECKING:
     from once.graph import Action
 
 
-def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Plan]:
-    """Load the workspace, resolve the targets (all rules in scope when none) and key them."""
+def _load(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action]]:
+    """Load the workspace and resolve the targets (all rules in scope when none)."""
     from once.config import load_workspace
-    from once.fingerprint import plan
     from once.graph import all_targets, build_graph, select_targets
 
     workspace = load_workspace(cwd)
     labels = select_targets(workspace, targets, cwd) if targets else all_targets(workspace, cwd)
-    actions = build_graph(workspace, labels)
+    return workspace, build_graph(workspace, labels)
+
+
+def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Plan]:
+    """`_load`, then key every action."""
+    from once.fingerprint import plan
+
+    workspace, actions = _load(cwd, targets)
     return workspace, actions, plan(workspace, actions, os.environ)
 
 
@@ -124,6 +130,7 @@ def run(
     import time
 
     from once.config import STATE_DIR
+    from once.fingerprint import plan as plan_keys
     from once.history import History
     from once.lock import workspace_lock
     from once.run import Console, LogMode, Outcome, Runner, open_store, summary
@@ -132,12 +139,14 @@ def run(
         raise click.UsageError("--json needs --dry-run")
     max_bytes = run_cache_bound()
     started = time.monotonic()
-    workspace, actions, plan = _prepare(cwd, list(targets))
     if dry_run:
-        _print_dry_run(workspace, actions, plan, as_json=as_json)
+        _print_dry_run(*_prepare(cwd, list(targets)), as_json=as_json)
         return
+    workspace, actions = _load(cwd, list(targets))
     state_dir = workspace.root / STATE_DIR
     with workspace_lock(state_dir):
+        # Keyed under the lock: a run that waited must see what the run before it left.
+        plan = plan_keys(workspace, actions, os.environ)
         console = Console(sys.stdout.buffer, LogMode(output_logs))
         runner = Runner(
             workspace,
@@ -240,7 +249,9 @@ def why(cwd: Path, target: str) -> None:
         if last and last != key:
             head += f"; last run had key {last[:12]}"
         click.echo(head)
-        for line in explain(label, history.last_spec, now):
+        lines = explain(label, history.last_spec, now)
+        # The headline above already names the label; keep only what changed under it.
+        for line in lines[1:] if lines[0] == f"{label}:" else lines:
             click.echo(line)
 
 

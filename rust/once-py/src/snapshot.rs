@@ -1,20 +1,23 @@
 //! The run's one walk of the workspace, rule input sets, and action keys.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use once_core::key::{ActionSpec, InputFile};
 use once_core::snapshot;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::errors::CoreResult;
+use crate::errors::{CoreError, CoreResult};
 
 /// Every file of the workspace with its stat, from one parallel walk; digests filled by `hash`.
+///
+/// Frozen class with interior mutability: `hash` fills digests in place. The lock is only
+/// ever taken with the GIL released (inside `py.detach`): a thread that blocked on it while
+/// holding the GIL would deadlock with a holder that needs the GIL back to return.
 #[pyclass(frozen, module = "once._core")]
 pub struct Snapshot {
-    // Frozen class with interior mutability: `hash` fills digests in place.
-    inner: Mutex<snapshot::Snapshot>,
+    inner: RwLock<snapshot::Snapshot>,
 }
 
 /// The files one rule reads: indices into its snapshot, sorted.
@@ -23,11 +26,19 @@ pub struct FileSet {
     indices: snapshot::FileSet,
 }
 
+fn poisoned() -> PyErr {
+    PyRuntimeError::new_err("snapshot poisoned by an earlier panic")
+}
+
 impl Snapshot {
-    fn lock(&self) -> PyResult<MutexGuard<'_, snapshot::Snapshot>> {
-        self.inner
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("snapshot poisoned by an earlier panic"))
+    /// Shared access; call only inside `py.detach`.
+    fn read(&self) -> PyResult<RwLockReadGuard<'_, snapshot::Snapshot>> {
+        self.inner.read().map_err(|_| poisoned())
+    }
+
+    /// Exclusive access; call only inside `py.detach`.
+    fn write(&self) -> PyResult<RwLockWriteGuard<'_, snapshot::Snapshot>> {
+        self.inner.write().map_err(|_| poisoned())
     }
 }
 
@@ -39,13 +50,13 @@ impl Snapshot {
         let scanned: CoreResult<snapshot::Snapshot> =
             py.detach(|| Ok(snapshot::Snapshot::scan(&root, &skip_dirs)?));
         Ok(Snapshot {
-            inner: Mutex::new(scanned?),
+            inner: RwLock::new(scanned?),
         })
     }
 
     #[getter]
-    fn file_count(&self) -> PyResult<usize> {
-        Ok(self.lock()?.files.len())
+    fn file_count(&self, py: Python<'_>) -> PyResult<usize> {
+        py.detach(|| Ok(self.read()?.files.len()))
     }
 
     #[pyo3(signature = (package, include, exclude))]
@@ -56,10 +67,13 @@ impl Snapshot {
         include: Vec<String>,
         exclude: Vec<String>,
     ) -> PyResult<FileSet> {
-        let inner = self.lock()?;
-        let indices: CoreResult<snapshot::FileSet> =
-            py.detach(|| Ok(inner.select(package, &include, &exclude)?));
-        Ok(FileSet { indices: indices? })
+        py.detach(|| {
+            let indices = self
+                .read()?
+                .select(package, &include, &exclude)
+                .map_err(CoreError)?;
+            Ok(FileSet { indices })
+        })
     }
 
     /// Hash every file of `sets` not already known from the stat cache; returns files read.
@@ -70,32 +84,32 @@ impl Snapshot {
         sets: Vec<Py<FileSet>>,
         stat_cache: Option<PathBuf>,
     ) -> PyResult<usize> {
-        let mut guard = self.lock()?;
-        // A plain `&mut` (Send) crosses into the GIL-free closure; the guard itself may not.
-        let inner: &mut snapshot::Snapshot = &mut guard;
-        let read: CoreResult<usize> = py.detach(|| {
+        py.detach(|| {
+            // `Py::get` on a frozen class needs no GIL.
             let refs: Vec<&snapshot::FileSet> = sets.iter().map(|s| &s.get().indices).collect();
-            Ok(inner.hash(&refs, stat_cache.as_deref())?)
-        });
-        Ok(read?)
+            let read = self
+                .write()?
+                .hash(&refs, stat_cache.as_deref())
+                .map_err(CoreError)?;
+            Ok(read)
+        })
     }
 
     /// Paths of `set` edited, replaced or deleted since the scan.
     fn changed_since_scan(&self, py: Python<'_>, set: &FileSet) -> PyResult<Vec<String>> {
-        let inner = self.lock()?;
-        Ok(py.detach(|| inner.changed_since_scan(&set.indices)))
+        py.detach(|| Ok(self.read()?.changed_since_scan(&set.indices)))
     }
 
     /// (path, digest hex, executable) of each file of `set`.
-    fn inputs(&self, set: &FileSet) -> PyResult<Vec<(String, String, bool)>> {
-        let inner = self.lock()?;
-        let inputs = inner
-            .inputs(&set.indices)
-            .map_err(crate::errors::CoreError)?;
-        Ok(inputs
-            .into_iter()
-            .map(|(path, digest, executable)| (path.to_owned(), digest.to_hex(), executable))
-            .collect())
+    fn inputs(&self, py: Python<'_>, set: &FileSet) -> PyResult<Vec<(String, String, bool)>> {
+        py.detach(|| {
+            let inner = self.read()?;
+            let inputs = inner.inputs(&set.indices).map_err(CoreError)?;
+            Ok(inputs
+                .into_iter()
+                .map(|(path, digest, executable)| (path.to_owned(), digest.to_hex(), executable))
+                .collect())
+        })
     }
 }
 
@@ -123,10 +137,11 @@ pub fn action_key(
     deps: Vec<(String, String)>,
     outputs: Vec<String>,
 ) -> PyResult<(String, String)> {
-    let inner = snapshot.lock()?;
-    let keyed: CoreResult<(String, String)> = py.detach(|| {
+    py.detach(|| {
+        let inner = snapshot.read()?;
         let inputs = inner
-            .inputs(&inputs.indices)?
+            .inputs(&inputs.indices)
+            .map_err(CoreError)?
             .into_iter()
             .map(|(path, digest, executable)| InputFile {
                 path: path.to_owned(),
@@ -149,6 +164,5 @@ pub fn action_key(
         // Serializing plain strings, bools and digests cannot fail.
         let json = serde_json::to_string(&spec).unwrap_or_default();
         Ok((spec.key().to_hex(), json))
-    });
-    Ok(keyed?)
+    })
 }
