@@ -126,6 +126,10 @@ class Store:
         leaving the workspace raises UnsafePathError before anything is touched; a missing blob
         raises FileNotFoundError."""
     def read_blob(self, digest: str) -> bytes: ...
+    def unshare_outputs(self, workspace: str, package: str, outputs: list[str]) -> int:
+        """Before a command runs: replace read-only hard links among its declared outputs (from a
+        `hardlink` restore) with writable copies, so rewriting one in place cannot reach the
+        store. Returns how many."""
     def touch(self, key: str) -> bool:
         """Mark the entry for `key` as used now (least-recently-used eviction); False if absent."""
     def usage(self) -> StoreUsage:

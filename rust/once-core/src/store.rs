@@ -358,6 +358,28 @@ impl Store {
             })
     }
 
+    /// Before a step's command runs: replace the read-only hard links among its declared
+    /// outputs (left by a `LinkMode::Hardlink` restore) with private writable copies, so a
+    /// command that rewrites an output in place neither fails on the read-only mode nor, run
+    /// as root (whom modes do not stop), writes into the store's blob. Returns how many.
+    pub fn unshare_outputs(
+        &self,
+        workspace: &Path,
+        package: &str,
+        outputs: &[String],
+    ) -> Result<usize> {
+        let declared = Declared::parse(package, outputs)?;
+        let found = self.collect(workspace, &declared)?;
+        let linked: Vec<&Path> = found
+            .values()
+            .filter(|found| matches!(found.kind, FoundKind::File { .. }))
+            .map(|found| found.abs.as_path())
+            .filter(|abs| fs::symlink_metadata(abs).is_ok_and(|meta| is_read_only_link(&meta)))
+            .collect();
+        linked.par_iter().try_for_each(|abs| unshare(abs))?;
+        Ok(linked.len())
+    }
+
     pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.to_hex();
         self.root.join(CAS).join(&hex[..2]).join(hex)
@@ -853,6 +875,31 @@ fn restore_file(blob: &Path, dest: &Path, executable: bool, link: LinkMode) -> R
         (LinkMode::Hardlink, true) => 0o555,
     };
     set_mode(dest, mode)
+}
+
+/// Replace `path` by a writable copy of itself (a clone where the file system can), renamed
+/// into place so the name never disappears.
+fn unshare(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path).at(path)?;
+    let (file, temp) = TempFile::create(parent_of(path))?;
+    drop(file);
+    // `reflink_or_copy` wants to create the destination itself.
+    fs::remove_file(&temp.path).at(&temp.path)?;
+    reflink_copy::reflink_or_copy(path, &temp.path).at(&temp.path)?;
+    set_mode(&temp.path, if is_executable(&meta) { 0o755 } else { 0o644 })?;
+    temp.persist(path)
+}
+
+/// A file with more than one name and no write permission: what a hard-link restore makes.
+#[cfg(unix)]
+fn is_read_only_link(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.is_file() && meta.nlink() > 1 && meta.mode() & 0o222 == 0
+}
+
+#[cfg(not(unix))]
+fn is_read_only_link(_meta: &fs::Metadata) -> bool {
+    false
 }
 
 /// An entry file decoded, or `None` when it is absent or does not decode (a cache file from

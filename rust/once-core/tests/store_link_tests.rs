@@ -162,3 +162,27 @@ fn link_modes_parse_from_their_cli_names() {
     assert_eq!("hardlink".parse::<LinkMode>(), Ok(LinkMode::Hardlink));
     assert!("symlink".parse::<LinkMode>().is_err());
 }
+
+#[test]
+fn unshare_outputs_turns_read_only_links_into_private_copies() {
+    let fx = Fixture::new();
+    // Nothing to do after a copy restore.
+    fx.restore(LinkMode::Copy);
+    assert_eq!(
+        fx.store.unshare_outputs(&fx.ws, "app", &outputs()).unwrap(),
+        0
+    );
+    fx.restore(LinkMode::Hardlink);
+    let unshared = fx.store.unshare_outputs(&fx.ws, "app", &outputs()).unwrap();
+    assert_eq!(unshared, 3, "a.txt, sub/b.txt and same.txt were links");
+    for rel in ["a.txt", "sub/b.txt", "same.txt"] {
+        let meta = fs::metadata(fx.dist(rel)).unwrap();
+        assert_eq!(meta.nlink(), 1, "{rel}");
+        assert_eq!(mode(&fx.dist(rel)), 0o644, "{rel}");
+    }
+    assert!(fx.matches(), "same bytes, same executable bits");
+    // A command rewriting an output in place now leaves the store alone, root or not.
+    fs::write(fx.dist("a.txt"), b"rebuilt").unwrap();
+    assert_eq!(fs::read(fx.blob_of(b"alpha")).unwrap(), b"alpha");
+    assert_eq!(mode(&fx.blob_of(b"alpha")), 0o444);
+}

@@ -106,6 +106,18 @@ impl Store {
         Ok(restored?)
     }
 
+    fn unshare_outputs(
+        &self,
+        py: Python<'_>,
+        workspace: PathBuf,
+        package: &str,
+        outputs: Vec<String>,
+    ) -> PyResult<usize> {
+        let unshared: CoreResult<usize> =
+            py.detach(|| Ok(self.inner.unshare_outputs(&workspace, package, &outputs)?));
+        Ok(unshared?)
+    }
+
     /// Mark the entry for `key` as used now, for least-recently-used eviction.
     fn touch(&self, py: Python<'_>, key: &str) -> bool {
         py.detach(|| self.inner.touch(key))
