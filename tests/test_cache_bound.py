@@ -234,3 +234,28 @@ def test_copy_restore_edits_never_reach_the_cache(ws: Workspace) -> None:
     assert "0 corrupt blobs" in ws.once("cache", "verify").out
     assert "restored" in ws.once("run", "build").out
     assert out.read_bytes() == original
+
+
+def test_a_command_rewriting_a_hardlinked_output_never_reaches_the_store(ws: Workspace) -> None:
+    ws.write(
+        {
+            "once.toml": (
+                "[rule.build]\n"
+                f'cmd = "{ws.marker("b")} && mkdir -p dist && cat src/in.txt > dist/a.txt"\n'
+                'inputs = ["src/**"]\noutputs = ["dist"]\n'
+            ),
+            "src/in.txt": "first\n",
+        }
+    )
+    assert ws.once("run", "build").code == 0
+    (ws.root / "dist/a.txt").unlink()
+    assert "cache hit (restored)" in ws.once("run", "build", "--link=hardlink").out
+    blob = blob_of(ws, ws.root / "dist/a.txt")
+    # A new key whose command writes into the hard-linked file in place (as root, the
+    # read-only mode would not stop it).
+    (ws.root / "src/in.txt").write_text("second\n")
+    assert ws.once("run", "build").code == 0
+    assert (ws.root / "dist/a.txt").read_text() == "second\n"
+    assert blob.read_text() == "first\n"
+    verify = ws.once("cache", "verify")
+    assert verify.code == 0, verify.err

@@ -235,6 +235,10 @@ class Runner:
                     saved_ms=entry.duration_ms,
                 )
 
+        if self.store is not None:
+            # Outputs restored as read-only hard links share bytes with the store: give the
+            # command private copies, or rewriting one in place would rewrite the blob.
+            self.store.unshare_outputs(str(self.workspace.root), rule.package, outputs)
         self.console.status(f"{action.label}: running {rule.cmd}")
         exit_code, log = self._spawn(action, package_dir)
         duration_ms = int((time.monotonic() - started) * 1000)
