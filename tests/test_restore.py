@@ -71,6 +71,10 @@ def test_empty_folders_symlinks_and_modes_survive_restore(ws: Workspace) -> None
     done = ws.once("run", "build")
     assert "cache hit (restored)" in done.out
     assert snapshot(ws.root / "dist") == before
+    # Restored symlinks compare equal to the manifest: the next run has nothing to do
+    # (Turborepo 13430: symlinked outputs never restored, so every run missed).
+    again = ws.once("run", "build")
+    assert "cache hit (cached)" in again.out
     assert ws.ran() == ["build"]
 
 
