@@ -3,6 +3,7 @@ and a cache folder that cannot be written."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -162,6 +163,12 @@ def test_kill_9_at_many_points_never_corrupts(ws: Workspace) -> None:
         assert "all 1 steps cached (1 restored)" in done.out, done.out
         for rel, content in _expected_outputs(iteration).items():
             assert (ws.root / rel).read_bytes() == content, (iteration, rel)
+    # Every blob left behind by all those kills still hashes to its name.
+    verify = ws.once("cache", "verify", "--json")
+    assert verify.code == 0, verify.err
+    report = json.loads(verify.out)
+    assert report["corrupt_blobs"] == 0, report
+    assert report["removed_entries"] == 0, report
 
 
 def test_cache_folder_unusable_still_builds_with_one_warning(ws: Workspace, tmp_path: Path) -> None:
