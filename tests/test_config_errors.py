@@ -62,6 +62,11 @@ CASES: dict[str, Case] = {
         "once.toml:3",
         ["unknown key 'output' in [rule.a]", "did you mean 'outputs'"],
     ),
+    "unknown_top_level_table": Case(
+        {"once.toml": f"# rules of the root\n[rules.a]\n{TRUE}"},
+        "once.toml:2",
+        ["unknown key 'rules' at top level (did you mean 'rule'?)"],
+    ),
     "unknown_package_key": Case(
         {"once.toml": f"[package]\ndep = []\n[rule.a]\n{TRUE}"},
         "once.toml:2",
@@ -354,6 +359,15 @@ def test_member_twice_through_a_symlink(ws: Workspace) -> None:
     (ws.root / "alias").symlink_to(ws.root / "libs" / "q", target_is_directory=True)
     assert_one_line_error(
         ws, "a", "once.toml:2", ["workspace.members: 'libs/q' and 'alias' are the same folder"]
+    )
+
+
+def test_member_symlinked_outside_the_workspace(ws: Workspace, tmp_path: Path) -> None:
+    write(ws.root, {"once.toml": '[workspace]\nmembers = ["vendor"]\n'})
+    write(tmp_path / "elsewhere", {"once.toml": f"[rule.a]\n{TRUE}"})
+    (ws.root / "vendor").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert_one_line_error(
+        ws, "a", "once.toml:2", ["workspace.members: 'vendor' is a symlink to", "outside the"]
     )
 
 

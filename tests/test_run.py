@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -203,3 +204,26 @@ def test_bundled_example_runs_then_is_all_cached(tmp_path: Path) -> None:
     third = ws.once("run", "build")
     assert "3 steps: 2 ran, 1 cached" in third.out
     assert "squares: 3, largest 9" in (root / "apps/report/dist/report.md").read_text()
+
+
+def test_keys_do_not_depend_on_where_or_when_a_clone_was_made(tmp_path: Path) -> None:
+    # Misses nobody can explain (Turborepo 5081): the key holds contents, never absolute
+    # paths, timestamps or the umask a checkout happened to get.
+    cache = tmp_path / "cache"
+    first = Workspace(tmp_path / "a" / "ws", cache)
+    first.root.mkdir(parents=True)
+    three_packages(first)
+    assert first.once("run", "build").code == 0
+    first.ran()
+    second = Workspace(tmp_path / "elsewhere" / "deeper" / "ws", cache)
+    second.root.mkdir(parents=True)
+    second.ran_log = first.ran_log  # the same marker commands, so the same keys
+    three_packages(second)
+    for path in second.root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (1_000_000_000, 1_000_000_000))
+            path.chmod(0o600)
+    done = second.once("run", "build")
+    assert done.code == 0, done.err
+    assert "all 3 steps cached (3 restored), 0 ran" in done.out
+    assert first.ran() == []

@@ -194,7 +194,7 @@ class Workspace:
         steps = tuple(
             StepResult(
                 label=result.label,
-X
+                outcome=result.outcome.value,
                 seconds=result.seconds,
                 saved_seconds=result.saved_ms / 1000,
             )

@@ -232,9 +232,9 @@ def locate(text: str, keys: Sequence[str], value: str | None = None) -> int | No
     """Best-effort 1-based line of the key path `keys` in a TOML text.
 
     A key can be written as `[a.b]` + `c = `, as `[a]` + `b.c = `, or inside an inline table;
-    the line whose full key path equals `keys` wins, else the deepest line on the way to it
-    (the table header, or the inline table holding it). With `value`, the line within the
-    key's value (a multi-line list) that spells that string.
+    the line whose full key path equals `keys` or lies under it wins, else the deepest line on
+    the way to it (the table header, or the inline table holding it). With `value`, the line
+    within the key's value (a multi-line list) that spells that string.
     """
     target = tuple(keys)
     if not target:
@@ -254,6 +254,8 @@ def locate(text: str, keys: Sequence[str], value: str | None = None) -> int | No
             path = table + _key_parts(assignment.group(1))
         if path == target:
             return _value_line(lines, index, value) + 1 if header is None else index + 1
+        if path[: len(target)] == target:
+            return index + 1  # `[rules.a]` is where an unknown `rules` first appears
         depth = len(path)
         if target[:depth] == path and (best is None or depth > best[0]):
             best = (depth, index)
@@ -298,11 +300,11 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 def _check_keys(
     source: Source, table: Mapping[str, Any], allowed: tuple[str, ...], *where: str
 ) -> None:
-    name = f"[{'.'.join(where)}]" if where else "top level"
+    name = f"in [{'.'.join(where)}]" if where else "at top level"
     for key in table:
         if key not in allowed:
             raise source.error(
-                f"unknown key {key!r} in {name}{did_you_mean(key, allowed)}; "
+                f"unknown key {key!r} {name}{did_you_mean(key, allowed)}; "
                 f"allowed: {', '.join(allowed)}",
                 *where,
                 key,
@@ -342,7 +344,7 @@ def _members(root: Path, source: Source, workspace: object) -> list[str]:
     for pattern in patterns:
         for member in _expand_member(root, source, pattern):
             named_by.setdefault(member, pattern)
-    _check_distinct_folders(root, source, named_by)
+    _check_member_folders(root, source, named_by)
     return sorted(named_by)
 
 
@@ -401,12 +403,21 @@ def _did_you_mean_member(root: Path, pattern: str) -> str:
     return ""
 
 
-def _check_distinct_folders(root: Path, source: Source, named_by: Mapping[str, str]) -> None:
-    """Two members that are one folder (through a symlink) would be one package built twice
+def _check_member_folders(root: Path, source: Source, named_by: Mapping[str, str]) -> None:
+    """Members reached through symlinks: one outside the workspace would never be walked, so
+    its files could not be inputs; two that are one folder would be one package built twice
     under two labels, each restoring over the other's outputs."""
     real: dict[Path, str] = {}
     for member, pattern in sorted(named_by.items()):
         folder = (root / member).resolve()
+        if not folder.is_relative_to(root):
+            raise source.error(
+                f"workspace.members: {member!r} is a symlink to {str(folder)!r}, outside the "
+                "workspace; its files would never be inputs",
+                "workspace",
+                "members",
+                value=pattern,
+            )
         if folder in real:
             raise source.error(
                 f"workspace.members: {member!r} and {real[folder]!r} are the same folder "

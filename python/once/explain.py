@@ -64,43 +64,55 @@ def _input_changes(old: dict[str, tuple[str, bool]], new: dict[str, tuple[str, b
     ]
 
 
-def _env_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+def _keyed_changes(
+    old: dict[str, str],
+    new: dict[str, str],
+    added: Callable[[str], str],
+    removed: Callable[[str], str],
+    changed: Callable[[str, str, str], str],
+) -> list[str]:
+    """One line per name added, removed or given another value, in name order."""
     lines = []
     for name in sorted(old.keys() | new.keys()):
         if name not in old:
-            lines.append(f"env {name} is now set")
+            lines.append(added(name))
         elif name not in new:
-            lines.append(f"env {name} is no longer set")
+            lines.append(removed(name))
         elif old[name] != new[name]:
-            lines.append(f"env {name} changed value")
+            lines.append(changed(name, old[name], new[name]))
     return lines
+
+
+def _env_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    return _keyed_changes(
+        old,
+        new,
+        lambda name: f"env {name} is now set",
+        lambda name: f"env {name} is no longer set",
+        lambda name, _before, _after: f"env {name} changed value",
+    )
 
 
 def _tool_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    lines = []
-    for tool in sorted(old.keys() | new.keys()):
-        before, after = old.get(tool), new.get(tool)
-        if before is None:
-            lines.append(f"tool probe added: {tool!r}")
-        elif after is None:
-            lines.append(f"tool probe removed: {tool!r}")
-        elif before != after:
-            lines.append(
-                f"tool output changed: {tool!r}: {_first_line(before)!r} -> {_first_line(after)!r}"
-            )
-    return lines
+    return _keyed_changes(
+        old,
+        new,
+        lambda tool: f"tool probe added: {tool!r}",
+        lambda tool: f"tool probe removed: {tool!r}",
+        lambda tool, before, after: (
+            f"tool output changed: {tool!r}: {_first_line(before)!r} -> {_first_line(after)!r}"
+        ),
+    )
 
 
 def _dep_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    lines = []
-    for dep in sorted(old.keys() | new.keys()):
-        if dep not in old:
-            lines.append(f"dependency added: {dep}")
-        elif dep not in new:
-            lines.append(f"dependency removed: {dep}")
-        elif old[dep] != new[dep]:
-            lines.append(f"dependency changed: {dep}")
-    return lines
+    return _keyed_changes(
+        old,
+        new,
+        lambda dep: f"dependency added: {dep}",
+        lambda dep: f"dependency removed: {dep}",
+        lambda dep, _before, _after: f"dependency changed: {dep}",
+    )
 
 
 def explain(

@@ -215,41 +215,9 @@ class Runner:
         package_dir = self.workspace.root / rule.package
         outputs = list(rule.outputs)
         if self.store is not None and rule.cache and not self.force:
-            entry = self.store.lookup(fingerprint.key)
-            if entry is not None:
-                root = str(self.workspace.root)
-                try:
-                    if self.store.outputs_match(entry, root, rule.package, outputs):
-                        outcome = Outcome.CACHED
-                    else:
-                        self.store.restore(entry, root, rule.package, outputs, self.link)
-                        outcome = Outcome.RESTORED
-                    log = self.store.read_blob(entry.log) if self.console.replays else b""
-                except _core.UnsafePathError as err:
-                    # A crafted or foreign entry, refused before anything was touched: a miss,
-                    # and the command's own save replaces the entry.
-                    print(
-                        f"once: warning: {action.label}: refusing its cache entry "
-                        f"{entry.key[:12]} ({err}); running the command",
-                        file=sys.stderr,
-                    )
-                    entry = None
-                except FileNotFoundError:
-                    entry = None  # a blob collected by another process since the lookup: a miss
-            if entry is not None:
-                self.store.touch(entry.key)  # last use, for least-recently-used eviction
-                self.console.status(
-                    f"{action.label}: cache hit ({outcome.value}) in "
-                    f"{time.monotonic() - started:.2f}s, saved {entry.duration_ms / 1000:.2f}s"
-                )
-                if self.console.replays:
-                    self.console.lines(action.label, log)
-                return Result(
-                    action.label,
-                    outcome,
-                    time.monotonic() - started,
-                    saved_ms=entry.duration_ms,
-                )
+            hit = self._from_cache(self.store, action, fingerprint.key, started)
+            if hit is not None:
+                return hit
 
         if self.store is not None:
             # Outputs restored as read-only hard links share bytes with the store: give the
@@ -283,6 +251,43 @@ class Runner:
             except OSError as err:
                 self._warn_cache_off(err)
         return Result(action.label, Outcome.RAN, time.monotonic() - started)
+
+    def _from_cache(
+        self, store: _core.Store, action: Action, key: str, started: float
+    ) -> Result | None:
+        """Restore the action from the local store if it has it; None on a miss."""
+        rule = action.rule
+        entry = store.lookup(key)
+        if entry is None:
+            return None
+        root, outputs = str(self.workspace.root), list(rule.outputs)
+        try:
+            if store.outputs_match(entry, root, rule.package, outputs):
+                outcome = Outcome.CACHED
+            else:
+                store.restore(entry, root, rule.package, outputs, self.link)
+                outcome = Outcome.RESTORED
+            log = store.read_blob(entry.log) if self.console.replays else b""
+        except _core.UnsafePathError as err:
+            # A crafted or foreign entry, refused before anything was touched: a miss, and
+            # the command's own save replaces the entry.
+            print(
+                f"once: warning: {action.label}: refusing its cache entry "
+                f"{entry.key[:12]} ({err}); running the command",
+                file=sys.stderr,
+            )
+            return None
+        except FileNotFoundError:
+            return None  # a blob collected by another process since the lookup: a miss
+        store.touch(entry.key)  # last use, for least-recently-used eviction
+        # The times say what the cache is worth: restoring vs the original run.
+        self.console.status(
+            f"{action.label}: cache hit ({outcome.value}) in "
+            f"{time.monotonic() - started:.2f}s, saved {entry.duration_ms / 1000:.2f}s"
+        )
+        if self.console.replays:
+            self.console.lines(action.label, log)
+        return Result(action.label, outcome, time.monotonic() - started, saved_ms=entry.duration_ms)
 
     def _spawn(self, action: Action, cwd: Path) -> tuple[int, bytes]:
         """Run the command with `sh -c` in its own process group, streaming prefixed lines."""
