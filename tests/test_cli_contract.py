@@ -8,8 +8,8 @@ import sys
 
 import click
 import pytest
-
 from once.cli import cli
+
 from tests.helpers import Workspace, three_packages
 
 
@@ -39,7 +39,8 @@ def test_every_command_documents_itself_and_every_option(
     ws: Workspace, path: tuple[str, ...]
 ) -> None:
     command = _command(path)
-    assert command.help and len(command.help) > 30, path
+    assert command.help, path
+    assert len(command.help) > 30, path
     for param in command.params:
         if isinstance(param, click.Option):
             assert param.help, f"{' '.join(path)} {param.opts} has no help"

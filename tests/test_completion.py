@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -42,10 +43,10 @@ def test_bash_script_completes_in_bash(ws: Workspace) -> None:
     ).stdout
     assert "_ONCE_COMPLETE=bash_complete" in script
     probe = (
-        f'eval "$1"\nCOMP_WORDS=(once r)\nCOMP_CWORD=1\n_once_completion once\n'
+        'eval "$1"\nCOMP_WORDS=(once r)\nCOMP_CWORD=1\n_once_completion once\n'
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
-    env = {**os.environ, "PATH": f"{os.path.dirname(ONCE)}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(ONCE).parent}:{os.environ['PATH']}"}
     done = subprocess.run(
         ["bash", "-c", probe, "probe", script],
         cwd=ws.root,

@@ -10,6 +10,8 @@ import subprocess
 import termios
 from pathlib import Path
 
+from once.progress import wants_live
+from once.run import human_seconds
 from tests.helpers import ONCE, Workspace, three_packages
 
 CLEAR = b"\r\x1b[2K"
@@ -167,16 +169,12 @@ def test_summary_names_failures_and_time_saved(ws: Workspace) -> None:
 
 
 def test_summary_formats_long_savings() -> None:
-    from once.run import human_seconds
-
     assert human_seconds(0.5) == "0.50s"
     assert human_seconds(185) == "3m05s"
     assert human_seconds(7800) == "2h10m"
 
 
 def test_wants_live_rules(tmp_path: Path) -> None:
-    from once.progress import wants_live
-
     master, slave = os.openpty()
     with os.fdopen(slave, "wb") as tty, (tmp_path / "f").open("wb") as plain:
         assert wants_live(tty, {"TERM": "xterm"})
