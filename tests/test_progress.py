@@ -12,6 +12,7 @@ from pathlib import Path
 
 from once.progress import wants_live
 from once.run import human_seconds
+
 from tests.helpers import ONCE, Workspace, three_packages
 
 CLEAR = b"\r\x1b[2K"
