@@ -311,6 +311,9 @@ class Runner:
                 self.console.live(action.label, line)
             return proc.wait(), bytes(log)
         finally:
+            # Closed here, not by exit: a long-lived caller (the Python API) runs many steps.
+            if proc.stdout is not None:
+                proc.stdout.close()
             with self._procs_lock:
                 self._procs.discard(proc)
 
