@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -9,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import once
 import pytest
 
-import once
 from tests.helpers import Workspace, three_packages
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,18 +84,18 @@ def test_workspace_rules_graph_keys_and_run(ws: Workspace, monkeypatch: pytest.M
         != workspace.keys("//libs/a:build", environ={})["//libs/a:build"]
     )
 
-    sink = _Sink()
-    first = workspace.run("build", jobs=2, stream=sink)  # type: ignore[arg-type]
+    sink = io.BytesIO()
+    first = workspace.run("build", jobs=2, stream=sink)
     assert first.ok
     assert sorted(first.ran) == sorted(rules)
     assert sorted(ws.ran()) == ["a", "app", "b"]
-    second = workspace.run("build", output_logs="full", stream=sink)  # type: ignore[arg-type]
+    second = workspace.run("build", output_logs="full", stream=sink)
     assert second.cached == list(workspace.graph("build"))
     assert all(step.saved_seconds >= 0 for step in second.steps)
-    assert b"//app:build | built app" in sink.data
+    assert b"//app:build | built app" in sink.getvalue()
 
     ws.write({"libs/b/once.toml": '[rule.build]\ncmd = "exit 5"\n'})
-    failed = once.load(ws.root).run("build", stream=sink)  # type: ignore[arg-type]
+    failed = once.load(ws.root).run("build", stream=sink)
     assert not failed.ok
     assert failed.failed == ["//libs/b:build"]
     assert failed.labels("skipped") == ["//app:build"]
@@ -109,18 +110,4 @@ def test_errors_are_the_cli_lines(ws: Workspace) -> None:
         once.load(ws.root)
     assert issubclass(once.ConfigError, once.OnceError)
     with pytest.raises(AttributeError):
-        _ = once.no_such_name  # type: ignore[attr-defined]
-
-
-class _Sink:
-    """A binary stream collecting what a run prints."""
-
-    def __init__(self) -> None:
-        self.data = b""
-
-    def write(self, data: bytes) -> int:
-        self.data += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
+        _ = once.no_such_name
