@@ -7,11 +7,12 @@ import fcntl
 import os
 import struct
 import subprocess
+import sys
 import termios
 from pathlib import Path
 
-from once.progress import wants_live
-from once.run import human_seconds
+from once.progress import LiveConsole, wants_live
+from once.run import LogMode, human_seconds
 
 from tests.helpers import ONCE, Workspace, three_packages
 
@@ -185,3 +186,25 @@ def test_wants_live_rules(tmp_path: Path) -> None:
         assert not wants_live(tty, {"TERM": "dumb"})
         assert not wants_live(plain, {"TERM": "xterm"})
     os.close(master)
+
+
+def test_warnings_on_stderr_print_above_the_line() -> None:
+    master, slave = os.openpty()
+    out = os.fdopen(slave, "wb", buffering=0)
+    err = open(slave, "w", closefd=False)  # noqa: SIM115 - closed below, after the console
+    saved = sys.stderr
+    sys.stderr = err
+    try:
+        console = LiveConsole(out, LogMode.FULL, 1)
+        console.started("//:x", "true")
+        print("once: warning: careful", file=sys.stderr)
+        console.close()
+        assert sys.stderr is err  # put back when the run ends
+    finally:
+        sys.stderr = saved
+        err.close()
+        out.close()
+    data = os.read(master, 65536)
+    os.close(master)
+    # Erased, then the warning on its own line, then the status line drawn again below it.
+    assert CLEAR + b"once: warning: careful\r\n[0/1] 1 running" in data, data

@@ -8,12 +8,14 @@ prefixed lines, because carriage returns and escape codes make logs unreadable.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from once.run import Console, LogMode, Outcome, Result
 
@@ -64,6 +66,12 @@ class LiveConsole(Console):
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="once-progress", daemon=True)
         self._ticker.start()
+        # Warnings (a refused cache entry, a full disk) go to stderr, the same terminal: route
+        # them above the line too, or they land after its text and leave it behind.
+        self._stderr: TextIO | None = None
+        if _same_terminal(stream, sys.stderr):
+            self._stderr = sys.stderr
+            sys.stderr = _Above(self, self._stderr)
 
     def started(self, label: str, cmd: str) -> None:
         with self._lock:
@@ -79,11 +87,17 @@ class LiveConsole(Console):
     def close(self) -> None:
         self._stop.set()
         self._ticker.join()
+        if self._stderr is not None:
+            sys.stderr, self._stderr = self._stderr, None
         with self._lock:
             if self._drawn:
                 self._stream.write(_CLEAR)
                 self._stream.flush()
                 self._drawn = False
+
+    def raw(self, data: bytes) -> None:
+        """Bytes printed above the line as they are, without a label."""
+        self._write(data)
 
     def _write(self, data: bytes) -> None:
         with self._lock:
@@ -120,3 +134,34 @@ class LiveConsole(Console):
         if len(text) > width - 1:
             text = text[: max(0, width - 2)] + "…"
         return text.encode()
+
+
+def _same_terminal(stream: BinaryIO, other: TextIO) -> bool:
+    try:
+        return os.isatty(other.fileno()) and os.path.samestat(
+            os.fstat(stream.fileno()), os.fstat(other.fileno())
+        )
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Above(io.TextIOBase):
+    """Standard error while the live line is up: whole lines are printed above it."""
+
+    def __init__(self, console: LiveConsole, original: TextIO) -> None:
+        self._console = console
+        self._original = original
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        if "\n" in self._pending:
+            lines, _, self._pending = self._pending.rpartition("\n")
+            self._console.raw((lines + "\n").encode(errors="replace"))
+        return len(text)
+
+    def flush(self) -> None:
+        self._original.flush()
+
+    def fileno(self) -> int:
+        return self._original.fileno()
