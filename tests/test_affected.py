@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -112,3 +113,12 @@ def test_errors_are_one_line(ws: Workspace, setup: str, args: list[str], message
     assert done.err.startswith("once: error: ")
     assert message in done.err
     assert ws.ran() == []
+
+
+def test_dry_run_json_stays_json(repo: Workspace) -> None:
+    (repo.root / "libs/b/src/b.txt").write_text("changed\n")
+    done = repo.once("run", "--affected", "--dry-run", "--json")
+    assert done.code == 0, done.err
+    labels = [action["label"] for action in json.loads(done.out)["actions"]]
+    assert labels == ["//libs/a:build", "//libs/b:build", "//app:build"]
+    assert "2 affected rules" in done.err

@@ -164,7 +164,8 @@ def run(
     max_bytes = run_cache_bound()
     started = time.monotonic()
     if affected or since:
-        workspace, actions = _load_affected(cwd, list(targets), since)
+        # With --json, stdout is the JSON document alone; the headline goes to stderr.
+        workspace, actions = _load_affected(cwd, list(targets), since, to_stderr=as_json)
     else:
         workspace, actions = _load(cwd, list(targets))
     if dry_run:
@@ -205,7 +206,7 @@ def run(
 
 
 def _load_affected(
-    cwd: Path, targets: list[str], since: str | None
+    cwd: Path, targets: list[str], since: str | None, *, to_stderr: bool = False
 ) -> tuple[Workspace, list[Action]]:
     """`_load` for `--affected`: only the targets the changes since `since` reach."""
     from once.affected import select_affected
@@ -217,7 +218,8 @@ def _load_affected(
     count = len(changes.paths)
     click.echo(
         f"once: {count} changed file{'' if count == 1 else 's'} since {changes.base} "
-        f"({changes.commit[:12]}); {len(labels)} affected rule{'' if len(labels) == 1 else 's'}"
+        f"({changes.commit[:12]}); {len(labels)} affected rule{'' if len(labels) == 1 else 's'}",
+        err=to_stderr,
     )
     return workspace, build_graph(workspace, labels)
 
