@@ -8,8 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
-from click.shell_completion import CompletionItem
+
+if TYPE_CHECKING:  # click loads its completion module only when completing
+    from click.shell_completion import CompletionItem
 
 SHELLS = ("bash", "zsh", "fish")
 # The variable click's completion protocol reads: `_ONCE_COMPLETE=bash_complete once ...`.
@@ -21,7 +25,9 @@ def complete_targets(
 ) -> list[CompletionItem]:
     """Rule names and labels of the workspace, for the shell. Silent on any problem: a broken
     once.toml must not print a traceback into the user's command line."""
-    from once.config import load_workspace  # noqa: PLC0415 - only when completing
+    from click.shell_completion import CompletionItem  # noqa: PLC0415 - only when completing
+
+    from once.config import load_workspace  # noqa: PLC0415
 
     root = ctx.find_root()
     directory = root.params.get("directory") or Path.cwd()
