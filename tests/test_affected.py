@@ -38,7 +38,7 @@ def test_a_committed_change_runs_its_rule_and_dependents(repo: Workspace) -> Non
     git(repo, "commit", "-q", "-am", "change b")
     done = repo.once("run", "--affected")
     assert done.code == 0, done.err
-    assert "1 changed file since" in done.out
+    assert "1 changed file since the merge base with main (" in done.out
     assert "2 affected rules" in done.out
     assert sorted(repo.ran()) == ["app", "b"]
     # a is not affected: it is there only because app needs its outputs, and was a hit.

@@ -28,7 +28,7 @@ DEFAULT_BRANCHES = ("origin/HEAD", "main", "master", "origin/main", "origin/mast
 class Changes:
     """Files changed since `base`, relative to the workspace root."""
 
-    base: str  # the revision compared against, as given or found
+    base: str  # the revision compared against, as given, or "the merge base with main"
     commit: str  # the commit it names
     paths: tuple[str, ...]
 
@@ -47,8 +47,8 @@ def changed_files(root: Path, since: str | None) -> Changes:
     if top.returncode != 0:
         raise UsageError(f"--affected needs a git repository, and {root} is not in one")
     git_root = Path(top.stdout.strip()).resolve()
-    base = since if since is not None else _default_base(root)
-    commit = _git(root, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+    base, ref = (since, since) if since is not None else _default_base(root)
+    commit = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if commit.returncode != 0:
         raise UsageError(f"--since: {base!r} is not a commit, branch or tag git knows")
     sha = commit.stdout.strip()
@@ -71,14 +71,15 @@ def changed_files(root: Path, since: str | None) -> Changes:
     return Changes(base, sha, tuple(paths))
 
 
-def _default_base(root: Path) -> str:
-    """The merge base of HEAD with the default branch: what a pull request would change."""
+def _default_base(root: Path) -> tuple[str, str]:
+    """The merge base of HEAD with the default branch (what a pull request would change): how
+    to name it to the user, and its commit."""
     for branch in DEFAULT_BRANCHES:
         if _git(root, "rev-parse", "--verify", "--quiet", f"{branch}^{{commit}}").returncode:
             continue
         base = _git(root, "merge-base", "HEAD", branch)
         if base.returncode == 0:
-            return base.stdout.strip()
+            return f"the merge base with {branch}", base.stdout.strip()
     raise UsageError(
         "--affected: no default branch to compare with (no origin/HEAD, main or master); "
         "name a revision with --since REF"
