@@ -12,6 +12,7 @@ import click
 
 from once.cache_cli import cache_group, finish_run, run_cache_bound
 from once.errors import OnceError
+from once.workspace_cli import complete_targets, completion_command, graph_command, init_command
 
 # Exit codes of the user contract (ARCHITECTURE.md).
 EXIT_FAILED = 1
@@ -85,7 +86,7 @@ def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Pl
 
 
 @cli.command()
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1, shell_complete=complete_targets)
 @click.option(
     "-j",
     "--jobs",
@@ -112,6 +113,20 @@ def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Pl
     help="How restored files are made: copies (copy-on-write where the file system can), or "
     "read-only hard links into the cache.",
 )
+@click.option(
+    "--affected",
+    is_flag=True,
+    help="Only the rules whose inputs changed in git since --since, and the rules depending on "
+    "them (with the dependencies they need, normally cache hits). TARGETS narrow it; without "
+    "TARGETS, every rule here.",
+)
+@click.option(
+    "--since",
+    metavar="REF",
+    default=None,
+    help="With --affected (implied): the git revision to compare with [default: the merge base "
+    "of HEAD with origin/HEAD, else main or master]. Uncommitted and untracked files count.",
+)
 @click.pass_obj
 def run(
     cwd: Path,
@@ -122,32 +137,49 @@ def run(
     dry_run: bool,
     as_json: bool,
     link: str,
+    affected: bool,
+    since: str | None,
 ) -> None:
     """Run TARGETS and everything they depend on, restoring from the cache what it has.
 
     A target is a rule name (that rule in every package, or in the package you are in) or a
-    label such as //libs/core:build."""
+    label such as //libs/core:build.
+
+    On a terminal a live line shows the steps done, running, cached and failed; in CI (CI
+    set) or when piped, each event is a plain line. Exit 0 when every step succeeded, 1 when
+    one failed (its dependents are skipped), 2 for bad usage or configuration."""
     import time
 
     from once.config import STATE_DIR
     from once.fingerprint import plan as plan_keys
     from once.history import History
     from once.lock import workspace_lock
-    from once.run import Console, LogMode, Outcome, Runner, open_store, summary
+    from once.progress import make_console
+    from once.run import LogMode, Outcome, Runner, open_store, summary
 
     if as_json and not dry_run:
         raise click.UsageError("--json needs --dry-run")
+    if not targets and not (affected or since):
+        raise click.UsageError("name a TARGET to run (a rule name or a label), or use --affected")
     max_bytes = run_cache_bound()
     started = time.monotonic()
+    if affected or since:
+        # With --json, stdout is the JSON document alone; the headline goes to stderr.
+        workspace, actions = _load_affected(cwd, list(targets), since, to_stderr=as_json)
+    else:
+        workspace, actions = _load(cwd, list(targets))
     if dry_run:
-        _print_dry_run(*_prepare(cwd, list(targets)), as_json=as_json)
+        _print_dry_run(
+            workspace, actions, plan_keys(workspace, actions, os.environ), as_json=as_json
+        )
         return
-    workspace, actions = _load(cwd, list(targets))
+    if not actions:
+        return
     state_dir = workspace.root / STATE_DIR
     with workspace_lock(state_dir):
         # Keyed under the lock: a run that waited must see what the run before it left.
         plan = plan_keys(workspace, actions, os.environ)
-        console = Console(sys.stdout.buffer, LogMode(output_logs))
+        console = make_console(sys.stdout.buffer, LogMode(output_logs), len(actions))
         runner = Runner(
             workspace,
             plan.fingerprints,
@@ -157,7 +189,10 @@ def run(
             snapshot=plan.snapshot,
             link=link,
         )
-        results = runner.run(actions, jobs or os.cpu_count() or 1)
+        try:
+            results = runner.run(actions, jobs or os.cpu_count() or 1)
+        finally:
+            console.close()  # the live line goes before anything else is printed
         finish_run(runner, actions, results, max_bytes)
         history = History(state_dir)
         for result in results:
@@ -168,6 +203,25 @@ def run(
     console.status(summary(results, time.monotonic() - started))
     if any(result.outcome is Outcome.FAILED for result in results):
         sys.exit(EXIT_FAILED)
+
+
+def _load_affected(
+    cwd: Path, targets: list[str], since: str | None, *, to_stderr: bool = False
+) -> tuple[Workspace, list[Action]]:
+    """`_load` for `--affected`: only the targets the changes since `since` reach."""
+    from once.affected import select_affected
+    from once.config import load_workspace
+    from once.graph import build_graph
+
+    workspace = load_workspace(cwd)
+    changes, labels = select_affected(workspace, cwd, targets, since)
+    count = len(changes.paths)
+    click.echo(
+        f"once: {count} changed file{'' if count == 1 else 's'} since {changes.base} "
+        f"({changes.commit[:12]}); {len(labels)} affected rule{'' if len(labels) == 1 else 's'}",
+        err=to_stderr,
+    )
+    return workspace, build_graph(workspace, labels)
 
 
 def _print_dry_run(
@@ -209,7 +263,7 @@ def _print_dry_run(
 
 
 @cli.command()
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, shell_complete=complete_targets)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per rule.")
 @click.pass_obj
 def status(cwd: Path, targets: tuple[str, ...], as_json: bool) -> None:
@@ -220,7 +274,7 @@ def status(cwd: Path, targets: tuple[str, ...], as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("target")
+@click.argument("target", shell_complete=complete_targets)
 @click.pass_obj
 def why(cwd: Path, target: str) -> None:
     """Name exactly what changed in TARGET since its last run: input files, env variables,
@@ -266,6 +320,9 @@ def hash_command(paths: tuple[Path, ...]) -> None:
 
 
 cli.add_command(cache_group)
+cli.add_command(graph_command)
+cli.add_command(init_command)
+cli.add_command(completion_command)
 
 
 def main() -> NoReturn:
@@ -278,8 +335,7 @@ def main() -> NoReturn:
     except OnceError as err:
         _fail(str(err), err.exit_code)
     except click.ClickException as err:
-        err.show()
-        sys.exit(EXIT_USAGE)
+        _fail(_one_line(err), EXIT_USAGE)
     except click.exceptions.Abort:
         _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
@@ -290,6 +346,16 @@ def main() -> NoReturn:
         where = f"{err.filename}: " if err.filename else ""
         _fail(f"{where}{err.strerror or err}", EXIT_FAILED)
     sys.exit(0)
+
+
+def _one_line(err: click.ClickException) -> str:
+    """click's usage errors as one line, with where to read more: click prints a usage block,
+    a blank line and the message, which buries the message in a wall of text."""
+    message = " ".join(err.format_message().split())
+    ctx = getattr(err, "ctx", None)
+    if isinstance(err, click.UsageError) and ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
 
 
 def _fail(message: str, code: int) -> NoReturn:

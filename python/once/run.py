@@ -105,6 +105,17 @@ class Console:
     def status(self, text: str) -> None:
         self._write(text.encode() + b"\n")
 
+    # Progress events, so a live display (progress.py) can count steps without parsing lines.
+    def started(self, label: str, cmd: str) -> None:
+        """A command is about to run (not called for cache hits)."""
+        self.status(f"{label}: running {cmd}")
+
+    def finished(self, result: Result) -> None:
+        """A step ended: ran, hit, failed or skipped."""
+
+    def close(self) -> None:
+        """The run is over (or interrupted): leave the terminal clean for the summary."""
+
     def _write(self, data: bytes) -> None:
         with self._lock:
             self._stream.write(data)
@@ -151,6 +162,7 @@ class Runner:
             for child in dependents[label]:
                 if child not in results:
                     results[child] = Result(child, Outcome.SKIPPED, 0.0)
+                    self.console.finished(results[child])
                     waiting.pop(child, None)
                     self.console.status(f"{child}: skipped, {label} failed")
                     skip_dependents(child)
@@ -167,6 +179,7 @@ class Runner:
                         label = running.pop(future)
                         result = future.result()
                         results[label] = result
+                        self.console.finished(result)
                         if result.outcome is Outcome.FAILED:
                             skip_dependents(label)
                         for child in dependents[label]:
@@ -210,7 +223,7 @@ class Runner:
             # Outputs restored as read-only hard links share bytes with the store: give the
             # command private copies, or rewriting one in place would rewrite the blob.
             self.store.unshare_outputs(str(self.workspace.root), rule.package, outputs)
-        self.console.status(f"{action.label}: running {rule.cmd}")
+        self.console.started(action.label, rule.cmd)
         exit_code, log = self._spawn(action, package_dir)
         duration_ms = int((time.monotonic() - started) * 1000)
         if exit_code != 0:
@@ -267,7 +280,11 @@ class Runner:
         except FileNotFoundError:
             return None  # a blob collected by another process since the lookup: a miss
         store.touch(entry.key)  # last use, for least-recently-used eviction
-        self.console.status(f"{action.label}: cache hit ({outcome.value})")
+        # The times say what the cache is worth: restoring vs the original run.
+        self.console.status(
+            f"{action.label}: cache hit ({outcome.value}) in "
+            f"{time.monotonic() - started:.2f}s, saved {entry.duration_ms / 1000:.2f}s"
+        )
         if self.console.replays:
             self.console.lines(action.label, log)
         return Result(action.label, outcome, time.monotonic() - started, saved_ms=entry.duration_ms)
@@ -294,6 +311,9 @@ class Runner:
                 self.console.live(action.label, line)
             return proc.wait(), bytes(log)
         finally:
+            # Closed here, not by exit: a long-lived caller (the Python API) runs many steps.
+            if proc.stdout is not None:
+                proc.stdout.close()
             with self._procs_lock:
                 self._procs.discard(proc)
 
@@ -305,16 +325,36 @@ class Runner:
 
 
 def summary(results: list[Result], seconds: float) -> str:
+    """The last lines of a run: what ran, what the cache answered, what failed, and the time
+    the cache saved (the sum of the recorded run times of every hit)."""
     counts = dict.fromkeys(Outcome, 0)
     for result in results:
         counts[result.outcome] += 1
     hits = counts[Outcome.CACHED] + counts[Outcome.RESTORED]
     saved = sum(result.saved_ms for result in results) / 1000
-    if results and hits == len(results):
+    if not results:
+        return "once: nothing to run"
+    if hits == len(results):
         head = f"all {len(results)} steps cached ({counts[Outcome.RESTORED]} restored), 0 ran"
     else:
         head = (
             f"{len(results)} steps: {counts[Outcome.RAN]} ran, {hits} cached, "
             f"{counts[Outcome.FAILED]} failed, {counts[Outcome.SKIPPED]} skipped"
         )
-    return f"once: {head} in {seconds:.2f}s (cache saved {saved:.2f}s)"
+    lines = [f"once: {head} in {seconds:.2f}s (cache saved {human_seconds(saved)})"]
+    failed = [result.label for result in results if result.outcome is Outcome.FAILED]
+    if failed:
+        # Named again at the very end: with many parallel steps the failure scrolled away.
+        lines.append(f"once: failed: {', '.join(failed)}")
+    return "\n".join(lines)
+
+
+def human_seconds(seconds: float) -> str:
+    """`0.42s`, `12.30s`, `3m05s`, `2h10m`: short enough for a summary line."""
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

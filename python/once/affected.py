@@ -1,0 +1,149 @@
+"""`once run --affected`: the rules whose inputs changed in git since a revision, and every rule
+depending on them (Nx's `affected`, Turborepo's `--affected`).
+
+Changed files are what `git diff --name-only REF` lists (committed, staged and unstaged changes
+against REF, deletions included) plus untracked files git does not ignore. A rule is affected
+when a changed path matches its inputs, or when its package's once.toml changed. This errs on
+the side of running: a rule selected needlessly costs one cache hit, a rule missed is a stale
+build.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from once.config import CONFIG_NAME, Rule, Workspace, glob_regex
+from once.errors import UsageError
+from once.fingerprint import input_patterns
+from once.graph import all_targets, dependency_graph, select_targets
+
+# Tried in order when no --since is given; the first that exists is the default branch.
+DEFAULT_BRANCHES = ("origin/HEAD", "main", "master", "origin/main", "origin/master")
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Files changed since `base`, relative to the workspace root."""
+
+    base: str  # the revision compared against, as given, or "the merge base with main"
+    commit: str  # the commit it names
+    paths: tuple[str, ...]
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise UsageError("--affected needs git, and git is not installed") from None
+
+
+def changed_files(root: Path, since: str | None) -> Changes:
+    """Paths under `root` that differ from `since` (default: the merge base of HEAD with the
+    default branch), plus untracked, non-ignored files."""
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top.returncode != 0:
+        raise UsageError(f"--affected needs a git repository, and {root} is not in one")
+    git_root = Path(top.stdout.strip()).resolve()
+    base, ref = (since, since) if since is not None else _default_base(root)
+    commit = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if commit.returncode != 0:
+        raise UsageError(f"--since: {base!r} is not a commit, branch or tag git knows")
+    sha = commit.stdout.strip()
+    diff = _git(root, "diff", "--name-only", "--no-renames", "-z", sha, "--", ".")
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--full-name", "-z")
+    for done in (diff, untracked):
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise UsageError(f"--affected: git failed: {last}")
+    # Both list paths relative to the repository's top folder; the workspace may sit below it.
+    prefix = root.resolve().relative_to(git_root).as_posix()
+    prefix = "" if prefix == "." else prefix + "/"
+    paths = sorted(
+        {
+            path.removeprefix(prefix)
+            for path in (diff.stdout + untracked.stdout).split("\0")
+            if path and path.startswith(prefix)
+        }
+    )
+    return Changes(base, sha, tuple(paths))
+
+
+def _default_base(root: Path) -> tuple[str, str]:
+    """The merge base of HEAD with the default branch (what a pull request would change): how
+    to name it to the user, and its commit."""
+    for branch in DEFAULT_BRANCHES:
+        if _git(root, "rev-parse", "--verify", "--quiet", f"{branch}^{{commit}}").returncode:
+            continue
+        base = _git(root, "merge-base", "HEAD", branch)
+        if base.returncode == 0:
+            return f"the merge base with {branch}", base.stdout.strip()
+    raise UsageError(
+        "--affected: no default branch to compare with (no origin/HEAD, main or master); "
+        "name a revision with --since REF"
+    )
+
+
+def directly_affected(workspace: Workspace, paths: Iterable[str]) -> set[str]:
+    """Labels of the rules one of `paths` (workspace-relative) is an input of, or whose
+    once.toml is one of them."""
+    paths = list(paths)
+    labels: set[str] = set()
+    for package in workspace.packages.values():
+        prefix = f"{package.path}/" if package.path else ""
+        inside = [path.removeprefix(prefix) for path in paths if path.startswith(prefix)]
+        if not inside:
+            continue
+        if CONFIG_NAME in inside:
+            # The rules themselves changed; the root's file can also change members.
+            labels.update(rule.label for rule in package.rules.values())
+            continue
+        for rule in package.rules.values():
+            if _reads_any(workspace, rule, inside):
+                labels.add(rule.label)
+    if CONFIG_NAME in paths:
+        labels.update(
+            rule.label for package in workspace.packages.values() for rule in package.rules.values()
+        )
+    return labels
+
+
+def _reads_any(workspace: Workspace, rule: Rule, paths: list[str]) -> bool:
+    include, exclude = input_patterns(workspace, rule)
+    includes = [glob_regex(pattern) for pattern in include]
+    excludes = [glob_regex(pattern) for pattern in exclude]
+    return any(
+        any(regex.fullmatch(path) for regex in includes)
+        and not any(regex.fullmatch(path) for regex in excludes)
+        for path in paths
+    )
+
+
+def with_dependents(graph: dict[str, tuple[str, ...]], labels: set[str]) -> set[str]:
+    """`labels` and every rule depending on one of them, directly or not."""
+    dependents: dict[str, list[str]] = {label: [] for label in graph}
+    for label, deps in graph.items():
+        for dep in deps:
+            dependents[dep].append(label)
+    seen = set(labels)
+    pending = list(labels)
+    while pending:
+        for child in dependents.get(pending.pop(), []):
+            if child not in seen:
+                seen.add(child)
+                pending.append(child)
+    return seen
+
+
+def select_affected(
+    workspace: Workspace, cwd: Path, targets: list[str], since: str | None
+) -> tuple[Changes, list[str]]:
+    """The changes, and the labels among `targets` (default: every rule in scope at `cwd`)
+    that they affect, in the order the targets name them."""
+    changes = changed_files(workspace.root, since)
+    graph = dependency_graph(workspace)
+    affected = with_dependents(graph, directly_affected(workspace, changes.paths))
+    scope = select_targets(workspace, targets, cwd) if targets else all_targets(workspace, cwd)
+    return changes, [label for label in scope if label in affected]
