@@ -163,7 +163,7 @@ def run(
         for result in results:
             if result.outcome is not Outcome.SKIPPED:
                 fingerprint = plan.fingerprints[result.label]
-                history.record(result.label, fingerprint.key, fingerprint.spec_json)
+                history.record(result.label, fingerprint.key, fingerprint.spec)
         history.save()
     console.status(summary(results, time.monotonic() - started))
     if any(result.outcome is Outcome.FAILED for result in results):

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from once import _core
-from once.config import Workspace
+from once.config import STATE_DIR, Workspace
 from once.fingerprint import Fingerprint
 from once.graph import Action
 
 # How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
 INTERRUPT_GRACE_SECONDS = 3.0
 INTERRUPTED = 130  # exit status given to a command that was never started because of Ctrl-C
+# In the workspace state folder: stats and digests of outputs as last checked (OutputStats).
+OUTPUT_STATS = "outputs"
 
 
 class Outcome(enum.Enum):
@@ -136,6 +138,8 @@ class Runner:
         self._procs_lock = threading.Lock()
         self._stopping = False  # set on interrupt: no new command may start
         self._cache_warned = False
+        # Lets a hit whose outputs are in place be confirmed by stat, without reading them.
+        self.output_stats = _core.OutputStats(str(workspace.root / STATE_DIR / OUTPUT_STATS))
 
     def run(self, actions: list[Action], jobs: int) -> list[Result]:
         waiting = {action.label: set(action.deps) for action in actions}
@@ -176,6 +180,10 @@ class Runner:
                 pool.shutdown(wait=False, cancel_futures=True)
                 self.interrupt()
                 raise
+            finally:
+                # Losing these records costs one re-hash of the outputs next run, no more.
+                with contextlib.suppress(OSError):
+                    self.output_stats.save()
         return [results[action.label] for action in actions]
 
     def interrupt(self) -> None:
@@ -206,7 +214,9 @@ class Runner:
             if entry is not None:
                 root = str(self.workspace.root)
                 try:
-                    if self.store.outputs_match(entry, root, rule.package, outputs):
+                    if self.store.outputs_match(
+                        entry, root, rule.package, outputs, self.output_stats
+                    ):
                         outcome = Outcome.CACHED
                     else:
                         self.store.restore(entry, root, rule.package, outputs, self.link)
@@ -290,6 +300,8 @@ class Runner:
                 self.console.live(action.label, line)
             return proc.wait(), bytes(log)
         finally:
+            if proc.stdout is not None:
+                proc.stdout.close()  # else the pipe waits for the garbage collector
             with self._procs_lock:
                 self._procs.discard(proc)
 
