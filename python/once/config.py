@@ -9,8 +9,8 @@ a once.toml is either valid or not. Resolving rule `deps` into labels is `graph.
 from __future__ import annotations
 
 import difflib
-import functools
 import fnmatch
+import functools
 import posixpath
 import re
 import shlex
