@@ -8,12 +8,15 @@ __all__ = [
     "Entry",
     "FileSet",
     "GlobError",
+    "OutputStats",
     "Snapshot",
     "Store",
     "UnsafePathError",
     "__version__",
     "action_key",
+    "action_keys",
     "b3sum_lines",
+    "files_hashed",
     "hash_bytes",
     "hash_files",
 ]
@@ -32,6 +35,10 @@ def hash_bytes(data: bytes) -> str:
 
 def hash_files(paths: list[str]) -> list[str]:
     """BLAKE3 of each file, in order; big files with mmap and several threads."""
+
+def files_hashed() -> int:
+    """How many files this process has read to hash them (inputs and outputs): a no-op run
+    adds none."""
 
 def b3sum_lines(paths: list[str]) -> list[str]:
     """The lines `b3sum` prints for these paths, folders expanded to every file below them."""
@@ -52,12 +59,35 @@ class Snapshot:
     def file_count(self) -> int: ...
     def select(self, package: str, include: list[str], exclude: list[str]) -> FileSet:
         """Files of `package` matching any `include` glob and no `exclude` glob."""
+    def select_many(self, requests: list[tuple[str, list[str], list[str]]]) -> list[FileSet]:
+        """`select` for each (package, include, exclude) in one call; each distinct list of
+        globs is compiled once. Raises GlobError for the first glob that does not parse."""
     def hash(self, sets: list[FileSet], stat_cache: str | None = None) -> int:
         """Digest every file of `sets`, trusting the stat cache where it may; returns files read."""
     def changed_since_scan(self, set: FileSet) -> list[str]:
         """Paths of `set` edited, replaced or deleted since the scan."""
     def inputs(self, set: FileSet) -> list[tuple[str, str, bool]]:
         """(path, digest, executable) of each file of a hashed set."""
+
+def action_keys(
+    snapshot: Snapshot,
+    requests: list[
+        tuple[
+            FileSet,
+            str,
+            str,
+            str,
+            str,
+            list[tuple[str, str]],
+            list[tuple[str, str]],
+            list[str],
+            list[str],
+        ]
+    ],
+) -> list[str]:
+    """The key of each action, given in dependency order as (inputs, label, cmd, cwd, platform,
+    env, tools, dependency labels, outputs); a dependency's key comes from earlier in the batch
+    (ValueError if it is not there)."""
 
 def action_key(
     snapshot: Snapshot,
@@ -90,6 +120,16 @@ class Entry:
     def output_count(self) -> int: ...
 
 @final
+class OutputStats:
+    """Stats and digests of output files as last checked, kept in the workspace state folder,
+    so that a hit whose outputs are in place is confirmed from metadata alone."""
+
+    def __new__(cls, path: str) -> OutputStats:
+        """Load from `path`; a missing or damaged file gives no records."""
+    def save(self) -> None:
+        """Write the records (atomically) if any changed since loading."""
+
+@final
 class Store:
     """The local content-addressed store: blobs by digest, entries by action key."""
 
@@ -109,8 +149,17 @@ class Store:
         duration_ms: int,
     ) -> Entry:
         """Store a successful step's declared outputs and log; the entry is written last."""
-    def outputs_match(self, entry: Entry, workspace: str, package: str, outputs: list[str]) -> bool:
-        """True when the declared outputs on disk are exactly the entry's manifest."""
+    def outputs_match(
+        self,
+        entry: Entry,
+        workspace: str,
+        package: str,
+        outputs: list[str],
+        known: OutputStats | None = None,
+    ) -> bool:
+        """True when the declared outputs on disk are exactly the entry's manifest. Files whose
+        stat `known` vouches for are not read; the others are hashed and, when equal, recorded
+        in `known`."""
     def restore(
         self,
         entry: Entry,

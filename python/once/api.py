@@ -189,7 +189,7 @@ class Workspace:
             for result in results:
                 if result.outcome is not RunOutcome.SKIPPED:
                     fingerprint = keyed.fingerprints[result.label]
-                    history.record(result.label, fingerprint.key, fingerprint.spec_json)
+                    history.record(result.label, fingerprint.key, fingerprint.spec)
             history.save()
         steps = tuple(
             StepResult(

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,12 @@ class History:
             return None
         return spec if isinstance(spec, dict) else None
 
-    def record(self, label: str, key: str, spec_json: str) -> None:
+    def record(self, label: str, key: str, spec_json: Callable[[], str]) -> None:
+        """Remember `key` as `label`'s last; `spec_json` is called only when the key changed
+        (building it for every action cost most of a no-op run's keying)."""
         with self._lock:
             if self._keys.get(label) != key:
-                self._pending[label] = (key, spec_json)
+                self._pending[label] = (key, spec_json())
 
     def save(self) -> None:
         """Write the specs and keys recorded since loading; no-op when nothing changed."""

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from once import _core
-from once.config import Workspace
+from once.config import STATE_DIR, Workspace
 from once.fingerprint import Fingerprint
 from once.graph import Action
 
 # How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
 INTERRUPT_GRACE_SECONDS = 3.0
 INTERRUPTED = 130  # exit status given to a command that was never started because of Ctrl-C
+# In the workspace state folder: stats and digests of outputs as last checked (OutputStats).
+OUTPUT_STATS = "outputs"
 
 
 class Outcome(enum.Enum):
@@ -147,48 +151,66 @@ class Runner:
         self._procs_lock = threading.Lock()
         self._stopping = False  # set on interrupt: no new command may start
         self._cache_warned = False
+        # Lets a hit whose outputs are in place be confirmed by stat, without reading them.
+        self.output_stats = _core.OutputStats(str(workspace.root / STATE_DIR / OUTPUT_STATS))
 
     def run(self, actions: list[Action], jobs: int) -> list[Result]:
-        waiting = {action.label: set(action.deps) for action in actions}
         by_label = {action.label: action for action in actions}
+        # Per action not yet started: how many of its dependencies have not finished.
+        unfinished = {action.label: len(action.deps) for action in actions}
         dependents: dict[str, list[str]] = {label: [] for label in by_label}
         for action in actions:
             for dep in action.deps:
                 dependents[dep].append(action.label)
         results: dict[str, Result] = {}
-        running: dict[Future[Result], str] = {}
+        ready = [label for label, count in unfinished.items() if count == 0]
+        # Each finished action is handed back through this queue. Waiting on the set of
+        # running futures instead (`wait(FIRST_COMPLETED)`) locks every one of them per
+        # wake-up: quadratic, 9 of the 10 s of a no-op run of 10,000 rules (cProfile).
+        finished: queue.SimpleQueue[tuple[str, Future[Result]]] = queue.SimpleQueue()
+        running = 0
+
+        def hand_back(label: str, future: Future[Result]) -> None:
+            finished.put((label, future))
 
         def skip_dependents(label: str) -> None:
             for child in dependents[label]:
                 if child not in results:
                     results[child] = Result(child, Outcome.SKIPPED, 0.0)
                     self.console.finished(results[child])
-                    waiting.pop(child, None)
+                    unfinished.pop(child, None)
                     self.console.status(f"{child}: skipped, {label} failed")
                     skip_dependents(child)
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             try:
-                while waiting or running:
-                    ready = [label for label, deps in waiting.items() if not deps]
+                while ready or running:
                     for label in ready:
-                        del waiting[label]
-                        running[pool.submit(self._execute, by_label[label])] = label
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        label = running.pop(future)
-                        result = future.result()
-                        results[label] = result
-                        self.console.finished(result)
-                        if result.outcome is Outcome.FAILED:
-                            skip_dependents(label)
-                        for child in dependents[label]:
-                            if child in waiting:
-                                waiting[child].discard(label)
+                        del unfinished[label]
+                        future = pool.submit(self._execute, by_label[label])
+                        future.add_done_callback(functools.partial(hand_back, label))
+                        running += 1
+                    ready = []
+                    label, future = finished.get()
+                    running -= 1
+                    result = future.result()
+                    results[label] = result
+                    self.console.finished(result)
+                    if result.outcome is Outcome.FAILED:
+                        skip_dependents(label)
+                    for child in dependents[label]:
+                        if child in unfinished:
+                            unfinished[child] -= 1
+                            if unfinished[child] == 0:
+                                ready.append(child)
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 self.interrupt()
                 raise
+            finally:
+                # Losing these records costs one re-hash of the outputs next run, no more.
+                with contextlib.suppress(OSError):
+                    self.output_stats.save()
         return [results[action.label] for action in actions]
 
     def interrupt(self) -> None:
@@ -262,7 +284,7 @@ class Runner:
             return None
         root, outputs = str(self.workspace.root), list(rule.outputs)
         try:
-            if store.outputs_match(entry, root, rule.package, outputs):
+            if store.outputs_match(entry, root, rule.package, outputs, self.output_stats):
                 outcome = Outcome.CACHED
             else:
                 store.restore(entry, root, rule.package, outputs, self.link)

@@ -17,6 +17,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::IoContext;
 use crate::hash::{hash_bytes, Digest};
@@ -106,6 +107,70 @@ impl StatCache {
         self.records.is_empty()
     }
 
+    /// The digest recorded for `rel` if its stat is identical, without the racy check of
+    /// `lookup`: for a cache holding only records that passed it already (`retain_trusted`
+    /// after loading, `insert_settled` after that).
+    #[must_use]
+    pub fn lookup_settled(&self, rel: &str, stat: &FileStat) -> Option<Digest> {
+        let record = self.records.get(rel)?;
+        record.same_file(stat).then_some(record.digest)
+    }
+
+    /// Drop every record `lookup` would not trust, so that the ones left are trusted whatever
+    /// later `snapshot_start_ns` the cache is saved with (`OutputStats` relies on it).
+    pub fn retain_trusted(&mut self) {
+        let start = self.snapshot_start_ns;
+        self.records.retain(|_, record| {
+            settled_before(record.mtime_ns, start) && settled_before(record.ctime_ns, start)
+        });
+    }
+
+    /// Record `digest` for `rel` with the stat taken at or after `checked_ns` (wall clock),
+    /// and before the contents were read; only when the stat is settled before `checked_ns`
+    /// (the racy rule), else the record is dropped. True when recorded.
+    pub fn insert_settled(
+        &mut self,
+        rel: &str,
+        stat: &FileStat,
+        digest: Digest,
+        checked_ns: i64,
+    ) -> bool {
+        if !(settled_before(stat.mtime_ns, checked_ns) && settled_before(stat.ctime_ns, checked_ns))
+        {
+            self.records.remove(rel);
+            return false;
+        }
+        let record = Record {
+            dev: stat.dev,
+            ino: stat.ino,
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
+            ctime_ns: stat.ctime_ns,
+            digest,
+        };
+        self.records.insert(rel.to_owned(), record) != Some(record)
+    }
+
+    /// Forget `rel`; true when it had a record.
+    pub fn remove(&mut self, rel: &str) -> bool {
+        self.records.remove(rel).is_some()
+    }
+
+    /// Every record as (path, stat, digest); the stat's mode is not kept and reads as 0.
+    pub fn records(&self) -> impl Iterator<Item = (&str, FileStat, &Digest)> {
+        self.records.iter().map(|(rel, record)| {
+            let stat = FileStat {
+                dev: record.dev,
+                ino: record.ino,
+                size: record.size,
+                mtime_ns: record.mtime_ns,
+                ctime_ns: record.ctime_ns,
+                mode: 0,
+            };
+            (rel.as_str(), stat, &record.digest)
+        })
+    }
+
     /// The snapshot start recorded with the loaded records (0 for an empty cache).
     #[must_use]
     pub fn snapshot_start_ns(&self) -> i64 {
@@ -139,6 +204,16 @@ impl StatCache {
         // an empty cache only costs one re-hash; a sync per run would cost every no-op run.
         written
     }
+}
+
+/// Nanoseconds since the epoch: the reference time of the racy rule, taken before a stat.
+#[must_use]
+pub fn wall_clock_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+        })
 }
 
 /// Whether a file stamped `timestamp_ns` was certainly last changed before `start_ns`, given

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext};
 use crate::hash::Digest;
+use crate::outputstats::OutputStats;
+use crate::statcache::wall_clock_ns;
+use crate::walk::FileStat;
 use crate::Result;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,14 +247,20 @@ impl Store {
         Ok(entry)
     }
     /// True when what the declared outputs hold on disk now is exactly the entry's manifest.
+    ///
+    /// A file whose stat `known` vouches for is compared by digest without being read; the
+    /// others are hashed, and those found equal are recorded in `known` for the next run.
     pub fn outputs_match(
         &self,
         workspace: &Path,
         package: &str,
         outputs: &[String],
         entry: &ActionEntry,
+        known: Option<&OutputStats>,
     ) -> Result<bool> {
         let declared = Declared::parse(package, outputs)?;
+        // Before the first stat: only a file stamped clearly before it can be vouched for.
+        let checked_ns = wall_clock_ns();
         let found = self.collect(workspace, &declared)?;
         if found.len() != entry.outputs.len() {
             return Ok(false);
@@ -272,24 +281,43 @@ impl Store {
                 (
                     OutputKind::File { digest, executable },
                     FoundKind::File {
-                        size,
+                        stat,
                         executable: now_executable,
                     },
                 ) if executable == now_executable => {
-                    // A different size settles it without reading the file.
-                    if let Ok(blob) = fs::metadata(self.blob_path(digest)) {
-                        if blob.len() != *size {
-                            return Ok(false);
-                        }
+                    match known.and_then(|known| known.known(&output.path, stat)) {
+                        // The bytes are unchanged since they were last seen with this digest.
+                        Some(seen) if seen == *digest => {}
+                        Some(_) => return Ok(false),
+                        None => to_hash.push((output.path.as_str(), now, digest)),
                     }
-                    to_hash.push((now.abs.as_path(), digest));
                 }
                 _ => return Ok(false),
             }
         }
+        // A different size settles it without reading any file.
+        for (_, now, digest) in &to_hash {
+            if let (Ok(blob), FoundKind::File { stat, .. }) =
+                (fs::metadata(self.blob_path(digest)), &now.kind)
+            {
+                if blob.len() != stat.size {
+                    return Ok(false);
+                }
+            }
+        }
         let same = to_hash
             .par_iter()
-            .map(|(path, digest)| hash_path(path).map(|now| now == **digest))
+            .map(|(path, now, digest)| {
+                let equal = hash_path(&now.abs)? == **digest;
+                if let (Some(known), FoundKind::File { stat, .. }) = (known, &now.kind) {
+                    if equal {
+                        known.record(path, stat, **digest, checked_ns);
+                    } else {
+                        known.forget(path);
+                    }
+                }
+                Ok(equal)
+            })
             .collect::<Result<Vec<bool>>>()?;
         Ok(same.into_iter().all(|equal| equal))
     }
@@ -453,7 +481,7 @@ impl Store {
         } else if file_type.is_file() {
             let meta = fs::symlink_metadata(&abs).at(&abs)?;
             FoundKind::File {
-                size: meta.len(),
+                stat: FileStat::from_metadata(&meta),
                 executable: is_executable(&meta),
             }
         } else {
@@ -581,7 +609,7 @@ struct Found {
 }
 
 enum FoundKind {
-    File { size: u64, executable: bool },
+    File { stat: FileStat, executable: bool },
     Dir,
     Symlink(String),
 }
@@ -1004,6 +1032,7 @@ fn lstat_if_exists(path: &Path) -> Result<Option<fs::Metadata>> {
 }
 
 pub(crate) fn hash_path(path: &Path) -> Result<Digest> {
+    crate::hash::count_file_hashed();
     let mut hasher = blake3::Hasher::new();
     hasher.update_mmap_rayon(path).at(path)?;
     Ok(Digest(*hasher.finalize().as_bytes()))

@@ -53,7 +53,7 @@ impl Fixture {
 
     fn matches(&self) -> bool {
         self.store
-            .outputs_match(&self.ws, "app", &outputs(), &self.entry)
+            .outputs_match(&self.ws, "app", &outputs(), &self.entry, None)
             .unwrap()
     }
 

@@ -118,7 +118,7 @@ impl Fixture {
 
     fn matches(&self, entry: &ActionEntry) -> bool {
         self.store
-            .outputs_match(&self.ws, "app", &Fixture::outputs(), entry)
+            .outputs_match(&self.ws, "app", &Fixture::outputs(), entry, None)
             .unwrap()
     }
 }
@@ -528,7 +528,7 @@ fn glob_outputs_collect_only_matches() {
     assert_eq!(fs::read(out.join("sub/d.txt")).unwrap(), b"d");
     assert!(fx
         .store
-        .outputs_match(&fx.ws, "app", &outputs, &entry)
+        .outputs_match(&fx.ws, "app", &outputs, &entry, None)
         .unwrap());
 
     // `**` crosses folders; a glob with no literal folder walks the package.
@@ -549,7 +549,7 @@ fn missing_declared_outputs_are_simply_absent() {
     fx.store.restore(&fx.ws, "app", &outputs, &entry).unwrap();
     assert!(fx
         .store
-        .outputs_match(&fx.ws, "app", &outputs, &entry)
+        .outputs_match(&fx.ws, "app", &outputs, &entry, None)
         .unwrap());
     assert!(!fx.ws.join("app/never").exists());
 }

@@ -19,11 +19,11 @@ mod _core {
     #[pymodule_export]
     use crate::errors::{GlobError, UnsafePathError};
     #[pymodule_export]
-    use crate::hashing::{b3sum_lines, hash_bytes, hash_files};
+    use crate::hashing::{b3sum_lines, files_hashed, hash_bytes, hash_files};
     #[pymodule_export]
-    use crate::snapshot::{action_key, FileSet, Snapshot};
+    use crate::snapshot::{action_key, action_keys, FileSet, Snapshot};
     #[pymodule_export]
-    use crate::store::{Entry, Store};
+    use crate::store::{Entry, OutputStats, Store};
 
     #[pymodule_export]
     // Python expects this dunder name for a module version.

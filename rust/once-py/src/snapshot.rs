@@ -1,11 +1,12 @@
 //! The run's one walk of the workspace, rule input sets, and action keys.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use once_core::key::{ActionSpec, InputFile};
 use once_core::snapshot;
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::errors::{CoreError, CoreResult};
@@ -73,6 +74,21 @@ impl Snapshot {
                 .select(package, &include, &exclude)
                 .map_err(CoreError)?;
             Ok(FileSet { indices })
+        })
+    }
+
+    /// `select` for many (package, include, exclude) in one call, each glob list compiled once.
+    fn select_many(
+        &self,
+        py: Python<'_>,
+        requests: Vec<(String, Vec<String>, Vec<String>)>,
+    ) -> PyResult<Vec<FileSet>> {
+        py.detach(|| {
+            let sets = self.read()?.select_many(&requests).map_err(CoreError)?;
+            Ok(sets
+                .into_iter()
+                .map(|indices| FileSet { indices })
+                .collect())
         })
     }
 
@@ -164,5 +180,74 @@ pub fn action_key(
         // Serializing plain strings, bools and digests cannot fail.
         let json = serde_json::to_string(&spec).unwrap_or_default();
         Ok((spec.key().to_hex(), json))
+    })
+}
+
+/// What `action_keys` takes per action: inputs, label, cmd, cwd, platform, env, tools, the
+/// labels of the actions it depends on (earlier in the same batch), outputs.
+type KeyRequest = (
+    Py<FileSet>,
+    String,
+    String,
+    String,
+    String,
+    Vec<(String, String)>,
+    Vec<(String, String)>,
+    Vec<String>,
+    Vec<String>,
+);
+
+/// The keys of many actions, given in dependency order, in one call: a dependency's key is
+/// taken from earlier in the batch. Only the keys: what went into one (`action_key`'s JSON) is
+/// wanted only when a key changed, and building it for every action cost more than the key.
+#[pyfunction]
+pub fn action_keys(
+    py: Python<'_>,
+    snapshot: &Snapshot,
+    requests: Vec<KeyRequest>,
+) -> PyResult<Vec<String>> {
+    py.detach(|| {
+        let inner = snapshot.read()?;
+        let mut keys: HashMap<&str, String> = HashMap::with_capacity(requests.len());
+        let mut out = Vec::with_capacity(requests.len());
+        for (inputs, label, cmd, cwd, platform, env, tools, dep_labels, outputs) in &requests {
+            let deps = dep_labels
+                .iter()
+                .map(|dep| match keys.get(dep.as_str()) {
+                    Some(key) => Ok((dep.clone(), key.clone())),
+                    None => Err(PyValueError::new_err(format!(
+                        "{label} depends on {dep}, which is not earlier in the batch"
+                    ))),
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            // `Py::get` on a frozen class needs no GIL.
+            let inputs = inner
+                .inputs(&inputs.get().indices)
+                .map_err(CoreError)?
+                .into_iter()
+                .map(|(path, digest, executable)| InputFile {
+                    path: path.to_owned(),
+                    digest,
+                    executable,
+                })
+                .collect();
+            let key = ActionSpec {
+                label: label.clone(),
+                cmd: cmd.clone(),
+                cwd: cwd.clone(),
+                platform: platform.clone(),
+                env: env.clone(),
+                tools: tools.clone(),
+                inputs,
+                deps,
+                outputs: outputs.clone(),
+            }
+            .normalized()
+            .key()
+            .to_hex();
+            keys.insert(label.as_str(), key.clone());
+            out.push(key);
+        }
+        Ok(out)
     })
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use once_core::evict::{GcOptions, GcReport, Usage, VerifyReport};
 use once_core::hash::Digest;
+use once_core::outputstats;
 use once_core::store::{self, ActionEntry, LinkMode};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -23,6 +24,30 @@ pub struct Store {
 #[pyclass(frozen, module = "once._core")]
 pub struct Entry {
     inner: ActionEntry,
+}
+
+/// Stats and digests of output files as last checked (`.once/outputs`), so that a hit whose
+/// outputs are in place is confirmed without reading them. Shared by the run's threads: the
+/// core locks per lookup, and only ever with the GIL released (inside `py.detach`).
+#[pyclass(frozen, module = "once._core")]
+pub struct OutputStats {
+    inner: outputstats::OutputStats,
+}
+
+#[pymethods]
+impl OutputStats {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> OutputStats {
+        OutputStats {
+            inner: py.detach(|| outputstats::OutputStats::load(&path)),
+        }
+    }
+
+    /// Write the records if any changed since loading.
+    fn save(&self, py: Python<'_>) -> PyResult<()> {
+        let saved: CoreResult<()> = py.detach(|| Ok(self.inner.save()?));
+        Ok(saved?)
+    }
 }
 
 #[pymethods]
@@ -71,6 +96,7 @@ impl Store {
         Ok(Entry { inner: saved? })
     }
 
+    #[pyo3(signature = (entry, workspace, package, outputs, known = None))]
     fn outputs_match(
         &self,
         py: Python<'_>,
@@ -78,11 +104,16 @@ impl Store {
         workspace: PathBuf,
         package: &str,
         outputs: Vec<String>,
+        known: Option<&OutputStats>,
     ) -> PyResult<bool> {
         let matched: CoreResult<bool> = py.detach(|| {
-            Ok(self
-                .inner
-                .outputs_match(&workspace, package, &outputs, &entry.inner)?)
+            Ok(self.inner.outputs_match(
+                &workspace,
+                package,
+                &outputs,
+                &entry.inner,
+                known.map(|known| &known.inner),
+            )?)
         });
         Ok(matched?)
     }

@@ -1,0 +1,214 @@
+"""A seeded synthetic monorepo for the scale benchmarks (`python -m benches.scale`).
+
+    python -m benches.monorepo DIR [--packages N] [--files N] [--seed S] [--no-git]
+
+The default shape is the one of the performance targets in ARCHITECTURE.md: 1,000 packages,
+100,000 source files (~740 MB) of a few hundred bytes to a few hundred KB, with a few multi-MB
+files, in nested folders; a dependency DAG between packages; a `build` rule in every package
+and a `test` rule in every other one, with cheap shell commands so that the tool's own cost
+dominates; outputs (`dist/`, `reports/`) ignored by `.gitignore`; and a git repository holding
+every source file, so that `git status` can be measured on the very same tree.
+
+The same seed gives the same tree (paths, sizes, contents, DAG); change the seed or the size
+knobs to check that a figure is not an artefact of one tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+# Contents are slices of one seeded pool, each led by its own path: generating 740 MB from a
+# PRNG byte by byte would take minutes, and the bytes need only be incompressible and distinct.
+POOL_BYTES = 16 << 20
+# Source sizes: log-normal around 2 KB (a typical source file), clamped to 120 B - 400 KB.
+MEDIAN_SOURCE_BYTES = 2_000
+SIZE_SIGMA = 1.3
+MIN_SOURCE_BYTES = 120
+MAX_SOURCE_BYTES = 400_000
+# One file in 2,000 is a multi-MB asset (a fixture, a model, a data file): 50 in the default tree.
+BIG_FILE_EVERY = 2_000
+BIG_FILE_BYTES = (2 << 20, 12 << 20)
+# Each package depends on up to this many earlier ones, so the DAG has depth as well as breadth.
+MAX_PACKAGE_DEPS = 3
+GROUPS = 20
+MARKER = ".monorepo-generated"
+# Targets a full run names: every rule of every package.
+TARGETS = ("build", "test")
+
+
+@dataclass(frozen=True)
+class Monorepo:
+    root: Path
+    packages: list[str]  # workspace-relative package folders, in generation (DAG) order
+    sources: list[str]  # workspace-relative source files (not once.toml, not outputs)
+    rules: int
+
+    def leaf_source(self) -> str:
+        """A source file of the last package: nothing depends on it, so changing it re-runs
+        only that package's own rules."""
+        last = self.packages[-1] + "/"
+        return next(path for path in reversed(self.sources) if path.startswith(last))
+
+
+def generate(
+    root: Path,
+    *,
+    packages: int = 1_000,
+    files: int = 100_000,
+    seed: int = 0,
+    git: bool = True,
+) -> Monorepo:
+    """Write the tree into `root` (created; must be empty or absent)."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible benchmark tree, not a secret
+    pool = rng.randbytes(POOL_BYTES)
+    root.mkdir(parents=True, exist_ok=True)
+    names = [f"packages/g{i % GROUPS:02d}/pkg{i:04d}" for i in range(packages)]
+    # Uneven package sizes, as in real monorepos: a few big packages, many small ones.
+    weights = [rng.lognormvariate(0, 1) for _ in names]
+    scale = files / sum(weights)
+    counts = [max(1, round(w * scale)) for w in weights]
+    counts[-1] = max(1, counts[-1] + files - sum(counts))
+    sources: list[str] = []
+    rules = 0
+    serial = 0
+    for index, (name, count) in enumerate(zip(names, counts, strict=True)):
+        package = root / name
+        folders = _folders(rng, count)
+        for n in range(count):
+            rel = f"{rng.choice(folders)}/f{n:05d}.{rng.choice(('ts', 'py', 'rs', 'json', 'md'))}"
+            serial += 1
+            size = (
+                rng.randint(*BIG_FILE_BYTES) if serial % BIG_FILE_EVERY == 0 else _source_size(rng)
+            )
+            path = package / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            head = f"{name}/{rel}\n".encode()
+            start = rng.randrange(0, POOL_BYTES - size)
+            path.write_bytes(head + pool[start : start + max(0, size - len(head))])
+            sources.append(f"{name}/{rel}")
+        deps = sorted(
+            {names[rng.randrange(index)] for _ in range(rng.randint(0, MAX_PACKAGE_DEPS))}
+            if index
+            else set()
+        )
+        has_test = index % 2 == 1
+        (package / "once.toml").write_text(_package_toml(name, deps, has_test=has_test))
+        rules += 1 + has_test
+    (root / "once.toml").write_text('[workspace]\nmembers = ["packages/*/*"]\n')
+    (root / ".gitignore").write_text(f"dist/\nreports/\n.once/\n{MARKER}\n")
+    if git:
+        _git_init(root)
+    (root / MARKER).write_text(f"{packages} {files} {seed}\n")
+    return Monorepo(root, names, sources, rules)
+
+
+def load(root: Path) -> Monorepo | None:
+    """The monorepo generated earlier in `root`, or None when there is none (or half of one)."""
+    if not (root / MARKER).is_file():
+        return None
+    names = sorted(
+        str(path.parent.relative_to(root)) for path in root.glob("packages/*/*/once.toml")
+    )
+    names.sort(key=lambda name: int(name.rsplit("pkg", 1)[1]))
+    sources = sorted(
+        str(path.relative_to(root))
+        for path in (root / "packages").rglob("*")
+        if path.is_file() and path.name != "once.toml" and not _is_output(path)
+    )
+    rules = sum((root / name / "once.toml").read_text().count("[rule.") for name in names)
+    return Monorepo(root, names, sources, rules)
+
+
+def _is_output(path: Path) -> bool:
+    return any(part in ("dist", "reports", ".once") for part in path.parts)
+
+
+def _source_size(rng: random.Random) -> int:
+    size = rng.lognormvariate(math.log(MEDIAN_SOURCE_BYTES), SIZE_SIGMA)
+    return int(min(MAX_SOURCE_BYTES, max(MIN_SOURCE_BYTES, size)))
+
+
+def _folders(rng: random.Random, count: int) -> list[str]:
+    """Nested source folders (depth 1 to 4) for a package of `count` files, ~8 files each."""
+    folders = ["src", "tests"]
+    while len(folders) < max(2, count // 8):
+        parent = rng.choice(folders)
+        if parent.count("/") < 3:
+            folders.append(f"{parent}/m{len(folders)}")
+    return folders
+
+
+def _package_toml(name: str, deps: list[str], *, has_test: bool) -> str:
+    label = name.rsplit("/", 1)[1]
+    # A JSON array of strings is also a TOML one.
+    lines = ["[package]", f"deps = {json.dumps(['//' + dep for dep in deps])}", ""]
+    # Cheap commands: builtins plus one `mkdir`, so a cold run measures the tool, not the build.
+    lines += [
+        "[rule.build]",
+        f"cmd = \"mkdir -p dist && echo '{label}' > dist/index.js && echo built {label}\"",
+        'outputs = ["dist/"]',
+        *(['deps = ["^build"]'] if deps else []),  # `^build` needs package deps to name
+        "",
+    ]
+    if has_test:
+        lines += [
+            "[rule.test]",
+            'cmd = "mkdir -p reports && echo ok > reports/test.txt"',
+            'inputs = ["src/**", "tests/**"]',
+            'outputs = ["reports/test.txt"]',
+            'deps = ["build"]',
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _git_init(root: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=root, check=True, stdout=subprocess.DEVNULL)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-q", "-m", "gen")
+
+
+def make_rules_workspace(root: Path, rules: int, *, per_package: int = 100) -> None:
+    """A workspace of `rules` trivial rules (cmd `true`, one small input each, no outputs) in
+    packages of `per_package` rules: what the scheduler-overhead benchmark runs all cached."""
+    packages = max(1, math.ceil(rules / per_package))
+    (root / "once.toml").write_text('[workspace]\nmembers = ["p/*"]\n')
+    made = 0
+    for p in range(packages):
+        package = root / "p" / f"p{p:04d}"
+        package.mkdir(parents=True, exist_ok=True)
+        body = []
+        for r in range(min(per_package, rules - made)):
+            (package / f"in{r}.txt").write_text(f"{p}/{r}\n")
+            body += [f"[rule.r{r}]", 'cmd = "true"', f'inputs = ["in{r}.txt"]', ""]
+            made += 1
+        (package / "once.toml").write_text("\n".join(body))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("--packages", type=int, default=1_000)
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-git", action="store_true")
+    args = parser.parse_args()
+    repo = generate(
+        args.dir, packages=args.packages, files=args.files, seed=args.seed, git=not args.no_git
+    )
+    print(
+        f"{args.dir}: {len(repo.packages)} packages, {len(repo.sources)} files, {repo.rules} rules"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""The performance targets of ARCHITECTURE.md, measured on a synthetic monorepo in one sitting.
+
+    python -m benches.scale [--packages N] [--files N] [--seed S] [--repeat N] [--big-gib N]
+                            [--rules N] [--work DIR] [--markdown]
+
+Generates (or reuses, in `--work`) the tree of `benches/monorepo.py` and times, each beside its
+reference measured in the same run: a cold run (empty cache), a no-op run (everything cached,
+outputs present) and `git status`, restore-all (every output deleted), one source file
+changed, `once hash` of the whole tree without a stat cache and `b3sum` over the same files,
+one big file, `once --version` and `python -c "import click"`, and the no-op run of a
+workspace of `--rules` trivial rules (scheduler overhead). Every command is a subprocess as a
+user runs it; the table shows medians, the ratio to the reference, the target, and the peak
+resident memory of the `once` process (from `wait4`).
+
+The machine is shared and noisy: read medians and ratios, not single runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from benches.monorepo import TARGETS, Monorepo, generate, load, make_rules_workspace
+
+OUTPUT_DIRS = ("dist", "reports")
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float  # median
+    peak_mb: float  # the largest resident set of any repeat
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    once: Measured
+    reference: str
+    ref: Measured | None
+    target: str
+    # ratio -> met? (None: an absolute target on `once` alone)
+    check: Callable[[float, float | None], bool]
+    # How the ratio reads: time ratio once/ref, or throughput ratio ref/once.
+    throughput: bool = False
+
+    def ratio(self) -> float | None:
+        if self.ref is None:
+            return None
+        if self.throughput:
+            return self.ref.seconds / self.once.seconds
+        return self.once.seconds / self.ref.seconds
+
+    def met(self) -> bool:
+        return self.check(self.once.seconds, self.ratio())
+
+
+GNU_TIME = Path("/usr/bin/time")
+
+
+def timed(argv: Sequence[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one run of `argv`; stdout is discarded.
+
+    The peak comes from GNU time when installed: a child forked from this (large) process
+    starts with this process's resident set, which `wait4` would report as the child's peak.
+    Pages of a memory-mapped file count as resident too (the big-file case)."""
+    with tempfile.NamedTemporaryFile("r") as report:
+        wrapper = [str(GNU_TIME), "-f", "%M", "-o", report.name] if GNU_TIME.exists() else []
+        started = time.perf_counter()
+        proc = subprocess.Popen([*wrapper, *argv], cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        if proc.returncode != 0:
+            sys.exit(f"scale: {' '.join(argv)} exited with {proc.returncode}")
+        reported = report.read().strip().splitlines()
+    kib = int(reported[-1]) if wrapper and reported else usage.ru_maxrss  # Linux: KiB
+    return seconds, kib / 1024
+
+
+def measure(
+    argv: Sequence[str],
+    cwd: Path,
+    env: dict[str, str],
+    repeat: int,
+    before: Callable[[], object] | None = None,
+    *,
+    warm: bool = True,
+) -> Measured:
+    """Median of `repeat` runs, each after `before` (untimed); one untimed warm-up first."""
+    runs = []
+    for n in range(repeat + int(warm)):
+        if before is not None:
+            before()
+        seconds, peak = timed(argv, cwd, env)
+        if n >= int(warm):
+            runs.append((seconds, peak))
+    return Measured(statistics.median(s for s, _ in runs), max(p for _, p in runs))
+
+
+def delete_outputs(repo: Monorepo) -> None:
+    for package in repo.packages:
+        for name in OUTPUT_DIRS:
+            shutil.rmtree(repo.root / package / name, ignore_errors=True)
+
+
+def machine_shape() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = f"{pages / (1 << 30):.0f} GiB RAM"
+    except (ValueError, OSError):
+        memory = "RAM unknown"
+    return f"{os.cpu_count()} CPUs ({cpu}), {memory}, {platform.system()} {platform.release()}"
+
+
+def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads best as one
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packages", type=int, default=1_000)
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per case (median)")
+    parser.add_argument("--big-gib", type=float, default=2.0, help="size of the one big file")
+    parser.add_argument("--rules", type=int, default=10_000, help="rules of the overhead case")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "once-scale")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = parser.parse_args()
+    once = shutil.which("once")
+    b3sum = shutil.which("b3sum")
+    if once is None or b3sum is None:
+        sys.exit("scale: needs `once` and `b3sum` on PATH (apt-get install b3sum)")
+
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    tree = work / f"p{args.packages}-f{args.files}-s{args.seed}"
+    repo = load(tree)
+    if repo is None:
+        shutil.rmtree(tree, ignore_errors=True)
+        print(f"generating {tree} ...", file=sys.stderr)
+        repo = generate(tree, packages=args.packages, files=args.files, seed=args.seed)
+    tree_mb = sum((tree / path).stat().st_size for path in repo.sources) / 1e6
+    cache = work / f"cache-{tree.name}"
+    env = {
+        **os.environ,
+        "ONCE_CACHE_DIR": str(cache),
+        "ONCE_CACHE_MAX_SIZE": "1T",  # measure the run, not an eviction
+    }
+    run = [once, "run", *TARGETS]
+    repeat = args.repeat
+    rows: list[Row] = []
+
+    def reset_all() -> None:
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(tree / ".once", ignore_errors=True)
+        delete_outputs(repo)
+
+    # Hashing first, while the tree holds only sources: both tools see the same files.
+    print("hashing the whole tree ...", file=sys.stderr)
+    reset_all()
+    listed = work / f"files-{tree.name}.list"
+    everything = sorted(
+        str(path.relative_to(tree)) for path in (tree / "packages").rglob("*") if path.is_file()
+    )
+    listed.write_bytes(b"\0".join(p.encode() for p in everything) + b"\0")
+    rows.append(
+        Row(
+            f"hash whole tree ({len(everything)} files, {tree_mb:.0f} MB), no stat cache",
+            measure([once, "hash", "packages"], tree, env, repeat),
+            "b3sum (xargs)",
+            measure(["xargs", "-0", "-a", str(listed), b3sum], tree, env, repeat),
+            "≤ 0.6x",
+            lambda _s, ratio: ratio is not None and ratio <= 0.6,
+        )
+    )
+
+    big = work / f"big-{args.big_gib:g}GiB.bin"
+    big_bytes = int(args.big_gib * (1 << 30))
+    if not big.is_file() or big.stat().st_size != big_bytes:
+        print(f"writing {big} ...", file=sys.stderr)
+        chunk = os.urandom(1 << 24)
+        with big.open("wb") as out:
+            for _ in range(big_bytes // len(chunk)):
+                out.write(chunk)
+            out.write(chunk[: big_bytes % len(chunk)])
+    rows.append(
+        Row(
+            f"one {args.big_gib:g} GiB file (throughput)",
+            measure([once, "hash", str(big)], work, env, repeat),
+            "b3sum",
+            measure([b3sum, str(big)], work, env, repeat),
+            "≥ 0.9x",
+            lambda _s, ratio: ratio is not None and ratio >= 0.9,
+            throughput=True,
+        )
+    )
+
+    rows.append(
+        Row(
+            "once --version",
+            measure([once, "--version"], work, env, repeat * 2),
+            'python -c "import click"',
+            measure([sys.executable, "-c", "import click"], work, env, repeat * 2),
+            "≤ 1.3x",
+            lambda _s, ratio: ratio is not None and ratio <= 1.3,
+        )
+    )
+
+    print("cold run ...", file=sys.stderr)
+    cold = measure(run, tree, env, max(1, repeat // 3), reset_all, warm=False)
+    git_status = measure(["git", "status", "--porcelain"], tree, env, repeat)
+    rows.append(Row(f"cold run ({repo.rules} rules)", cold, "", None, "", lambda _s, _r: True))
+    print("no-op run ...", file=sys.stderr)
+    rows.append(
+        Row(
+            "no-op run, everything cached",
+            measure(run, tree, env, repeat),
+            "git status",
+            git_status,
+            "≤ 1.0x",
+            lambda _s, ratio: ratio is not None and ratio <= 1.0,
+        )
+    )
+    print("restore-all ...", file=sys.stderr)
+    rows.append(
+        Row(
+            "restore-all (outputs deleted)",
+            measure(run, tree, env, repeat, lambda: delete_outputs(repo), warm=False),
+            "",
+            None,
+            "≤ 1 s",
+            lambda seconds, _r: seconds <= 1.0,
+        )
+    )
+    leaf = tree / repo.leaf_source()
+    original = leaf.read_bytes()
+    edits = iter(range(1_000_000))
+
+    def edit_leaf() -> None:
+        leaf.write_bytes(original + f"\n// edit {next(edits)}\n".encode())
+
+    print("one file changed ...", file=sys.stderr)
+    changed = measure(run, tree, env, repeat, edit_leaf, warm=False)
+    leaf.write_bytes(original)
+    rows.append(Row("one file changed", changed, "git status", git_status, "", lambda _s, _r: True))
+
+    print(f"{args.rules} cached rules ...", file=sys.stderr)
+    rules_root = work / f"rules-{args.rules}"
+    if not (rules_root / "once.toml").is_file():
+        shutil.rmtree(rules_root, ignore_errors=True)
+        rules_root.mkdir(parents=True)
+        make_rules_workspace(rules_root, args.rules)
+    rules_env = {**env, "ONCE_CACHE_DIR": str(work / f"cache-rules-{args.rules}")}
+    rules_run = [once, "run", "--output-logs=none", *(f"r{r}" for r in range(min(args.rules, 100)))]
+    timed(rules_run, rules_root, rules_env)  # fill the cache (a no-op when it is full already)
+    rows.append(
+        Row(
+            f"no-op run of {args.rules} cached trivial rules",
+            measure(rules_run, rules_root, rules_env, repeat),
+            "",
+            None,
+            "≤ 1 s",
+            lambda seconds, _r: seconds <= 1.0,
+        )
+    )
+
+    # The big file is memory-mapped: its pages count as resident without being allocated.
+    peak = max(row.once.peak_mb for row in rows if "GiB file" not in row.case)
+    header = (
+        f"{datetime.date.today().isoformat()}, {machine_shape()}; tree: {len(repo.packages)} "
+        f"packages, {len(repo.sources)} source files, {tree_mb:.0f} MB, seed {args.seed}; "
+        f"medians of {repeat} runs; peak RSS of once on the tree {peak:.0f} MB "
+        f"(target ≤ 200 MB: {'met' if peak <= 200 else 'NOT met'})"
+    )
+    print_table(rows, header, markdown=args.markdown)
+
+
+def print_table(rows: list[Row], header: str, *, markdown: bool) -> None:
+    columns = ("case", "once s", "reference", "ref s", "ratio", "target", "met", "peak MB")
+    lines = []
+    for row in rows:
+        ratio = row.ratio()
+        lines.append(
+            (
+                row.case,
+                f"{row.once.seconds:.3f}",
+                row.reference or "-",
+                f"{row.ref.seconds:.3f}" if row.ref else "-",
+                f"{ratio:.2f}x" if ratio is not None else "-",
+                row.target or "-",
+                ("yes" if row.met() else "NO") if row.target else "-",
+                f"{row.once.peak_mb:.0f}",
+            )
+        )
+    print(header)
+    if markdown:
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
+        for line in lines:
+            print("| " + " | ".join(line) + " |")
+        return
+    widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(columns)]
+    for line in (columns, *lines):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
