@@ -112,6 +112,12 @@ def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Pl
     help="How restored files are made: copies (copy-on-write where the file system can), or "
     "read-only hard links into the cache.",
 )
+@click.option(
+    "--remote-read-only",
+    is_flag=True,
+    help="Restore from the remote cache but upload nothing (for untrusted builds such as pull "
+    "requests); also $ONCE_REMOTE_READ_ONLY=1 or [remote] read_only.",
+)
 @click.pass_obj
 def run(
     cwd: Path,
@@ -122,6 +128,7 @@ def run(
     dry_run: bool,
     as_json: bool,
     link: str,
+    remote_read_only: bool,
 ) -> None:
     """Run TARGETS and everything they depend on, restoring from the cache what it has.
 
@@ -133,6 +140,7 @@ def run(
     from once.fingerprint import plan as plan_keys
     from once.history import History
     from once.lock import workspace_lock
+    from once.remote import open_remote, start_remote
     from once.run import Console, LogMode, Outcome, Runner, open_store, summary
 
     if as_json and not dry_run:
@@ -143,21 +151,26 @@ def run(
         _print_dry_run(*_prepare(cwd, list(targets)), as_json=as_json)
         return
     workspace, actions = _load(cwd, list(targets))
+    remote = open_remote(workspace, read_only=remote_read_only)
     state_dir = workspace.root / STATE_DIR
     with workspace_lock(state_dir):
         # Keyed under the lock: a run that waited must see what the run before it left.
         plan = plan_keys(workspace, actions, os.environ)
         console = Console(sys.stdout.buffer, LogMode(output_logs))
+        store = open_store()
         runner = Runner(
             workspace,
             plan.fingerprints,
-            open_store(),
+            store,
             console,
             force=force,
             snapshot=plan.snapshot,
             link=link,
+            remote=start_remote(remote, store, actions, plan, force=force),
         )
         results = runner.run(actions, jobs or os.cpu_count() or 1)
+        if runner.remote is not None:
+            runner.remote.finish()  # uploads end before the run does (and before collection)
         finish_run(runner, actions, results, max_bytes)
         history = History(state_dir)
         for result in results:

@@ -14,12 +14,15 @@ from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from once import _core
 from once.config import Workspace
 from once.fingerprint import Fingerprint
 from once.graph import Action
+
+if TYPE_CHECKING:
+    from once.remote import RemoteCache
 
 # How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
 INTERRUPT_GRACE_SECONDS = 3.0
@@ -124,7 +127,9 @@ class Runner:
         force: bool = False,
         snapshot: _core.Snapshot | None = None,
         link: str = "copy",  # how hits restore files: "copy" (reflink where possible) or "hardlink"
+        remote: RemoteCache | None = None,  # asked on a local miss, given what a run saves
     ) -> None:
+        self.remote = remote
         self.link = link
         self.workspace = workspace
         self.snapshot = snapshot
@@ -203,6 +208,8 @@ class Runner:
         outputs = list(rule.outputs)
         if self.store is not None and rule.cache and not self.force:
             entry = self.store.lookup(fingerprint.key)
+            if entry is None and self.remote is not None:
+                entry = self.remote.fetch(self.store, fingerprint.key, action.label)
             if entry is not None:
                 root = str(self.workspace.root)
                 try:
@@ -266,6 +273,9 @@ class Runner:
                 )
             except OSError as err:
                 self._warn_cache_off(err)
+            else:
+                if self.remote is not None:
+                    self.remote.push(self.store, fingerprint.key)  # in the background
         return Result(action.label, Outcome.RAN, time.monotonic() - started)
 
     def _spawn(self, action: Action, cwd: Path) -> tuple[int, bytes]:

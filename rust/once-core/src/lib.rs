@@ -7,6 +7,7 @@ pub mod error;
 pub mod evict;
 pub mod hash;
 pub mod key;
+pub mod remote;
 pub mod snapshot;
 pub mod statcache;
 pub mod store;
