@@ -30,7 +30,7 @@ READ_ONLY_ENV = "ONCE_REMOTE_READ_ONLY"
 TIMEOUT_ENV = "ONCE_REMOTE_TIMEOUT"
 SIGNING_KEY_ENV = "ONCE_SIGNING_KEY"
 # Where the bearer token is read from unless `[remote] token_env` names another variable.
-DEFAULT_TOKEN_ENV = "ONCE_REMOTE_TOKEN"
+DEFAULT_TOKEN_ENV = "ONCE_REMOTE_TOKEN"  # noqa: S105 - a variable name, not a token
 # Per request, and per wait for the next chunk of a download: long enough for a loaded server
 # across an ocean, short enough that a dead one costs a CI job seconds, not minutes.
 DEFAULT_TIMEOUT = 10.0

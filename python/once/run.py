@@ -200,16 +200,15 @@ class Runner:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
-    def _execute(self, action: Action) -> Result:
+    # A step's whole life (hit, restore, refusal, run, save), read top to bottom in one place.
+    def _execute(self, action: Action) -> Result:  # noqa: PLR0912
         started = time.monotonic()
         rule = action.rule
         fingerprint = self.fingerprints[action.label]
         package_dir = self.workspace.root / rule.package
         outputs = list(rule.outputs)
         if self.store is not None and rule.cache and not self.force:
-            entry = self.store.lookup(fingerprint.key)
-            if entry is None and self.remote is not None:
-                entry = self.remote.fetch(self.store, fingerprint.key, action.label)
+            entry = self._lookup(self.store, fingerprint.key, action.label)
             if entry is not None:
                 root = str(self.workspace.root)
                 try:
@@ -271,12 +270,22 @@ class Runner:
                     exit_code,
                     duration_ms,
                 )
+                self._share(fingerprint.key)  # never raises: the upload runs in the background
             except OSError as err:
                 self._warn_cache_off(err)
-            else:
-                if self.remote is not None:
-                    self.remote.push(self.store, fingerprint.key)  # in the background
         return Result(action.label, Outcome.RAN, time.monotonic() - started)
+
+    def _lookup(self, store: _core.Store, key: str, label: str) -> _core.Entry | None:
+        """The local entry, else what the remote cache has (downloaded into `store`)."""
+        entry = store.lookup(key)
+        if entry is None and self.remote is not None:
+            entry = self.remote.fetch(store, key, label)
+        return entry
+
+    def _share(self, key: str) -> None:
+        """Upload a just-saved entry to the remote cache, in the background."""
+        if self.remote is not None and self.store is not None:
+            self.remote.push(self.store, key)
 
     def _spawn(self, action: Action, cwd: Path) -> tuple[int, bytes]:
         """Run the command with `sh -c` in its own process group, streaming prefixed lines."""
