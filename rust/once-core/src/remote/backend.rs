@@ -239,7 +239,11 @@ impl Http {
     }
 
     async fn put_bytes(&self, name: &str, bytes: Bytes) -> Result<(), RemoteError> {
-        let request = self.request(reqwest::Method::PUT, name).body(bytes);
+        // Always a length, even 0: nginx refuses a PUT without one ("body must be in a file").
+        let request = self
+            .request(reqwest::Method::PUT, name)
+            .header(CONTENT_LENGTH, bytes.len())
+            .body(bytes);
         self.expect_stored(request, name).await
     }
 
