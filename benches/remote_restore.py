@@ -33,18 +33,21 @@ BACKENDS: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
 
 
 def workspace(root: Path, entries: int) -> list[str]:
-    """One package of `entries` rules, each writing one small output file; their names."""
+    """`entries` packages of one rule each, writing one small output file; their labels. One
+    package per rule, as in a monorepo: what is timed is the remote, not rule evaluation."""
     root.mkdir(parents=True)
-    names = [f"r{n}" for n in range(entries)]
-    rules = [
-        f'[rule.{name}]\ncmd = "mkdir -p out && echo {name} > out/{name}.txt"\n'
-        f'inputs = ["src/**"]\noutputs = ["out/{name}.txt"]\n'
-        for name in names
-    ]
-    (root / "once.toml").write_text("\n".join(rules))
-    (root / "src").mkdir()
-    (root / "src" / "input.txt").write_text("shared input\n")
-    return names
+    (root / "once.toml").write_text('[workspace]\nmembers = ["p/*"]\n')
+    labels = []
+    for n in range(entries):
+        package = root / "p" / f"{n:04}"
+        (package / "src").mkdir(parents=True)
+        (package / "src" / "input.txt").write_text(f"input {n}\n")
+        (package / "once.toml").write_text(
+            '[rule.build]\ncmd = "mkdir -p out && cp src/input.txt out/output.txt"\n'
+            'inputs = ["src/**"]\noutputs = ["out/"]\n'
+        )
+        labels.append(f"//p/{n:04}:build")
+    return labels
 
 
 def once(root: Path, cache: Path, names: list[str], env: dict[str, str]) -> float:
@@ -75,7 +78,8 @@ def measure(
                 shutil.copytree(tmp / "a", tmp / "b")
                 upload = once(tmp / "a", tmp / "cache-a", names, env)
                 remote = once(tmp / "b", tmp / "cache-b", names, env)
-                shutil.rmtree(tmp / "b" / "out")
+                for out in (tmp / "b" / "p").glob("*/out"):
+                    shutil.rmtree(out)
                 local = once(tmp / "b", tmp / "cache-b", names, {"ONCE_REMOTE": ""})
                 noop = once(tmp / "b", tmp / "cache-b", names, {"ONCE_REMOTE": ""})
         except pytest.skip.Exception as skipped:
