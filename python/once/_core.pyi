@@ -9,6 +9,7 @@ __all__ = [
     "FileSet",
     "GlobError",
     "OutputStats",
+    "Remote",
     "Snapshot",
     "Store",
     "UnsafePathError",
@@ -194,6 +195,51 @@ class Store:
     def verify(self) -> VerifyReport:
         """Re-hash every blob; delete corrupt ones and every entry naming a missing or corrupt
         blob, not decoding, or holding a path restore would refuse."""
+
+@final
+class Remote:
+    """A remote cache (HTTP/WebDAV, S3 or Redis) over the local store. Transfers run on a tokio
+    runtime inside the extension; every method releases the GIL. A server that fails (after
+    retries) switches the remote off for the rest of the run: `off_reason` says why."""
+
+    def __new__(
+        cls,
+        url: str,
+        *,
+        read_only: bool = False,
+        token: str | None = None,
+        signing_key: str | None = None,
+        endpoint: str | None = None,
+        region: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        concurrency: int = 16,
+    ) -> Remote:
+        """ValueError for a URL or setting that cannot work; connects on first use only."""
+    @property
+    def off_reason(self) -> str | None:
+        """Why the remote switched itself off for this run, or None while it is on."""
+    def prefetch(self, store: Store, keys: list[str]) -> None:
+        """Start fetching these keys in the background; `fetch` joins each."""
+    def fetch(self, store: Store, key: str) -> tuple[str, str]:
+        """(outcome, detail): "hit" (the entry and its re-hashed blobs are now in `store`),
+        "miss", "unsigned", "bad-signature", "corrupt" (detail: how many blobs), "invalid"
+        (detail: why) or "off"."""
+    def push(self, store: Store, key: str) -> None:
+        """Upload the local entry for `key` and the blobs the server lacks, in the background."""
+    def finish(self) -> RemoteStats:
+        """Wait for every upload; the run's transfer counters."""
+
+@type_check_only
+class RemoteStats(TypedDict):
+    entries_downloaded: int
+    blobs_downloaded: int
+    bytes_downloaded: int
+    corrupt_blobs: int
+    entries_uploaded: int
+    blobs_uploaded: int
+    bytes_uploaded: int
+    blobs_present: int
 
 @type_check_only
 class StoreUsage(TypedDict):

@@ -127,6 +127,12 @@ def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Pl
     help="With --affected (implied): the git revision to compare with [default: the merge base "
     "of HEAD with origin/HEAD, else main or master]. Uncommitted and untracked files count.",
 )
+@click.option(
+    "--remote-read-only",
+    is_flag=True,
+    help="Restore from the remote cache but upload nothing (for untrusted builds such as pull "
+    "requests); also $ONCE_REMOTE_READ_ONLY=1 or [remote] read_only.",
+)
 @click.pass_obj
 def run(
     cwd: Path,
@@ -139,6 +145,7 @@ def run(
     link: str,
     affected: bool,
     since: str | None,
+    remote_read_only: bool,
 ) -> None:
     """Run TARGETS and everything they depend on, restoring from the cache what it has.
 
@@ -155,6 +162,7 @@ def run(
     from once.history import History
     from once.lock import workspace_lock
     from once.progress import make_console
+    from once.remote import open_remote, start_remote
     from once.run import LogMode, Outcome, Runner, open_store, summary
 
     if as_json and not dry_run:
@@ -175,24 +183,29 @@ def run(
         return
     if not actions:
         return
+    remote = open_remote(workspace, read_only=remote_read_only)
     state_dir = workspace.root / STATE_DIR
     with workspace_lock(state_dir):
         # Keyed under the lock: a run that waited must see what the run before it left.
         plan = plan_keys(workspace, actions, os.environ)
         console = make_console(sys.stdout.buffer, LogMode(output_logs), len(actions))
+        store = open_store()
         runner = Runner(
             workspace,
             plan.fingerprints,
-            open_store(),
+            store,
             console,
             force=force,
             snapshot=plan.snapshot,
             link=link,
+            remote=start_remote(remote, store, actions, plan, force=force),
         )
         try:
             results = runner.run(actions, jobs or os.cpu_count() or 1)
         finally:
             console.close()  # the live line goes before anything else is printed
+        if runner.remote is not None:
+            runner.remote.finish()  # uploads end before the run does (and before collection)
         finish_run(runner, actions, results, max_bytes)
         history = History(state_dir)
         for result in results:

@@ -26,10 +26,13 @@ CONFIG_NAME = "once.toml"
 # The workspace's own state (stat cache, last keys); never an input, never walked.
 STATE_DIR = ".once"
 
-ROOT_KEYS = ("workspace", "package", "rule")
+ROOT_KEYS = ("workspace", "package", "rule", "remote")
 MEMBER_KEYS = ("package", "rule")
 WORKSPACE_KEYS = ("members",)
 PACKAGE_KEYS = ("deps",)
+REMOTE_KEYS = ("url", "read_only", "token_env", "endpoint", "region", "timeout")
+# What the remote cache can talk to (the backends of rust/once-core/src/remote).
+REMOTE_SCHEMES = ("http", "https", "s3", "redis", "rediss")
 RULE_KEYS = ("cmd", "inputs", "outputs", "deps", "env", "pass_env", "tools", "cache")
 LIST_KEYS = ("inputs", "outputs", "deps", "env", "pass_env", "tools")
 RULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -76,9 +79,23 @@ class Package:
 
 
 @dataclass(frozen=True)
+class RemoteSettings:
+    """The root once.toml's `[remote]` table; the environment may override it (remote.py)."""
+
+    url: str | None
+    read_only: bool
+    token_env: str | None  # the variable holding a bearer token, never the token itself
+    endpoint: str | None  # S3 endpoint of a non-AWS server
+    region: str | None
+    timeout: float | None  # seconds
+    source: Path
+
+
+@dataclass(frozen=True)
 class Workspace:
     root: Path
     packages: dict[str, Package]  # by path
+    remote: RemoteSettings | None = None
 
     def rule(self, label: str) -> Rule | None:
         package, _, name = label.removeprefix("//").partition(":")
@@ -168,6 +185,12 @@ def load_workspace(start: Path) -> Workspace:
     for member in _members(root, root_source, doc.get("workspace", {})):
         source = _load(root / member / CONFIG_NAME)
         member_doc = _parse(source)
+        if "remote" in member_doc:
+            raise source.error(
+                f"[remote] belongs only in the workspace root's {CONFIG_NAME} "
+                f"({root_source.path}): one workspace shares one cache",
+                "remote",
+            )
         if "workspace" in member_doc:
             raise source.error(
                 f"[workspace] belongs only in the workspace root's {CONFIG_NAME} "
@@ -177,7 +200,8 @@ def load_workspace(start: Path) -> Workspace:
         _check_keys(source, member_doc, MEMBER_KEYS)
         packages[member] = _package(member, source, member_doc)
     _check_package_deps(packages)
-    return Workspace(root=root, packages=packages)
+    remote = _remote(root_source, doc["remote"]) if "remote" in doc else None
+    return Workspace(root=root, packages=packages, remote=remote)
 
 
 def _load(path: Path) -> Source:
@@ -793,3 +817,83 @@ def _check_env(source: Source, rule: Rule) -> None:
                     "pass_env",
                     value=passed,
                 )
+
+
+# --- [remote] -----------------------------------------------------------------------------
+
+
+def _remote(source: Source, value: object) -> RemoteSettings:
+    table = _table(source, value, "remote")
+    _check_keys(source, table, REMOTE_KEYS, "remote")
+    strings: dict[str, str | None] = {}
+    for key in ("url", "token_env", "endpoint", "region"):
+        item = table.get(key)
+        if item is not None and (not isinstance(item, str) or not item.strip()):
+            raise source.error(
+                f"remote.{key} must be a non-empty string, got {_toml_type(item)}", "remote", key
+            )
+        strings[key] = item
+    url = strings["url"]
+    if url is not None:
+        problem = remote_url_problem(url)
+        if problem:
+            raise source.error(f"remote.url: {problem}", "remote", "url")
+        if "@" in url.partition("://")[2].partition("/")[0]:
+            # A once.toml is committed; a password in it is published with the repository.
+            raise source.error(
+                "remote.url holds credentials (user:password@): set them in $ONCE_REMOTE, or "
+                "a token in the variable named by remote.token_env",
+                "remote",
+                "url",
+            )
+    token_env = strings["token_env"]
+    if token_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+        raise source.error(
+            f"remote.token_env: {token_env!r} is not a variable name; name the variable that "
+            "holds the token, never the token itself",
+            "remote",
+            "token_env",
+        )
+    endpoint = strings["endpoint"]
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise source.error(
+            f"remote.endpoint: {endpoint!r} is not an http:// or https:// URL", "remote", "endpoint"
+        )
+    read_only = table.get("read_only", False)
+    if not isinstance(read_only, bool):
+        raise source.error(
+            f"remote.read_only must be true or false, got {_toml_type(read_only)}",
+            "remote",
+            "read_only",
+        )
+    timeout = table.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise source.error(
+            f"remote.timeout must be a positive number of seconds, got {timeout!r}",
+            "remote",
+            "timeout",
+        )
+    return RemoteSettings(
+        url=url,
+        read_only=read_only,
+        token_env=token_env,
+        endpoint=endpoint,
+        region=strings["region"],
+        timeout=float(timeout) if timeout is not None else None,
+        source=source.path,
+    )
+
+
+def remote_url_problem(url: str) -> str | None:
+    """Why `url` cannot name a remote cache, or None when it can."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in REMOTE_SCHEMES:
+        return (
+            f"{url!r} is not a remote cache URL: use http(s)://HOST/PATH, s3://BUCKET/PREFIX "
+            "or redis://HOST:PORT"
+        )
+    if not rest.strip("/"):
+        return f"{url!r} names no host or bucket"
+    return None

@@ -16,12 +16,15 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from once import _core
 from once.config import STATE_DIR, Workspace
 from once.fingerprint import Fingerprint
 from once.graph import Action
+
+if TYPE_CHECKING:
+    from once.remote import RemoteCache
 
 # How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
 INTERRUPT_GRACE_SECONDS = 3.0
@@ -139,7 +142,9 @@ class Runner:
         force: bool = False,
         snapshot: _core.Snapshot | None = None,
         link: str = "copy",  # how hits restore files: "copy" (reflink where possible) or "hardlink"
+        remote: RemoteCache | None = None,  # asked on a local miss, given what a run saves
     ) -> None:
+        self.remote = remote
         self.link = link
         self.workspace = workspace
         self.snapshot = snapshot
@@ -270,6 +275,7 @@ class Runner:
                     exit_code,
                     duration_ms,
                 )
+                self._share(fingerprint.key)  # never raises: the upload runs in the background
             except OSError as err:
                 self._warn_cache_off(err)
         return Result(action.label, Outcome.RAN, time.monotonic() - started)
@@ -279,7 +285,7 @@ class Runner:
     ) -> Result | None:
         """Restore the action from the local store if it has it; None on a miss."""
         rule = action.rule
-        entry = store.lookup(key)
+        entry = self._lookup(store, key, action.label)
         if entry is None:
             return None
         root, outputs = str(self.workspace.root), list(rule.outputs)
@@ -310,6 +316,18 @@ class Runner:
         if self.console.replays:
             self.console.lines(action.label, log)
         return Result(action.label, outcome, time.monotonic() - started, saved_ms=entry.duration_ms)
+
+    def _lookup(self, store: _core.Store, key: str, label: str) -> _core.Entry | None:
+        """The local entry, else what the remote cache has (downloaded into `store`)."""
+        entry = store.lookup(key)
+        if entry is None and self.remote is not None:
+            entry = self.remote.fetch(store, key, label)
+        return entry
+
+    def _share(self, key: str) -> None:
+        """Upload a just-saved entry to the remote cache, in the background."""
+        if self.remote is not None and self.store is not None:
+            self.remote.push(self.store, key)
 
     def _spawn(self, action: Action, cwd: Path) -> tuple[int, bytes]:
         """Run the command with `sh -c` in its own process group, streaming prefixed lines."""

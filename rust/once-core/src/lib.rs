@@ -8,6 +8,7 @@ pub mod evict;
 pub mod hash;
 pub mod key;
 pub mod outputstats;
+pub mod remote;
 pub mod snapshot;
 pub mod statcache;
 pub mod store;

@@ -69,6 +69,8 @@ pub struct ActionEntry {
     pub created_unix: i64,
 }
 
+// Clone: the remote cache's background uploads each hold their own handle.
+#[derive(Clone)]
 pub struct Store {
     root: PathBuf,
     /// The store's own folder, so a walk of outputs never collects (or deletes) the cache
@@ -595,7 +597,7 @@ pub(crate) const AC: &str = "ac";
 const LOCK: &str = "lock";
 /// Blobs are shared by every entry naming them; read-only guards against editing one in place.
 pub(crate) const BLOB_MODE: u32 = 0o444;
-const ENTRY_MODE: u32 = 0o644;
+pub(crate) const ENTRY_MODE: u32 = 0o644;
 /// Large enough that a big output costs few syscalls, small enough to stay in L2 while hashed.
 const COPY_CHUNK: usize = 1 << 20;
 const MIN_CHUNK: usize = 16 * 1024;
@@ -809,8 +811,8 @@ fn check_link(path: &str, target: &str) -> Result<()> {
 }
 
 /// A temporary file beside its destination; removed on drop unless renamed into place.
-struct TempFile {
-    path: PathBuf,
+pub(crate) struct TempFile {
+    pub(crate) path: PathBuf,
     persisted: bool,
 }
 
@@ -819,7 +821,7 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl TempFile {
     /// Named by pid and a per-process counter, so concurrent writers (threads or processes
     /// sharing the store) never share one; `create_new` skips a name left by a killed process.
-    fn create(dir: &Path) -> Result<(File, TempFile)> {
+    pub(crate) fn create(dir: &Path) -> Result<(File, TempFile)> {
         let mut made_dir = false;
         loop {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -843,7 +845,7 @@ impl TempFile {
     }
 
     /// `rename` is atomic: readers see no file or the whole file, also after `kill -9`.
-    fn persist(mut self, dest: &Path) -> Result<()> {
+    pub(crate) fn persist(mut self, dest: &Path) -> Result<()> {
         let mut result = fs::rename(&self.path, dest);
         if matches!(&result, Err(err) if err.kind() == io::ErrorKind::NotFound) {
             let parent = parent_of(dest);
@@ -866,7 +868,7 @@ impl Drop for TempFile {
 
 /// Set the final mode and flush the data before the rename makes the file visible: without
 /// the sync, a power loss can leave a visible but empty blob or entry (ext4 delayed alloc).
-fn seal(file: &File, path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn seal(file: &File, path: &Path, mode: u32) -> Result<()> {
     set_file_mode(file, mode).at(path)?;
     file.sync_data().at(path)
 }

@@ -9,6 +9,7 @@
 
 mod errors;
 mod hashing;
+mod remote;
 mod snapshot;
 mod store;
 
@@ -20,6 +21,8 @@ mod _core {
     use crate::errors::{GlobError, UnsafePathError};
     #[pymodule_export]
     use crate::hashing::{b3sum_lines, files_hashed, hash_bytes, hash_files};
+    #[pymodule_export]
+    use crate::remote::Remote;
     #[pymodule_export]
     use crate::snapshot::{action_key, action_keys, FileSet, Snapshot};
     #[pymodule_export]

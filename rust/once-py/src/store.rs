@@ -17,7 +17,7 @@ use crate::errors::CoreResult;
 
 #[pyclass(frozen, module = "once._core")]
 pub struct Store {
-    inner: store::Store,
+    pub(crate) inner: store::Store,
 }
 
 /// A cached action: its outputs' manifest, log and exit status.

@@ -1,0 +1,205 @@
+"""The remote cache as a `once run` sees it: which server (the root once.toml's `[remote]`,
+the environment winning), and the three moments it is used: prefetch every key the local cache
+lacks when the run starts, fetch on a local miss, upload after a step succeeds, and wait for
+the uploads before the run ends.
+
+The transfers themselves are Rust (`_core.Remote`, over a tokio runtime, with the GIL
+released). A remote never fails a build: the core retries, then switches the remote off for the
+rest of the run; this module turns that into one warning."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from once import _core
+from once.cache_cli import human_bytes
+from once.config import RemoteSettings, Workspace, remote_url_problem
+from once.errors import UsageError
+
+if TYPE_CHECKING:
+    from once.fingerprint import Plan
+    from once.graph import Action
+
+URL_ENV = "ONCE_REMOTE"
+READ_ONLY_ENV = "ONCE_REMOTE_READ_ONLY"
+TIMEOUT_ENV = "ONCE_REMOTE_TIMEOUT"
+SIGNING_KEY_ENV = "ONCE_SIGNING_KEY"
+# Where the bearer token is read from unless `[remote] token_env` names another variable.
+DEFAULT_TOKEN_ENV = "ONCE_REMOTE_TOKEN"  # noqa: S105 - a variable name, not a token
+# Per request, and per wait for the next chunk of a download: long enough for a loaded server
+# across an ocean, short enough that a dead one costs a CI job seconds, not minutes.
+DEFAULT_TIMEOUT = 10.0
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class RemoteChoice:
+    """The remote this run uses, with everything resolved."""
+
+    url: str
+    read_only: bool
+    token: str | None
+    endpoint: str | None
+    region: str | None
+    timeout: float
+    signing_key: str | None
+
+
+def choose(
+    settings: RemoteSettings | None, environ: Mapping[str, str], *, read_only_flag: bool = False
+) -> RemoteChoice | None:
+    """The remote for this run, or None. `$ONCE_REMOTE` wins over `[remote] url`
+    (`ONCE_REMOTE=` set but empty turns a configured remote off); read-only when the flag, the
+    environment or the config says so. A malformed variable is a usage error (exit 2)."""
+    url = environ.get(URL_ENV)
+    if url is None:
+        url = settings.url if settings else None
+    elif url.strip():
+        problem = remote_url_problem(url.strip())
+        if problem:
+            raise UsageError(f"{URL_ENV}: {problem}")
+    if not url or not url.strip():
+        return None
+    read_only = read_only_flag or (settings.read_only if settings else False)
+    raw = environ.get(READ_ONLY_ENV)
+    if raw is not None:
+        if raw.strip().lower() not in (*_TRUE, *_FALSE):
+            raise UsageError(f"{READ_ONLY_ENV}: {raw!r} is not 1/true/yes or 0/false/no")
+        # The environment wins over the config, never over the command line's flag.
+        read_only = read_only_flag or raw.strip().lower() in _TRUE
+    timeout = settings.timeout if settings and settings.timeout else DEFAULT_TIMEOUT
+    if environ.get(TIMEOUT_ENV):
+        try:
+            timeout = float(environ[TIMEOUT_ENV])
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0:
+            raise UsageError(f"{TIMEOUT_ENV}: {environ[TIMEOUT_ENV]!r} is not a positive number")
+    token_env = (settings.token_env if settings else None) or DEFAULT_TOKEN_ENV
+    return RemoteChoice(
+        url=url.strip(),
+        read_only=read_only,
+        token=environ.get(token_env) or None,
+        endpoint=settings.endpoint if settings else None,
+        region=settings.region if settings else None,
+        timeout=timeout,
+        signing_key=environ.get(SIGNING_KEY_ENV) or None,
+    )
+
+
+class RemoteCache:
+    """One run's remote: fetches and uploads, and at most one warning that it went off."""
+
+    def __init__(self, core: _core.Remote, choice: RemoteChoice) -> None:
+        self._core = core
+        self.choice = choice
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def prefetch(self, store: _core.Store, keys: list[str]) -> None:
+        self._core.prefetch(store, keys)
+
+    def fetch(self, store: _core.Store, key: str, label: str) -> _core.Entry | None:
+        """The local entry for `key` after a remote hit (its blobs downloaded and re-hashed),
+        else None, with a warning for what had to be ignored."""
+        outcome, detail = self._core.fetch(store, key)
+        if outcome == "hit":
+            return store.lookup(key)
+        if outcome == "unsigned":
+            self._warn(f"{label}: ignoring the remote's unsigned entry ({SIGNING_KEY_ENV} is set)")
+        elif outcome == "bad-signature":
+            self._warn(f"{label}: ignoring the remote's entry: its signature does not match")
+        elif outcome == "corrupt":
+            count = int(detail)
+            blobs = "blob does" if count == 1 else "blobs do"
+            self._warn(
+                f"{label}: {count} downloaded {blobs} not match {'its' if count == 1 else 'their'} "
+                "digest; discarded, running the command"
+            )
+        elif outcome == "invalid":
+            self._warn(f"{label}: ignoring the remote's entry: {detail}")
+        self._check_off()
+        return None
+
+    def push(self, store: _core.Store, key: str) -> None:
+        if not self.choice.read_only:
+            self._core.push(store, key)
+
+    def finish(self) -> None:
+        """Wait for every upload, then say what moved (one line on stderr)."""
+        stats = self._core.finish()
+        self._check_off()
+        parts = []
+        if stats["entries_downloaded"]:
+            parts.append(
+                f"restored {stats['entries_downloaded']} entries "
+                f"({stats['blobs_downloaded']} blobs, {human_bytes(stats['bytes_downloaded'])})"
+            )
+        if stats["corrupt_blobs"]:
+            parts.append(f"discarded {stats['corrupt_blobs']} corrupt blobs")
+        if stats["entries_uploaded"]:
+            parts.append(
+                f"uploaded {stats['entries_uploaded']} entries "
+                f"({stats['blobs_uploaded']} blobs, {human_bytes(stats['bytes_uploaded'])})"
+            )
+        if parts:
+            print(f"once: remote cache: {'; '.join(parts)}", file=sys.stderr)
+
+    def _warn(self, message: str) -> None:
+        print(f"once: warning: remote cache: {message}", file=sys.stderr)
+
+    def _check_off(self) -> None:
+        reason = self._core.off_reason
+        if reason is None:
+            return
+        with self._lock:
+            if self._warned:
+                return
+            self._warned = True
+        self._warn(f"off for the rest of this run: {reason}")
+
+
+def open_remote(
+    workspace: Workspace, environ: Mapping[str, str] = os.environ, *, read_only: bool = False
+) -> RemoteCache | None:
+    """The run's remote cache, or None when none is configured."""
+    choice = choose(workspace.remote, environ, read_only_flag=read_only)
+    if choice is None:
+        return None
+    try:
+        core = _core.Remote(
+            choice.url,
+            read_only=choice.read_only,
+            token=choice.token,
+            signing_key=choice.signing_key,
+            endpoint=choice.endpoint,
+            region=choice.region,
+            timeout=choice.timeout,
+        )
+    except ValueError as err:
+        raise UsageError(f"remote cache {choice.url}: {err}") from None
+    return RemoteCache(core, choice)
+
+
+def start_remote(
+    remote: RemoteCache | None,
+    store: _core.Store | None,
+    actions: list[Action],
+    plan: Plan,
+    *,
+    force: bool,
+) -> RemoteCache | None:
+    """The remote the run uses (None without a local store to download into), with every
+    cacheable key the local store lacks already being fetched in the background."""
+    if remote is None or store is None:
+        return None
+    if not force:
+        keys = [plan.fingerprints[action.label].key for action in actions if action.rule.cache]
+        remote.prefetch(store, keys)
+    return remote
