@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from once import _core
-from once.config import STATE_DIR, load_workspace
 from once.config import Workspace as _Config
+from once.config import load_workspace
 from once.graph import Action, all_targets, build_graph, dependency_graph, select_targets
 
 StrPath = str | os.PathLike[str]
@@ -161,36 +161,20 @@ class Workspace:
         check `RunReport.ok`.
         """
         # Imported here: `import once` must not load the scheduler, nor the store.
-        from once.cache_cli import finish_run, run_cache_bound  # noqa: PLC0415
-        from once.fingerprint import plan  # noqa: PLC0415
-        from once.history import History  # noqa: PLC0415
-        from once.lock import workspace_lock  # noqa: PLC0415
-        from once.run import Console, LogMode, Runner, open_store  # noqa: PLC0415
-        from once.run import Outcome as RunOutcome  # noqa: PLC0415
+        from once.cache_cli import run_cache_bound  # noqa: PLC0415
+        from once.run import Console, LogMode  # noqa: PLC0415
+        from once.session import execute  # noqa: PLC0415
 
         started = time.monotonic()
         actions = self._actions(targets)
-        max_bytes = run_cache_bound()
-        state_dir = self.root / STATE_DIR
-        with workspace_lock(state_dir):
-            keyed = plan(self._config, actions, os.environ)
-            console = Console(_binary(stream), LogMode(output_logs))
-            runner = Runner(
-                self._config,
-                keyed.fingerprints,
-                open_store(),
-                console,
-                force=force,
-                snapshot=keyed.snapshot,
-            )
-            results = runner.run(actions, jobs or os.cpu_count() or 1)
-            finish_run(runner, actions, results, max_bytes)
-            history = History(state_dir)
-            for result in results:
-                if result.outcome is not RunOutcome.SKIPPED:
-                    fingerprint = keyed.fingerprints[result.label]
-                    history.record(result.label, fingerprint.key, fingerprint.spec)
-            history.save()
+        results = execute(
+            self._config,
+            actions,
+            Console(_binary(stream), LogMode(output_logs)),
+            jobs=jobs,
+            force=force,
+            max_bytes=run_cache_bound(),
+        )
         steps = tuple(
             StepResult(
                 label=result.label,

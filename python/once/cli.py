@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from once.cache_cli import cache_group, finish_run, run_cache_bound
+from once.cache_cli import cache_group, run_cache_bound
 from once.errors import OnceError
 from once.workspace_cli import complete_targets, completion_command, graph_command, init_command
 
@@ -157,13 +157,10 @@ def run(
     one failed (its dependents are skipped), 2 for bad usage or configuration."""
     import time
 
-    from once.config import STATE_DIR
     from once.fingerprint import plan as plan_keys
-    from once.history import History
-    from once.lock import workspace_lock
     from once.progress import make_console
-    from once.remote import open_remote, start_remote
-    from once.run import LogMode, Outcome, Runner, open_store, summary
+    from once.run import LogMode, Outcome, summary
+    from once.session import execute
 
     if as_json and not dry_run:
         raise click.UsageError("--json needs --dry-run")
@@ -183,36 +180,17 @@ def run(
         return
     if not actions:
         return
-    remote = open_remote(workspace, read_only=remote_read_only)
-    state_dir = workspace.root / STATE_DIR
-    with workspace_lock(state_dir):
-        # Keyed under the lock: a run that waited must see what the run before it left.
-        plan = plan_keys(workspace, actions, os.environ)
-        console = make_console(sys.stdout.buffer, LogMode(output_logs), len(actions))
-        store = open_store()
-        runner = Runner(
-            workspace,
-            plan.fingerprints,
-            store,
-            console,
-            force=force,
-            snapshot=plan.snapshot,
-            link=link,
-            remote=start_remote(remote, store, actions, plan, force=force),
-        )
-        try:
-            results = runner.run(actions, jobs or os.cpu_count() or 1)
-        finally:
-            console.close()  # the live line goes before anything else is printed
-        if runner.remote is not None:
-            runner.remote.finish()  # uploads end before the run does (and before collection)
-        finish_run(runner, actions, results, max_bytes)
-        history = History(state_dir)
-        for result in results:
-            if result.outcome is not Outcome.SKIPPED:
-                fingerprint = plan.fingerprints[result.label]
-                history.record(result.label, fingerprint.key, fingerprint.spec)
-        history.save()
+    console = make_console(sys.stdout.buffer, LogMode(output_logs), len(actions))
+    results = execute(
+        workspace,
+        actions,
+        console,
+        jobs=jobs,
+        force=force,
+        link=link,
+        remote_read_only=remote_read_only,
+        max_bytes=max_bytes,
+    )
     console.status(summary(results, time.monotonic() - started))
     if any(result.outcome is Outcome.FAILED for result in results):
         sys.exit(EXIT_FAILED)

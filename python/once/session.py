@@ -1,0 +1,59 @@
+"""One `once run` from start to end, shared by the CLI and the Python API: under the
+workspace lock, key the actions, run them (local store and remote cache), let uploads finish,
+bound the cache, and remember each rule's key for `once why`."""
+
+from __future__ import annotations
+
+import os
+
+from once.cache_cli import finish_run
+from once.config import STATE_DIR, Workspace
+from once.fingerprint import plan
+from once.graph import Action
+from once.history import History
+from once.lock import workspace_lock
+from once.remote import open_remote, start_remote
+from once.run import Console, Outcome, Result, Runner, open_store
+
+
+def execute(
+    workspace: Workspace,
+    actions: list[Action],
+    console: Console,
+    *,
+    jobs: int | None = None,
+    force: bool = False,
+    link: str = "copy",
+    remote_read_only: bool = False,
+    max_bytes: int,
+) -> list[Result]:
+    remote = open_remote(workspace, read_only=remote_read_only)
+    state_dir = workspace.root / STATE_DIR
+    with workspace_lock(state_dir):
+        # Keyed under the lock: a run that waited must see what the run before it left.
+        keyed = plan(workspace, actions, os.environ)
+        store = open_store()
+        runner = Runner(
+            workspace,
+            keyed.fingerprints,
+            store,
+            console,
+            force=force,
+            snapshot=keyed.snapshot,
+            link=link,
+            remote=start_remote(remote, store, actions, keyed, force=force),
+        )
+        try:
+            results = runner.run(actions, jobs or os.cpu_count() or 1)
+        finally:
+            console.close()  # the live line goes before anything else is printed
+        if runner.remote is not None:
+            runner.remote.finish()  # uploads end before the run does (and before collection)
+        finish_run(runner, actions, results, max_bytes)
+        history = History(state_dir)
+        for result in results:
+            if result.outcome is not Outcome.SKIPPED:
+                fingerprint = keyed.fingerprints[result.label]
+                history.record(result.label, fingerprint.key, fingerprint.spec)
+        history.save()
+    return results
