@@ -136,6 +136,20 @@ impl FileSet {
     }
 }
 
+/// The key's view of a rule's input files.
+fn input_files(inner: &snapshot::Snapshot, set: &snapshot::FileSet) -> PyResult<Vec<InputFile>> {
+    Ok(inner
+        .inputs(set)
+        .map_err(CoreError)?
+        .into_iter()
+        .map(|(path, digest, executable)| InputFile {
+            path: path.to_owned(),
+            digest,
+            executable,
+        })
+        .collect())
+}
+
 /// The action key and the JSON of everything that went into it (kept for `once why`).
 #[pyfunction]
 #[pyo3(signature = (snapshot, inputs, *, label, cmd, cwd, platform, env, tools, deps, outputs))]
@@ -155,16 +169,7 @@ pub fn action_key(
 ) -> PyResult<(String, String)> {
     py.detach(|| {
         let inner = snapshot.read()?;
-        let inputs = inner
-            .inputs(&inputs.indices)
-            .map_err(CoreError)?
-            .into_iter()
-            .map(|(path, digest, executable)| InputFile {
-                path: path.to_owned(),
-                digest,
-                executable,
-            })
-            .collect();
+        let inputs = input_files(&inner, &inputs.indices)?;
         let spec = ActionSpec {
             label,
             cmd,
@@ -221,16 +226,7 @@ pub fn action_keys(
                 })
                 .collect::<PyResult<Vec<_>>>()?;
             // `Py::get` on a frozen class needs no GIL.
-            let inputs = inner
-                .inputs(&inputs.get().indices)
-                .map_err(CoreError)?
-                .into_iter()
-                .map(|(path, digest, executable)| InputFile {
-                    path: path.to_owned(),
-                    digest,
-                    executable,
-                })
-                .collect();
+            let inputs = input_files(&inner, &inputs.get().indices)?;
             let key = ActionSpec {
                 label: label.clone(),
                 cmd: cmd.clone(),
