@@ -34,7 +34,6 @@ class Guess:
     cmd: str
     source: str  # which file suggested it, for the comment above the rule
     outputs: list[str] = field(default_factory=list)
-    comment: str = ""
 
 
 def rule_name(text: str) -> str:
