@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from once import _core
-from once.config import STATE_DIR, load_workspace
+from once.config import load_workspace
 from once.fingerprint import plan
 from once.graph import all_targets, build_graph
+from once.model import STATE_DIR
 from once.run import Console, LogMode, Outcome, Runner
 from pytest_benchmark.fixture import BenchmarkFixture
 

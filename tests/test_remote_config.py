@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from once.config import RemoteSettings
 from once.errors import UsageError
+from once.model import RemoteSettings
 from once.remote import DEFAULT_TIMEOUT, choose
 
 from tests.helpers import Workspace

@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from once.config import CONFIG_NAME, Rule, Workspace, glob_regex
+from once.config import glob_regex
 from once.errors import UsageError
 from once.fingerprint import input_patterns
 from once.graph import all_targets, dependency_graph, select_targets
+from once.model import CONFIG_NAME, Rule, Workspace
 
 # Tried in order when no --since is given; the first that exists is the default branch.
 DEFAULT_BRANCHES = ("origin/HEAD", "main", "master", "origin/main", "origin/master")

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from once import _core
-from once.config import Workspace as _Config
 from once.config import load_workspace
 from once.graph import Action, all_targets, build_graph, dependency_graph, select_targets
+from once.model import Workspace as _Config
 
 StrPath = str | os.PathLike[str]
 OutputLogs = Literal["full", "new-only", "errors-only", "none"]

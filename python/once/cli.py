@@ -62,9 +62,9 @@ def cli(ctx: click.Context, directory: Path | None) -> None:
 
 
 if TYPE_CHECKING:
-    from once.config import Workspace
     from once.fingerprint import Plan
     from once.graph import Action
+    from once.model import Workspace
 
 
 def _load(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action]]:
@@ -220,9 +220,9 @@ def _print_dry_run(
 ) -> None:
     import json
 
-    from once.config import STATE_DIR
     from once.explain import summary
     from once.history import History
+    from once.model import STATE_DIR
     from once.run import open_store
 
     store = open_store(quiet=True)
@@ -272,10 +272,10 @@ def why(cwd: Path, target: str) -> None:
     command, tool outputs or dependencies (followed down to their own changes)."""
     import json
 
-    from once.config import STATE_DIR
     from once.explain import explain
     from once.graph import select_targets
     from once.history import History, Spec
+    from once.model import STATE_DIR
     from once.run import open_store
 
     workspace, _, plan = _prepare(cwd, [target])

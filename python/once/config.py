@@ -16,15 +16,13 @@ import re
 import shlex
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from once import workspace_cache
 from once.errors import ConfigError
-
-CONFIG_NAME = "once.toml"
-# The workspace's own state (stat cache, last keys); never an input, never walked.
-STATE_DIR = ".once"
+from once.model import CONFIG_NAME, STATE_DIR, Package, RemoteSettings, Rule, Workspace
 
 ROOT_KEYS = ("workspace", "package", "rule", "remote")
 MEMBER_KEYS = ("package", "rule")
@@ -40,67 +38,6 @@ RULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 ENV_PATTERN = re.compile(r"^[A-Za-z_*?][A-Za-z0-9_*?]*$")
 # What makes a member pattern a glob for `Path.glob`.
 MEMBER_GLOB = re.compile(r"[*?\[]")
-
-
-# --- the model ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One `[rule.NAME]` table of a package, validated but not yet resolved into an action."""
-
-    package: str  # package path relative to the workspace root, "" for the root
-    name: str
-    cmd: str
-    inputs: tuple[str, ...] | None  # None: every non-ignored file of the package
-    outputs: tuple[str, ...]
-    deps: tuple[str, ...]
-    env: tuple[str, ...]
-    pass_env: tuple[str, ...]
-    tools: tuple[str, ...]
-    cache: bool
-    source: Path  # the once.toml it came from, for error messages
-
-    @property
-    def label(self) -> str:
-        return f"//{self.package}:{self.name}"
-
-
-@dataclass(frozen=True)
-class Package:
-    path: str  # relative to the workspace root, "/"-separated, "" for the root
-    deps: tuple[str, ...]  # paths of the packages this one depends on
-    rules: dict[str, Rule] = field(default_factory=dict)
-    source: Path = Path()
-
-    @property
-    def label(self) -> str:
-        return f"//{self.path}"
-
-
-@dataclass(frozen=True)
-class RemoteSettings:
-    """The root once.toml's `[remote]` table; the environment may override it (remote.py)."""
-
-    url: str | None
-    read_only: bool
-    token_env: str | None  # the variable holding a bearer token, never the token itself
-    endpoint: str | None  # S3 endpoint of a non-AWS server
-    region: str | None
-    timeout: float | None  # seconds
-    source: Path
-
-
-@dataclass(frozen=True)
-class Workspace:
-    root: Path
-    packages: dict[str, Package]  # by path
-    remote: RemoteSettings | None = None
-
-    def rule(self, label: str) -> Rule | None:
-        package, _, name = label.removeprefix("//").partition(":")
-        found = self.packages.get(package)
-        return found.rules.get(name) if found else None
 
 
 @dataclass(frozen=True)
@@ -177,12 +114,29 @@ def find_root(start: Path) -> Path:
 
 
 def load_workspace(start: Path) -> Workspace:
+    """The validated workspace around `start`: from `.once/` when no once.toml and no folder
+    listed to find them changed since it was last read (see workspace_cache), else read."""
     root = find_root(start.resolve())
+    cache_file = root / STATE_DIR / workspace_cache.CACHE_NAME
+    cached = workspace_cache.load(root, cache_file)
+    if cached is not None:
+        return cached
+    reads = workspace_cache.start_reads()
+    workspace = read_workspace(root, reads)
+    workspace_cache.save(root, cache_file, workspace, reads)
+    return workspace
+
+
+def read_workspace(root: Path, reads: workspace_cache.Reads) -> Workspace:
+    """Read and validate every once.toml of the workspace at `root`, noting in `reads` each
+    file read and each folder listed."""
+    reads.files.append(root / CONFIG_NAME)
     root_source = _load(root / CONFIG_NAME)
     doc = _parse(root_source)
     _check_keys(root_source, doc, ROOT_KEYS)
     packages = {"": _package("", root_source, doc)}
-    for member in _members(root, root_source, doc.get("workspace", {})):
+    for member in _members(root, root_source, doc.get("workspace", {}), reads):
+        reads.files.append(root / member / CONFIG_NAME)
         source = _load(root / member / CONFIG_NAME)
         member_doc = _parse(source)
         if "remote" in member_doc:
@@ -360,7 +314,9 @@ def _string_list(source: Source, value: object, *keys: str) -> tuple[str, ...]:
 # --- [workspace] --------------------------------------------------------------------------
 
 
-def _members(root: Path, source: Source, workspace: object) -> list[str]:
+def _members(
+    root: Path, source: Source, workspace: object, reads: workspace_cache.Reads
+) -> list[str]:
     """Package folders named by `members`, relative to the root, each holding a once.toml."""
     table = _table(source, workspace, "workspace")
     _check_keys(source, table, WORKSPACE_KEYS, "workspace")
@@ -369,6 +325,7 @@ def _members(root: Path, source: Source, workspace: object) -> list[str]:
     for pattern in patterns:
         for member in _expand_member(root, source, pattern):
             named_by.setdefault(member, pattern)
+        _note_listed(root, pattern, reads)
     _check_member_folders(root, source, named_by)
     return sorted(named_by)
 
@@ -403,6 +360,24 @@ def _expand_member(root: Path, source: Source, pattern: str) -> list[str]:
     if folders:
         raise error(f"matches {len(folders)} folder(s), but none has a {CONFIG_NAME}")
     raise error("matches no folder" + _did_you_mean_member(root, pattern))
+
+
+def _note_listed(root: Path, pattern: str, reads: workspace_cache.Reads) -> None:
+    """Note the folders `Path.glob` lists to expand a member glob, and every folder it matches
+    (with or without a once.toml): a package added, removed or renamed under them changes
+    their stat. A `**` lists folders at any depth; such a workspace is simply not cached."""
+    if not MEMBER_GLOB.search(pattern):
+        return  # a plain path: its once.toml's own stat says all
+    parts = PurePosixPath(pattern).parts
+    if "**" in parts:
+        reads.cacheable = False
+        return
+    for depth, part in enumerate(parts):
+        if MEMBER_GLOB.search(part):
+            prefix = "/".join(parts[:depth])
+            listed = [root / prefix] if not MEMBER_GLOB.search(prefix) else root.glob(prefix)
+            reads.folders.extend(folder for folder in listed if folder.is_dir())
+    reads.folders.extend(folder for folder in root.glob(pattern) if folder.is_dir())
 
 
 def _did_you_mean_member(root: Path, pattern: str) -> str:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from once import _core
-from once.config import CONFIG_NAME, STATE_DIR, Rule, Workspace
 from once.errors import ConfigError
 from once.graph import Action
+from once.model import CONFIG_NAME, STATE_DIR, Rule, Workspace
 
 # What `_core.action_keys` takes per action: inputs, label, cmd, cwd, platform, env, tools,
 # dependency labels, outputs.

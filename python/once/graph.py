@@ -6,15 +6,9 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from once.config import (
-    CycleError,
-    Rule,
-    Workspace,
-    dependency_order,
-    did_you_mean,
-    source_error,
-)
+from once.config import CycleError, dependency_order, did_you_mean, source_error
 from once.errors import ConfigError, UsageError
+from once.model import Rule, Workspace
 
 
 @dataclass(frozen=True)

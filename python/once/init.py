@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from once.config import CONFIG_NAME, RULE_NAME, STATE_DIR
+from once.config import RULE_NAME
 from once.errors import UsageError
+from once.model import CONFIG_NAME, STATE_DIR
 
 # A Makefile target line: `name:` or `name: deps`, not `name := value` (an assignment), not a
 # pattern rule (`%.o: %.c`), not a special target (`.PHONY:`).

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 from once import _core
 from once.cache_cli import human_bytes
-from once.config import RemoteSettings, Workspace, remote_url_problem
+from once.config import remote_url_problem
 from once.errors import UsageError
+from once.model import RemoteSettings, Workspace
 
 if TYPE_CHECKING:
     from once.fingerprint import Plan

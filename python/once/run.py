@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from once import _core
-from once.config import STATE_DIR, Workspace
 from once.fingerprint import Fingerprint
 from once.graph import Action
+from once.model import STATE_DIR, Workspace
 
 if TYPE_CHECKING:
     from once.remote import RemoteCache

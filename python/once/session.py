@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 
 from once.cache_cli import finish_run
-from once.config import STATE_DIR, Workspace
 from once.fingerprint import plan
 from once.graph import Action
 from once.history import History
 from once.lock import workspace_lock
+from once.model import STATE_DIR, Workspace
 from once.remote import open_remote, start_remote
 from once.run import Console, Outcome, Result, Runner, open_store
 
