@@ -319,10 +319,6 @@ cli.add_command(completion_command)
 
 
 def main() -> NoReturn:
-    if sys.argv[1:] in (["--version"], ["-V"]):
-        # The fast path: no subcommand machinery for the most common probe of a tool.
-        print(f"once {_version()}")
-        sys.exit(0)
     try:
         cli.main(standalone_mode=False, prog_name="once")
     except OnceError as err:

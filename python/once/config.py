@@ -8,13 +8,11 @@ a once.toml is either valid or not. Resolving rule `deps` into labels is `graph.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
 import posixpath
 import re
 import shlex
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -178,6 +176,9 @@ def _read(path: Path) -> str:
 
 
 def _parse(source: Source) -> dict[str, Any]:
+    # Imported here: a workspace answered by workspace_cache parses no file.
+    import tomllib  # noqa: PLC0415
+
     try:
         return tomllib.loads(source.text)
     except tomllib.TOMLDecodeError as err:
@@ -270,9 +271,15 @@ def _toml_type(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def _close_match(word: str, choices: list[str]) -> list[str]:
+    import difflib  # noqa: PLC0415 - only an error message needs it
+
+    return difflib.get_close_matches(word, choices, n=1)
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for the closest of `choices`, or "" when none is close."""
-    hint = difflib.get_close_matches(word, list(choices), n=1)
+    hint = _close_match(word, list(choices))
     return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
@@ -396,7 +403,7 @@ def _did_you_mean_member(root: Path, pattern: str) -> str:
             for child in folder.iterdir()
             if child.is_dir() and not child.name.startswith(".")
         ]
-        hint = difflib.get_close_matches(part, siblings, n=1)
+        hint = _close_match(part, siblings)
         if not hint:
             return ""
         return f" (did you mean {'/'.join([*parts[:index], hint[0], *parts[index + 1 :]])!r}?)"
