@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from once import workspace_cache
+from once import layout, workspace_cache
 from once.errors import ConfigError
 from once.model import CONFIG_NAME, STATE_DIR, Package, RemoteSettings, Rule, Workspace
 
@@ -99,16 +99,10 @@ def dependency_order(edges: Mapping[str, Sequence[str]]) -> list[str]:
 def find_root(start: Path) -> Path:
     """The nearest folder at or above `start` whose once.toml has `[workspace]`, else the
     nearest with any once.toml (a single-package project)."""
-    nearest: Path | None = None
-    for folder in (start, *start.parents):
-        candidate = folder / CONFIG_NAME
-        if candidate.is_file():
-            nearest = nearest or folder
-            if re.search(r"^\s*\[workspace\]", _read(candidate), re.MULTILINE):
-                return folder
-    if nearest is None:
+    found = layout.find_root(str(start), lambda path: _read(Path(path)))
+    if found is None:
         raise ConfigError(start, f"no {CONFIG_NAME} here or in any parent folder")
-    return nearest
+    return Path(found)
 
 
 def load_workspace(start: Path) -> Workspace:

@@ -142,10 +142,18 @@ class ToolProbes:
         return self._outputs[command]
 
 
-def plan(workspace: Workspace, actions: list[Action], environ: Mapping[str, str]) -> Plan:
-    """Keys of `actions` (given in dependency order) from one walk of the workspace, with one
-    call into the core per step for all actions (select, hash, keys), not one per action."""
-    snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR])
+def plan(
+    workspace: Workspace,
+    actions: list[Action],
+    environ: Mapping[str, str],
+    *,
+    snapshot: _core.Snapshot | None = None,
+) -> Plan:
+    """Keys of `actions` (given in dependency order) from one walk of the workspace (`snapshot`,
+    when the prelude walked it already), with one call into the core per step for all actions
+    (select, hash, keys), not one per action."""
+    if snapshot is None:
+        snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR])
     excluded = excluded_paths(workspace)
     selections = [
         (action.rule.package, *input_patterns(workspace, action.rule, excluded))

@@ -7,7 +7,12 @@ import fcntl
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+LOCK_NAME = "lock"
 
 
 def ensure_state_dir(state_dir: Path) -> Path:
@@ -20,13 +25,13 @@ def ensure_state_dir(state_dir: Path) -> Path:
     return state_dir
 
 
-@contextlib.contextmanager
-def workspace_lock(state_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the workspace, saying so on stderr while waiting for it.
+def acquire(state_dir: str) -> int:
+    """Lock the workspace whose state folder (which must exist) is `state_dir`, saying so on
+    stderr while waiting; returns the descriptor holding the lock (closing it releases it).
 
     flock is released by the kernel when the process dies, so a `kill -9` never leaves a
     stale lock behind."""
-    fd = os.open(ensure_state_dir(state_dir) / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(os.path.join(state_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -40,6 +45,18 @@ def workspace_lock(state_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def workspace_lock(state_dir: Path, held: int | None = None) -> Iterator[None]:
+    """Hold the workspace lock for the block: `held` when the prelude took it already (a second
+    flock on a new descriptor would wait for the first forever), else taken here."""
+    fd = held if held is not None else acquire(str(ensure_state_dir(state_dir)))
+    try:
         yield
     finally:
         os.close(fd)

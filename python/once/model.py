@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CONFIG_NAME = "once.toml"
-# The workspace's own state (stat cache, last keys); never an input, never walked.
-STATE_DIR = ".once"
+from once import layout
+
+CONFIG_NAME = layout.CONFIG_NAME
+STATE_DIR = layout.STATE_DIR
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from once import prelude
 from once.cache_cli import finish_run
 from once.fingerprint import plan
 from once.graph import Action
@@ -29,9 +30,11 @@ def execute(
 ) -> list[Result]:
     remote = open_remote(workspace, read_only=remote_read_only)
     state_dir = workspace.root / STATE_DIR
-    with workspace_lock(state_dir):
+    with workspace_lock(state_dir, held=prelude.claim_lock(state_dir)):
         # Keyed under the lock: a run that waited must see what the run before it left.
-        keyed = plan(workspace, actions, os.environ)
+        keyed = plan(
+            workspace, actions, os.environ, snapshot=prelude.claim_snapshot(workspace.root)
+        )
         store = open_store()
         runner = Runner(
             workspace,

@@ -1,0 +1,32 @@
+"""Where a workspace is: the names every part of once agrees on, and the search for the root.
+
+Kept free of heavy imports: `prelude` finds the root before click or the config code load."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+CONFIG_NAME = "once.toml"
+# The workspace's own state (stat cache, last keys, lock); never an input, never walked.
+STATE_DIR = ".once"
+_WORKSPACE_TABLE = re.compile(r"^\s*\[workspace\]", re.MULTILINE)
+
+
+def find_root(start: str, read: Callable[[str], str]) -> str | None:
+    """The nearest folder at or above `start` (a resolved path) whose once.toml has
+    `[workspace]`, else the nearest with any once.toml (a single-package project); None when
+    there is none. `read` gives a once.toml's text (or raises)."""
+    nearest: str | None = None
+    folder = start
+    while True:
+        candidate = os.path.join(folder, CONFIG_NAME)
+        if os.path.isfile(candidate):
+            nearest = nearest or folder
+            if _WORKSPACE_TABLE.search(read(candidate)):
+                return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return nearest
+        folder = parent

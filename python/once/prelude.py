@@ -1,0 +1,107 @@
+"""What a `once run` starts before click and the rest of the front are even imported: it takes
+the workspace lock and walks the workspace on a background thread (the walk runs in Rust with
+the GIL released) while Python imports the CLI and reads the configuration.
+
+Importing the front costs ~70 ms and the walk of a 100,000-file workspace ~150 ms; one after
+the other they were most of a no-op run. The walk starts only once the lock is held, exactly
+as it would later: a run that waited for another one sees what that one left. Only for a plain
+`once run` in a workspace that has run before (its state folder exists), so that a first run
+with a bad config still writes nothing; anything unexpected simply leaves the work to the
+usual path. Imports here stay light: this module runs before everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from once import layout, lock
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from once import _core
+
+# Flags after which `run` does not take the lock or walk (it prints and exits).
+_NO_RUN = frozenset(("--dry-run", "--help", "-h"))
+
+
+class _Early:
+    def __init__(self, root: str, state_dir: str, fd: int) -> None:
+        self.root = root
+        self.state_dir = state_dir
+        self.fd: int | None = fd
+        self._snapshot: _core.Snapshot | None = None
+        self._error: BaseException | None = None
+        # A daemon: a run that stops early (a bad target) must not wait for the walk to end.
+        self._thread = threading.Thread(target=self._scan, name="once-prelude", daemon=True)
+        self._thread.start()
+
+    def _scan(self) -> None:
+        from once import _core  # noqa: PLC0415 - loaded by `import once` already
+
+        try:
+            self._snapshot = _core.Snapshot.scan(self.root, [layout.STATE_DIR])
+        except BaseException as err:
+            self._error = err
+
+    def snapshot(self) -> _core.Snapshot:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._snapshot is not None  # noqa: S101 - set whenever no error was
+        return self._snapshot
+
+
+_early: _Early | None = None
+
+
+def start(argv: list[str]) -> None:
+    """Take the lock and start the walk when `argv` (without the program name) is a run."""
+    global _early  # noqa: PLW0603 - one prelude per process, handed to the session once
+    directory = os.getcwd()
+    if argv[:1] == ["-C"] and len(argv) >= 2:
+        directory, argv = os.path.join(directory, argv[1]), argv[2:]
+    if argv[:1] != ["run"] or _NO_RUN.intersection(argv):
+        return
+    try:
+        root = layout.find_root(os.path.realpath(directory), _read)
+        if root is None:
+            return
+        state_dir = os.path.join(root, layout.STATE_DIR)
+        if not os.path.isdir(state_dir):
+            return
+        _early = _Early(root, state_dir, lock.acquire(state_dir))
+    except (OSError, ValueError):
+        return  # the usual path meets the same problem and reports it properly
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8-sig") as file:
+        return file.read()
+
+
+def claim_lock(state_dir: Path) -> int | None:
+    """The descriptor holding the lock of `state_dir`, if the prelude took it; the caller
+    releases it. A prelude for another folder (the root was found differently) is dropped."""
+    global _early  # noqa: PLW0603
+    early = _early
+    if early is None or early.fd is None:
+        return None
+    fd, early.fd = early.fd, None
+    if early.state_dir != str(state_dir):
+        _early = None
+        os.close(fd)
+        return None
+    return fd
+
+
+def claim_snapshot(root: Path) -> _core.Snapshot | None:
+    """The snapshot the prelude walked under the lock `claim_lock` handed over, once."""
+    global _early  # noqa: PLW0603
+    early = _early
+    if early is None or early.root != str(root) or early.fd is not None:
+        return None  # not walked, or walked for a lock nobody claimed
+    _early = None
+    return early.snapshot()

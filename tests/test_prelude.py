@@ -1,0 +1,111 @@
+"""The prelude of `once run`: the lock and the walk taken before the CLI is imported, handed
+to the session, and never taken where the usual path would not take them."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from once import _core, prelude
+from once.lock import LOCK_NAME
+
+from tests.helpers import write_tree
+
+
+@pytest.fixture(autouse=True)
+def fresh_prelude() -> Iterator[None]:
+    yield
+    # Whatever a test left unclaimed: release its lock, as the process exit would.
+    early = prelude._early
+    if early is not None and early.fd is not None:
+        os.close(early.fd)
+    prelude._early = None
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    write_tree(
+        tmp_path,
+        {
+            "once.toml": '[workspace]\nmembers = ["app"]\n',
+            "app/once.toml": '[rule.build]\ncmd = "true"\n',
+            "app/src/main.txt": "hello\n",
+        },
+    )
+    (tmp_path / ".once").mkdir()
+    monkeypatch.chdir(tmp_path / "app")
+    return tmp_path.resolve()
+
+
+def locked_elsewhere(state_dir: Path) -> bool:
+    """Whether another open file description cannot take the workspace lock now."""
+    fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_run_takes_the_lock_and_hands_over_the_walk(workspace: Path) -> None:
+    prelude.start(["run", "build"])
+    state_dir = workspace / ".once"
+    assert locked_elsewhere(state_dir)
+    fd = prelude.claim_lock(state_dir)
+    assert fd is not None
+    snapshot = prelude.claim_snapshot(workspace)
+    assert snapshot is not None
+    fresh = _core.Snapshot.scan(str(workspace), [".once"])
+    assert snapshot.file_count == fresh.file_count == 3
+    assert prelude.claim_snapshot(workspace) is None  # handed over once
+    os.close(fd)
+    assert not locked_elsewhere(state_dir)
+
+
+def test_dash_c_names_the_folder(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(workspace.parent)
+    prelude.start(["-C", workspace.name, "run", "build"])
+    assert locked_elsewhere(workspace / ".once")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["run", "--dry-run", "build"], ["run", "--help"], ["status"], ["graph"], ["run", "-h"]],
+)
+def test_other_commands_take_nothing(workspace: Path, argv: list[str]) -> None:
+    prelude.start(argv)
+    assert prelude._early is None
+    assert not locked_elsewhere(workspace / ".once")
+
+
+def test_a_first_run_writes_nothing(workspace: Path) -> None:
+    (workspace / ".once").rmdir()
+    prelude.start(["run", "build"])
+    assert prelude._early is None
+    assert not (workspace / ".once").exists()
+
+
+def test_a_lock_for_another_folder_is_released(workspace: Path, tmp_path: Path) -> None:
+    prelude.start(["run", "build"])
+    elsewhere = tmp_path / "elsewhere" / ".once"
+    elsewhere.mkdir(parents=True)
+    assert prelude.claim_lock(elsewhere) is None
+    assert not locked_elsewhere(workspace / ".once")
+    assert prelude.claim_snapshot(workspace) is None
+
+
+def test_a_walk_failure_reaches_the_session(workspace: Path) -> None:
+    (workspace / "app" / os.fsdecode(b"bad-\xff-name")).write_text("x")
+    prelude.start(["run", "build"])
+    fd = prelude.claim_lock(workspace / ".once")
+    assert fd is not None
+    try:
+        with pytest.raises(OSError, match="UTF-8"):
+            prelude.claim_snapshot(workspace)
+    finally:
+        os.close(fd)
