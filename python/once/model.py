@@ -5,6 +5,7 @@ Shared by `config` (which builds it from the files) and `workspace_cache` (which
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from once import layout
@@ -29,8 +30,9 @@ class Rule:
     cache: bool
     source: Path  # the once.toml it came from, for error messages
 
-    @property
+    @cached_property
     def label(self) -> str:
+        # Asked ~7 times per action by graph, plan and run: 70,000 f-strings for 10,000 rules.
         return f"//{self.package}:{self.name}"
 
 
