@@ -19,11 +19,15 @@ the configuration and scheduling machinery, loads on first use of one of its nam
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from once._core import __version__
 
+# Not `typing.TYPE_CHECKING`: importing typing costs ~10 ms on every start, before a run's
+# walk can begin (prelude.py); type checkers treat any constant of that name alike.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from once.api import (
         Rule,
         RunReport,

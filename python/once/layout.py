@@ -5,13 +5,11 @@ Kept free of heavy imports: `prelude` finds the root before click or the config 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 
 CONFIG_NAME = "once.toml"
 # The workspace's own state (stat cache, last keys, lock); never an input, never walked.
 STATE_DIR = ".once"
-_WORKSPACE_TABLE = re.compile(r"^\s*\[workspace\]", re.MULTILINE)
 
 
 def find_root(start: str, read: Callable[[str], str]) -> str | None:
@@ -24,9 +22,14 @@ def find_root(start: str, read: Callable[[str], str]) -> str | None:
         candidate = os.path.join(folder, CONFIG_NAME)
         if os.path.isfile(candidate):
             nearest = nearest or folder
-            if _WORKSPACE_TABLE.search(read(candidate)):
+            if _has_workspace_table(read(candidate)):
                 return folder
         parent = os.path.dirname(folder)
         if parent == folder:
             return nearest
         folder = parent
+
+
+def _has_workspace_table(text: str) -> bool:
+    # A line-by-line look rather than a regex: `re` is not loaded this early (prelude.py).
+    return any(line.lstrip().startswith("[workspace]") for line in text.splitlines())

@@ -7,8 +7,8 @@ import fcntl
 import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from pathlib import Path
 

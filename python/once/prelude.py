@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
 
 from once import layout, lock
 
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from pathlib import Path
 
