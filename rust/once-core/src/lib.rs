@@ -9,6 +9,7 @@ pub mod hash;
 pub mod key;
 pub mod outputstats;
 pub mod remote;
+pub mod select;
 pub mod snapshot;
 pub mod statcache;
 pub mod store;
