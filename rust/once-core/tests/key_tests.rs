@@ -1,7 +1,7 @@
 //! The action key: stable, sensitive to every field, unambiguous at field boundaries.
 
 use once_core::hash::Digest;
-use once_core::key::{ActionSpec, InputFile, KEY_FORMAT_VERSION};
+use once_core::key::{key_of, ActionSpec, InputFile, KeyHead, KEY_FORMAT_VERSION};
 
 fn digest_of(bytes: &[u8]) -> Digest {
     Digest(*blake3::hash(bytes).as_bytes())
@@ -203,4 +203,25 @@ fn encoding_layout_is_as_documented() {
         vec![9], len(1), len(1), b"o".to_vec(),
     ];
     assert_eq!(spec.encode(), expected.concat());
+}
+
+#[test]
+fn key_of_borrowed_parts_is_the_key_of_the_spec() {
+    let spec = spec().normalized();
+    let head = KeyHead {
+        label: &spec.label,
+        cmd: &spec.cmd,
+        cwd: &spec.cwd,
+        platform: &spec.platform,
+        env: &spec.env,
+        tools: &spec.tools,
+    };
+    let inputs = spec
+        .inputs
+        .iter()
+        .map(|input| (input.path.as_str(), &input.digest, input.executable));
+    assert_eq!(
+        key_of(&head, spec.inputs.len(), inputs, &spec.deps, &spec.outputs),
+        spec.key()
+    );
 }
