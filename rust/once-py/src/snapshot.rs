@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use once_core::key::{ActionSpec, InputFile};
+use once_core::key::{key_of, ActionSpec, InputFile, KeyHead};
 use once_core::snapshot;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use rayon::prelude::*;
 
 use crate::errors::{CoreError, CoreResult};
 
@@ -205,6 +206,9 @@ type KeyRequest = (
 /// The keys of many actions, given in dependency order, in one call: a dependency's key is
 /// taken from earlier in the batch. Only the keys: what went into one (`action_key`'s JSON) is
 /// wanted only when a key changed, and building it for every action cost more than the key.
+///
+/// Actions whose dependencies are all keyed are keyed in parallel, a level of the graph at a
+/// time; each key is hashed from the snapshot's paths and digests as they are (`key_of`).
 #[pyfunction]
 pub fn action_keys(
     py: Python<'_>,
@@ -213,37 +217,83 @@ pub fn action_keys(
 ) -> PyResult<Vec<String>> {
     py.detach(|| {
         let inner = snapshot.read()?;
-        let mut keys: HashMap<&str, String> = HashMap::with_capacity(requests.len());
-        let mut out = Vec::with_capacity(requests.len());
-        for (inputs, label, cmd, cwd, platform, env, tools, dep_labels, outputs) in &requests {
-            let deps = dep_labels
-                .iter()
-                .map(|dep| match keys.get(dep.as_str()) {
-                    Some(key) => Ok((dep.clone(), key.clone())),
-                    None => Err(PyValueError::new_err(format!(
-                        "{label} depends on {dep}, which is not earlier in the batch"
-                    ))),
+        let levels = levels(&requests)?;
+        let mut keys: Vec<Option<String>> = vec![None; requests.len()];
+        for level in levels {
+            let keyed = level
+                .par_iter()
+                .map(|&(index, ref deps)| {
+                    let (inputs, label, cmd, cwd, platform, env, tools, _, outputs) =
+                        &requests[index];
+                    let mut deps: Vec<(String, String)> = deps
+                        .iter()
+                        .map(|&dep| {
+                            let key = keys[dep].clone().unwrap_or_default();
+                            (requests[dep].1.clone(), key)
+                        })
+                        .collect();
+                    deps.sort();
+                    let (mut env, mut tools) = (env.clone(), tools.clone());
+                    env.sort();
+                    tools.sort();
+                    // `Py::get` on a frozen class needs no GIL.
+                    let files = inner.inputs(&inputs.get().indices).map_err(CoreError)?;
+                    let head = KeyHead {
+                        label,
+                        cmd,
+                        cwd,
+                        platform,
+                        env: &env,
+                        tools: &tools,
+                    };
+                    let key = key_of(
+                        &head,
+                        files.len(),
+                        files
+                            .iter()
+                            .map(|(path, digest, executable)| (*path, digest, *executable)),
+                        &deps,
+                        outputs,
+                    );
+                    Ok((index, key.to_hex()))
                 })
                 .collect::<PyResult<Vec<_>>>()?;
-            // `Py::get` on a frozen class needs no GIL.
-            let inputs = input_files(&inner, &inputs.get().indices)?;
-            let key = ActionSpec {
-                label: label.clone(),
-                cmd: cmd.clone(),
-                cwd: cwd.clone(),
-                platform: platform.clone(),
-                env: env.clone(),
-                tools: tools.clone(),
-                inputs,
-                deps,
-                outputs: outputs.clone(),
+            for (index, key) in keyed {
+                keys[index] = Some(key);
             }
-            .normalized()
-            .key()
-            .to_hex();
-            keys.insert(label.as_str(), key.clone());
-            out.push(key);
         }
-        Ok(out)
+        Ok(keys.into_iter().map(Option::unwrap_or_default).collect())
     })
+}
+
+/// Requests of one depth in the dependency graph: (position, positions of its dependencies).
+type Level = Vec<(usize, Vec<usize>)>;
+
+/// The requests grouped by depth in the dependency graph: every dependency of a request is in
+/// an earlier group.
+fn levels(requests: &[KeyRequest]) -> PyResult<Vec<Level>> {
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(requests.len());
+    let mut depth: Vec<usize> = Vec::with_capacity(requests.len());
+    let mut levels: Vec<Level> = Vec::new();
+    for (index, request) in requests.iter().enumerate() {
+        let (label, dep_labels) = (&request.1, &request.7);
+        let deps = dep_labels
+            .iter()
+            .map(|dep| {
+                position.get(dep.as_str()).copied().ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "{label} depends on {dep}, which is not earlier in the batch"
+                    ))
+                })
+            })
+            .collect::<PyResult<Vec<usize>>>()?;
+        let level = deps.iter().map(|&dep| depth[dep] + 1).max().unwrap_or(0);
+        depth.push(level);
+        if levels.len() <= level {
+            levels.resize_with(level + 1, Vec::new);
+        }
+        levels[level].push((index, deps));
+        position.insert(label.as_str(), index);
+    }
+    Ok(levels)
 }
