@@ -1,0 +1,204 @@
+//! A rule's declared outputs parsed once, and the checks every manifest must pass.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher};
+
+use super::{OutputEntry, OutputKind};
+use crate::error::Error;
+use crate::Result;
+
+/// One declared output, relative to the package folder, `.` and empty components dropped.
+pub(super) enum Pattern {
+    /// A file or a folder (everything below it).
+    Literal(String),
+    /// `base` is the literal leading folder, the only one walked.
+    Glob { base: String, matcher: GlobMatcher },
+}
+
+impl Pattern {
+    /// Whether the package-relative `rel` is among what this pattern can collect.
+    pub(super) fn covers(&self, rel: &str) -> bool {
+        match self {
+            Pattern::Literal(lit) => {
+                rel == lit || (rel.starts_with(lit.as_str()) && rel[lit.len()..].starts_with('/'))
+            }
+            Pattern::Glob { base, matcher } => {
+                let below_base = base.is_empty()
+                    || (rel.starts_with(base.as_str()) && rel[base.len()..].starts_with('/'));
+                // `rel` itself, or a matched folder above it that counts whole.
+                below_base
+                    && rel
+                        .match_indices('/')
+                        .map(|(at, _)| &rel[..at])
+                        .chain([rel])
+                        .filter(|prefix| prefix.len() > base.len())
+                        .any(|prefix| matcher.is_match(prefix))
+            }
+        }
+    }
+}
+
+/// A package folder and its declared outputs, checked and parsed once per call.
+pub(super) struct Declared {
+    /// Workspace-relative, `/`-separated, "" for the root.
+    pub(super) package: String,
+    pub(super) patterns: Vec<Pattern>,
+}
+
+impl Declared {
+    pub(super) fn parse(package: &str, outputs: &[String]) -> Result<Declared> {
+        let package = normalize(package).ok_or_else(|| Error::Escape(package.to_owned()))?;
+        let mut patterns = Vec::with_capacity(outputs.len());
+        for raw in outputs {
+            let rel = normalize(raw).ok_or_else(|| Error::Escape(raw.clone()))?;
+            if rel.is_empty() {
+                // Restoring it would first delete the whole package.
+                return Err(Error::Glob {
+                    pattern: raw.clone(),
+                    message: "an output cannot be the package folder itself".to_owned(),
+                });
+            }
+            let Some(first_glob) = rel.split('/').position(|part| part.contains(GLOB_META)) else {
+                patterns.push(Pattern::Literal(rel));
+                continue;
+            };
+            let base = rel
+                .split('/')
+                .take(first_glob)
+                .collect::<Vec<_>>()
+                .join("/");
+            let glob = GlobBuilder::new(&rel)
+                .literal_separator(true)
+                .build()
+                .map_err(|err| Error::Glob {
+                    pattern: raw.clone(),
+                    message: err.kind().to_string(),
+                })?;
+            patterns.push(Pattern::Glob {
+                base,
+                matcher: glob.compile_matcher(),
+            });
+        }
+        Ok(Declared { package, patterns })
+    }
+
+    pub(super) fn workspace_path(&self, rel: &str) -> String {
+        if self.package.is_empty() {
+            rel.to_owned()
+        } else {
+            format!("{}/{rel}", self.package)
+        }
+    }
+
+    /// Refuse a manifest that would write outside the declared outputs of this package, or
+    /// outside the workspace through a symlink (Turborepo and Nx tar restores, 2025).
+    pub(super) fn validate(&self, manifest: &[OutputEntry]) -> Result<()> {
+        check_manifest(manifest)?;
+        for output in manifest {
+            let path = output.path.as_str();
+            let rel = if self.package.is_empty() {
+                Some(path)
+            } else {
+                path.strip_prefix(self.package.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+            };
+            if !rel.is_some_and(|rel| self.patterns.iter().any(|p| p.covers(rel))) {
+                return Err(Error::Escape(format!(
+                    "{path} (not among the declared outputs of {:?})",
+                    self.package
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What any manifest must satisfy, whatever rule it is for: relative normalized paths, each
+/// once, no symlink target leaving the workspace, nothing below a symlink. `once cache verify`
+/// drops entries that fail it; restore refuses them.
+pub(crate) fn check_manifest(manifest: &[OutputEntry]) -> Result<()> {
+    let mut paths = HashSet::with_capacity(manifest.len());
+    let mut links = HashSet::new();
+    for output in manifest {
+        let path = output.path.as_str();
+        if normalize(path).as_deref() != Some(path) || path.is_empty() {
+            return Err(Error::Escape(path.to_owned()));
+        }
+        if !paths.insert(path) {
+            return Err(Error::Corrupt {
+                path: PathBuf::from(path),
+                message: "listed twice in the manifest".to_owned(),
+            });
+        }
+        if let OutputKind::Symlink { target } = &output.kind {
+            check_link(path, target)?;
+            links.insert(path);
+        }
+    }
+    // Writing below a restored symlink would write wherever it points.
+    for output in manifest {
+        let path = output.path.as_str();
+        if let Some((at, _)) = path
+            .match_indices('/')
+            .find(|(at, _)| links.contains(&path[..*at]))
+        {
+            return Err(Error::Escape(format!(
+                "{path} (below the symlink {})",
+                &path[..at]
+            )));
+        }
+    }
+    Ok(())
+}
+
+const GLOB_META: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
+
+/// `/`-separated, relative, `.` and empty components dropped; `None` if absolute, containing
+/// `..` or a NUL.
+pub(super) fn normalize(path: &str) -> Option<String> {
+    if path.starts_with('/') || path.contains('\0') || Path::new(path).is_absolute() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            part => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// A symlink target must be relative and, resolved against the link's folder, stay inside the
+/// workspace. `..` is allowed only before the first name: after one (`sub/../..`) the name may
+/// itself be a symlink, and the lexical answer would not be the file system's.
+fn check_link(path: &str, target: &str) -> Result<()> {
+    let refuse = || Error::Escape(format!("{path} -> {target}"));
+    if target.is_empty()
+        || target.starts_with('/')
+        || target.contains('\0')
+        || Path::new(target).is_absolute()
+    {
+        return Err(refuse());
+    }
+    let depth = path.matches('/').count();
+    let mut ups = 0;
+    let mut named = false;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if named => return Err(refuse()),
+            ".." => {
+                ups += 1;
+                if ups > depth {
+                    return Err(refuse());
+                }
+            }
+            _ => named = true,
+        }
+    }
+    Ok(())
+}

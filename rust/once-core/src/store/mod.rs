@@ -1,0 +1,540 @@
+//! The local content-addressed store: blobs by digest, action entries by key, restore of outputs.
+//!
+//! Split by domain: `declared` (a rule's outputs and the manifest checks), `outputs` (what is on
+//! disk now, compared or removed), `restore` (putting a manifest back).
+
+mod declared;
+mod outputs;
+mod restore;
+
+pub(crate) use declared::check_manifest;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext};
+use crate::hash::Digest;
+use crate::Result;
+use declared::Declared;
+use outputs::{Found, FoundKind};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum OutputKind {
+    File { digest: Digest, executable: bool },
+    Dir,
+    Symlink { target: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputEntry {
+    /// Relative to the workspace root, `/`-separated, never absolute, never containing `..`.
+    pub path: String,
+    #[serde(flatten)]
+    pub kind: OutputKind,
+}
+
+/// How restore puts a file's bytes in the workspace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinkMode {
+    /// A copy-on-write clone (reflink) where the file system can, else a plain copy; the
+    /// restored file is the user's to edit.
+    #[default]
+    Copy,
+    /// A hard link to the blob, read-only (`0o444`) so an edit cannot corrupt the store.
+    /// Executables are cloned or copied instead (`0o555`): the blob's single mode is shared by
+    /// every link, and a blob may be both an executable and a plain output.
+    Hardlink,
+}
+
+impl std::str::FromStr for LinkMode {
+    type Err = String;
+    fn from_str(name: &str) -> Result<LinkMode, String> {
+        match name {
+            "copy" => Ok(LinkMode::Copy),
+            "hardlink" => Ok(LinkMode::Hardlink),
+            _ => Err(format!("link mode must be copy or hardlink, not {name:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionEntry {
+    pub key: String,
+    pub outputs: Vec<OutputEntry>,
+    /// The captured terminal log (stdout and stderr interleaved).
+    pub log: Digest,
+    pub exit_code: i32,
+    pub duration_ms: u64,
+    pub created_unix: i64,
+}
+
+// Clone: the remote cache's background uploads each hold their own handle.
+#[derive(Clone)]
+pub struct Store {
+    root: PathBuf,
+    /// The store's own folder, so a walk of outputs never collects (or deletes) the cache
+    /// itself when it lives inside the workspace, e.g. `.once/` under a `**` output glob.
+    identity: Option<FolderId>,
+}
+
+impl Store {
+    /// Open (creating folders as needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Store> {
+        for sub in [CAS, AC] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).at(&dir)?;
+        }
+        let identity = FolderId::of(&fs::metadata(root).at(root)?);
+        Ok(Store {
+            root: root.to_path_buf(),
+            identity,
+        })
+    }
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest(*blake3::hash(bytes).as_bytes());
+        let dest = self.blob_path(&digest);
+        if !is_file(&dest) {
+            let parent = parent_of(&dest);
+            let (mut file, temp) = TempFile::create(parent)?;
+            file.write_all(bytes).at(&temp.path)?;
+            seal(&file, &temp.path, BLOB_MODE)?;
+            temp.persist(&dest)?;
+        }
+        Ok(digest)
+    }
+    /// Copy a file into the store, hashing what is copied (so the name always matches the bytes).
+    pub fn put_file(&self, path: &Path) -> Result<Digest> {
+        let mut source = File::open(path).at(path)?;
+        // The blob's folder is known only once the digest is, so the copy starts in `cas/`,
+        // which is on the same file system as every `cas/xx/`, and is renamed from there.
+        let (mut file, temp) = TempFile::create(&self.root.join(CAS))?;
+        let mut hasher = blake3::Hasher::new();
+        // Most outputs are small: no need to zero a whole chunk for them.
+        let size = source
+            .metadata()
+            .map_or(COPY_CHUNK, |meta| meta.len() as usize);
+        let mut buf = vec![0u8; size.clamp(MIN_CHUNK, COPY_CHUNK)];
+        loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err).at(path),
+            };
+            let chunk = &buf[..n];
+            if n >= RAYON_MIN {
+                hasher.update_rayon(chunk);
+            } else {
+                hasher.update(chunk);
+            }
+            file.write_all(chunk).at(&temp.path)?;
+        }
+        let digest = Digest(*hasher.finalize().as_bytes());
+        let dest = self.blob_path(&digest);
+        if is_file(&dest) {
+            // Same name, same bytes: the existing blob is as good; `temp` removes the copy.
+            return Ok(digest);
+        }
+        seal(&file, &temp.path, BLOB_MODE)?;
+        temp.persist(&dest)?;
+        Ok(digest)
+    }
+    #[must_use]
+    pub fn contains(&self, digest: &Digest) -> bool {
+        is_file(&self.blob_path(digest))
+    }
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest);
+        fs::read(&path).at(&path)
+    }
+    /// The entry for `key` if it exists, decodes, and every blob it names is present.
+    #[must_use]
+    pub fn lookup(&self, key: &str) -> Option<ActionEntry> {
+        let entry = read_entry(&self.entry_path(key)?)?;
+        if entry.key != key || !self.contains(&entry.log) {
+            return None;
+        }
+        // An index that says "hit" while its blobs are gone restores nothing (Nx 37111).
+        let complete = entry.outputs.par_iter().all(|output| match &output.kind {
+            OutputKind::File { digest, .. } => self.contains(digest),
+            OutputKind::Dir | OutputKind::Symlink { .. } => true,
+        });
+        complete.then_some(entry)
+    }
+    /// Mark the entry for `key` as used now: eviction is least-recently-used by the entry file's
+    /// mtime, and setting a time costs one syscall where rewriting the entry would cost several.
+    /// False when there is no such entry or its time cannot be set (a cache shared read-only).
+    #[must_use]
+    pub fn touch(&self, key: &str) -> bool {
+        let Some(path) = self.entry_path(key) else {
+            return false;
+        };
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|file| file.set_modified(SystemTime::now()))
+            .is_ok()
+    }
+    /// Store the declared outputs of a successful step and its log, then write the entry
+    /// atomically (blobs first, entry last, so a visible entry never names a missing blob).
+    #[allow(clippy::too_many_arguments)]
+    pub fn save(
+        &self,
+        key: &str,
+        workspace: &Path,
+        package: &str,
+        outputs: &[String],
+        log: &[u8],
+        exit_code: i32,
+        duration_ms: u64,
+    ) -> Result<ActionEntry> {
+        let entry_path = self.entry_path(key).ok_or_else(|| bad_key(key))?;
+        let declared = Declared::parse(package, outputs)?;
+        // Held from the first blob to the entry: until the entry is written nothing names those
+        // blobs, and a collection running in between would delete them as unreferenced.
+        let _writing = StoreLock::shared(&self.root)?;
+        let found: Vec<(String, Found)> = self.collect(workspace, &declared)?.into_iter().collect();
+        let mut manifest: Vec<OutputEntry> = found
+            .iter()
+            .map(|(path, found)| OutputEntry {
+                path: path.clone(),
+                kind: match &found.kind {
+                    // Filled in below, once the outputs are known to be restorable.
+                    FoundKind::File { executable, .. } => OutputKind::File {
+                        digest: Digest::default(),
+                        executable: *executable,
+                    },
+                    FoundKind::Dir => OutputKind::Dir,
+                    FoundKind::Symlink(target) => OutputKind::Symlink {
+                        target: target.clone(),
+                    },
+                },
+            })
+            .collect();
+        // An entry that restore would refuse (say a symlink to an absolute path) must fail
+        // here, loudly, rather than be cached and fail every later run.
+        declared.validate(&manifest)?;
+        manifest
+            .par_iter_mut()
+            .zip(&found)
+            .try_for_each(|(output, (_, found))| -> Result<()> {
+                if let OutputKind::File { digest, .. } = &mut output.kind {
+                    *digest = self.put_file(&found.abs)?;
+                }
+                Ok(())
+            })?;
+        let entry = ActionEntry {
+            key: key.to_owned(),
+            outputs: manifest,
+            log: self.put_bytes(log)?,
+            exit_code,
+            duration_ms,
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs() as i64),
+        };
+        let json = serde_json::to_vec(&entry).map_err(|err| Error::Corrupt {
+            path: entry_path.clone(),
+            message: err.to_string(),
+        })?;
+        let (mut file, temp) = TempFile::create(parent_of(&entry_path))?;
+        file.write_all(&json).at(&temp.path)?;
+        seal(&file, &temp.path, ENTRY_MODE)?;
+        temp.persist(&entry_path)?;
+        Ok(entry)
+    }
+
+    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.root.join(CAS).join(&hex[..2]).join(hex)
+    }
+
+    /// `None` for a key that is not a plain name: it becomes a file name in the store.
+    pub(crate) fn entry_path(&self, key: &str) -> Option<PathBuf> {
+        let plain = key.len() >= 2
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        plain.then(|| {
+            self.root
+                .join(AC)
+                .join(&key[..2])
+                .join(format!("{key}.json"))
+        })
+    }
+
+    pub(super) fn is_store(&self, entry: &fs::DirEntry) -> bool {
+        self.identity.is_some_and(|id| id.is(entry))
+    }
+}
+
+pub(crate) const CAS: &str = "cas";
+pub(crate) const AC: &str = "ac";
+/// Held shared by every save and exclusively by a collection or a clear.
+const LOCK: &str = "lock";
+/// Blobs are shared by every entry naming them; read-only guards against editing one in place.
+pub(crate) const BLOB_MODE: u32 = 0o444;
+pub(crate) const ENTRY_MODE: u32 = 0o644;
+/// Large enough that a big output costs few syscalls, small enough to stay in L2 while hashed.
+const COPY_CHUNK: usize = 1 << 20;
+const MIN_CHUNK: usize = 16 * 1024;
+/// Below this BLAKE3's own docs expect `update_rayon` to lose to the single-threaded `update`.
+const RAYON_MIN: usize = 128 * 1024;
+
+/// A temporary file beside its destination; removed on drop unless renamed into place.
+pub(crate) struct TempFile {
+    pub(crate) path: PathBuf,
+    persisted: bool,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempFile {
+    /// Named by pid and a per-process counter, so concurrent writers (threads or processes
+    /// sharing the store) never share one; `create_new` skips a name left by a killed process.
+    pub(crate) fn create(dir: &Path) -> Result<(File, TempFile)> {
+        let mut made_dir = false;
+        loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(".tmp-{}-{n}", std::process::id()));
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => {
+                    let temp = TempFile {
+                        path,
+                        persisted: false,
+                    };
+                    return Ok((file, temp));
+                }
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound && !made_dir => {
+                    fs::create_dir_all(dir).at(dir)?;
+                    made_dir = true;
+                }
+                Err(err) => return Err(err).at(&path),
+            }
+        }
+    }
+
+    /// `rename` is atomic: readers see no file or the whole file, also after `kill -9`.
+    pub(crate) fn persist(mut self, dest: &Path) -> Result<()> {
+        let mut result = fs::rename(&self.path, dest);
+        if matches!(&result, Err(err) if err.kind() == io::ErrorKind::NotFound) {
+            let parent = parent_of(dest);
+            fs::create_dir_all(parent).at(parent)?;
+            result = fs::rename(&self.path, dest);
+        }
+        result.at(dest)?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Set the final mode and flush the data before the rename makes the file visible: without
+/// the sync, a power loss can leave a visible but empty blob or entry (ext4 delayed alloc).
+pub(crate) fn seal(file: &File, path: &Path, mode: u32) -> Result<()> {
+    set_file_mode(file, mode).at(path)?;
+    file.sync_data().at(path)
+}
+
+/// An entry file decoded, or `None` when it is absent or does not decode (a cache file from
+/// another version or a torn disk is a miss, never an error).
+pub(crate) fn read_entry(path: &Path) -> Option<ActionEntry> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// An advisory lock on the store's `lock` file, released when dropped (and by the kernel when
+/// the process dies, even by `kill -9`, so a crash never leaves the store locked).
+pub(crate) struct StoreLock {
+    // Only held: closing the file releases the lock.
+    _file: File,
+}
+
+impl StoreLock {
+    /// Many holders at once: the writers.
+    pub(crate) fn shared(root: &Path) -> Result<StoreLock> {
+        // A blocking flock only returns once it holds the lock; `None` cannot happen.
+        Self::take(root, LockKind::Shared, true)?.ok_or_else(|| Error::Io {
+            path: root.join(LOCK),
+            source: io::ErrorKind::WouldBlock.into(),
+        })
+    }
+    /// One holder, no writer: a collection or a clear. `None` when `wait` is false and the
+    /// store is busy.
+    pub(crate) fn exclusive(root: &Path, wait: bool) -> Result<Option<StoreLock>> {
+        Self::take(root, LockKind::Exclusive, wait)
+    }
+    fn take(root: &Path, kind: LockKind, wait: bool) -> Result<Option<StoreLock>> {
+        let path = root.join(LOCK);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .at(&path)?;
+        if lock_file(&file, kind, wait).at(&path)? {
+            Ok(Some(StoreLock { _file: file }))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// `Ok(false)` when `wait` is false and someone else holds a conflicting lock.
+#[cfg(unix)]
+fn lock_file(file: &File, kind: LockKind, wait: bool) -> io::Result<bool> {
+    use rustix::fs::{flock, FlockOperation};
+    let operation = match (kind, wait) {
+        (LockKind::Shared, true) => FlockOperation::LockShared,
+        (LockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
+        (LockKind::Exclusive, true) => FlockOperation::LockExclusive,
+        (LockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
+    };
+    loop {
+        match flock(file, operation) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
+/// Without flock (not unix) writers and collections are not kept apart: a collection may then
+/// cost a concurrent writer its entry (a miss later), never a wrong hit.
+#[cfg(not(unix))]
+fn lock_file(_file: &File, _kind: LockKind, _wait: bool) -> io::Result<bool> {
+    Ok(true)
+}
+
+pub(crate) fn parent_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
+pub(crate) fn is_file(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|meta| meta.is_file())
+}
+
+pub(crate) fn hash_path(path: &Path) -> Result<Digest> {
+    crate::hash::count_file_hashed();
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_mmap_rayon(path).at(path)?;
+    Ok(Digest(*hasher.finalize().as_bytes()))
+}
+
+/// Manifest paths and link targets are strings; a name that is not UTF-8 is an error rather
+/// than an output silently left out of the cache.
+pub(super) fn utf8(name: std::ffi::OsString, path: &Path) -> Result<String> {
+    name.into_string().map_err(|_| Error::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidData, "name is not valid UTF-8"),
+    })
+}
+
+fn bad_key(key: &str) -> Error {
+    Error::Io {
+        path: PathBuf::from(key),
+        source: io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an action key is ASCII letters, digits, '-' and '_'",
+        ),
+    }
+}
+
+/// Device and inode of a folder: how a walk recognises the store without canonicalizing.
+#[derive(Clone, Copy)]
+struct FolderId {
+    dev: u64,
+    ino: u64,
+}
+
+#[cfg(unix)]
+impl FolderId {
+    // `Option` for the platforms without inodes, where it is always `None`.
+    #[allow(clippy::unnecessary_wraps)]
+    fn of(meta: &fs::Metadata) -> Option<FolderId> {
+        use std::os::unix::fs::MetadataExt;
+        Some(FolderId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+    fn is(self, entry: &fs::DirEntry) -> bool {
+        use std::os::unix::fs::{DirEntryExt, MetadataExt};
+        // The inode comes with the directory entry; only a match costs a stat.
+        entry.ino() == self.ino && entry.metadata().is_ok_and(|meta| meta.dev() == self.dev)
+    }
+}
+
+#[cfg(not(unix))]
+impl FolderId {
+    fn of(_meta: &fs::Metadata) -> Option<FolderId> {
+        None
+    }
+    fn is(self, _entry: &fs::DirEntry) -> bool {
+        false
+    }
+}
+
+#[cfg(unix)]
+pub(super) fn is_executable(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+pub(super) fn is_executable(_meta: &fs::Metadata) -> bool {
+    false
+}
+
+#[cfg(unix)]
+pub(super) fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+pub(super) fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
+    let mut permissions = file.metadata()?.permissions();
+    permissions.set_readonly(mode & 0o200 == 0);
+    file.set_permissions(permissions)
+}
+
+#[cfg(unix)]
+pub(super) fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).at(path)
+}
+
+#[cfg(not(unix))]
+pub(super) fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    let mut permissions = fs::metadata(path).at(path)?.permissions();
+    permissions.set_readonly(mode & 0o200 == 0);
+    fs::set_permissions(path, permissions).at(path)
+}

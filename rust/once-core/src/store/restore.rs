@@ -1,0 +1,175 @@
+//! Putting a manifest back on disk from blobs, and taking hard-linked outputs back from the store.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::declared::Declared;
+use super::outputs::FoundKind;
+use super::{
+    is_executable, is_file, parent_of, set_mode, ActionEntry, LinkMode, OutputKind, Store,
+    TempFile, BLOB_MODE,
+};
+use crate::error::{Error, IoContext};
+use crate::Result;
+
+impl Store {
+    /// `restore_with` by copy (reflink where the file system can).
+    pub fn restore(
+        &self,
+        workspace: &Path,
+        package: &str,
+        outputs: &[String],
+        entry: &ActionEntry,
+    ) -> Result<()> {
+        self.restore_with(workspace, package, outputs, entry, LinkMode::Copy)
+    }
+    /// Remove what the declared outputs hold now, then recreate the manifest from blobs.
+    /// Refuses (`Error::Escape`) any manifest path or symlink target leaving the workspace,
+    /// before anything is touched; a blob missing is `NotFound`, also before anything is touched
+    /// unless a concurrent collection deletes it midway (the caller then runs the step).
+    pub fn restore_with(
+        &self,
+        workspace: &Path,
+        package: &str,
+        outputs: &[String],
+        entry: &ActionEntry,
+        link: LinkMode,
+    ) -> Result<()> {
+        let declared = Declared::parse(package, outputs)?;
+        // Everything is checked before anything on disk is touched.
+        declared.validate(&entry.outputs)?;
+        for output in &entry.outputs {
+            if let OutputKind::File { digest, .. } = &output.kind {
+                let blob = self.blob_path(digest);
+                if !is_file(&blob) {
+                    return Err(io::Error::from(io::ErrorKind::NotFound)).at(&blob);
+                }
+            }
+        }
+        // No stale file survives a restore (Turborepo 10951).
+        self.remove_declared(workspace, &declared)?;
+
+        let mut folders = BTreeSet::new();
+        for output in &entry.outputs {
+            if matches!(output.kind, OutputKind::Dir) {
+                folders.insert(output.path.as_str());
+            }
+            if let Some((parent, _)) = output.path.rsplit_once('/') {
+                folders.insert(parent);
+            }
+        }
+        // Sorted, so a parent is made before its children.
+        for folder in folders {
+            let abs = workspace.join(folder);
+            fs::create_dir_all(&abs).at(&abs)?;
+        }
+        entry
+            .outputs
+            .par_iter()
+            .try_for_each(|output| -> Result<()> {
+                let dest = workspace.join(&output.path);
+                match &output.kind {
+                    OutputKind::File { digest, executable } => {
+                        restore_file(&self.blob_path(digest), &dest, *executable, link)
+                    }
+                    OutputKind::Symlink { target } => make_symlink(target, &dest),
+                    OutputKind::Dir => Ok(()),
+                }
+            })
+    }
+
+    /// Before a step's command runs: replace the read-only hard links among its declared
+    /// outputs (left by a `LinkMode::Hardlink` restore) with private writable copies, so a
+    /// command that rewrites an output in place neither fails on the read-only mode nor, run
+    /// as root (whom modes do not stop), writes into the store's blob. Returns how many.
+    pub fn unshare_outputs(
+        &self,
+        workspace: &Path,
+        package: &str,
+        outputs: &[String],
+    ) -> Result<usize> {
+        let declared = Declared::parse(package, outputs)?;
+        let found = self.collect(workspace, &declared)?;
+        let linked: Vec<&Path> = found
+            .values()
+            .filter(|found| matches!(found.kind, FoundKind::File { .. }))
+            .map(|found| found.abs.as_path())
+            .filter(|abs| fs::symlink_metadata(abs).is_ok_and(|meta| is_read_only_link(&meta)))
+            .collect();
+        linked.par_iter().try_for_each(|abs| unshare(abs))?;
+        Ok(linked.len())
+    }
+}
+
+fn restore_file(blob: &Path, dest: &Path, executable: bool, link: LinkMode) -> Result<()> {
+    if link == LinkMode::Hardlink && !executable {
+        match fs::hard_link(blob, dest) {
+            // The blob is already `BLOB_MODE` (read-only), which is what the link must be.
+            Ok(()) => return Ok(()),
+            // Another file system (EXDEV), or one without links: a read-only copy instead.
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).at(blob),
+        }
+    }
+    // FICLONE (Linux), clonefile (macOS) or block cloning (ReFS) where the file system has
+    // it: instant, and the bytes are shared until one side writes. Else a plain copy.
+    reflink_copy::reflink_or_copy(blob, dest).map_err(|err| {
+        // The blob is the usual culprit (gone under a concurrent collection); name it then.
+        let at = if err.kind() == io::ErrorKind::NotFound && !is_file(blob) {
+            blob
+        } else {
+            dest
+        };
+        Error::Io {
+            path: at.to_path_buf(),
+            source: err,
+        }
+    })?;
+    // Both ways the clone has the blob's read-only mode, so set the manifest's after.
+    let mode = match (link, executable) {
+        (LinkMode::Copy, false) => 0o644,
+        (LinkMode::Copy, true) => 0o755,
+        (LinkMode::Hardlink, false) => BLOB_MODE,
+        (LinkMode::Hardlink, true) => 0o555,
+    };
+    set_mode(dest, mode)
+}
+
+/// Replace `path` by a writable copy of itself (a clone where the file system can), renamed
+/// into place so the name never disappears.
+fn unshare(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path).at(path)?;
+    let (file, temp) = TempFile::create(parent_of(path))?;
+    drop(file);
+    // `reflink_or_copy` wants to create the destination itself.
+    fs::remove_file(&temp.path).at(&temp.path)?;
+    reflink_copy::reflink_or_copy(path, &temp.path).at(&temp.path)?;
+    set_mode(&temp.path, if is_executable(&meta) { 0o755 } else { 0o644 })?;
+    temp.persist(path)
+}
+
+/// A file with more than one name and no write permission: what a hard-link restore makes.
+#[cfg(unix)]
+fn is_read_only_link(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.is_file() && meta.nlink() > 1 && meta.mode() & 0o222 == 0
+}
+
+#[cfg(not(unix))]
+fn is_read_only_link(_meta: &fs::Metadata) -> bool {
+    false
+}
+
+#[cfg(unix)]
+fn make_symlink(target: &str, link: &Path) -> Result<()> {
+    std::os::unix::fs::symlink(target, link).at(link)
+}
+
+#[cfg(windows)]
+fn make_symlink(target: &str, link: &Path) -> Result<()> {
+    std::os::windows::fs::symlink_file(target, link).at(link)
+}
