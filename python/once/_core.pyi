@@ -1,7 +1,7 @@
 """Type stubs for `once._core`, the Rust extension (rust/once-py). Every call that touches
 files releases the GIL; `scripts/test` checks this stub against the binary with mypy's stubtest."""
 
-from typing import TypedDict, final, type_check_only
+from typing import Literal, TypedDict, final, type_check_only
 
 __all__ = [
     "KEY_FORMAT_VERSION",
@@ -139,6 +139,30 @@ class Store:
     def root(self) -> str: ...
     def lookup(self, key: str) -> Entry | None:
         """The entry for `key` if it and every blob it names are present."""
+    def lookup_many(self, keys: list[str]) -> list[Entry | None]:
+        """`lookup` of every key, in parallel."""
+    def settle_hits(
+        self,
+        workspace: str,
+        hits: list[tuple[Entry, str, list[str], int]],
+        link: str = "copy",
+        known: OutputStats | None = None,
+        read_logs: bool = False,
+    ) -> list[
+        tuple[
+            Literal["cached", "restored", "refused", "gone", "failed"],
+            str | None,
+            bytes | None,
+            float,
+        ]
+    ]:
+        """Settle many hits, each (entry, package, declared outputs, wave), in one call: keep
+        the outputs when they match (`outputs_match` with `known`), else restore them with
+        `link`; then touch the entry and, with `read_logs`, read its log. Waves run in
+        increasing order, each in parallel. Per hit, in order: its state, the message of a
+        refusal (`refused`: restore would leave the declared outputs; nothing was touched) or
+        of another error (`failed`), its log, and its seconds. `gone`: a blob disappeared
+        since the lookup, a miss."""
     def save(
         self,
         key: str,

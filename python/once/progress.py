@@ -84,6 +84,15 @@ class LiveConsole(Console):
             self._counts[result.outcome] += 1
         self._write(b"")
 
+    def finished_many(self, results: list[Result]) -> None:
+        # Counted together and drawn once: thousands of hits settled in bulk would otherwise
+        # redraw the line thousands of times.
+        with self._lock:
+            for result in results:
+                self._running.pop(result.label, None)
+                self._counts[result.outcome] += 1
+        self._write(b"")
+
     def close(self) -> None:
         self._stop.set()
         self._ticker.join()

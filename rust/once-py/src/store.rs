@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use once_core::evict::{GcOptions, GcReport, Usage, VerifyReport};
 use once_core::hash::Digest;
 use once_core::outputstats;
-use once_core::store::{self, ActionEntry, LinkMode};
+use once_core::store::{self, ActionEntry, Hit, HitReport, LinkMode, Settled};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -67,6 +67,49 @@ impl Store {
     fn lookup(&self, py: Python<'_>, key: &str) -> Option<Entry> {
         py.detach(|| self.inner.lookup(key))
             .map(|inner| Entry { inner })
+    }
+
+    /// `lookup` of every key at once, in parallel.
+    fn lookup_many(&self, py: Python<'_>, keys: Vec<String>) -> Vec<Option<Entry>> {
+        py.detach(|| self.inner.lookup_many(&keys))
+            .into_iter()
+            .map(|found| found.map(|inner| Entry { inner }))
+            .collect()
+    }
+
+    /// Settle many hits in one call (see the stub): per hit, its state, the message of a
+    /// refusal or failure, its log when `read_logs`, and its seconds.
+    #[pyo3(signature = (workspace, hits, link = "copy", known = None, read_logs = false))]
+    fn settle_hits(
+        &self,
+        py: Python<'_>,
+        workspace: PathBuf,
+        hits: Vec<(Bound<'_, Entry>, String, Vec<String>, u32)>,
+        link: &str,
+        known: Option<&OutputStats>,
+        read_logs: bool,
+    ) -> PyResult<Vec<SettledHit>> {
+        let link: LinkMode = link.parse().map_err(PyValueError::new_err)?;
+        // Borrowed from the frozen entries, which the caller's list keeps alive meanwhile.
+        let requests: Vec<Hit<'_>> = hits
+            .iter()
+            .map(|(entry, package, outputs, wave)| Hit {
+                entry: &entry.get().inner,
+                package,
+                outputs,
+                wave: *wave,
+            })
+            .collect();
+        let reports = py.detach(|| {
+            self.inner.settle_hits(
+                &workspace,
+                &requests,
+                link,
+                known.map(|known| &known.inner),
+                read_logs,
+            )
+        });
+        Ok(reports.into_iter().map(settled_hit).collect())
     }
 
     #[pyo3(signature = (key, workspace, package, outputs, log, exit_code, duration_ms))]
@@ -212,6 +255,20 @@ impl Store {
         let bytes: CoreResult<Vec<u8>> = py.detach(|| Ok(self.inner.read_blob(&digest)?));
         Ok(Cow::Owned(bytes?))
     }
+}
+
+/// One settled hit as Python sees it: (state, message, log, seconds).
+type SettledHit = (&'static str, Option<String>, Option<Cow<'static, [u8]>>, f64);
+
+fn settled_hit(report: HitReport) -> SettledHit {
+    let (state, message) = match report.settled {
+        Settled::Cached => ("cached", None),
+        Settled::Restored => ("restored", None),
+        Settled::Refused(message) => ("refused", Some(message)),
+        Settled::Gone => ("gone", None),
+        Settled::Failed(err) => ("failed", Some(err.to_string())),
+    };
+    (state, message, report.log.map(Cow::Owned), report.seconds)
 }
 
 /// Plain dicts rather than more classes: they go straight into `--json` output, and the stub

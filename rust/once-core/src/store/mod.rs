@@ -1,13 +1,16 @@
 //! The local content-addressed store: blobs by digest, action entries by key, restore of outputs.
 //!
 //! Split by domain: `declared` (a rule's outputs and the manifest checks), `outputs` (what is on
-//! disk now, compared or removed), `restore` (putting a manifest back).
+//! disk now, compared or removed), `restore` (putting a manifest back), `hits` (many hits
+//! settled in one parallel pass).
 
 mod declared;
+mod hits;
 mod outputs;
 mod restore;
 
 pub(crate) use declared::check_manifest;
+pub use hits::{Hit, HitReport, Settled};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};

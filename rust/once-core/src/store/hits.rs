@@ -1,0 +1,147 @@
+//! Cache hits answered in bulk: every key looked up in one parallel pass, then every hit whose
+//! dependencies are hits too settled in another (outputs confirmed or restored, entry touched,
+//! log read), instead of one scheduled task and several calls per step.
+//!
+//! A no-op run of 10,000 cached rules spent most of its runner time (0.7 s of 2.4 s under
+//! cProfile) in per-step Python work around these same few syscalls.
+
+use std::io;
+use std::path::Path;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::{ActionEntry, LinkMode, Store};
+use crate::error::Error;
+use crate::outputstats::OutputStats;
+
+/// One step to settle from its local entry.
+pub struct Hit<'a> {
+    pub entry: &'a ActionEntry,
+    pub package: &'a str,
+    pub outputs: &'a [String],
+    /// Settled after every hit of a lower wave: a step comes after its dependencies, as the
+    /// scheduler would order them, so one whose outputs lie below a dependency's is not
+    /// undone by that dependency's restore.
+    pub wave: u32,
+}
+
+/// What became of one `Hit`.
+#[derive(Debug)]
+pub enum Settled {
+    /// The outputs on disk were already the entry's.
+    Cached,
+    /// The outputs were restored from the store.
+    Restored,
+    /// Restore refused the entry (a path or link leaving the declared outputs) before touching
+    /// anything: the step must run, and its own save replaces the entry.
+    Refused(String),
+    /// A blob the entry names disappeared since the lookup (a concurrent collection): a miss.
+    Gone,
+    /// Anything else (a permission, a full disk): left to the step's normal path, which meets
+    /// the same error and reports it as it would have without the batch.
+    Failed(Error),
+}
+
+/// A settled hit: what became of it, its log when asked for, and how long it took.
+#[derive(Debug)]
+pub struct HitReport {
+    pub settled: Settled,
+    /// The captured log, read only when the caller replays logs and the step is a hit.
+    pub log: Option<Vec<u8>>,
+    pub seconds: f64,
+}
+
+impl Store {
+    /// `lookup` of every key, in parallel.
+    #[must_use]
+    pub fn lookup_many(&self, keys: &[String]) -> Vec<Option<ActionEntry>> {
+        keys.par_iter().map(|key| self.lookup(key)).collect()
+    }
+
+    /// Settle every hit: keep its outputs when they match the entry (`outputs_match`, with
+    /// `known`), else restore them with `link`; then mark the entry used and, with
+    /// `read_logs`, read its log. Waves run in increasing order, each in parallel. The
+    /// reports come back in the order of `hits`.
+    #[must_use]
+    pub fn settle_hits(
+        &self,
+        workspace: &Path,
+        hits: &[Hit<'_>],
+        link: LinkMode,
+        known: Option<&OutputStats>,
+        read_logs: bool,
+    ) -> Vec<HitReport> {
+        let mut order: Vec<usize> = (0..hits.len()).collect();
+        order.sort_by_key(|&index| hits[index].wave);
+        let mut reports: Vec<Option<HitReport>> = (0..hits.len()).map(|_| None).collect();
+        for wave in order.chunk_by(|&a, &b| hits[a].wave == hits[b].wave) {
+            let settled: Vec<HitReport> = wave
+                .par_iter()
+                .map(|&index| self.settle(workspace, &hits[index], link, known, read_logs))
+                .collect();
+            for (&index, report) in wave.iter().zip(settled) {
+                reports[index] = Some(report);
+            }
+        }
+        // Every index is in exactly one wave, so every slot is filled.
+        reports.into_iter().flatten().collect()
+    }
+
+    fn settle(
+        &self,
+        workspace: &Path,
+        hit: &Hit<'_>,
+        link: LinkMode,
+        known: Option<&OutputStats>,
+        read_logs: bool,
+    ) -> HitReport {
+        let started = Instant::now();
+        let (settled, log) = match self.settle_outputs(workspace, hit, link, known) {
+            Ok(settled) => {
+                let log = if read_logs {
+                    self.read_blob(&hit.entry.log).map(Some)
+                } else {
+                    Ok(None)
+                };
+                match log {
+                    Ok(log) => {
+                        // Last use, for least-recently-used eviction; a cache shared read-only
+                        // cannot record it, which costs nothing but eviction order.
+                        let _ = self.touch(&hit.entry.key);
+                        (settled, log)
+                    }
+                    Err(err) => (classify(err), None),
+                }
+            }
+            Err(err) => (classify(err), None),
+        };
+        HitReport {
+            settled,
+            log,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    fn settle_outputs(
+        &self,
+        workspace: &Path,
+        hit: &Hit<'_>,
+        link: LinkMode,
+        known: Option<&OutputStats>,
+    ) -> crate::Result<Settled> {
+        if self.outputs_match(workspace, hit.package, hit.outputs, hit.entry, known)? {
+            return Ok(Settled::Cached);
+        }
+        self.restore_with(workspace, hit.package, hit.outputs, hit.entry, link)?;
+        Ok(Settled::Restored)
+    }
+}
+
+fn classify(err: Error) -> Settled {
+    match err {
+        Error::Escape(_) => Settled::Refused(err.to_string()),
+        Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Settled::Gone,
+        err => Settled::Failed(err),
+    }
+}
