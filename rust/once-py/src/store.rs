@@ -258,7 +258,12 @@ impl Store {
 }
 
 /// One settled hit as Python sees it: (state, message, log, seconds).
-type SettledHit = (&'static str, Option<String>, Option<Cow<'static, [u8]>>, f64);
+type SettledHit = (
+    &'static str,
+    Option<String>,
+    Option<Cow<'static, [u8]>>,
+    f64,
+);
 
 fn settled_hit(report: HitReport) -> SettledHit {
     let (state, message) = match report.settled {
