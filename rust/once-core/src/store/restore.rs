@@ -1,8 +1,8 @@
 //! Putting a manifest back on disk from blobs, and taking hard-linked outputs back from the store.
 
 use std::collections::BTreeSet;
-use std::fs;
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use super::declared::Declared;
 use super::outputs::FoundKind;
 use super::{
-    is_executable, is_file, parent_of, set_mode, ActionEntry, LinkMode, OutputKind, Store,
-    TempFile, BLOB_MODE,
+    is_executable, is_file, parent_of, set_file_mode, set_mode, ActionEntry, LinkMode, OutputKind,
+    Store, TempFile, BLOB_MODE,
 };
 use crate::error::{Error, IoContext};
 use crate::Result;
@@ -105,6 +105,12 @@ impl Store {
     }
 }
 
+/// Files smaller than this are copied by a read and a write rather than cloned. A clone of a
+/// few KiB shares at most a block or two; where the file system cannot clone (ext4), the
+/// attempt creates and unlinks the destination before the copy: 16 syscalls and two inode
+/// creations per file instead of 8 and one (strace of a restore of 1,500 one-file outputs).
+const CLONE_MIN: u64 = 64 * 1024;
+
 fn restore_file(blob: &Path, dest: &Path, executable: bool, link: LinkMode) -> Result<()> {
     if link == LinkMode::Hardlink && !executable {
         match fs::hard_link(blob, dest) {
@@ -115,6 +121,28 @@ fn restore_file(blob: &Path, dest: &Path, executable: bool, link: LinkMode) -> R
             Err(err) => return Err(err).at(blob),
         }
     }
+    let mode = match (link, executable) {
+        (LinkMode::Copy, false) => 0o644,
+        (LinkMode::Copy, true) => 0o755,
+        (LinkMode::Hardlink, false) => BLOB_MODE,
+        (LinkMode::Hardlink, true) => 0o555,
+    };
+    let mut source = File::open(blob).at(blob)?;
+    let size = source.metadata().at(blob)?.len();
+    if size < CLONE_MIN {
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        source.read_to_end(&mut bytes).at(blob)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dest)
+            .at(dest)?;
+        file.write_all(&bytes).at(dest)?;
+        // Set on the open file, whatever the umask made of the creation mode.
+        return set_file_mode(&file, mode).at(dest);
+    }
+    drop(source);
     // FICLONE (Linux), clonefile (macOS) or block cloning (ReFS) where the file system has
     // it: instant, and the bytes are shared until one side writes. Else a plain copy.
     reflink_copy::reflink_or_copy(blob, dest).map_err(|err| {
@@ -130,12 +158,6 @@ fn restore_file(blob: &Path, dest: &Path, executable: bool, link: LinkMode) -> R
         }
     })?;
     // Both ways the clone has the blob's read-only mode, so set the manifest's after.
-    let mode = match (link, executable) {
-        (LinkMode::Copy, false) => 0o644,
-        (LinkMode::Copy, true) => 0o755,
-        (LinkMode::Hardlink, false) => BLOB_MODE,
-        (LinkMode::Hardlink, true) => 0o555,
-    };
     set_mode(dest, mode)
 }
 
