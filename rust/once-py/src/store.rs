@@ -90,7 +90,7 @@ impl Store {
         read_logs: bool,
     ) -> PyResult<Vec<SettledHit>> {
         let link: LinkMode = link.parse().map_err(PyValueError::new_err)?;
-        // Borrowed from the frozen entries, which the caller's list keeps alive meanwhile.
+        // Borrowed from the frozen entries, which `hits` keeps alive for the whole call.
         let requests: Vec<Hit<'_>> = hits
             .iter()
             .map(|(entry, package, outputs, wave)| Hit {
