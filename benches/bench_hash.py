@@ -43,3 +43,13 @@ def test_snapshot_walk_and_hash(
         return snapshot.hash([files], None)
 
     assert benchmark(walk_and_hash) == len(small_files)
+
+
+def test_hash_tree_as_the_cli_does(benchmark: BenchmarkFixture, small_files: list[Path]) -> None:
+    """`once hash FOLDER`: walk, hash each file as it is found, format b3sum's lines."""
+    root = small_files[0].parent.parent
+    output = benchmark(_core.b3sum_output, [str(root)])
+    lines = output.decode().splitlines()
+    assert len(lines) == len(small_files)
+    digest, name = lines[0].split("  ", 1)
+    assert digest == _core.hash_bytes(Path(name).read_bytes())

@@ -16,7 +16,7 @@ __all__ = [
     "__version__",
     "action_key",
     "action_keys",
-    "b3sum_lines",
+    "b3sum_output",
     "files_hashed",
     "hash_bytes",
     "hash_files",
@@ -41,8 +41,9 @@ def files_hashed() -> int:
     """How many files this process has read to hash them (inputs and outputs): a no-op run
     adds none."""
 
-def b3sum_lines(paths: list[str]) -> list[str]:
-    """The lines `b3sum` prints for these paths, folders expanded to every file below them."""
+def b3sum_output(paths: list[str]) -> bytes:
+    """What `b3sum` prints for these paths, one line each (UTF-8), folders expanded to every
+    file below them in path order; files of a folder are hashed as the walk finds them."""
 
 @final
 class FileSet:

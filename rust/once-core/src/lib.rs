@@ -3,6 +3,7 @@
 //! No pyo3 here: this crate is tested and benchmarked with cargo alone, and `once-py` only
 //! converts types, maps errors and releases the GIL around calls into it.
 
+mod directory;
 pub mod error;
 pub mod evict;
 pub mod hash;

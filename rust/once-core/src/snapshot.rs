@@ -8,7 +8,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
 use crate::hash::{hash_files, Digest};
-use crate::statcache::{wall_clock_ns, StatCache};
+use crate::statcache::{wall_clock_ns, SortedStatCache, StatCache};
 use crate::walk::{walk_workspace, FileStat, WalkedFile};
 use crate::{Error, Result};
 
@@ -114,14 +114,16 @@ impl Snapshot {
         if let Some(cache_path) = stat_cache {
             // Every file, not only the wanted ones: the cache is rewritten from this snapshot's
             // digests below, and a run of a few rules must not evict the records of the rest.
-            let cache = StatCache::load(cache_path);
+            // Both the walk and the file are in path order: one pass over each.
+            let cache = SortedStatCache::load(cache_path);
+            let mut cursor = cache.cursor();
             let mut known_before = 0;
             let mut trusted = 0;
             for (file, digest) in self.files.iter().zip(&mut self.digests) {
                 if digest.is_some() {
                     known_before += 1;
                 } else {
-                    *digest = cache.lookup(&file.rel, &file.stat);
+                    *digest = cursor.lookup(&file.rel, &file.stat);
                     trusted += usize::from(digest.is_some());
                 }
             }

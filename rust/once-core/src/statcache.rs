@@ -11,6 +11,10 @@
 //!
 //! The trailing checksum makes a torn or bit-rotten file read as empty instead of as wrong
 //! digests: a lost cache only costs a re-hash, a wrong one would cost a wrong build.
+//!
+//! Records are sorted by path (bytes, strictly increasing), the order of the workspace walk,
+//! so a run joins the file with its walk in one pass over both (`SortedStatCache`): no map of
+//! 100,000 paths built per run, no allocation per record.
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -20,13 +24,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::IoContext;
-use crate::hash::{hash_bytes, Digest};
+use crate::hash::{hash_bytes, Digest, MMAP_RAYON_THRESHOLD};
 use crate::walk::FileStat;
 use crate::Result;
 
 const MAGIC: &[u8; 8] = b"ONCESTAT";
 /// Bumped whenever the layout changes; a file of another version loads as empty.
-const FORMAT_VERSION: u32 = 1;
+/// 2: records sorted by path (version 1 files were in any order).
+const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 /// dev, ino, size, mtime, ctime, digest.
 const RECORD_FIXED_LEN: usize = 5 * 8 + 32;
@@ -56,6 +61,25 @@ struct Record {
 }
 
 impl Record {
+    fn from_stat(stat: &FileStat, digest: Digest) -> Record {
+        Record {
+            dev: stat.dev,
+            ino: stat.ino,
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
+            ctime_ns: stat.ctime_ns,
+            digest,
+        }
+    }
+
+    /// Whether `lookup` may return this record's digest: its stat is identical and it was
+    /// settled (the racy rule) before `snapshot_start_ns`, when the run that wrote it began.
+    fn trusted(&self, stat: &FileStat, snapshot_start_ns: i64) -> bool {
+        self.same_file(stat)
+            && settled_before(self.mtime_ns, snapshot_start_ns)
+            && settled_before(self.ctime_ns, snapshot_start_ns)
+    }
+
     fn same_file(&self, stat: &FileStat) -> bool {
         // ctime too: `tar` and `mv` can restore an old mtime on new content, but nothing can
         // set ctime back (Bazel learned this from wrong digests).
@@ -78,10 +102,25 @@ impl StatCache {
     /// Load from `path`; a missing, truncated or corrupt file gives an empty cache (never an error).
     #[must_use]
     pub fn load(path: &Path) -> StatCache {
-        fs::read(path)
-            .ok()
-            .and_then(|bytes| decode(&bytes))
-            .unwrap_or_default()
+        let file = SortedStatCache::load(path);
+        // Every record takes at least its fixed part, so a count that lies cannot make us
+        // reserve more than the file could hold.
+        let plausible = file.len().min(file.bytes.len() / RECORD_FIXED_LEN);
+        let mut records = HashMap::with_capacity(plausible);
+        let mut cursor = file.cursor();
+        while let Some((rel, record)) = cursor.next_record() {
+            let Ok(rel) = std::str::from_utf8(rel) else {
+                return StatCache::default();
+            };
+            records.insert(rel.to_owned(), record);
+        }
+        if !cursor.complete() {
+            return StatCache::default();
+        }
+        StatCache {
+            snapshot_start_ns: file.snapshot_start_ns,
+            records,
+        }
     }
 
     /// The digest recorded for `rel` if its stat is identical and the record can be trusted:
@@ -90,10 +129,9 @@ impl StatCache {
     #[must_use]
     pub fn lookup(&self, rel: &str, stat: &FileStat) -> Option<Digest> {
         let record = self.records.get(rel)?;
-        let trusted = record.same_file(stat)
-            && settled_before(record.mtime_ns, self.snapshot_start_ns)
-            && settled_before(record.ctime_ns, self.snapshot_start_ns);
-        trusted.then_some(record.digest)
+        record
+            .trusted(stat, self.snapshot_start_ns)
+            .then_some(record.digest)
     }
 
     /// How many records were loaded.
@@ -140,14 +178,7 @@ impl StatCache {
             self.records.remove(rel);
             return false;
         }
-        let record = Record {
-            dev: stat.dev,
-            ino: stat.ino,
-            size: stat.size,
-            mtime_ns: stat.mtime_ns,
-            ctime_ns: stat.ctime_ns,
-            digest,
-        };
+        let record = Record::from_stat(stat, digest);
         self.records.insert(rel.to_owned(), record) != Some(record)
     }
 
@@ -177,7 +208,9 @@ impl StatCache {
         self.snapshot_start_ns
     }
 
-    /// Atomically write (temp file + rename) the given records with `snapshot_start_ns`.
+    /// Atomically write (temp file + rename) the given records with `snapshot_start_ns`, in
+    /// path order (sorted here unless they come sorted, as a walk's do; of two records for one
+    /// path the last is kept).
     pub fn save<'a>(
         path: &Path,
         snapshot_start_ns: i64,
@@ -242,13 +275,27 @@ fn encode<'a>(
     snapshot_start_ns: i64,
     records: impl Iterator<Item = (&'a str, &'a FileStat, &'a Digest)>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + CHECKSUM_LEN);
+    let mut records: Vec<(&str, &FileStat, &Digest)> = records.collect();
+    if !records.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+        // Stable, so of equal paths the one given last ends up last, and is the one kept.
+        records.sort_by(|a, b| a.0.cmp(b.0));
+        let mut kept: Vec<(&str, &FileStat, &Digest)> = Vec::with_capacity(records.len());
+        for record in records {
+            match kept.last_mut() {
+                Some(last) if last.0 == record.0 => *last = record,
+                _ => kept.push(record),
+            }
+        }
+        records = kept;
+    }
+    let paths: usize = records.iter().map(|(rel, _, _)| rel.len()).sum();
+    let mut out = Vec::with_capacity(
+        HEADER_LEN + records.len() * (4 + RECORD_FIXED_LEN) + paths + CHECKSUM_LEN,
+    );
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&snapshot_start_ns.to_le_bytes());
-    let count_at = out.len();
-    out.extend_from_slice(&0u64.to_le_bytes());
-    let mut count: u64 = 0;
+    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
     for (rel, stat, digest) in records {
         out.extend_from_slice(&(rel.len() as u32).to_le_bytes());
         out.extend_from_slice(rel.as_bytes());
@@ -258,36 +305,172 @@ fn encode<'a>(
         out.extend_from_slice(&stat.mtime_ns.to_le_bytes());
         out.extend_from_slice(&stat.ctime_ns.to_le_bytes());
         out.extend_from_slice(&digest.0);
-        count += 1;
     }
-    out[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
-    let checksum = hash_bytes(&out);
+    let checksum = checksum(&out);
     out.extend_from_slice(&checksum.0);
     out
 }
 
-/// `None` for anything but a complete, intact file of this version.
-fn decode(bytes: &[u8]) -> Option<StatCache> {
-    let body_len = bytes.len().checked_sub(CHECKSUM_LEN)?;
-    let (body, checksum) = bytes.split_at(body_len);
-    if hash_bytes(body).0 != checksum {
-        return None;
+/// BLAKE3 of a cache file's body; on several threads for a large one (a 100,000-file cache is
+/// about 12 MB).
+fn checksum(body: &[u8]) -> Digest {
+    if body.len() < MMAP_RAYON_THRESHOLD as usize {
+        return hash_bytes(body);
     }
-    let mut reader = Reader { rest: body };
-    if reader.take(MAGIC.len())? != MAGIC || reader.u32()? != FORMAT_VERSION {
-        return None;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_rayon(body);
+    Digest(*hasher.finalize().as_bytes())
+}
+
+/// A stat cache file read whole and checked, for one merge-join with a walk in path order:
+/// `Snapshot::hash` looks up each file of the walk with `cursor().lookup`, which reads the
+/// records in place.
+#[derive(Default)]
+pub struct SortedStatCache {
+    /// The whole file; the records lie in `bytes[HEADER_LEN..len - CHECKSUM_LEN]`.
+    bytes: Vec<u8>,
+    snapshot_start_ns: i64,
+    count: u64,
+}
+
+impl SortedStatCache {
+    /// Read `path`; missing, truncated, corrupt or of another version reads as empty.
+    #[must_use]
+    pub fn load(path: &Path) -> SortedStatCache {
+        fs::read(path)
+            .ok()
+            .and_then(SortedStatCache::decode)
+            .unwrap_or_default()
     }
-    let snapshot_start_ns = reader.i64()?;
-    let count = reader.u64()?;
-    // Every record takes at least its fixed part, so a forged count cannot make us reserve
-    // more than the file could hold.
-    let plausible = usize::try_from(count)
-        .ok()?
-        .min(body.len() / RECORD_FIXED_LEN);
-    let mut records = HashMap::with_capacity(plausible);
-    for _ in 0..count {
+
+    /// `None` for anything but a complete, intact file of this version. The records are only
+    /// walked by the cursor, which stops at the first that does not parse or is out of order.
+    fn decode(bytes: Vec<u8>) -> Option<SortedStatCache> {
+        let body_len = bytes.len().checked_sub(CHECKSUM_LEN)?;
+        let (body, stored) = bytes.split_at(body_len);
+        if body.len() < HEADER_LEN || checksum(body).0 != stored {
+            return None;
+        }
+        let mut header = Reader { rest: body };
+        if header.take(MAGIC.len())? != MAGIC || header.u32()? != FORMAT_VERSION {
+            return None;
+        }
+        let snapshot_start_ns = header.i64()?;
+        let count = header.u64()?;
+        Some(SortedStatCache {
+            bytes,
+            snapshot_start_ns,
+            count,
+        })
+    }
+
+    /// How many records the file says it holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        usize::try_from(self.count).unwrap_or(usize::MAX)
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Wall clock when the run that wrote the file began its walk (0 for an empty cache).
+    #[must_use]
+    pub fn snapshot_start_ns(&self) -> i64 {
+        self.snapshot_start_ns
+    }
+
+    /// A cursor at the first record.
+    #[must_use]
+    pub fn cursor(&self) -> Cursor<'_> {
+        let records = match self.bytes.len().checked_sub(CHECKSUM_LEN) {
+            Some(end) if end >= HEADER_LEN => &self.bytes[HEADER_LEN..end],
+            _ => &[],
+        };
+        Cursor {
+            rest: Reader { rest: records },
+            remaining: self.count,
+            previous: None,
+            snapshot_start_ns: self.snapshot_start_ns,
+            broken: false,
+        }
+    }
+}
+
+/// Reads a `SortedStatCache`'s records in order, in place.
+pub struct Cursor<'a> {
+    rest: Reader<'a>,
+    remaining: u64,
+    /// The path of the record read last: each must sort after it.
+    previous: Option<&'a [u8]>,
+    snapshot_start_ns: i64,
+    /// A record did not parse or was out of order: the rest is not read.
+    broken: bool,
+}
+
+impl<'a> Cursor<'a> {
+    /// The trusted digest (see `StatCache::lookup`) recorded for `rel`. Calls must come in
+    /// strictly increasing `rel` order; records for paths before `rel` are passed over.
+    pub fn lookup(&mut self, rel: &str, stat: &FileStat) -> Option<Digest> {
+        loop {
+            let next = self.peek_path()?;
+            match next.cmp(rel.as_bytes()) {
+                std::cmp::Ordering::Less => {
+                    self.next_record()?;
+                }
+                std::cmp::Ordering::Equal => {
+                    let (_, record) = self.next_record()?;
+                    return record
+                        .trusted(stat, self.snapshot_start_ns)
+                        .then_some(record.digest);
+                }
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+    }
+
+    /// Whether every record the header announced was read, each in order.
+    fn complete(&self) -> bool {
+        !self.broken && self.remaining == 0 && self.rest.rest.is_empty()
+    }
+
+    fn peek_path(&mut self) -> Option<&'a [u8]> {
+        if self.remaining == 0 || self.broken {
+            return None;
+        }
+        let mut ahead = Reader {
+            rest: self.rest.rest,
+        };
+        let path = ahead.u32().and_then(|len| ahead.take(len as usize));
+        if path.is_none() {
+            self.broken = true;
+        }
+        path
+    }
+
+    fn next_record(&mut self) -> Option<(&'a [u8], Record)> {
+        if self.remaining == 0 || self.broken {
+            return None;
+        }
+        let parsed = self.parse();
+        match parsed {
+            Some((path, _)) if self.previous.is_none_or(|previous| previous < path) => {
+                self.previous = Some(path);
+                self.remaining -= 1;
+                parsed
+            }
+            _ => {
+                self.broken = true;
+                None
+            }
+        }
+    }
+
+    fn parse(&mut self) -> Option<(&'a [u8], Record)> {
+        let reader = &mut self.rest;
         let path_len = reader.u32()? as usize;
-        let rel = std::str::from_utf8(reader.take(path_len)?).ok()?.to_owned();
+        let path = reader.take(path_len)?;
         let record = Record {
             dev: reader.u64()?,
             ino: reader.u64()?,
@@ -296,12 +479,8 @@ fn decode(bytes: &[u8]) -> Option<StatCache> {
             ctime_ns: reader.i64()?,
             digest: Digest(reader.take(32)?.try_into().ok()?),
         };
-        records.insert(rel, record);
+        Some((path, record))
     }
-    reader.rest.is_empty().then_some(StatCache {
-        snapshot_start_ns,
-        records,
-    })
 }
 
 struct Reader<'a> {

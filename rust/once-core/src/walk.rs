@@ -1,12 +1,15 @@
 //! One parallel walk of the workspace honouring `.gitignore` and `.onceignore`.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
 
-use ignore::{DirEntry, ParallelVisitor, ParallelVisitorBuilder, WalkBuilder, WalkState};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::Match;
+use rayon::prelude::*;
 
+use crate::directory::{rel_path, Directory, Kind, Listing, NameArg};
+use crate::error::IoContext;
 use crate::{Error, Result};
 
 /// The per-folder ignore file of `once` itself, with the syntax of `.gitignore`.
@@ -63,6 +66,26 @@ impl FileStat {
             ..FileStat::default()
         }
     }
+    /// From the fields of a `stat`/`statx` taken relative to a folder (see `directory`): the
+    /// same values `from_metadata` reads through std for the same file.
+    #[must_use]
+    pub(crate) fn from_parts(
+        dev: u64,
+        ino: u64,
+        size: u64,
+        mtime: (i64, i64),
+        ctime: (i64, i64),
+        mode: u32,
+    ) -> FileStat {
+        FileStat {
+            dev,
+            ino,
+            size,
+            mtime_ns: mtime.0.saturating_mul(NS_PER_SEC).saturating_add(mtime.1),
+            ctime_ns: ctime.0.saturating_mul(NS_PER_SEC).saturating_add(ctime.1),
+            mode,
+        }
+    }
     #[must_use]
     pub fn executable(&self) -> bool {
         self.mode & 0o111 != 0
@@ -79,191 +102,323 @@ pub struct WalkedFile {
 
 /// Walk `root` in parallel. Honours `.gitignore` (also outside a git repository),
 /// `.git/info/exclude`, and `.onceignore`; includes hidden files; never enters `.git` or any
-/// folder named in `skip_dirs` (relative to root). Result sorted by `rel`.
+/// folder named in `skip_dirs` (relative to root). Result sorted by `rel` (bytes).
 pub fn walk_workspace(root: &Path, skip_dirs: &[String]) -> Result<Vec<WalkedFile>> {
-    let skipped: Vec<PathBuf> = skip_dirs
+    let skip = skip_dirs
         .iter()
-        .map(|dir| dir.trim_start_matches("./").trim_end_matches('/'))
-        .filter(|dir| !dir.is_empty() && *dir != ".")
-        .map(|dir| root.join(dir))
-        .collect();
-    let mut builder = WalkBuilder::new(root);
-    builder
-        .hidden(false)
-        // `.gitignore` rules apply whether or not the workspace is a git checkout (a tarball
-        // or a CI cache restore has no `.git`), so the same tree gives the same inputs.
-        .require_git(false)
-        .git_ignore(true)
-        .git_exclude(true)
-        // The user's global excludes (core.excludesFile) differ between machines; honouring
-        // them would make a teammate's inputs, and so their keys, differ from ours.
-        .git_global(false)
-        // Ignore files above the workspace root are not part of the workspace: a stray
-        // `.gitignore` in a home or temp folder must not change what a rule reads.
-        .parents(false)
-        // ripgrep's `.ignore` files are not part of our contract; `.onceignore` is.
-        .ignore(false)
-        .add_custom_ignore_filename(ONCE_IGNORE_FILENAME)
-        .filter_entry(move |entry| {
-            if entry.file_name() == ".git" {
-                return false;
-            }
-            !skipped.iter().any(|dir| {
-                dir.file_name() == Some(entry.file_name()) && entry.path() == dir.as_path()
-            })
-        });
-    let found = collect_files(&builder)?;
-    let mut files = Vec::with_capacity(found.len());
-    for (path, stat) in found {
-        let rel = relative_name(root, &path)?;
-        files.push(WalkedFile { rel, stat });
-    }
-    files.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(files)
-}
-
-/// Every regular file below `root` (symlinks to files followed), hidden ones included, no
-/// ignore rules; unsorted. This is what `once hash FOLDER` reads.
-pub(crate) fn walk_all(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut builder = WalkBuilder::new(root);
-    builder.standard_filters(false).hidden(false);
-    Ok(collect_files(&builder)?
-        .into_iter()
-        .map(|(path, _)| path)
-        .collect())
-}
-
-/// `path` below `root` as a `/`-separated UTF-8 string.
-fn relative_name(root: &Path, path: &Path) -> Result<String> {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    // Globs, the stat cache and action keys all work on strings; a lossy conversion could
-    // make two files collide or name a file that does not exist, so refuse instead.
-    let Some(rel) = rel.to_str() else {
-        return Err(Error::Io {
-            path: path.to_path_buf(),
-            source: io::Error::new(
-                io::ErrorKind::InvalidData,
-                "file name is not valid UTF-8; once needs UTF-8 paths",
-            ),
-        });
-    };
-    Ok(if std::path::MAIN_SEPARATOR == '/' {
-        rel.to_owned()
-    } else {
-        rel.replace(std::path::MAIN_SEPARATOR, "/")
-    })
-}
-
-/// Run the parallel walk of `builder`; regular files (and symlinks to regular files, with the
-/// target's stat) with their stat, unsorted. The first I/O failure ends the walk.
-fn collect_files(builder: &WalkBuilder) -> Result<Vec<(PathBuf, FileStat)>> {
-    let found = Mutex::new(Vec::new());
-    let failure = Mutex::new(None);
-    builder.build_parallel().visit(&mut CollectorBuilder {
-        found: &found,
-        failure: &failure,
-    });
-    if let Some(err) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
-        return Err(err);
-    }
-    Ok(found.into_inner().unwrap_or_else(PoisonError::into_inner))
-}
-
-struct CollectorBuilder<'s> {
-    found: &'s Mutex<Vec<(PathBuf, FileStat)>>,
-    failure: &'s Mutex<Option<Error>>,
-}
-
-impl<'s> ParallelVisitorBuilder<'s> for CollectorBuilder<'s> {
-    fn build(&mut self) -> Box<dyn ParallelVisitor + 's> {
-        Box::new(Collector {
-            local: Vec::new(),
-            found: self.found,
-            failure: self.failure,
+        .map(|dir| {
+            dir.split('/')
+                .filter(|part| !part.is_empty() && *part != ".")
+                .collect::<Vec<_>>()
+                .join("/")
+                .into_bytes()
         })
-    }
-}
-
-/// One walker thread's files, kept locally and merged once when the thread finishes, so the
-/// threads never contend on a lock per file.
-struct Collector<'s> {
-    local: Vec<(PathBuf, FileStat)>,
-    found: &'s Mutex<Vec<(PathBuf, FileStat)>>,
-    failure: &'s Mutex<Option<Error>>,
-}
-
-impl Collector<'_> {
-    fn fail(&self, err: Error) -> WalkState {
-        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
-        failure.get_or_insert(err);
-        WalkState::Quit
-    }
-
-    fn visit_entry(&mut self, entry: &DirEntry) -> WalkState {
-        let Some(file_type) = entry.file_type() else {
-            return WalkState::Continue;
-        };
-        let meta = if file_type.is_file() {
-            match fs::symlink_metadata(entry.path()) {
-                Ok(meta) => meta,
-                // Deleted between the directory read and the stat: it is simply not there.
-                Err(err) if err.kind() == io::ErrorKind::NotFound => return WalkState::Continue,
+        .filter(|dir| !dir.is_empty())
+        .collect();
+    let walker = Walker {
+        rules: Some(WorkspaceRules { skip }),
+        visit: |found: Found<'_>| {
+            // A symlink is followed for its target's stat; dangling links, links to folders
+            // (which could loop) and links to devices are not inputs.
+            let follow = found.kind == Kind::Symlink;
+            let stat = match found.dir.stat_file(found.name, follow) {
+                Ok(Some(stat)) => stat,
+                Ok(None) => return Ok(None),
+                // Deleted between the listing and the stat: it is simply not there.
+                Err(err) if follow || err.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(source) => {
-                    return self.fail(Error::Io {
-                        path: entry.path().to_path_buf(),
+                    return Err(Error::Io {
+                        path: found.dir.child_path(found.name),
                         source,
                     })
                 }
-            }
-        } else if file_type.is_symlink() {
-            // Follow the link for its target's stat; dangling links, links to folders (which
-            // could loop) and links to devices are not inputs.
-            match fs::metadata(entry.path()) {
-                Ok(meta) if meta.is_file() => meta,
-                _ => return WalkState::Continue,
-            }
-        } else {
-            // Folders are descended by the walker; sockets, FIFOs and devices are not inputs.
-            return WalkState::Continue;
+            };
+            // Globs, the stat cache and action keys all work on strings; a lossy conversion
+            // could make two files collide or name a file that does not exist, so refuse.
+            let rel = String::from_utf8(found.rel).map_err(|_| Error::Io {
+                path: found.dir.child_path(found.name),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "file name is not valid UTF-8; once needs UTF-8 paths",
+                ),
+            })?;
+            Ok(Some(WalkedFile { rel, stat }))
+        },
+    };
+    walker.run(root)
+}
+
+/// A file (or a symlink, not yet followed) that the walk found and did not filter out.
+pub(crate) struct Found<'a> {
+    /// The open folder holding it: stat or open it by `name` relative to this.
+    pub dir: &'a Directory,
+    pub name: &'a NameArg,
+    /// `Kind::File` or `Kind::Symlink`.
+    pub kind: Kind,
+    /// Path below the walk root, `/`-separated; bytes, since `once hash` takes any name.
+    pub rel: Vec<u8>,
+}
+
+/// Every regular file below `root` (symlinks to files followed by `visit`), hidden ones and
+/// `.git` included, no ignore rules: what `once hash FOLDER` reads. `visit` turns each into an
+/// item (`None` leaves it out); the items come back in the byte order of the paths.
+pub(crate) fn walk_every_file<T, V>(root: &Path, visit: V) -> Result<Vec<T>>
+where
+    T: Send,
+    V: Fn(Found<'_>) -> Result<Option<T>> + Sync,
+{
+    Walker { rules: None, visit }.run(root)
+}
+
+/// What the workspace walk leaves out besides ignored files: `.git` and the skipped folders.
+struct WorkspaceRules {
+    /// `/`-separated paths below the root, normalized (no `./`, no trailing `/`).
+    skip: Vec<Vec<u8>>,
+}
+
+/// One parallel walk: one rayon task per folder, entries sorted per folder so the results
+/// concatenate in path order (no global sort of 100,000 strings), files handed to `visit`
+/// relative to their open folder.
+struct Walker<V> {
+    /// `None`: every file, no ignore files.
+    rules: Option<WorkspaceRules>,
+    visit: V,
+}
+
+/// A folder's results in path order, as a list of runs (concatenated once at the end, so a
+/// file deep in the tree is moved once, not once per level).
+type Runs<T> = Vec<Vec<T>>;
+
+impl<T, V> Walker<V>
+where
+    T: Send,
+    V: Fn(Found<'_>) -> Result<Option<T>> + Sync,
+{
+    fn run(&self, root: &Path) -> Result<Vec<T>> {
+        let dir = Directory::open(root.to_path_buf(), true)
+            .map_err(|(path, source)| Error::Io { path, source })?;
+        let runs = self.walk_dir(dir, &[], None)?;
+        let mut items = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+        for run in runs {
+            items.extend(run);
+        }
+        Ok(items)
+    }
+
+    fn walk_dir(
+        &self,
+        dir: Directory,
+        rel: &[u8],
+        ignores: Option<Arc<IgnoreRules>>,
+    ) -> Result<Runs<T>> {
+        let mut listing = dir.list().at(dir.path())?;
+        let ignores = match &self.rules {
+            Some(_) => IgnoreRules::for_folder(&dir, &listing, rel, ignores),
+            None => None,
         };
-        self.local
-            .push((entry.path().to_path_buf(), FileStat::from_metadata(&meta)));
-        WalkState::Continue
-    }
-}
-
-impl ParallelVisitor for Collector<'_> {
-    fn visit(&mut self, entry: std::result::Result<DirEntry, ignore::Error>) -> WalkState {
-        match entry {
-            Ok(entry) => self.visit_entry(&entry),
-            Err(err) => match io_failure(err, None) {
-                Some(err) => self.fail(err),
-                // A malformed line in an ignore file: git skips such lines, and so do we.
-                None => WalkState::Continue,
-            },
+        listing.sort_as_paths();
+        let mut files = Vec::with_capacity(listing.entries().len());
+        let mut folders = Vec::new();
+        // Per kept entry, in path order: whether it is a folder (else a file).
+        let mut order = Vec::with_capacity(listing.entries().len());
+        for entry in listing.entries() {
+            if entry.kind == Kind::Other {
+                // Sockets, FIFOs and devices are not inputs.
+                continue;
+            }
+            let name = listing.name(entry);
+            if self.rules.is_some() && name == b".git" {
+                continue;
+            }
+            let mut child = Vec::with_capacity(rel.len() + 1 + name.len());
+            if !rel.is_empty() {
+                child.extend_from_slice(rel);
+                child.push(b'/');
+            }
+            child.extend_from_slice(name);
+            if let Some(rules) = &self.rules {
+                if rules.skip.contains(&child)
+                    || is_ignored(
+                        ignores.as_deref(),
+                        rel_path(&child),
+                        entry.kind == Kind::Dir,
+                    )
+                {
+                    continue;
+                }
+            }
+            order.push(entry.kind == Kind::Dir);
+            if entry.kind == Kind::Dir {
+                folders.push((dir.child_path(listing.name_arg(entry)), child));
+            } else {
+                files.push((*entry, child));
+            }
         }
-    }
-}
+        let visit_files = || -> Result<Vec<Option<T>>> {
+            let visited = files
+                .into_par_iter()
+                // A stat is a few microseconds: splitting finer costs more than it spreads.
+                .with_min_len(8)
+                .map(|(entry, rel)| {
+                    (self.visit)(Found {
+                        dir: &dir,
+                        name: listing.name_arg(&entry),
+                        kind: entry.kind,
+                        rel,
+                    })
+                })
+                .collect();
+            visited
+        };
+        let walk_folders = || -> Result<Vec<Runs<T>>> {
+            folders
+                .into_par_iter()
+                .map(|(path, rel)| match Directory::open(path, false) {
+                    Ok(sub) => self.walk_dir(sub, &rel, ignores.clone()),
+                    // Deleted (or replaced by a file) since the listing: nothing below it.
+                    Err((_, err))
+                        if matches!(
+                            err.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                        ) =>
+                    {
+                        Ok(Vec::new())
+                    }
+                    Err((path, source)) => Err(Error::Io { path, source }),
+                })
+                .collect()
+        };
+        let (found, below) = rayon::join(visit_files, walk_folders);
+        let (found, below) = (found?, below?);
+        drop(dir);
 
-impl Drop for Collector<'_> {
-    fn drop(&mut self) {
-        let mut found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
-        found.append(&mut self.local);
-    }
-}
-
-/// The I/O failure inside a walker error, with the path it names; `None` for the soft errors
-/// of parsing ignore files.
-fn io_failure(err: ignore::Error, path: Option<PathBuf>) -> Option<Error> {
-    match err {
-        ignore::Error::WithPath { path, err } => io_failure(*err, Some(path)),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
-            io_failure(*err, path)
+        let mut runs = Vec::new();
+        let mut run = Vec::new();
+        let mut found = found.into_iter();
+        let mut below = below.into_iter();
+        for is_folder in order {
+            if is_folder {
+                if !run.is_empty() {
+                    runs.push(std::mem::take(&mut run));
+                }
+                runs.extend(below.next().into_iter().flatten().filter(|r| !r.is_empty()));
+            } else if let Some(Some(item)) = found.next() {
+                run.push(item);
+            }
         }
-        ignore::Error::Io(source) => Some(Error::Io {
-            path: path.unwrap_or_default(),
-            source,
-        }),
-        _ => None,
+        if !run.is_empty() {
+            runs.push(run);
+        }
+        Ok(runs)
     }
+}
+
+/// The ignore files of one folder, and those of the folders above it (`parent`). Only folders
+/// that have one get a node; the rest share their parent's.
+struct IgnoreRules {
+    once: Option<Gitignore>,
+    git: Option<Gitignore>,
+    exclude: Option<Gitignore>,
+    parent: Option<Arc<IgnoreRules>>,
+}
+
+impl IgnoreRules {
+    /// The rules in force below `dir` (at `rel`), given those in force in its parent. Which
+    /// ignore files exist is read from the listing: no probing of names that are not there.
+    fn for_folder(
+        dir: &Directory,
+        listing: &Listing,
+        rel: &[u8],
+        parent: Option<Arc<IgnoreRules>>,
+    ) -> Option<Arc<IgnoreRules>> {
+        let (mut has_once, mut has_git_ignore, mut has_git) = (false, false, false);
+        for entry in listing.entries() {
+            match listing.name(entry) {
+                b".onceignore" => has_once = true,
+                b".gitignore" => has_git_ignore = true,
+                b".git" => has_git = true,
+                _ => {}
+            }
+        }
+        if !(has_once || has_git_ignore || has_git) {
+            return parent;
+        }
+        // Each matcher is rooted at the folder's path relative to the walk root, and is asked
+        // about paths relative to the walk root: it strips its root, as `ignore` does with
+        // absolute paths.
+        let root = rel_path(rel);
+        let load = |file: PathBuf| {
+            let mut builder = GitignoreBuilder::new(root);
+            // An unreadable ignore file and lines that do not parse are skipped (as git does,
+            // and as the `ignore` crate's walker did before this one).
+            let _ = builder.add(file);
+            builder.build().ok().filter(|rules| !rules.is_empty())
+        };
+        let once = has_once
+            .then(|| load(dir.path().join(ONCE_IGNORE_FILENAME)))
+            .flatten();
+        let git = has_git_ignore
+            .then(|| load(dir.path().join(".gitignore")))
+            .flatten();
+        let exclude = has_git
+            .then(|| git_common_dir(dir.path()).map(|git_dir| load(git_dir.join("info/exclude"))))
+            .flatten()
+            .flatten();
+        if once.is_none() && git.is_none() && exclude.is_none() {
+            return parent;
+        }
+        Some(Arc::new(IgnoreRules {
+            once,
+            git,
+            exclude,
+            parent,
+        }))
+    }
+}
+
+/// Whether `path` (relative to the walk root) is ignored by `rules`. Per kind of file, the
+/// nearest folder whose file says anything about the path decides (a `!pattern` there
+/// re-includes it); `.onceignore` overrides `.gitignore`, which overrides `.git/info/exclude`.
+/// Unlike git, a `.gitignore` above a nested repository still applies inside it.
+fn is_ignored(rules: Option<&IgnoreRules>, path: &Path, is_dir: bool) -> bool {
+    let (mut once, mut git, mut exclude) = (Match::None, Match::None, Match::None);
+    let mut next = rules;
+    while let Some(rules) = next {
+        for (found, matcher) in [
+            (&mut once, &rules.once),
+            (&mut git, &rules.git),
+            (&mut exclude, &rules.exclude),
+        ] {
+            if found.is_none() {
+                if let Some(matcher) = matcher {
+                    *found = matcher.matched(path, is_dir);
+                }
+            }
+        }
+        next = rules.parent.as_deref();
+    }
+    once.or(git).or(exclude).is_ignore()
+}
+
+/// The git folder whose `info/exclude` applies in `folder`, which has a `.git` entry: that
+/// folder itself, or for a linked worktree (`.git` is a file saying `gitdir: ...`) the main
+/// repository's, named by the `commondir` file there. `None` when it cannot be found (a
+/// submodule's `.git` file names a folder without `commondir`).
+fn git_common_dir(folder: &Path) -> Option<PathBuf> {
+    let dot_git = folder.join(".git");
+    if !std::fs::metadata(&dot_git).is_ok_and(|meta| meta.is_file()) {
+        return Some(dot_git);
+    }
+    let first_line = |path: &Path| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned))
+    };
+    let git_dir = folder.join(first_line(&dot_git)?.strip_prefix("gitdir: ")?);
+    let common = first_line(&git_dir.join("commondir"))?;
+    Some(if common.starts_with('.') {
+        git_dir.join(common)
+    } else {
+        PathBuf::from(common)
+    })
 }

@@ -5,7 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use once_core::hash::{
-    b3sum_line, hash_bytes, hash_file, hash_files, hash_tree, Digest, MMAP_RAYON_THRESHOLD,
+    b3sum_line, b3sum_output, hash_bytes, hash_file, hash_files, hash_tree, Digest,
+    MMAP_RAYON_THRESHOLD,
 };
 use once_core::Error;
 
@@ -193,4 +194,85 @@ fn b3sum_line_escapes_backslash_and_newline() {
         b3sum_line(&digest, Path::new("cr\r")),
         format!("{hex}  cr\r")
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn hash_tree_includes_git_and_follows_links_to_files_only() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    write(&tree.join(".git/HEAD"), "ref: refs/heads/main");
+    write(&tree.join("real/big.bin"), &"x".repeat(300_000));
+    write(&tree.join("real/small.txt"), "small");
+    symlink("real/small.txt", tree.join("link.txt")).unwrap();
+    symlink("real", tree.join("dirlink")).unwrap();
+    symlink("nowhere", tree.join("dangling")).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(tree.join("pipe"))
+        .status()
+        .is_ok_and(|status| status.success());
+    if fifo {
+        symlink("pipe", tree.join("pipe-link")).unwrap();
+    }
+    let hashed = hash_tree(std::slice::from_ref(&tree)).unwrap();
+    let names: Vec<PathBuf> = hashed.iter().map(|(path, _)| path.clone()).collect();
+    assert_eq!(
+        names,
+        vec![
+            tree.join(".git/HEAD"),
+            tree.join("link.txt"),
+            tree.join("real/big.bin"),
+            tree.join("real/small.txt"),
+        ]
+    );
+    for (path, digest) in &hashed {
+        assert_eq!(digest, &hash_bytes(&fs::read(path).unwrap()), "{path:?}");
+    }
+}
+
+/// A pipe reports no size: it is hashed as it streams, never re-opened for a map (which would
+/// lose what was read first).
+#[cfg(unix)]
+#[test]
+fn a_pipe_longer_than_the_read_buffer_is_hashed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|status| status.success());
+    if !made {
+        return;
+    }
+    let input = vector_input(3 * usize::try_from(MMAP_RAYON_THRESHOLD).unwrap() + 5);
+    for round in 0..2 {
+        let writer = {
+            let (fifo, input) = (fifo.clone(), input.clone());
+            std::thread::spawn(move || fs::write(fifo, input).unwrap())
+        };
+        let digest = if round == 0 {
+            hash_file(&fifo).unwrap()
+        } else {
+            hash_tree(std::slice::from_ref(&fifo)).unwrap()[0].1
+        };
+        writer.join().unwrap();
+        assert_eq!(digest, incremental_reference(&input), "round {round}");
+    }
+}
+
+#[test]
+fn b3sum_output_is_every_line_in_order() {
+    let digest = hash_bytes(b"x");
+    let hashed = vec![
+        (PathBuf::from("a/b.txt"), digest),
+        (PathBuf::from("new\nline"), digest),
+        (PathBuf::from("c"), hash_bytes(b"")),
+    ];
+    let expected: String = hashed
+        .iter()
+        .map(|(path, digest)| b3sum_line(digest, path) + "\n")
+        .collect();
+    assert_eq!(String::from_utf8(b3sum_output(&hashed)).unwrap(), expected);
+    assert!(b3sum_output(&[]).is_empty());
 }

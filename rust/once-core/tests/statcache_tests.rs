@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use once_core::hash::{hash_bytes, Digest};
-use once_core::statcache::StatCache;
+use once_core::statcache::{SortedStatCache, StatCache};
 use once_core::walk::FileStat;
 
 const SEC: i64 = 1_000_000_000;
@@ -261,4 +261,170 @@ fn concurrent_saves_leave_one_whole_file() {
         1,
         "no temp files left"
     );
+}
+
+/// A cache file as the format describes it, records in the order given, with a valid checksum:
+/// files no `save` would write.
+fn craft(version: u32, start_ns: i64, records: &[(&str, FileStat, Digest)]) -> Vec<u8> {
+    let mut out = b"ONCESTAT".to_vec();
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&start_ns.to_le_bytes());
+    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
+    for (rel, stat, digest) in records {
+        out.extend_from_slice(&(rel.len() as u32).to_le_bytes());
+        out.extend_from_slice(rel.as_bytes());
+        for field in [stat.dev, stat.ino, stat.size] {
+            out.extend_from_slice(&field.to_le_bytes());
+        }
+        for field in [stat.mtime_ns, stat.ctime_ns] {
+            out.extend_from_slice(&field.to_le_bytes());
+        }
+        out.extend_from_slice(&digest.0);
+    }
+    let checksum = *blake3::hash(&out).as_bytes();
+    out.extend_from_slice(&checksum);
+    out
+}
+
+#[test]
+fn a_file_of_the_unsorted_version_1_loads_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statcache");
+    let old = 1_000 * SEC + 1;
+    let records = [
+        ("b", stat(2, 1, old, old), hash_bytes(b"b")),
+        ("a", stat(1, 1, old, old), hash_bytes(b"a")),
+    ];
+    fs::write(&path, craft(1, 2_000 * SEC, &records)).unwrap();
+    assert!(StatCache::load(&path).is_empty());
+    assert!(SortedStatCache::load(&path).is_empty());
+    assert_eq!(
+        SortedStatCache::load(&path)
+            .cursor()
+            .lookup("a", &records[1].1),
+        None
+    );
+
+    // The same records in the current version and in order are read.
+    let (a, b) = (records[1], records[0]);
+    fs::write(&path, craft(2, 2_000 * SEC, &[a, b])).unwrap();
+    assert_eq!(StatCache::load(&path).len(), 2);
+    assert_eq!(
+        SortedStatCache::load(&path).cursor().lookup("a", &a.1),
+        Some(a.2)
+    );
+}
+
+#[test]
+fn records_out_of_order_are_never_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statcache");
+    let old = 1_000 * SEC + 1;
+    let records = [
+        ("a", stat(1, 1, old, old), hash_bytes(b"a")),
+        ("c", stat(3, 1, old, old), hash_bytes(b"c")),
+        ("b", stat(2, 1, old, old), hash_bytes(b"b")),
+        ("d", stat(4, 1, old, old), hash_bytes(b"d")),
+    ];
+    fs::write(&path, craft(2, 2_000 * SEC, &records)).unwrap();
+    assert!(StatCache::load(&path).is_empty(), "a damaged file is empty");
+    // A join stops at the first record out of order: what comes before it is still found,
+    // nothing after it is (a miss costs a re-hash; a misread would cost a wrong build).
+    let file = SortedStatCache::load(&path);
+    let mut cursor = file.cursor();
+    assert_eq!(cursor.lookup("a", &records[0].1), Some(records[0].2));
+    assert_eq!(cursor.lookup("b", &records[2].1), None);
+    assert_eq!(cursor.lookup("d", &records[3].1), None);
+}
+
+#[test]
+fn save_sorts_and_keeps_the_last_record_of_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statcache");
+    let old = 1_000 * SEC + 1;
+    let (first, second) = (stat(1, 1, old, old), stat(9, 9, old, old));
+    let digests = [hash_bytes(b"1"), hash_bytes(b"2"), hash_bytes(b"3")];
+    StatCache::save(
+        &path,
+        2_000 * SEC,
+        [
+            ("z/y", &first, &digests[0]),
+            ("a", &first, &digests[1]),
+            ("z/y", &second, &digests[2]),
+            ("a-b", &first, &digests[0]),
+            ("a/b", &first, &digests[0]),
+        ]
+        .into_iter(),
+    )
+    .unwrap();
+    let file = SortedStatCache::load(&path);
+    assert_eq!(file.len(), 4);
+    let mut cursor = file.cursor();
+    assert_eq!(cursor.lookup("a", &first), Some(digests[1]));
+    assert_eq!(cursor.lookup("a-b", &first), Some(digests[0]));
+    assert_eq!(cursor.lookup("a/b", &first), Some(digests[0]));
+    assert_eq!(
+        cursor.lookup("z/y", &first),
+        None,
+        "the earlier record was replaced"
+    );
+    assert_eq!(
+        StatCache::load(&path).lookup("z/y", &second),
+        Some(digests[2])
+    );
+}
+
+/// The join a run makes: the walk's files in order against the recorded ones, with files
+/// added, removed and changed since, trusted exactly as `StatCache::lookup` trusts.
+#[test]
+fn cursor_lookups_agree_with_the_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statcache");
+    let start = 5_000 * SEC + 500_000_000;
+    let old = start - 10 * SEC + 7;
+    let mut recorded: Vec<(String, FileStat, Digest)> = (0..300u64)
+        .map(|i| {
+            let rel = format!("p{}/f{i:03}", i % 4);
+            // Every 7th too recent to be trusted.
+            let t = if i % 7 == 0 { start - 1_000 } else { old };
+            (rel.clone(), stat(i, i, t, t), hash_bytes(rel.as_bytes()))
+        })
+        .collect();
+    recorded.sort_by(|a, b| a.0.cmp(&b.0));
+    StatCache::save(
+        &path,
+        start,
+        recorded
+            .iter()
+            .map(|(rel, stat, digest)| (rel.as_str(), stat, digest)),
+    )
+    .unwrap();
+    // The walk now: every 5th recorded file gone, every 11th changed, new files among them.
+    let mut walk: Vec<(String, FileStat)> = Vec::new();
+    for (i, (rel, stat, _)) in recorded.iter().enumerate() {
+        if i % 5 == 0 {
+            continue;
+        }
+        let now = if i % 11 == 0 {
+            FileStat { size: 1, ..*stat }
+        } else {
+            *stat
+        };
+        walk.push((rel.clone(), now));
+        if i % 3 == 0 {
+            walk.push((format!("{rel}-new"), now));
+        }
+    }
+    walk.sort_by(|a, b| a.0.cmp(&b.0));
+    let map = StatCache::load(&path);
+    let file = SortedStatCache::load(&path);
+    assert_eq!(file.snapshot_start_ns(), start);
+    let mut cursor = file.cursor();
+    let mut found = 0;
+    for (rel, stat) in &walk {
+        let joined = cursor.lookup(rel, stat);
+        assert_eq!(joined, map.lookup(rel, stat), "{rel}");
+        found += usize::from(joined.is_some());
+    }
+    assert!(found > 150, "the join finds the unchanged files ({found})");
 }

@@ -193,3 +193,281 @@ fn missing_root_is_an_error_naming_it() {
         other => panic!("expected Error::Io, got {other:?}"),
     }
 }
+
+/// What the walk found before it was written by hand: the `ignore` crate's walker with the
+/// options `walk_workspace` used, files and symlinks to files, sorted. The oracle of
+/// `same_files_as_the_ignore_crate_on_generated_trees`.
+fn ignore_crate_walk(root: &Path, skip_dirs: &[&str]) -> Vec<String> {
+    let skipped: Vec<std::path::PathBuf> = skip_dirs.iter().map(|dir| root.join(dir)).collect();
+    let mut builder = ignore::WalkBuilder::new(root);
+    builder
+        .hidden(false)
+        .require_git(false)
+        .git_ignore(true)
+        .git_exclude(true)
+        .git_global(false)
+        .parents(false)
+        .ignore(false)
+        .add_custom_ignore_filename(".onceignore")
+        .filter_entry(move |entry| {
+            entry.file_name() != ".git" && !skipped.iter().any(|dir| entry.path() == dir)
+        });
+    let mut found: Vec<String> = builder
+        .build()
+        .filter_map(Result::ok)
+        .filter(|entry| fs::metadata(entry.path()).is_ok_and(|meta| meta.is_file()))
+        .filter(|entry| entry.depth() > 0)
+        .map(|entry| {
+            entry
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A small deterministic generator (no `rand` in the tree).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+}
+
+#[test]
+fn same_files_as_the_ignore_crate_on_generated_trees() {
+    // Names that sort around `/` (`-`, `.`, ` `), hidden ones, and ones the patterns name.
+    const NAMES: &[&str] = &[
+        "a",
+        "a-b",
+        "a.b",
+        "a b",
+        "ab",
+        "b",
+        "build",
+        "dist",
+        "gen",
+        ".hidden",
+        "x.log",
+        "y.tmp",
+        "keep.log",
+        "src",
+        "Z",
+        "out",
+        "node_modules",
+        "lib.rs",
+    ];
+    const PATTERNS: &[&str] = &[
+        "*.log",
+        "!keep.log",
+        "build/",
+        "/dist",
+        "gen",
+        "*.tmp",
+        "a*/",
+        "**/out/**",
+        "!**/out/keep.log",
+        "src/*.rs",
+        "/a/b",
+        "\\!weird",
+        "node_modules",
+        "!b",
+        "[ab].b",
+        "# comment",
+        "",
+        "Z/",
+        "*/lib.rs",
+        "!*.log",
+        "!gen",
+        "!build/",
+        "!src/*.rs",
+        "*",
+        "!*/",
+    ];
+    for seed in 1..=60u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut rng = Lcg(seed);
+        let mut folders = vec![String::new()];
+        for _ in 0..60 {
+            let parent = folders[rng.below(folders.len())].clone();
+            let name = rng.pick(NAMES);
+            let rel = if parent.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{parent}/{name}")
+            };
+            if root.join(&rel).exists() {
+                continue;
+            }
+            if rng.below(3) == 0 && rel.split('/').count() < 5 {
+                fs::create_dir_all(root.join(&rel)).unwrap();
+                folders.push(rel);
+            } else {
+                write(root, &rel, "x");
+            }
+        }
+        for folder in folders.clone() {
+            for (file, chance) in [(".gitignore", 3), (".onceignore", 3)] {
+                if rng.below(chance) == 0 {
+                    let lines: Vec<&str> = (0..=rng.below(4)).map(|_| rng.pick(PATTERNS)).collect();
+                    write(
+                        root,
+                        &format!("{folder}/{file}"),
+                        &(lines.join("\n") + "\n"),
+                    );
+                }
+            }
+        }
+        // A repository at the root, and now and then a nested one, each with its exclude file.
+        write(
+            root,
+            ".git/info/exclude",
+            &format!("{}\n", rng.pick(PATTERNS)),
+        );
+        let nested = folders[rng.below(folders.len())].clone();
+        if !nested.is_empty() && rng.below(2) == 0 {
+            write(
+                root,
+                &format!("{nested}/.git/info/exclude"),
+                &format!("{}\n{}\n", rng.pick(PATTERNS), rng.pick(PATTERNS)),
+            );
+        }
+        let skip = [rng.pick(NAMES)];
+        assert_eq!(
+            walked(root, &skip),
+            ignore_crate_walk(root, &skip),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn nearest_rule_decides_and_onceignore_overrides_gitignore() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, ".gitignore", "*.log\nbuild/\n");
+    write(root, "pkg/.gitignore", "!keep.log\n");
+    write(root, "pkg/keep.log", "re-included below");
+    write(root, "pkg/drop.log", "still ignored");
+    write(root, ".onceignore", "!wanted.log\nsecret.txt\n");
+    write(root, "wanted.log", ".onceignore wins over .gitignore");
+    write(root, "secret.txt", "ignored by .onceignore only");
+    write(root, "pkg/build/x", "ignored folder: never entered");
+    write(root, "pkg/build/.gitignore", "!x\n");
+    assert_eq!(
+        walked(root, &[]),
+        vec![
+            ".gitignore",
+            ".onceignore",
+            "pkg/.gitignore",
+            "pkg/keep.log",
+            "wanted.log"
+        ]
+    );
+}
+
+#[test]
+fn exclude_file_of_a_nested_repository_applies_below_it_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "vendor/lib/.git/info/exclude", "local.txt\n");
+    write(
+        root,
+        "vendor/lib/local.txt",
+        "excluded in the nested repository",
+    );
+    write(root, "vendor/lib/src/local.txt", "also below it");
+    write(root, "vendor/local.txt", "outside it");
+    assert_eq!(walked(root, &[]), vec!["vendor/local.txt"]);
+}
+
+#[test]
+fn a_worktree_uses_the_exclude_file_of_its_main_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main");
+    write(&main, ".git/info/exclude", "private.txt\n");
+    write(&main, ".git/worktrees/wt/commondir", "../..\n");
+    let worktree = dir.path().join("wt");
+    write(
+        &worktree,
+        ".git",
+        &format!("gitdir: {}\n", main.join(".git/worktrees/wt").display()),
+    );
+    write(&worktree, "private.txt", "excluded by the main repository");
+    write(&worktree, "shared.txt", "kept");
+    assert_eq!(walked(&worktree, &[]), vec!["shared.txt"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn non_utf8_names_are_refused_unless_ignored() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "ok.txt", "x");
+    let bad = OsStr::from_bytes(b"caf\xe9.txt");
+    write(root, "ignored/.keep", "");
+    fs::write(root.join("ignored").join(bad), "x").unwrap();
+    write(root, ".gitignore", "ignored/\n");
+    assert_eq!(walked(root, &[]), vec![".gitignore", "ok.txt"]);
+
+    fs::write(root.join(bad), "x").unwrap();
+    match walk_workspace(root, &[]) {
+        Err(Error::Io { path, source }) => {
+            assert_eq!(path, root.join(bad));
+            assert_eq!(source.kind(), std::io::ErrorKind::InvalidData);
+            assert!(source.to_string().contains("UTF-8"), "{source}");
+        }
+        other => panic!("expected Error::Io naming the file, got {other:?}"),
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_and_links_to_folders_are_not_files() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "real/a.txt", "a");
+    symlink("real", root.join("loop")).unwrap();
+    symlink(".", root.join("real/self")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(root.join("pipe"))
+        .status()
+        .is_ok_and(|status| status.success());
+    if made {
+        symlink("pipe", root.join("pipe-link")).unwrap();
+    }
+    assert_eq!(walked(root, &[]), vec!["real/a.txt"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn every_stat_equals_what_std_reports() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for rel in ["a", "b/c", "b/d/e", ".f"] {
+        write(root, rel, rel);
+    }
+    symlink("b/c", root.join("link")).unwrap();
+    for file in walk_workspace(root, &[]).unwrap() {
+        let meta = fs::metadata(root.join(&file.rel)).unwrap();
+        assert_eq!(file.stat, FileStat::from_metadata(&meta), "{}", file.rel);
+    }
+}

@@ -20,7 +20,7 @@ mod _core {
     #[pymodule_export]
     use crate::errors::{GlobError, UnsafePathError};
     #[pymodule_export]
-    use crate::hashing::{b3sum_lines, files_hashed, hash_bytes, hash_files};
+    use crate::hashing::{b3sum_output, files_hashed, hash_bytes, hash_files};
     #[pymodule_export]
     use crate::remote::Remote;
     #[pymodule_export]
