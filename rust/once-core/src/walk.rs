@@ -8,7 +8,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::Match;
 use rayon::prelude::*;
 
-use crate::directory::{rel_path, Directory, Kind, Listing, NameArg};
+use crate::directory::{rel_path, Directory, Entry, Kind, Listing, NameArg};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -185,6 +185,11 @@ struct Walker<V> {
     visit: V,
 }
 
+/// Below this many files, a folder's files are visited on one thread: a stat is about a
+/// microsecond and a small file's hash some ten, less than handing work to another thread
+/// costs, and folders already run in parallel.
+const PARALLEL_FILES: usize = 32;
+
 /// A folder's results in path order, as a list of runs (concatenated once at the end, so a
 /// file deep in the tree is moved once, not once per level).
 type Runs<T> = Vec<Vec<T>>;
@@ -217,10 +222,80 @@ where
             None => None,
         };
         listing.sort_as_paths();
-        let mut files = Vec::with_capacity(listing.entries().len());
-        let mut folders = Vec::new();
-        // Per kept entry, in path order: whether it is a folder (else a file).
-        let mut order = Vec::with_capacity(listing.entries().len());
+        let Kept {
+            files,
+            folders,
+            order,
+        } = self.keep(&dir, &listing, rel, ignores.as_deref());
+        let (no_files, no_folders) = (files.is_empty(), folders.is_empty());
+        let visit = |(entry, rel): (Entry, Vec<u8>)| {
+            (self.visit)(Found {
+                dir: &dir,
+                name: listing.name_arg(&entry),
+                kind: entry.kind,
+                rel,
+            })
+        };
+        // One result per file and per folder, collected in order: an indexed collect fills
+        // one buffer of the right size (collecting into `Result<Vec<_>>` grows one), and the
+        // first failure in path order is the one reported.
+        let visit_files = || -> Vec<Result<Option<T>>> {
+            if files.len() < PARALLEL_FILES {
+                files.into_iter().map(visit).collect()
+            } else {
+                files
+                    .into_par_iter()
+                    .with_min_len(PARALLEL_FILES / 2)
+                    .map(visit)
+                    .collect()
+            }
+        };
+        let walk_folder = |(path, rel): (PathBuf, Vec<u8>)| match Directory::open(path, false) {
+            Ok(sub) => self.walk_dir(sub, &rel, ignores.clone()),
+            // Deleted (or replaced by a file) since the listing: nothing below it.
+            Err((_, err))
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(Vec::new())
+            }
+            Err((path, source)) => Err(Error::Io { path, source }),
+        };
+        let walk_folders = || -> Vec<Result<Runs<T>>> {
+            if folders.len() == 1 {
+                folders.into_iter().map(walk_folder).collect()
+            } else {
+                folders.into_par_iter().map(walk_folder).collect()
+            }
+        };
+        let (found, below) = if no_folders {
+            (visit_files(), Vec::new())
+        } else if no_files {
+            (Vec::new(), walk_folders())
+        } else {
+            rayon::join(visit_files, walk_folders)
+        };
+        drop(dir);
+
+        in_path_order(order, found, below)
+    }
+
+    /// The entries of `listing` (sorted) that the walk keeps: files to visit and folders to
+    /// descend, each with its path below the root, and per kept entry whether it is a folder.
+    fn keep(
+        &self,
+        dir: &Directory,
+        listing: &Listing,
+        rel: &[u8],
+        ignores: Option<&IgnoreRules>,
+    ) -> Kept {
+        let mut kept = Kept {
+            files: Vec::with_capacity(listing.entries().len()),
+            folders: Vec::new(),
+            order: Vec::with_capacity(listing.entries().len()),
+        };
         for entry in listing.entries() {
             if entry.kind == Kind::Other {
                 // Sockets, FIFOs and devices are not inputs.
@@ -237,80 +312,57 @@ where
             }
             child.extend_from_slice(name);
             if let Some(rules) = &self.rules {
-                if rules.skip.contains(&child)
-                    || is_ignored(
-                        ignores.as_deref(),
-                        rel_path(&child),
-                        entry.kind == Kind::Dir,
-                    )
-                {
+                let is_dir = entry.kind == Kind::Dir;
+                if rules.skip.contains(&child) || is_ignored(ignores, rel_path(&child), is_dir) {
                     continue;
                 }
             }
-            order.push(entry.kind == Kind::Dir);
+            kept.order.push(entry.kind == Kind::Dir);
             if entry.kind == Kind::Dir {
-                folders.push((dir.child_path(listing.name_arg(entry)), child));
+                kept.folders
+                    .push((dir.child_path(listing.name_arg(entry)), child));
             } else {
-                files.push((*entry, child));
+                kept.files.push((*entry, child));
             }
         }
-        let visit_files = || -> Result<Vec<Option<T>>> {
-            let visited = files
-                .into_par_iter()
-                // A stat is a few microseconds: splitting finer costs more than it spreads.
-                .with_min_len(8)
-                .map(|(entry, rel)| {
-                    (self.visit)(Found {
-                        dir: &dir,
-                        name: listing.name_arg(&entry),
-                        kind: entry.kind,
-                        rel,
-                    })
-                })
-                .collect();
-            visited
-        };
-        let walk_folders = || -> Result<Vec<Runs<T>>> {
-            folders
-                .into_par_iter()
-                .map(|(path, rel)| match Directory::open(path, false) {
-                    Ok(sub) => self.walk_dir(sub, &rel, ignores.clone()),
-                    // Deleted (or replaced by a file) since the listing: nothing below it.
-                    Err((_, err))
-                        if matches!(
-                            err.kind(),
-                            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                        ) =>
-                    {
-                        Ok(Vec::new())
-                    }
-                    Err((path, source)) => Err(Error::Io { path, source }),
-                })
-                .collect()
-        };
-        let (found, below) = rayon::join(visit_files, walk_folders);
-        let (found, below) = (found?, below?);
-        drop(dir);
-
-        let mut runs = Vec::new();
-        let mut run = Vec::new();
-        let mut found = found.into_iter();
-        let mut below = below.into_iter();
-        for is_folder in order {
-            if is_folder {
-                if !run.is_empty() {
-                    runs.push(std::mem::take(&mut run));
-                }
-                runs.extend(below.next().into_iter().flatten().filter(|r| !r.is_empty()));
-            } else if let Some(Some(item)) = found.next() {
-                run.push(item);
-            }
-        }
-        if !run.is_empty() {
-            runs.push(run);
-        }
-        Ok(runs)
+        kept
     }
+}
+
+/// A folder's entries that the walk keeps (see `Walker::keep`).
+struct Kept {
+    files: Vec<(Entry, Vec<u8>)>,
+    folders: Vec<(PathBuf, Vec<u8>)>,
+    /// Per kept entry, in path order: whether it is a folder (else a file).
+    order: Vec<bool>,
+}
+
+/// A folder's own items and its subfolders' runs, interleaved in path order (`order` says which
+/// comes next); the first failure in that order is the result.
+fn in_path_order<T>(
+    order: Vec<bool>,
+    found: Vec<Result<Option<T>>>,
+    below: Vec<Result<Runs<T>>>,
+) -> Result<Runs<T>> {
+    let mut runs = Vec::new();
+    let mut run = Vec::with_capacity(found.len());
+    let mut found = found.into_iter();
+    let mut below = below.into_iter();
+    for is_folder in order {
+        if is_folder {
+            let sub = below.next().unwrap_or_else(|| Ok(Vec::new()))?;
+            if !run.is_empty() {
+                runs.push(std::mem::take(&mut run));
+            }
+            runs.extend(sub.into_iter().filter(|r| !r.is_empty()));
+        } else if let Some(item) = found.next().transpose()?.flatten() {
+            run.push(item);
+        }
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    Ok(runs)
 }
 
 /// The ignore files of one folder, and those of the folders above it (`parent`). Only folders
