@@ -228,18 +228,20 @@ where
             order,
         } = self.keep(&dir, &listing, rel, ignores.as_deref());
         let (no_files, no_folders) = (files.is_empty(), folders.is_empty());
-        let visit = |(entry, rel): (Entry, Vec<u8>)| {
-            (self.visit)(Found {
-                dir: &dir,
-                name: listing.name_arg(&entry),
-                kind: entry.kind,
-                rel,
-            })
-        };
         // One result per file and per folder, collected in order: an indexed collect fills
         // one buffer of the right size (collecting into `Result<Vec<_>>` grows one), and the
-        // first failure in path order is the one reported.
-        let visit_files = || -> Vec<Result<Option<T>>> {
+        // first failure in path order is the one reported. The closure owns the folder: its
+        // descriptor closes once its own files are done, not after the whole tree below it
+        // (open descriptors stay a few per thread however deep the tree).
+        let visit_files = move || -> Vec<Result<Option<T>>> {
+            let visit = |(entry, rel): (Entry, Vec<u8>)| {
+                (self.visit)(Found {
+                    dir: &dir,
+                    name: listing.name_arg(&entry),
+                    kind: entry.kind,
+                    rel,
+                })
+            };
             if files.len() < PARALLEL_FILES {
                 files.into_iter().map(visit).collect()
             } else {
@@ -277,7 +279,6 @@ where
         } else {
             rayon::join(visit_files, walk_folders)
         };
-        drop(dir);
 
         in_path_order(order, found, below)
     }

@@ -471,3 +471,21 @@ fn every_stat_equals_what_std_reports() {
         assert_eq!(file.stat, FileStat::from_metadata(&meta), "{}", file.rel);
     }
 }
+
+#[test]
+fn a_deep_tree_is_walked_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut expected = Vec::new();
+    let mut folder = String::new();
+    for depth in 0..150usize {
+        for name in ["z", "a.txt"] {
+            let rel = format!("{folder}{name}{depth}");
+            write(root, &rel, "x");
+            expected.push(rel);
+        }
+        folder = format!("{folder}d{depth}/");
+    }
+    expected.sort();
+    assert_eq!(walked(root, &[]), expected);
+}
