@@ -51,6 +51,23 @@ def test_hash_matches_b3sum(tmp_path: Path) -> None:
     )
     assert walked.stdout == expected.stdout
 
+    # Each line names the file as it was given, as b3sum's do.
+    given = subprocess.run(
+        [ONCE, "hash", "./dir", "dir/sub/"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    expected = subprocess.run(
+        [B3SUM or "b3sum", "./dir/.hidden", "./dir/sub/x.txt", "dir/sub/x.txt"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert given.stdout == expected.stdout
+
 
 def test_hash_missing_file_is_one_line_error(tmp_path: Path) -> None:
     done = subprocess.run(
