@@ -6,9 +6,10 @@
 //! literal leading folders (`src/` for `src/**/*.ts`). Matching every file of a 100,000-file
 //! workspace against every rule's glob set was most of the cost of selecting inputs.
 //!
-//! The meaning is the one of `compile_globs` in `snapshot.rs` and of the README: globs are
-//! relative to the package folder, `*` stays within one folder and `**` crosses folders, a
-//! pattern ending in `/` or a literal naming a folder means everything below it.
+//! The meaning is the README's: globs are relative to the package folder, `*` stays within one
+//! folder and `**` crosses folders (as in `.gitignore`), and a pattern ending in `/` or a
+//! literal naming a folder means everything below it. The tests hold it to matching every
+//! path against a `globset` of the same globs.
 
 use std::ops::Range;
 

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
 use crate::hash::{hash_files, Digest};
+use crate::select::Globs;
 use crate::statcache::{wall_clock_ns, SortedStatCache, StatCache};
 use crate::walk::{walk_workspace, FileStat, WalkedFile};
 use crate::{Error, Result};
@@ -44,7 +44,11 @@ impl Snapshot {
     /// (`src/**/*.rs`, `**`; a glob naming a folder such as `dist` or `dist/` means everything
     /// below it).
     pub fn select(&self, package: &str, include: &[String], exclude: &[String]) -> Result<FileSet> {
-        Ok(self.select_compiled(package, &compile_globs(include)?, &compile_globs(exclude)?))
+        Ok(self.select_compiled(
+            package,
+            &Globs::compile(include)?,
+            &Globs::compile(exclude)?,
+        ))
     }
 
     /// `select` for many (package, include, exclude) at once, in parallel; each distinct list
@@ -54,11 +58,11 @@ impl Snapshot {
         &self,
         requests: &[(String, Vec<String>, Vec<String>)],
     ) -> Result<Vec<FileSet>> {
-        let mut compiled: HashMap<&[String], GlobSet> = HashMap::new();
+        let mut compiled: HashMap<&[String], Globs> = HashMap::new();
         for (_, include, exclude) in requests {
             for globs in [include, exclude] {
                 if !compiled.contains_key(globs.as_slice()) {
-                    compiled.insert(globs.as_slice(), compile_globs(globs)?);
+                    compiled.insert(globs.as_slice(), Globs::compile(globs)?);
                 }
             }
         }
@@ -74,16 +78,17 @@ impl Snapshot {
             .collect())
     }
 
-    fn select_compiled(&self, package: &str, includes: &GlobSet, excludes: &GlobSet) -> FileSet {
+    fn select_compiled(&self, package: &str, includes: &Globs, excludes: &Globs) -> FileSet {
         let package = package.trim_start_matches("./").trim_matches('/');
         let package = if package == "." { "" } else { package };
         let (start, end, prefix_len) = self.package_range(package);
-        let mut set = FileSet::new();
-        for (offset, file) in self.files[start..end].iter().enumerate() {
-            let candidate = globset::Candidate::new(&file.rel[prefix_len..]);
-            if includes.is_match_candidate(&candidate) && !excludes.is_match_candidate(&candidate) {
-                set.push((start + offset) as u32);
-            }
+        let paths: Vec<&str> = self.files[start..end]
+            .iter()
+            .map(|file| &file.rel[prefix_len..])
+            .collect();
+        let mut set = includes.select(&paths, excludes);
+        for index in &mut set {
+            *index += start as u32;
         }
         set
     }
@@ -226,42 +231,4 @@ impl Snapshot {
             ),
         }
     }
-}
-
-/// Compile user globs relative to a package folder. `*` stays within one folder and `**`
-/// crosses folders, as in `.gitignore`; a pattern ending in `/`, or one without glob syntax
-/// that names a folder, means everything below it.
-fn compile_globs(patterns: &[String]) -> Result<GlobSet> {
-    let mut set = GlobSetBuilder::new();
-    for pattern in patterns {
-        let trimmed = pattern.trim_start_matches("./");
-        let globs = if let Some(folder) = trimmed.strip_suffix('/') {
-            let folder = folder.trim_end_matches('/');
-            vec![if folder.is_empty() {
-                "**".to_owned()
-            } else {
-                format!("{folder}/**")
-            }]
-        } else if trimmed.contains(['*', '?', '[', ']', '{', '}', '\\']) {
-            vec![trimmed.to_owned()]
-        } else {
-            // Literal: a file of that name, or, if it is a folder, every file below it. The
-            // snapshot holds files only, so at most one of the two can match.
-            vec![trimmed.to_owned(), format!("{trimmed}/**")]
-        };
-        for glob in globs {
-            let compiled = GlobBuilder::new(&glob)
-                .literal_separator(true)
-                .build()
-                .map_err(|err| Error::Glob {
-                    pattern: pattern.clone(),
-                    message: err.kind().to_string(),
-                })?;
-            set.add(compiled);
-        }
-    }
-    set.build().map_err(|err| Error::Glob {
-        pattern: patterns.join(", "),
-        message: err.kind().to_string(),
-    })
 }
