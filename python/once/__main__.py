@@ -1,9 +1,10 @@
-"""The `once` command (and `python -m once`): answers `--version` without importing click, the
-most common probe of a tool, and starts a run's walk (`prelude`) before importing it; the rest
-is the click CLI in `cli.py`."""
+"""The `once` command (and `python -m once`): answers `--version`, and `once hash FILE...`, without
+importing click (a tool's most common probe, and a command timed against b3sum), and starts a
+run's walk (`prelude`) before importing it; the rest is the click CLI in `cli.py`."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -14,12 +15,34 @@ def main() -> None:
 
         print(f"once {__version__}")
         return
+    if argv[:1] == ["hash"] and len(argv) > 1 and not any(arg.startswith("-") for arg in argv):
+        # Hashing one big file takes a few hundred ms; click's import would add a fifth.
+        from once._core import b3sum_output  # noqa: PLC0415
+
+        try:
+            output = b3sum_output(argv[1:])
+        except OSError:
+            pass  # nothing printed yet: the CLI below hashes again and words the error
+        else:
+            _write_stdout(output)
+            return
     from once import prelude  # noqa: PLC0415
 
     prelude.start(argv)  # a run's lock and walk, while click and the rest import
     from once.cli import main as cli_main  # noqa: PLC0415 - click loads only past this point
 
     cli_main()
+
+
+def _write_stdout(data: bytes) -> None:
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # The reader left (`once hash ... | head`): stop quietly, and keep the flush at exit
+        # from failing again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":
