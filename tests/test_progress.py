@@ -29,6 +29,13 @@ def run_in_pty(ws: Workspace, *args: str, columns: int = 200) -> tuple[int, byte
         [ONCE, *args], cwd=ws.root, env=env, stdin=slave, stdout=slave, stderr=slave
     )
     os.close(slave)
+    output = read_all(master)
+    return proc.wait(timeout=60), output
+
+
+def read_all(master: int) -> bytes:
+    """Everything written to the terminal, then close it. One read may return only part of it:
+    the terminal hands output over in pieces."""
     chunks = []
     while True:
         try:
@@ -39,7 +46,7 @@ def run_in_pty(ws: Workspace, *args: str, columns: int = 200) -> tuple[int, byte
             break
         chunks.append(data)
     os.close(master)
-    return proc.wait(timeout=60), b"".join(chunks)
+    return b"".join(chunks)
 
 
 def slow_workspace(ws: Workspace) -> None:
@@ -204,7 +211,6 @@ def test_warnings_on_stderr_print_above_the_line() -> None:
         sys.stderr = saved
         err.close()
         out.close()
-    data = os.read(master, 65536)
-    os.close(master)
+    data = read_all(master)
     # Erased, then the warning on its own line, then the status line drawn again below it.
     assert CLEAR + b"once: warning: careful\r\n[0/1] 1 running" in data, data
