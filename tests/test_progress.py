@@ -135,16 +135,7 @@ def test_ci_and_pipes_get_plain_lines(ws: Workspace) -> None:
         [ONCE, "run", "build"], cwd=ws.root, env=env, stdout=slave, stderr=slave, check=False
     )
     os.close(slave)
-    output = b""
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        output += data
-    os.close(master)
+    output = read_all(master)
     assert done.returncode == 0
     assert CLEAR not in output
     assert b"//libs/a:build: running" in output
