@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import platform
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -131,6 +130,8 @@ class ToolProbes:
 
     def output(self, command: str) -> str:
         if command not in self._outputs:
+            import subprocess  # noqa: PLC0415 - only rules with `tools` run a probe
+
             done = subprocess.run(
                 ["sh", "-c", command],
                 cwd=self._root,
