@@ -66,6 +66,9 @@ class Snapshot:
         globs is compiled once. Raises GlobError for the first glob that does not parse."""
     def hash(self, sets: list[FileSet], stat_cache: str | None = None) -> int:
         """Digest every file of `sets`, trusting the stat cache where it may; returns files read."""
+    def prime(self, stat_cache: str) -> None:
+        """Fill the digests the stat cache vouches for, reading no file; a later `hash` with the
+        same cache does not read it again."""
     def changed_since_scan(self, set: FileSet) -> list[str]:
         """Paths of `set` edited, replaced or deleted since the scan."""
     def inputs(self, set: FileSet) -> list[tuple[str, str, bool]]:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from once import _core
+from once import _core, layout
 from once.errors import ConfigError
 from once.graph import Action
 from once.model import CONFIG_NAME, STATE_DIR, Rule, Workspace
@@ -170,7 +170,7 @@ def plan(
             except _core.GlobError as err:
                 raise ConfigError(action.rule.source, f"{action.label}: {err}") from None
         raise
-    read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / "statcache"))
+    read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / layout.STAT_CACHE))
 
     probes = ToolProbes(workspace.root)
     tag = platform_tag()

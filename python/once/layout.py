@@ -10,6 +10,8 @@ from collections.abc import Callable
 CONFIG_NAME = "once.toml"
 # The workspace's own state (stat cache, last keys, lock); never an input, never walked.
 STATE_DIR = ".once"
+# In the state folder: each file's stat and digest as last seen (rust/once-core/src/statcache.rs).
+STAT_CACHE = "statcache"
 
 
 def find_root(start: str, read: Callable[[str], str]) -> str | None:

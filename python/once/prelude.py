@@ -42,7 +42,10 @@ class _Early:
         from once import _core  # noqa: PLC0415 - loaded by `import once` already
 
         try:
-            self._snapshot = _core.Snapshot.scan(self.root, [layout.STATE_DIR])
+            snapshot = _core.Snapshot.scan(self.root, [layout.STATE_DIR])
+            # The stat cache needs no rule either: unchanged files get their digests here.
+            snapshot.prime(os.path.join(self.state_dir, layout.STAT_CACHE))
+            self._snapshot = snapshot
         except BaseException as err:
             self._error = err
 

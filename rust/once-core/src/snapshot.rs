@@ -23,6 +23,9 @@ pub struct Snapshot {
     pub digests: Vec<Option<Digest>>,
     /// Wall clock (ns since epoch) taken before the walk; the racy-mtime rule compares to it.
     pub started_ns: i64,
+    /// The stat cache `prime` read already, and whether it held exactly the records this
+    /// snapshot would write (then `hash` has nothing to rewrite).
+    pub primed: Option<(PathBuf, bool)>,
 }
 
 impl Snapshot {
@@ -36,6 +39,7 @@ impl Snapshot {
             digests: vec![None; files.len()],
             files,
             started_ns,
+            primed: None,
         })
     }
 
@@ -117,22 +121,10 @@ impl Snapshot {
         // skips rewriting it (megabytes for a large workspace).
         let mut cache_is_current = false;
         if let Some(cache_path) = stat_cache {
-            // Every file, not only the wanted ones: the cache is rewritten from this snapshot's
-            // digests below, and a run of a few rules must not evict the records of the rest.
-            // Both the walk and the file are in path order: one pass over each.
-            let cache = SortedStatCache::load(cache_path);
-            let mut cursor = cache.cursor();
-            let mut known_before = 0;
-            let mut trusted = 0;
-            for (file, digest) in self.files.iter().zip(&mut self.digests) {
-                if digest.is_some() {
-                    known_before += 1;
-                } else {
-                    *digest = cursor.lookup(&file.rel, &file.stat);
-                    trusted += usize::from(digest.is_some());
-                }
-            }
-            cache_is_current = known_before == 0 && trusted == cache.len();
+            cache_is_current = match self.primed.take() {
+                Some((primed, current)) if primed == cache_path => current,
+                _ => self.fill_from_stat_cache(cache_path),
+            };
         }
         let to_read: Vec<usize> = (0..self.files.len())
             .filter(|&i| wanted[i] && self.digests[i].is_none())
@@ -166,6 +158,34 @@ impl Snapshot {
             StatCache::save(cache_path, self.started_ns, records)?;
         }
         Ok(to_read.len())
+    }
+
+    /// Fill every digest the stat cache at `stat_cache` vouches for, reading no file: the part
+    /// of `hash` that needs no rule, so the prelude does it while the CLI is still loading.
+    /// A later `hash` with the same cache does not read it again.
+    pub fn prime(&mut self, stat_cache: &Path) {
+        let current = self.fill_from_stat_cache(stat_cache);
+        self.primed = Some((stat_cache.to_path_buf(), current));
+    }
+
+    /// Take from the cache file every digest it vouches for; whether it held exactly this
+    /// snapshot's records. Every file, not only the wanted ones: the cache is rewritten from
+    /// this snapshot's digests, and a run of a few rules must not evict the records of the
+    /// rest. Both the walk and the file are in path order: one pass over each.
+    fn fill_from_stat_cache(&mut self, cache_path: &Path) -> bool {
+        let cache = SortedStatCache::load(cache_path);
+        let mut cursor = cache.cursor();
+        let mut known_before = 0;
+        let mut trusted = 0;
+        for (file, digest) in self.files.iter().zip(&mut self.digests) {
+            if digest.is_some() {
+                known_before += 1;
+            } else {
+                *digest = cursor.lookup(&file.rel, &file.stat);
+                trusted += usize::from(digest.is_some());
+            }
+        }
+        known_before == 0 && trusted == cache.len()
     }
 
     /// (rel path, digest, executable) of each file in `set`; panics-free: unhashed files are

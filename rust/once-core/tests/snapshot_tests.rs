@@ -25,6 +25,7 @@ fn listing(rels: &[&str]) -> Snapshot {
             .collect(),
         digests: vec![None; rels.len()],
         started_ns: 0,
+        primed: None,
     }
 }
 
@@ -281,6 +282,47 @@ fn stat_cache_spares_unchanged_files_across_runs() {
         .find(|(rel, _, _)| *rel == "pkg3/f7.txt")
         .unwrap();
     assert_eq!(changed.1, hash_bytes(b"3-X"));
+}
+
+#[test]
+fn priming_reads_the_stat_cache_once_and_hashes_nothing() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    for file in 0..10 {
+        write(root, &format!("pkg/f{file}.txt"), &format!("{file}"));
+    }
+    let cache = root.join(".once/statcache");
+    settle();
+    let skip = vec![".once".to_owned()];
+    let mut first = Snapshot::scan(root, &skip).unwrap();
+    let set = all(&first);
+    assert_eq!(first.hash(&[&set], Some(&cache)).unwrap(), 10);
+    let written = fs::read(&cache).unwrap();
+
+    // An unchanged tree: primed, nothing is left to read, and the cache is not rewritten.
+    let mut second = Snapshot::scan(root, &skip).unwrap();
+    second.prime(&cache);
+    assert!(second.digests.iter().all(Option::is_some));
+    let set = all(&second);
+    assert_eq!(second.hash(&[&set], Some(&cache)).unwrap(), 0);
+    assert_eq!(fs::read(&cache).unwrap(), written);
+
+    // One file changed: priming leaves it unknown, and hash reads it and it alone.
+    fs::write(root.join("pkg/f3.txt"), "X").unwrap();
+    settle();
+    let mut third = Snapshot::scan(root, &skip).unwrap();
+    third.prime(&cache);
+    assert_eq!(third.digests.iter().filter(|d| d.is_none()).count(), 1);
+    let set = all(&third);
+    assert_eq!(third.hash(&[&set], Some(&cache)).unwrap(), 1);
+    let fourth_cache = fs::read(&cache).unwrap();
+    assert_ne!(
+        fourth_cache, written,
+        "the changed file's record is written"
+    );
+    let mut fourth = Snapshot::scan(root, &skip).unwrap();
+    let set = all(&fourth);
+    assert_eq!(fourth.hash(&[&set], Some(&cache)).unwrap(), 0);
 }
 
 #[test]

@@ -112,6 +112,14 @@ impl Snapshot {
         })
     }
 
+    /// Fill the digests the stat cache vouches for, reading no file (see `Snapshot::prime`).
+    fn prime(&self, py: Python<'_>, stat_cache: PathBuf) -> PyResult<()> {
+        py.detach(|| {
+            self.write()?.prime(&stat_cache);
+            Ok(())
+        })
+    }
+
     /// Paths of `set` edited, replaced or deleted since the scan.
     fn changed_since_scan(&self, py: Python<'_>, set: &FileSet) -> PyResult<Vec<String>> {
         py.detach(|| Ok(self.read()?.changed_since_scan(&set.indices)))
