@@ -2,6 +2,8 @@
 //! leftover sweeping, clear, and verify dropping corrupt blobs and the entries naming them.
 #![cfg(unix)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
@@ -9,29 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use common::Fixture;
 use once_core::evict::{GcOptions, Usage};
 use once_core::hash::Digest;
-use once_core::store::{ActionEntry, OutputEntry, OutputKind, Store};
+use once_core::store::{ActionEntry, OutputEntry, OutputKind};
 
-/// A workspace and a store, and helpers to make one entry per package with its own output.
-struct Fixture {
-    _dirs: [tempfile::TempDir; 2],
-    ws: PathBuf,
-    store: Store,
-}
-
+/// Helpers to make one entry per package with its own output.
 impl Fixture {
-    fn new() -> Fixture {
-        let ws_dir = tempfile::tempdir().unwrap();
-        let store_dir = tempfile::tempdir().unwrap();
-        let store = Store::open(store_dir.path()).unwrap();
-        Fixture {
-            ws: ws_dir.path().to_path_buf(),
-            _dirs: [ws_dir, store_dir],
-            store,
-        }
-    }
-
     /// Key `kNN…`, package `pNN` with output `out.bin` of `size` bytes unique to it, plus a
     /// `shared.txt` every entry has, and a log.
     fn entry(&self, n: usize, size: usize) -> ActionEntry {

@@ -2,14 +2,17 @@
 //! refused, gone or failed exactly as the one-at-a-time calls would have it.
 #![cfg(unix)]
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use common::Fixture;
 use once_core::hash::Digest;
 use once_core::outputstats::OutputStats;
-use once_core::store::{ActionEntry, Hit, LinkMode, OutputEntry, OutputKind, Settled, Store};
+use once_core::store::{ActionEntry, Hit, LinkMode, OutputEntry, OutputKind, Settled};
 
 fn write(path: &Path, bytes: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -24,24 +27,7 @@ fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-struct Fixture {
-    _dirs: [tempfile::TempDir; 2],
-    ws: PathBuf,
-    store: Store,
-}
-
 impl Fixture {
-    fn new() -> Fixture {
-        let ws_dir = tempfile::tempdir().unwrap();
-        let store_dir = tempfile::tempdir().unwrap();
-        let store = Store::open(store_dir.path()).unwrap();
-        Fixture {
-            ws: ws_dir.path().to_path_buf(),
-            _dirs: [ws_dir, store_dir],
-            store,
-        }
-    }
-
     /// Build `package/dist/` with `files` and save it under `key` with `log`.
     fn build(&self, key: &str, package: &str, files: &[(&str, &[u8])], log: &[u8]) -> ActionEntry {
         for (name, bytes) in files {
