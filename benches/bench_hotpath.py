@@ -17,7 +17,7 @@ from once import _core
 from once.config import load_workspace
 from once.fingerprint import plan
 from once.graph import all_targets, build_graph
-from once.model import STATE_DIR
+from once.layout import STATE_DIR
 from once.run import Console, LogMode, Outcome, Runner
 from pytest_benchmark.fixture import BenchmarkFixture
 

@@ -19,7 +19,8 @@ from once.config import glob_regex
 from once.errors import UsageError
 from once.fingerprint import input_patterns
 from once.graph import all_targets, dependency_graph, select_targets
-from once.model import CONFIG_NAME, Rule, Workspace
+from once.layout import CONFIG_NAME
+from once.model import Rule, Workspace
 
 # Tried in order when no --since is given; the first that exists is the default branch.
 DEFAULT_BRANCHES = ("origin/HEAD", "main", "master", "origin/main", "origin/master")

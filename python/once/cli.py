@@ -222,7 +222,7 @@ def _print_dry_run(
 
     from once.explain import summary
     from once.history import History
-    from once.model import STATE_DIR
+    from once.layout import STATE_DIR
     from once.run import open_store
 
     store = open_store(quiet=True)
@@ -275,7 +275,7 @@ def why(cwd: Path, target: str) -> None:
     from once.explain import explain
     from once.graph import select_targets
     from once.history import History, Spec
-    from once.model import STATE_DIR
+    from once.layout import STATE_DIR
     from once.run import open_store
 
     workspace, _, plan = _prepare(cwd, [target])

@@ -20,7 +20,8 @@ from typing import Any
 
 from once import layout, workspace_cache
 from once.errors import ConfigError
-from once.model import CONFIG_NAME, STATE_DIR, Package, RemoteSettings, Rule, Workspace
+from once.layout import CONFIG_NAME, STATE_DIR
+from once.model import Package, RemoteSettings, Rule, Workspace
 
 ROOT_KEYS = ("workspace", "package", "rule", "remote")
 MEMBER_KEYS = ("package", "rule")

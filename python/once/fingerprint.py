@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from once import _core, layout
+from once import _core
 from once.errors import ConfigError
 from once.graph import Action
-from once.model import CONFIG_NAME, STATE_DIR, Rule, Workspace
+from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
+from once.model import Rule, Workspace
 
 # What `_core.action_keys` takes per action: inputs, label, cmd, cwd, platform, env, tools,
 # dependency labels, outputs.
@@ -170,7 +171,7 @@ def plan(
             except _core.GlobError as err:
                 raise ConfigError(action.rule.source, f"{action.label}: {err}") from None
         raise
-    read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / layout.STAT_CACHE))
+    read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / STAT_CACHE))
 
     probes = ToolProbes(workspace.root)
     tag = platform_tag()

@@ -16,7 +16,7 @@ from typing import Any
 
 from once.config import RULE_NAME
 from once.errors import UsageError
-from once.model import CONFIG_NAME, STATE_DIR
+from once.layout import CONFIG_NAME, STATE_DIR
 
 # A Makefile target line: `name:` or `name: deps`, not `name := value` (an assignment), not a
 # pattern rule (`%.o: %.c`), not a special target (`.PHONY:`).

@@ -8,11 +8,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from once import layout
-
-CONFIG_NAME = layout.CONFIG_NAME
-STATE_DIR = layout.STATE_DIR
-
 
 @dataclass(frozen=True)
 class Rule:

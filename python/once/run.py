@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, BinaryIO
 from once import _core
 from once.fingerprint import Fingerprint
 from once.graph import Action
-from once.model import STATE_DIR, Workspace
+from once.layout import STATE_DIR
+from once.model import Workspace
 
 if TYPE_CHECKING:
     import subprocess

@@ -11,8 +11,9 @@ from once.cache_cli import finish_run
 from once.fingerprint import plan
 from once.graph import Action
 from once.history import History
+from once.layout import STATE_DIR
 from once.lock import workspace_lock
-from once.model import STATE_DIR, Workspace
+from once.model import Workspace
 from once.remote import open_remote, start_remote
 from once.run import Console, Outcome, Result, Runner, open_store
 

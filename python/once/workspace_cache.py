@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ def _header(root: Path) -> tuple[Any, ...]:
         code = _signature(config_module)
     except OSError:
         code = (0, 0, 0, 0, 0)
-    return (FORMAT, __version__, sys.version, str(root), code)
+    return (FORMAT, RULE_FIELDS, REMOTE_FIELDS, __version__, sys.version, str(root), code)
 
 
 def load(root: Path, cache_file: Path) -> Workspace | None:
@@ -121,6 +121,11 @@ def _unique(paths: Iterable[Path]) -> list[Path]:
 
 # --- encoding: plain tuples of str, bool, None, float -----------------------------------------
 
+# The fields stored, in order; a package's path and its once.toml (`source`) are stored once per
+# package, not per rule. Part of the header: a changed dataclass never reads an older file.
+RULE_FIELDS = tuple(f.name for f in fields(Rule) if f.name not in ("package", "source"))
+REMOTE_FIELDS = tuple(f.name for f in fields(RemoteSettings) if f.name != "source")
+
 
 def _encode(workspace: Workspace) -> tuple[Any, ...]:
     packages = tuple(
@@ -129,17 +134,7 @@ def _encode(workspace: Workspace) -> tuple[Any, ...]:
             package.deps,
             str(package.source),
             tuple(
-                (
-                    rule.name,
-                    rule.cmd,
-                    rule.inputs,
-                    rule.outputs,
-                    rule.deps,
-                    rule.env,
-                    rule.pass_env,
-                    rule.tools,
-                    rule.cache,
-                )
+                tuple(getattr(rule, name) for name in RULE_FIELDS)
                 for rule in package.rules.values()
             ),
         )
@@ -149,15 +144,7 @@ def _encode(workspace: Workspace) -> tuple[Any, ...]:
     encoded_remote = (
         None
         if remote is None
-        else (
-            remote.url,
-            remote.read_only,
-            remote.token_env,
-            remote.endpoint,
-            remote.region,
-            remote.timeout,
-            str(remote.source),
-        )
+        else (tuple(getattr(remote, name) for name in REMOTE_FIELDS), str(remote.source))
     )
     return (packages, encoded_remote)
 
@@ -167,33 +154,15 @@ def _decode(root: Path, encoded: tuple[Any, ...]) -> Workspace:
     packages: dict[str, Package] = {}
     for path, deps, source_text, rules_data in packages_data:
         source = Path(source_text)
-        rules = {
-            name: Rule(
-                package=path,
-                name=name,
-                cmd=cmd,
-                inputs=inputs,
-                outputs=outputs,
-                deps=rule_deps,
-                env=env,
-                pass_env=pass_env,
-                tools=tools,
-                cache=cache,
-                source=source,
-            )
-            for name, cmd, inputs, outputs, rule_deps, env, pass_env, tools, cache in rules_data
-        }
+        rules: dict[str, Rule] = {}
+        for values in rules_data:
+            rule = Rule(package=path, source=source, **dict(zip(RULE_FIELDS, values, strict=True)))
+            rules[rule.name] = rule
         packages[path] = Package(path=path, deps=deps, rules=rules, source=source)
     remote = None
     if remote_data is not None:
-        url, read_only, token_env, endpoint, region, timeout, remote_source = remote_data
+        values, remote_source = remote_data
         remote = RemoteSettings(
-            url=url,
-            read_only=read_only,
-            token_env=token_env,
-            endpoint=endpoint,
-            region=region,
-            timeout=timeout,
-            source=Path(remote_source),
+            source=Path(remote_source), **dict(zip(REMOTE_FIELDS, values, strict=True))
         )
     return Workspace(root=root, packages=packages, remote=remote)
