@@ -184,3 +184,19 @@ def test_nothing_is_written_before_a_run_made_the_state_folder(
     (tmp_path / ".once").rmdir()
     load(tmp_path)
     assert not (tmp_path / ".once").exists()
+
+
+def test_remote_settings_survive_the_cache(tmp_path: Path, reads: list[Path]) -> None:
+    make(tmp_path)
+    (tmp_path / "once.toml").write_text(
+        '[workspace]\nmembers = ["libs/*", "app"]\n\n'
+        '[remote]\nurl = "http://127.0.0.1:1/cache"\nread_only = true\ntimeout = 2.5\n'
+    )
+    time.sleep(SETTLE_SECONDS)
+    first = load(tmp_path)
+    reads.clear()
+    second = load(tmp_path)
+    assert reads == []
+    assert second.remote is not None
+    assert second.remote == first.remote
+    assert second.remote.timeout == 2.5
