@@ -27,38 +27,19 @@ enum Tag {
     Outputs = 9,
 }
 
-/// Where an encoding goes: a buffer (to look at it) or straight into the hasher (to key it
-/// without building the bytes first).
-trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-}
+/// Writes the canonical encoding of a spec's parts into a buffer.
+struct Encoder<'b>(&'b mut Vec<u8>);
 
-impl Sink for Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-impl Sink for blake3::Hasher {
-    fn put(&mut self, bytes: &[u8]) {
-        self.update(bytes);
-    }
-}
-
-/// Every string is length-prefixed and every list count-prefixed (u64 little-endian), so the
-/// encoding parses back unambiguously: no two different specs share one.
-struct Encoder<S: Sink>(S);
-
-impl<S: Sink> Encoder<S> {
+impl Encoder<'_> {
     fn tag(&mut self, tag: Tag) {
-        self.0.put(&[tag as u8]);
+        self.0.push(tag as u8);
     }
     fn count(&mut self, n: usize) {
-        self.0.put(&(n as u64).to_le_bytes());
+        self.0.extend_from_slice(&(n as u64).to_le_bytes());
     }
     fn str(&mut self, s: &str) {
         self.count(s.len());
-        self.0.put(s.as_bytes());
+        self.0.extend_from_slice(s.as_bytes());
     }
     fn pairs(&mut self, tag: Tag, pairs: &[(String, String)]) {
         self.tag(tag);
@@ -77,8 +58,8 @@ impl<S: Sink> Encoder<S> {
     }
     /// The head: magic, version, then label, cmd, cwd, platform, env and tools.
     fn head(&mut self, head: &KeyHead<'_>) {
-        self.0.put(MAGIC);
-        self.0.put(&KEY_FORMAT_VERSION.to_le_bytes());
+        self.0.extend_from_slice(MAGIC);
+        self.0.extend_from_slice(&KEY_FORMAT_VERSION.to_le_bytes());
         self.tag(Tag::Label);
         self.str(head.label);
         self.tag(Tag::Cmd);
@@ -99,8 +80,8 @@ impl<S: Sink> Encoder<S> {
         self.count(count);
         for (path, digest, executable) in inputs {
             self.str(path);
-            self.0.put(&digest.0);
-            self.0.put(&[u8::from(executable)]);
+            self.0.extend_from_slice(&digest.0);
+            self.0.push(u8::from(executable));
         }
     }
 }
@@ -125,12 +106,21 @@ pub fn key_of<'a>(
     deps: &[(String, String)],
     outputs: &[String],
 ) -> Digest {
-    let mut out = Encoder(blake3::Hasher::new());
-    out.head(head);
-    out.inputs(input_count, inputs);
-    out.pairs(Tag::Deps, deps);
-    out.strings(Tag::Outputs, outputs);
-    Digest(*out.0.finalize().as_bytes())
+    // Encoded whole, then hashed in one call: fed field by field, BLAKE3 compresses one 64-byte
+    // block at a time, while a whole buffer goes through its SIMD path many chunks at once
+    // (keying 150,000 inputs took 28 ms, most of it in single-block compression).
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        let mut out = Encoder(buffer);
+        out.head(head);
+        out.inputs(input_count, inputs);
+        out.pairs(Tag::Deps, deps);
+        out.strings(Tag::Outputs, outputs);
+        Digest(*blake3::hash(buffer).as_bytes())
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,7 +168,8 @@ impl ActionSpec {
     /// two different specs can encode the same (e.g. cmd "ab"+cwd "c" vs cmd "a"+cwd "bc").
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Encoder(Vec::with_capacity(256 + self.inputs.len() * 96));
+        let mut buffer = Vec::with_capacity(256 + self.inputs.len() * 96);
+        let mut out = Encoder(&mut buffer);
         out.head(&self.head());
         out.inputs(
             self.inputs.len(),
@@ -188,7 +179,7 @@ impl ActionSpec {
         );
         out.pairs(Tag::Deps, &self.deps);
         out.strings(Tag::Outputs, &self.outputs);
-        out.0
+        buffer
     }
     fn head(&self) -> KeyHead<'_> {
         KeyHead {
