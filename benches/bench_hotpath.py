@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from once import _core
 from once.config import load_workspace
+from once.console import Console, LogMode, Outcome
 from once.fingerprint import plan
 from once.graph import all_targets, build_graph
 from once.layout import STATE_DIR
-from once.run import Console, LogMode, Outcome, Runner
+from once.run import Runner
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from benches.monorepo import Monorepo, generate, make_rules_workspace

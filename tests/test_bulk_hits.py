@@ -9,8 +9,8 @@ import json
 
 import pytest
 from once.config import load_workspace
+from once.console import Console, LogMode, Outcome, Result
 from once.graph import build_graph, select_targets
-from once.run import Console, LogMode, Outcome, Result
 from once.session import execute
 
 from tests.helpers import Workspace

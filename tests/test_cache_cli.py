@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from once.cache_cli import parse_size
+from once.cache_files import parse_size
 
 from tests.helpers import Workspace, three_packages
 

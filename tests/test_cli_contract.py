@@ -102,6 +102,7 @@ def test_import_once_and_version_stay_cheap() -> None:
         "once",
         "once._core",
         "once.cache_cli",
+        "once.cache_files",
         "once.cli",
         "once.errors",
         "once.workspace_cli",

@@ -11,8 +11,8 @@ import sys
 import termios
 from pathlib import Path
 
+from once.console import LogMode, human_seconds
 from once.progress import LiveConsole, wants_live
-from once.run import LogMode, human_seconds
 
 from tests.helpers import ONCE, Workspace, three_packages
 

@@ -162,7 +162,7 @@ class Workspace:
         """
         # Imported here: `import once` must not load the scheduler, nor the store.
         from once.cache_cli import run_cache_bound  # noqa: PLC0415
-        from once.run import Console, LogMode  # noqa: PLC0415
+        from once.console import Console, LogMode  # noqa: PLC0415
         from once.session import execute  # noqa: PLC0415
 
         started = time.monotonic()

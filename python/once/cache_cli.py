@@ -9,50 +9,30 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from once.cache_files import MAX_SIZE_ENV, RUNS_FILE, parse_size, record_run
 from once.errors import UsageError
 
 if TYPE_CHECKING:
     from once import _core
+    from once.console import Result
     from once.graph import Action
-    from once.run import Result, Runner
+    from once.run import Runner
 
-MAX_SIZE_ENV = "ONCE_CACHE_MAX_SIZE"
 # The default bound: a tenth of the cache's file system (Nx's default), at most 10 GiB so a
 # big disk does not mean an unbounded-looking cache (Bazel's and Turborepo's users reported
 # 63 GB and 206 GB before those tools had a bound).
 DEFAULT_FRACTION = 10
 DEFAULT_CEILING = 10 << 30
-# One JSON line per `once run` in the cache folder; `once cache stats` reports the hit rate of
-# the last RECENT_RUNS. Compacted to KEEP_RUNS lines once it passes RUNS_FILE_LIMIT bytes
-# (a line is about 50 bytes), so it never grows without bound either.
-RUNS_FILE = "runs.jsonl"
+# `once cache stats` reports the hit rate of the last RECENT_RUNS runs of the run log.
 RECENT_RUNS = 20
-KEEP_RUNS = 200
-RUNS_FILE_LIMIT = 64 << 10
-
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
 SIZE_HELP = "SIZE is bytes, or a number with K, M, G or T (powers of 1024), e.g. 500M, 2G."
-
-
-def parse_size(text: str) -> int:
-    """Bytes from `500M`, `2G`, `1.5T`, `4096`, `10GiB`; ValueError when it is none of those."""
-    match = _SIZE.fullmatch(text)
-    if match is None:
-        raise ValueError(
-            f"{text!r} is not a size: give bytes, or a number with K, M, G or T, e.g. 500M or 2G"
-        )
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.lower()])
 
 
 def default_max_bytes(cache_dir: Path) -> int:
@@ -82,26 +62,6 @@ def run_cache_bound() -> int:
     from once.run import default_cache_dir  # noqa: PLC0415 - see the module docstring
 
     return max_cache_bytes(default_cache_dir())
-
-
-def record_run(cache_dir: Path, hits: int, misses: int) -> None:
-    """Append this run's hits and misses to the cache's run log (one short line, written with
-    O_APPEND so concurrent runs do not interleave inside a line)."""
-    path = cache_dir / RUNS_FILE
-    line = json.dumps({"time": int(time.time()), "hits": hits, "misses": misses}) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-        size = os.fstat(fd).st_size
-    finally:
-        os.close(fd)
-    if size > RUNS_FILE_LIMIT:
-        # Rewritten whole and renamed into place; a line another run appends meanwhile may be
-        # lost, which costs one sample of a statistic, never the cache.
-        keep = path.read_text(errors="replace").splitlines(keepends=True)[-KEEP_RUNS:]
-        temp = path.with_name(f".tmp-runs-{os.getpid()}")
-        temp.write_text("".join(keep))
-        temp.replace(path)
 
 
 def recent_runs(cache_dir: Path, count: int = RECENT_RUNS) -> list[dict[str, int]]:
@@ -136,7 +96,7 @@ def finish_run(
     cache down to `max_bytes`, never evicting an entry of this run's steps.
 
     Neither may fail the build: a problem is at most one warning."""
-    from once.run import Outcome  # noqa: PLC0415 - see the module docstring
+    from once.console import Outcome  # noqa: PLC0415 - see the module docstring
 
     store = runner.store
     if store is None:  # caching was off for this run; the warning was given then

@@ -157,9 +157,9 @@ def run(
     one failed (its dependents are skipped), 2 for bad usage or configuration."""
     import time
 
+    from once.console import LogMode, Outcome, summary
     from once.fingerprint import plan as plan_keys
     from once.progress import make_console
-    from once.run import LogMode, Outcome, summary
     from once.session import execute
 
     if as_json and not dry_run:

@@ -1,47 +1,57 @@
 """What each rule's key was made of when it last ran, so `once why` can name what changed.
 
-Kept in the workspace's state folder: `last-keys.json` maps each label to the key of its last
-run, and `specs/<key>.json` holds what went into that key. Specs are content-addressed by key,
-so a run that changes nothing writes nothing.
+Kept in the workspace's state folder: `last-keys` maps each label to the key of its last run
+(marshal: every run reads it, and `json` would cost a no-op run ~10 ms of imports), and
+`specs/<key>.json` holds what went into that key. Specs are content-addressed by key, so a run
+that changes nothing writes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import marshal
 import os
 import threading
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-Spec = dict[str, Any]
+TYPE_CHECKING = False  # not typing's: loaded by the fast path of a no-op run (quick.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Spec = dict[str, Any]
+else:
+    Spec = dict  # what a spec is at run time, without importing typing for `Any`
+
+LAST_KEYS = "last-keys"
+SPECS = "specs"
 
 
 class History:
-    def __init__(self, state_dir: Path) -> None:
-        self._dir = state_dir
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self._dir = os.fspath(state_dir)
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[str, str]] = {}  # label -> (key, spec json)
+        self._keys: dict[str, str] = {}
         try:
-            loaded = json.loads((state_dir / "last-keys.json").read_text())
-            self._keys: dict[str, str] = (
-                {str(label): str(key) for label, key in loaded.items()}
-                if isinstance(loaded, dict)
-                else {}
-            )
-        except (OSError, ValueError):
-            self._keys = {}  # no history yet, or a damaged file: explanations start afresh
+            with open(os.path.join(self._dir, LAST_KEYS), "rb") as file:
+                loaded = marshal.load(file)  # noqa: S302 - plain values only; runs no code
+        except (OSError, EOFError, ValueError, TypeError):
+            return  # no history yet, or a damaged file: explanations start afresh
+        if isinstance(loaded, dict):
+            self._keys = {str(label): str(key) for label, key in loaded.items()}
 
     def last_key(self, label: str) -> str | None:
         return self._keys.get(label)
 
     def last_spec(self, label: str) -> Spec | None:
+        import json  # noqa: PLC0415 - only `why` and `--dry-run` read a spec
+
         key = self._keys.get(label)
         if key is None:
             return None
         try:
-            spec = json.loads((self._dir / "specs" / f"{key}.json").read_text())
+            with open(os.path.join(self._dir, SPECS, f"{key}.json"), encoding="utf-8") as file:
+                spec = json.load(file)
         except (OSError, ValueError):
             return None
         return spec if isinstance(spec, dict) else None
@@ -58,22 +68,26 @@ class History:
         with self._lock:
             if not self._pending:
                 return
-            specs = self._dir / "specs"
-            specs.mkdir(parents=True, exist_ok=True)
+            specs = os.path.join(self._dir, SPECS)
+            os.makedirs(specs, exist_ok=True)
             for label, (key, spec_json) in self._pending.items():
-                _write_atomic(specs / f"{key}.json", spec_json)
+                _write_atomic(os.path.join(specs, f"{key}.json"), spec_json.encode())
                 self._keys[label] = key
             self._pending.clear()
-            _write_atomic(self._dir / "last-keys.json", json.dumps(self._keys, sort_keys=True))
+            _write_atomic(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))
             # Specs no label points at any more are only history of history.
             live = {f"{key}.json" for key in self._keys.values()}
-            for stale in specs.iterdir():
-                if stale.name not in live:
+            for stale in os.listdir(specs):
+                if stale not in live:
                     with contextlib.suppress(OSError):
-                        stale.unlink()
+                        os.unlink(os.path.join(specs, stale))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+def _write_atomic(path: str, data: bytes) -> None:
+    temporary = os.path.join(
+        os.path.dirname(path),
+        f".{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp",
+    )
+    with open(temporary, "wb") as file:
+        file.write(data)
+    os.replace(temporary, path)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import sys
 import threading
 import time
-from collections.abc import Mapping
-from typing import BinaryIO, TextIO
 
-from once.run import Console, LogMode, Outcome, Result
+from once.console import Console, LogMode, Outcome, Result
+
+TYPE_CHECKING = False  # not typing's: this module loads with the fast path (see console.py)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import BinaryIO, TextIO
 
 # How often the live line is redrawn when nothing else happens, so the elapsed time of a long
 # step keeps moving and the user can tell a slow step from a hung `once`. Four times a second
@@ -139,6 +141,8 @@ class LiveConsole(Console):
             text += " · " + ", ".join(
                 f"{label} ({now - self._running[label]:.0f}s)" for label in labels
             )
+        import shutil  # noqa: PLC0415 - only a live line needs the width (~10 ms to import)
+
         width = shutil.get_terminal_size().columns
         if len(text) > width - 1:
             text = text[: max(0, width - 2)] + "…"

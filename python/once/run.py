@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 import functools
 import os
 import queue
@@ -12,20 +11,21 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from once import _core
-from once.fingerprint import Fingerprint
-from once.graph import Action
+from once.cache_files import cache_folder
+from once.console import Console, Outcome, Result, hit_line
 from once.layout import STATE_DIR
-from once.model import Workspace
 
 if TYPE_CHECKING:
     import subprocess
     from concurrent.futures import Future
 
+    from once.fingerprint import Fingerprint
+    from once.graph import Action
+    from once.model import Workspace
     from once.remote import RemoteCache
 
 # How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
@@ -33,22 +33,6 @@ INTERRUPT_GRACE_SECONDS = 3.0
 INTERRUPTED = 130  # exit status given to a command that was never started because of Ctrl-C
 # In the workspace state folder: stats and digests of outputs as last checked (OutputStats).
 OUTPUT_STATS = "outputs"
-
-
-class Outcome(enum.Enum):
-    RAN = "ran"
-    CACHED = "cached"  # hit, outputs already on disk as the cache has them
-    RESTORED = "restored"  # hit, outputs restored from the cache
-    FAILED = "failed"
-    SKIPPED = "skipped"  # a dependency failed
-
-
-@dataclass(frozen=True)
-class Result:
-    label: str
-    outcome: Outcome
-    seconds: float
-    saved_ms: int = 0  # for hits: how long the original run took
 
 
 def open_store(*, quiet: bool = False) -> _core.Store | None:
@@ -64,100 +48,7 @@ def open_store(*, quiet: bool = False) -> _core.Store | None:
 
 def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """`$ONCE_CACHE_DIR`, else `$XDG_CACHE_HOME/once`, else `~/.cache/once`."""
-    if environ.get("ONCE_CACHE_DIR"):
-        return Path(environ["ONCE_CACHE_DIR"])
-    xdg = environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "once"
-
-
-class LogMode(enum.Enum):
-    """Which command output to show (Turborepo's `--output-logs`)."""
-
-    FULL = "full"  # live output of commands, and the replayed log of every hit
-    NEW_ONLY = "new-only"  # live output of commands that run; hits stay quiet
-    ERRORS_ONLY = "errors-only"  # only the log of a command that failed
-    NONE = "none"  # no command output at all
-
-
-class Console:
-    """Serializes output of parallel actions, each line prefixed by its action's label."""
-
-    def __init__(self, stream: BinaryIO, mode: LogMode = LogMode.FULL) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-        self.mode = mode
-
-    @property
-    def replays(self) -> bool:
-        return self.mode is LogMode.FULL
-
-    def live(self, label: str, data: bytes) -> None:
-        """Output of a running command, as it comes."""
-        if self.mode in (LogMode.FULL, LogMode.NEW_ONLY):
-            self.lines(label, data)
-
-    def failed(self, label: str, log: bytes) -> None:
-        """The whole log of a failed command, where it was not shown live."""
-        if self.mode is LogMode.ERRORS_ONLY:
-            self.lines(label, log)
-
-    def lines(self, label: str, data: bytes) -> None:
-        if data:
-            self._write(prefixed(label, data))
-
-    def hits(self, hits: list[tuple[Result, bytes]]) -> None:
-        """Many cache hits settled at once, each with its log (empty unless replayed): their
-        status lines and logs in one write, then their progress events."""
-        if not hits:
-            return
-        body = bytearray()
-        for result, log in hits:
-            body += hit_line(result).encode() + b"\n"
-            if log and self.replays:
-                body += prefixed(result.label, log)
-        self._write(bytes(body))
-        self.finished_many([result for result, _ in hits])
-
-    def status(self, text: str) -> None:
-        self._write(text.encode() + b"\n")
-
-    # Progress events, so a live display (progress.py) can count steps without parsing lines.
-    def started(self, label: str, cmd: str) -> None:
-        """A command is about to run (not called for cache hits)."""
-        self.status(f"{label}: running {cmd}")
-
-    def finished(self, result: Result) -> None:
-        """A step ended: ran, hit, failed or skipped."""
-
-    def finished_many(self, results: list[Result]) -> None:
-        """Several steps ended at once (hits settled in bulk)."""
-        for result in results:
-            self.finished(result)
-
-    def close(self) -> None:
-        """The run is over (or interrupted): leave the terminal clean for the summary."""
-
-    def _write(self, data: bytes) -> None:
-        with self._lock:
-            self._stream.write(data)
-            self._stream.flush()
-
-
-def prefixed(label: str, data: bytes) -> bytes:
-    """Each line of `data` prefixed by its step's label."""
-    prefix = f"{label} |".encode()
-    return b"".join(
-        prefix + (b" " + line if line else b"") + b"\n" for line in data.rstrip(b"\n").split(b"\n")
-    )
-
-
-def hit_line(result: Result) -> str:
-    """The status line of a cache hit: restoring's time beside the original run's, which is
-    what the cache is worth."""
-    return (
-        f"{result.label}: cache hit ({result.outcome.value}) in "
-        f"{result.seconds:.2f}s, saved {result.saved_ms / 1000:.2f}s"
-    )
+    return Path(cache_folder(environ))
 
 
 class Runner:
@@ -488,39 +379,3 @@ class Runner:
             self._cache_warned = True
             print(f"once: warning: caching is off for this run: {err}", file=sys.stderr)
         self.store = None
-
-
-def summary(results: list[Result], seconds: float) -> str:
-    """The last lines of a run: what ran, what the cache answered, what failed, and the time
-    the cache saved (the sum of the recorded run times of every hit)."""
-    counts = dict.fromkeys(Outcome, 0)
-    for result in results:
-        counts[result.outcome] += 1
-    hits = counts[Outcome.CACHED] + counts[Outcome.RESTORED]
-    saved = sum(result.saved_ms for result in results) / 1000
-    if not results:
-        return "once: nothing to run"
-    if hits == len(results):
-        head = f"all {len(results)} steps cached ({counts[Outcome.RESTORED]} restored), 0 ran"
-    else:
-        head = (
-            f"{len(results)} steps: {counts[Outcome.RAN]} ran, {hits} cached, "
-            f"{counts[Outcome.FAILED]} failed, {counts[Outcome.SKIPPED]} skipped"
-        )
-    lines = [f"once: {head} in {seconds:.2f}s (cache saved {human_seconds(saved)})"]
-    failed = [result.label for result in results if result.outcome is Outcome.FAILED]
-    if failed:
-        # Named again at the very end: with many parallel steps the failure scrolled away.
-        lines.append(f"once: failed: {', '.join(failed)}")
-    return "\n".join(lines)
-
-
-def human_seconds(seconds: float) -> str:
-    """`0.42s`, `12.30s`, `3m05s`, `2h10m`: short enough for a summary line."""
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"

@@ -8,6 +8,7 @@ import os
 
 from once import prelude
 from once.cache_cli import finish_run
+from once.console import Console, Outcome, Result
 from once.fingerprint import plan
 from once.graph import Action
 from once.history import History
@@ -15,7 +16,7 @@ from once.layout import STATE_DIR
 from once.lock import workspace_lock
 from once.model import Workspace
 from once.remote import open_remote, start_remote
-from once.run import Console, Outcome, Result, Runner, open_store
+from once.run import Runner, open_store
 
 
 def execute(
