@@ -115,9 +115,7 @@ def load_workspace(start: Path) -> Workspace:
     if cached is not None:
         return cached
     reads = workspace_cache.start_reads()
-    workspace = read_workspace(root, reads)
-    workspace_cache.save(root, cache_file, workspace, reads)
-    return workspace
+    return workspace_cache.save(root, cache_file, read_workspace(root, reads), reads)
 
 
 def read_workspace(root: Path, reads: workspace_cache.Reads) -> Workspace:

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import fnmatch
-import platform
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from once import _core
 from once.errors import ConfigError
 from once.graph import Action
+from once.key_context import ToolProbes
 from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
 from once.model import Rule, Workspace
-
-# What `_core.action_keys` takes per action: inputs, label, cmd, cwd, platform, env, tools,
-# dependency labels, outputs.
-KeyRequest = tuple[
-    _core.FileSet,
-    str,
-    str,
-    str,
-    str,
-    list[tuple[str, str]],
-    list[tuple[str, str]],
-    list[str],
-    list[str],
-]
+from once.plans import KeyRequest, Step, key_requests, selections
 
 
 @dataclass(frozen=True)
@@ -70,21 +54,6 @@ class Plan:
     files_read: int  # files whose contents were hashed (not answered by the stat cache)
 
 
-def platform_tag() -> str:
-    return f"{sys.platform}-{platform.machine()}"
-
-
-def declared_env(patterns: tuple[str, ...], environ: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(name, value) of every set variable matching a declared name or pattern (`API_*`)."""
-    if not patterns:
-        return []  # most rules declare none: skip a pass over the whole environment
-    return sorted(
-        (name, value)
-        for name, value in environ.items()
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
-    )
-
-
 def excluded_paths(workspace: Workspace) -> dict[str, list[str]]:
     """For each package, what is never an input of its rules, relative to it: the outputs of
     every rule of the package (covered by dep keys), and the packages nested below it.
@@ -122,26 +91,23 @@ def input_patterns(
     return list(rule.inputs), exclude
 
 
-class ToolProbes:
-    """Runs each `tools` probe once per run; its output (and failure) enters the key."""
-
-    def __init__(self, root: Path) -> None:
-        self._root = root
-        self._outputs: dict[str, str] = {}
-
-    def output(self, command: str) -> str:
-        if command not in self._outputs:
-            import subprocess  # noqa: PLC0415 - only rules with `tools` run a probe
-
-            done = subprocess.run(
-                ["sh", "-c", command],
-                cwd=self._root,
-                capture_output=True,
-                check=False,
-            )
-            text = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
-            self._outputs[command] = f"{text}\n[exit {done.returncode}]"
-        return self._outputs[command]
+def plan_steps(workspace: Workspace, actions: list[Action]) -> list[Step]:
+    """The steps of `actions` (given in dependency order): what their keys are made of, but
+    the files' contents. What `plans.py` keeps for the next identical command."""
+    excluded = excluded_paths(workspace)
+    return [
+        (
+            action.label,
+            action.deps,
+            action.rule.package,
+            *input_patterns(workspace, action.rule, excluded),
+            action.rule.cmd,
+            action.rule.env,
+            action.rule.tools,
+            action.rule.outputs,
+        )
+        for action in actions
+    ]
 
 
 def plan(
@@ -156,39 +122,20 @@ def plan(
     (select, hash, keys), not one per action."""
     if snapshot is None:
         snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR])
-    excluded = excluded_paths(workspace)
-    selections = [
-        (action.rule.package, *input_patterns(workspace, action.rule, excluded))
-        for action in actions
-    ]
+    steps = plan_steps(workspace, actions)
+    wanted = selections(steps)
     try:
-        filesets = snapshot.select_many(selections)
+        filesets = snapshot.select_many(wanted)
     except _core.GlobError:
         # Name the rule whose glob is at fault (the batch only says which glob).
-        for action, (package, include, exclude) in zip(actions, selections, strict=True):
+        for action, (package, include, exclude) in zip(actions, wanted, strict=True):
             try:
                 snapshot.select(package, include, exclude)
             except _core.GlobError as err:
                 raise ConfigError(action.rule.source, f"{action.label}: {err}") from None
         raise
     read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / STAT_CACHE))
-
-    probes = ToolProbes(workspace.root)
-    tag = platform_tag()
-    requests: list[KeyRequest] = [
-        (
-            inputs,
-            action.rule.label,
-            action.rule.cmd,
-            action.rule.package,
-            tag,
-            declared_env(action.rule.env, environ),
-            [(tool, probes.output(tool)) for tool in action.rule.tools],
-            list(action.deps),
-            list(action.rule.outputs),
-        )
-        for action, inputs in zip(actions, filesets, strict=True)
-    ]
+    requests = key_requests(steps, filesets, environ, ToolProbes(workspace.root))
     keys = dict(
         zip(
             (action.label for action in actions), _core.action_keys(snapshot, requests), strict=True

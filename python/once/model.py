@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from once.stamps import Stamps
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -61,6 +63,9 @@ class Workspace:
     root: Path
     packages: dict[str, Package]  # by path
     remote: RemoteSettings | None = None
+    # The stats of every file and folder it was read from, when they vouch for a copy of it
+    # (workspace_cache.py); None when it cannot be kept. Not part of what it is.
+    stamps: Stamps | None = field(default=None, compare=False, repr=False)
 
     def rule(self, label: str) -> Rule | None:
         package, _, name = label.removeprefix("//").partition(":")

@@ -5,9 +5,8 @@ Reading the once.toml of 1,000 packages costs ~0.45 s (tomllib is pure Python, a
 is checked), more than everything else a no-op run does. The copy is used only while every file
 it was read from, and every folder listed to find the packages, has exactly the stat (device,
 inode, size, mtime, ctime) it had when it was read; any edit, new package folder, removal or
-rename changes one of them. It is written only when each of those stats is settled: stamped
-clearly before the read began (the racy-timestamp rule of the stat cache), so an edit landing
-in the same clock tick as the read cannot hide behind an unchanged stat.
+rename changes one of them. It is written only when each of those stats is settled (see
+stamps.py).
 
 `marshal`, not `pickle`: the file lives in the workspace, and loading it must never run code.
 """
@@ -20,22 +19,17 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from once import __version__
 from once.model import Package, RemoteSettings, Rule, Workspace
+from once.stamps import Stamps, hold, settled, signature
 
 CACHE_NAME = "workspace-cache"
 # Bump when the layout of the encoded tuples changes.
 FORMAT = 1
-# A stamp this close to the start of the read may belong to an edit made during it.
-RACY_NS = 20_000_000
-# File systems with whole-second stamps: an edit within the same second shows the same stamp.
-COARSE_RACY_NS = 2_000_000_000
-
-Signature = tuple[int, int, int, int, int]  # dev, ino, size, mtime_ns, ctime_ns
 
 
 @dataclass
@@ -53,17 +47,11 @@ def start_reads() -> Reads:
     return Reads(time.time_ns(), [], [])
 
 
-def _signature(path: Path | str) -> Signature:
-    # os.stat on the str: building a Path for each of 2,000 names doubled the load time.
-    st = os.stat(path)  # noqa: PTH116
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 def _header(root: Path) -> tuple[Any, ...]:
     # The code that validated it is part of what it means: a new version re-reads.
     config_module = Path(__file__).with_name("config.py")
     try:
-        code = _signature(config_module)
+        code = signature(config_module)
     except OSError:
         code = (0, 0, 0, 0, 0)
     return (FORMAT, RULE_FIELDS, REMOTE_FIELDS, __version__, sys.version, str(root), code)
@@ -75,44 +63,37 @@ def load(root: Path, cache_file: Path) -> Workspace | None:
     try:
         data = cache_file.read_bytes()
         # Plain values only; marshal builds no objects that run code.
-        header, signatures, encoded = marshal.loads(data)  # noqa: S302
-        if header != _header(root):
+        header, stamps, encoded = marshal.loads(data)  # noqa: S302
+        if header != _header(root) or not hold(stamps):
             return None
-        for path, signature in signatures:
-            if _signature(path) != signature:
-                return None
-        return _decode(root, encoded)
+        return _decode(root, encoded, stamps)
     except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError):
         return None
 
 
-def save(root: Path, cache_file: Path, workspace: Workspace, reads: Reads) -> None:
+def save(root: Path, cache_file: Path, workspace: Workspace, reads: Reads) -> Workspace:
     """Keep `workspace` for the next command, if every stat it depends on is settled and the
     workspace has its state folder already: a command that fails on a bad config (or only
-    looks) must not be the one that creates it."""
+    looks) must not be the one that creates it. Returns it with the stamps that vouch for it
+    (`Workspace.stamps`) when it was kept."""
     if not reads.cacheable or not cache_file.parent.is_dir():
-        return
-    signatures = []
+        return workspace
+    stamps: Stamps = []
     temp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
     try:
         for path in _unique([*reads.files, *reads.folders]):
-            signature = _signature(path)
-            if not _settled(signature, reads.started_ns):
-                return  # edited just now: keep reading it until its stamp is safely past
-            signatures.append((str(path), signature))
-        temp.write_bytes(marshal.dumps((_header(root), signatures, _encode(workspace))))
+            stamp = signature(path)
+            if not settled(stamp, reads.started_ns):
+                return workspace  # edited just now: read it again until its stamp is past
+            stamps.append((str(path), stamp))
+        temp.write_bytes(marshal.dumps((_header(root), stamps, _encode(workspace))))
         temp.replace(cache_file)
     except OSError:
         # A read-only checkout or a full disk: the next command reads the files again.
         with contextlib.suppress(OSError):
             temp.unlink()
-
-
-def _settled(signature: Signature, started_ns: int) -> bool:
-    _, _, _, mtime_ns, ctime_ns = signature
-    coarse = mtime_ns % 1_000_000_000 == 0 and ctime_ns % 1_000_000_000 == 0
-    margin = COARSE_RACY_NS if coarse else RACY_NS
-    return max(mtime_ns, ctime_ns) < started_ns - margin
+        return workspace
+    return replace(workspace, stamps=stamps)
 
 
 def _unique(paths: Iterable[Path]) -> list[Path]:
@@ -149,7 +130,7 @@ def _encode(workspace: Workspace) -> tuple[Any, ...]:
     return (packages, encoded_remote)
 
 
-def _decode(root: Path, encoded: tuple[Any, ...]) -> Workspace:
+def _decode(root: Path, encoded: tuple[Any, ...], stamps: Stamps) -> Workspace:
     packages_data, remote_data = encoded
     packages: dict[str, Package] = {}
     for path, deps, source_text, rules_data in packages_data:
@@ -165,4 +146,4 @@ def _decode(root: Path, encoded: tuple[Any, ...]) -> Workspace:
         remote = RemoteSettings(
             source=Path(remote_source), **dict(zip(REMOTE_FIELDS, values, strict=True))
         )
-    return Workspace(root=root, packages=packages, remote=remote)
+    return Workspace(root=root, packages=packages, remote=remote, stamps=stamps)

@@ -1,0 +1,146 @@
+"""A run's plan: the steps of a `once run TARGET...` in dependency order, each with everything
+its key is made of except the files' contents (input globs, command, env patterns, tools,
+dependencies, outputs).
+
+The plan of a command is kept in `.once/run-plans` (marshal, never pickle: loading it must not
+run code) together with the stamps of every once.toml and folder the workspace was read from
+(stamps.py). While they hold, the same command in the same folder has the same plan, so the
+fast path (`quick.py`) keys its steps without importing click or reading any configuration.
+
+Light: loaded by that fast path before anything else of the front."""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import sys
+
+from once import __version__, _core
+from once.key_context import ToolProbes, declared_env, platform_tag
+from once.stamps import Stamps, hold, signature
+
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
+PLANS_NAME = "run-plans"
+# Bump when the layout of a step changes.
+FORMAT = 1
+# Plans kept per workspace (the commands most recently planned); each is a few bytes per step.
+KEEP = 32
+# The modules whose code decides what a plan holds: a changed one (a development checkout)
+# makes every kept plan stale, as a new version does.
+_PLANNERS = ("config.py", "graph.py", "fingerprint.py", "plans.py")
+
+# A step: label, dependency labels, package, include globs, exclude globs, cmd, env patterns,
+# tools, outputs.
+Step = tuple[
+    str,
+    tuple[str, ...],
+    str,
+    list[str],
+    list[str],
+    str,
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[str, ...],
+]
+# Which plan: the working folder (resolved) and the targets as given.
+PlanKey = tuple[str, tuple[str, ...]]
+# What `_core.action_keys` takes per step: inputs, label, cmd, cwd, platform, env, tools,
+# dependency labels, outputs.
+KeyRequest = tuple[
+    _core.FileSet,
+    str,
+    str,
+    str,
+    str,
+    list[tuple[str, str]],
+    list[tuple[str, str]],
+    list[str],
+    list[str],
+]
+
+
+def selections(steps: Sequence[Step]) -> list[tuple[str, list[str], list[str]]]:
+    """What `Snapshot.select_many` takes to find each step's input files."""
+    return [(step[2], step[3], step[4]) for step in steps]
+
+
+def key_requests(
+    steps: Sequence[Step],
+    inputs: Sequence[_core.FileSet],
+    environ: Mapping[str, str],
+    probes: ToolProbes,
+) -> list[KeyRequest]:
+    """Each step's request for `_core.action_keys`, given its input files."""
+    tag = platform_tag()
+    return [
+        (
+            files,
+            label,
+            cmd,
+            package,
+            tag,
+            declared_env(env, environ),
+            [(tool, probes.output(tool)) for tool in tools],
+            list(deps),
+            list(outputs),
+        )
+        for (label, deps, package, _, _, cmd, env, tools, outputs), files in zip(
+            steps, inputs, strict=True
+        )
+    ]
+
+
+def load(state_dir: str, key: PlanKey) -> list[Step] | None:
+    """The kept plan of `key`, or None when there is none or what it was made from changed
+    (or the file is damaged)."""
+    try:
+        with open(os.path.join(state_dir, PLANS_NAME), "rb") as file:
+            header, stamps, plans = marshal.load(file)  # noqa: S302 - plain values only
+        steps = plans.get(key)
+        if steps is None or header != _header(os.path.dirname(state_dir)) or not hold(stamps):
+            return None
+    except (OSError, EOFError, ValueError, TypeError, AttributeError):
+        return None
+    return list(steps)
+
+
+def save(state_dir: str, stamps: Stamps, key: PlanKey, steps: list[Step]) -> None:
+    """Keep `steps` as the plan of `key`, made from a workspace that `stamps` vouch for. Plans
+    kept for other stamps (an older configuration) are dropped."""
+    path = os.path.join(state_dir, PLANS_NAME)
+    header = _header(os.path.dirname(state_dir))
+    plans: dict[Any, Any] = {}
+    try:
+        with open(path, "rb") as file:
+            old_header, old_stamps, old_plans = marshal.load(file)  # noqa: S302
+        if old_header == header and old_stamps == stamps and isinstance(old_plans, dict):
+            plans = old_plans
+    except (OSError, EOFError, ValueError, TypeError):
+        pass  # none yet, or damaged: start afresh
+    plans.pop(key, None)
+    plans[key] = steps  # dicts keep insertion order: the newest last
+    for stale in list(plans)[:-KEEP]:
+        del plans[stale]
+    temp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temp, "wb") as file:
+            marshal.dump((header, stamps, plans), file)
+        os.replace(temp, path)
+    except OSError:
+        # A read-only checkout or a full disk: the next run plans again.
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+
+
+def _header(root: str) -> tuple[Any, ...]:
+    here = os.path.dirname(__file__)
+    try:
+        code = [signature(os.path.join(here, name)) for name in _PLANNERS]
+    except OSError:
+        code = []
+    return (FORMAT, __version__, sys.version, root, platform_tag(), code)
