@@ -29,6 +29,12 @@ def main() -> None:
     from once import prelude  # noqa: PLC0415
 
     prelude.start(argv)  # a run's lock and walk, while click and the rest import
+    if prelude.started() is not None:
+        from once import quick  # noqa: PLC0415
+
+        code = quick.run()  # every step a cache hit: answered without the CLI
+        if code is not None:
+            sys.exit(code)
     from once.cli import main as cli_main  # noqa: PLC0415 - click loads only past this point
 
     cli_main()

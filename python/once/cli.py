@@ -173,6 +173,8 @@ def run(
         workspace, actions = _load_affected(cwd, list(targets), since, to_stderr=as_json)
     else:
         workspace, actions = _load(cwd, list(targets))
+        if not (dry_run or force or remote_read_only or link != "copy"):
+            _keep_plan(cwd, targets, workspace, actions)
     if dry_run:
         _print_dry_run(
             workspace, actions, plan_keys(workspace, actions, os.environ), as_json=as_json
@@ -194,6 +196,27 @@ def run(
     console.status(summary(results, time.monotonic() - started))
     if any(result.outcome is Outcome.FAILED for result in results):
         sys.exit(EXIT_FAILED)
+
+
+def _keep_plan(
+    cwd: Path, targets: tuple[str, ...], workspace: Workspace, actions: list[Action]
+) -> None:
+    """Keep this command's plan for the fast path (quick.py) when that path could answer it
+    next time: the workspace is kept under stamps, and no step needs the remote cache or the
+    scheduler (a step that is never cached always runs)."""
+    from once import plans
+    from once.fingerprint import plan_steps
+    from once.layout import STATE_DIR
+
+    if workspace.stamps is None or workspace.remote is not None or not actions:
+        return
+    if not all(action.rule.cache for action in actions):
+        return
+    state_dir = str(workspace.root / STATE_DIR)
+    key = (os.path.realpath(cwd), targets)
+    steps = plan_steps(workspace, actions)
+    if plans.load(state_dir, key) != steps:
+        plans.save(state_dir, workspace.stamps, key, steps)
 
 
 def _load_affected(

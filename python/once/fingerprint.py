@@ -11,7 +11,7 @@ from once.graph import Action
 from once.key_context import ToolProbes
 from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
 from once.model import Rule, Workspace
-from once.plans import KeyRequest, Step, key_requests, selections
+from once.plans import KeyRequest, Step, key_requests, selections, spec_json
 
 
 @dataclass(frozen=True)
@@ -25,20 +25,7 @@ class Fingerprint:
     def spec(self) -> str:
         """Everything that went into the key as JSON, for `once why` and `--dry-run`. Built on
         demand: a run needs it only for the actions whose key changed since their last run."""
-        inputs, label, cmd, cwd, platform, env, tools, _, outputs = self.request
-        _, spec = _core.action_key(
-            self.snapshot,
-            inputs,
-            label=label,
-            cmd=cmd,
-            cwd=cwd,
-            platform=platform,
-            env=env,
-            tools=tools,
-            deps=self.deps,
-            outputs=outputs,
-        )
-        return spec
+        return spec_json(self.snapshot, self.request, self.deps)
 
     @property
     def spec_json(self) -> str:

@@ -12,6 +12,10 @@ CONFIG_NAME = "once.toml"
 STATE_DIR = ".once"
 # In the state folder: each file's stat and digest as last seen (rust/once-core/src/statcache.rs).
 STAT_CACHE = "statcache"
+# In the state folder: stats and digests of outputs as last checked (OutputStats).
+OUTPUT_STATS = "outputs"
+# The remote cache's URL, when the environment names one (remote.py).
+REMOTE_URL_ENV = "ONCE_REMOTE"
 
 
 def find_root(start: str, read: Callable[[str], str]) -> str | None:

@@ -95,6 +95,25 @@ def key_requests(
     ]
 
 
+def spec_json(snapshot: _core.Snapshot, request: KeyRequest, deps: list[tuple[str, str]]) -> str:
+    """Everything that went into a key as JSON, for `once why` and `--dry-run`: built only
+    for the steps whose key changed since their last run. `deps` are (label, key) pairs."""
+    inputs, label, cmd, cwd, platform, env, tools, _, outputs = request
+    _, spec = _core.action_key(
+        snapshot,
+        inputs,
+        label=label,
+        cmd=cmd,
+        cwd=cwd,
+        platform=platform,
+        env=env,
+        tools=tools,
+        deps=deps,
+        outputs=outputs,
+    )
+    return spec
+
+
 def load(state_dir: str, key: PlanKey) -> list[Step] | None:
     """The kept plan of `key`, or None when there is none or what it was made from changed
     (or the file is damaged)."""

@@ -27,11 +27,16 @@ if TYPE_CHECKING:
 _NO_RUN = frozenset(("--dry-run", "--help", "-h"))
 
 
-class _Early:
-    def __init__(self, root: str, state_dir: str, fd: int) -> None:
+class Early:
+    """A run's lock and walk, started before the front is imported; `argv` is the command
+    after the program name (and `-C DIR`), `cwd` the resolved folder it runs in."""
+
+    def __init__(self, root: str, state_dir: str, fd: int, cwd: str, argv: list[str]) -> None:
         self.root = root
         self.state_dir = state_dir
         self.fd: int | None = fd
+        self.cwd = cwd
+        self.argv = argv
         self._snapshot: _core.Snapshot | None = None
         self._error: BaseException | None = None
         # A daemon: a run that stops early (a bad target) must not wait for the walk to end.
@@ -57,7 +62,7 @@ class _Early:
         return self._snapshot
 
 
-_early: _Early | None = None
+_early: Early | None = None
 
 
 def start(argv: list[str]) -> None:
@@ -69,15 +74,21 @@ def start(argv: list[str]) -> None:
     if argv[:1] != ["run"] or _NO_RUN.intersection(argv):
         return
     try:
-        root = layout.find_root(os.path.realpath(directory), _read)
+        cwd = os.path.realpath(directory)
+        root = layout.find_root(cwd, _read)
         if root is None:
             return
         state_dir = os.path.join(root, layout.STATE_DIR)
         if not os.path.isdir(state_dir):
             return
-        _early = _Early(root, state_dir, lock.acquire(state_dir))
+        _early = Early(root, state_dir, lock.acquire(state_dir), cwd, argv)
     except (OSError, ValueError):
         return  # the usual path meets the same problem and reports it properly
+
+
+def started() -> Early | None:
+    """What `start` began, until the session claims it."""
+    return _early
 
 
 def _read(path: str) -> str:

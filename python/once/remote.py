@@ -20,13 +20,14 @@ from once import _core
 from once.cache_cli import human_bytes
 from once.config import remote_url_problem
 from once.errors import UsageError
+from once.layout import REMOTE_URL_ENV
 from once.model import RemoteSettings, Workspace
 
 if TYPE_CHECKING:
     from once.fingerprint import Plan
     from once.graph import Action
 
-URL_ENV = "ONCE_REMOTE"
+URL_ENV = REMOTE_URL_ENV
 READ_ONLY_ENV = "ONCE_REMOTE_READ_ONLY"
 TIMEOUT_ENV = "ONCE_REMOTE_TIMEOUT"
 SIGNING_KEY_ENV = "ONCE_SIGNING_KEY"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from once import _core
 from once.cache_files import cache_folder
 from once.console import Console, Outcome, Result, hit_line
-from once.layout import STATE_DIR
+from once.layout import OUTPUT_STATS, STATE_DIR
 
 if TYPE_CHECKING:
     import subprocess
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 # How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
 INTERRUPT_GRACE_SECONDS = 3.0
 INTERRUPTED = 130  # exit status given to a command that was never started because of Ctrl-C
-# In the workspace state folder: stats and digests of outputs as last checked (OutputStats).
-OUTPUT_STATS = "outputs"
 
 
 def open_store(*, quiet: bool = False) -> _core.Store | None:

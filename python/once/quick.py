@@ -1,0 +1,172 @@
+"""The fast path of `once run TARGET...`: when the command's plan is kept (plans.py) and every
+step is a local cache hit, key, settle and report them without importing click, the config
+code or the scheduler, and exit.
+
+A no-op run is the command people run most, and on a 100,000-file workspace its floor is the
+walk `git status` also does; importing the CLI and decoding the workspace cost more than
+everything else. Here, while the prelude walks, only the plan is loaded. The output, the run
+log, the history and the exit status are those of the full run, which writes them with the
+same code (console.py, cache_files.py, history.py).
+
+Anything else leaves the run to the CLI, which then reuses the walk: an option this path does
+not take, no kept plan, a remote cache, a step that is not a local hit (or whose entry is
+refused, gone or fails to restore), or any surprise before the first line is printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import time
+
+from once import _core, plans, prelude
+from once.cache_files import MAX_SIZE_ENV, cache_folder, parse_size, record_run
+from once.console import LogMode, Outcome, Result, summary
+from once.history import History
+from once.key_context import ToolProbes
+from once.layout import OUTPUT_STATS, REMOTE_URL_ENV, STAT_CACHE
+from once.progress import make_console
+
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
+if TYPE_CHECKING:
+    from once.plans import KeyRequest, Step
+
+EXIT_INTERRUPTED = 130
+_LOG_MODES = {mode.value: mode for mode in LogMode}
+_SETTLED = ("cached", "restored")
+
+
+def run() -> int | None:
+    """The exit status of the run the prelude started, when this path answered it; None to
+    leave it to the CLI (nothing has been printed then)."""
+    early = prelude.started()
+    parsed = parse(early.argv) if early is not None else None
+    if early is None or parsed is None:
+        return None
+    targets, mode = parsed
+    started = time.monotonic()
+    try:
+        hits = _settle(early, targets, mode)
+    except KeyboardInterrupt:
+        print("once: error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # any surprise: the CLI does it again and words the error
+        hits = None
+    if hits is None:
+        return None
+    try:
+        _report(early, hits, mode, started)
+    except OSError as err:  # worded as the CLI words it (cli.main)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"once: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parse(argv: list[str]) -> tuple[list[str], LogMode] | None:
+    """(targets, log mode) of `run [--output-logs MODE] TARGET...`; None for anything else."""
+    if argv[:1] != ["run"]:
+        return None
+    targets: list[str] = []
+    mode = LogMode.FULL
+    args = iter(argv[1:])
+    for arg in args:
+        option, equals, value = arg.partition("=")
+        if option == "--output-logs":
+            chosen = _LOG_MODES.get(value if equals else next(args, ""))
+            if chosen is None:
+                return None
+            mode = chosen
+        elif arg.startswith("-"):
+            return None
+        else:
+            targets.append(arg)
+    return (targets, mode) if targets else None
+
+
+class _Hits:
+    """Every step of the run, settled: what the report needs."""
+
+    def __init__(self, steps: list[Step], snapshot: _core.Snapshot, store: _core.Store) -> None:
+        self.steps = steps
+        self.snapshot = snapshot
+        self.store = store
+        self.requests: list[KeyRequest] = []
+        self.keys: list[str] = []
+        self.results: list[tuple[Result, bytes]] = []
+
+
+def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | None:
+    if os.environ.get(REMOTE_URL_ENV):
+        return None  # the remote cache's settings and warnings are the CLI's
+    bound = os.environ.get(MAX_SIZE_ENV, "").strip()
+    if bound:
+        parse_size(bound)  # malformed: the CLI refuses it (exit 2) before the run
+    steps = plans.load(early.state_dir, (early.cwd, tuple(targets)))
+    if not steps:
+        return None
+    store = _core.Store(cache_folder())
+    snapshot = early.snapshot()
+    inputs = snapshot.select_many(plans.selections(steps))
+    snapshot.hash(inputs, os.path.join(early.state_dir, STAT_CACHE))
+    requests = plans.key_requests(steps, inputs, os.environ, ToolProbes(early.root))
+    keys = _core.action_keys(snapshot, requests)
+    entries = store.lookup_many(keys)
+    # Settled in waves: a step after its dependencies, as the scheduler would.
+    waves: dict[str, int] = {}
+    wanted = []
+    for (label, deps, package, *_, outputs), entry in zip(steps, entries, strict=True):
+        if entry is None:
+            return None
+        waves[label] = wave = max((waves[dep] + 1 for dep in deps), default=0)
+        wanted.append((entry, package, list(outputs), wave))
+    output_stats = _core.OutputStats(os.path.join(early.state_dir, OUTPUT_STATS))
+    try:
+        reports = store.settle_hits(
+            early.root, wanted, "copy", output_stats, read_logs=mode is LogMode.FULL
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            output_stats.save()  # as the runner does: what was checked need not be again
+    if any(state not in _SETTLED for state, *_ in reports):
+        return None
+    results = [
+        (
+            Result(
+                step[0],
+                Outcome.CACHED if state == "cached" else Outcome.RESTORED,
+                seconds,
+                saved_ms=entry.duration_ms,
+            ),
+            log or b"",
+        )
+        for step, (entry, *_), (state, _, log, seconds) in zip(steps, wanted, reports, strict=True)
+    ]
+    hits = _Hits(steps, snapshot, store)
+    hits.requests, hits.keys, hits.results = requests, keys, results
+    return hits
+
+
+def _report(early: prelude.Early, hits: _Hits, mode: LogMode, started: float) -> None:
+    """Print, record and release as the end of a full run does (cli.run, session.execute)."""
+    console = make_console(sys.stdout.buffer, mode, len(hits.steps))
+    try:
+        console.hits(hits.results)
+    finally:
+        console.close()
+    with contextlib.suppress(OSError):
+        record_run(hits.store.root, len(hits.results), 0)
+    history = History(early.state_dir)
+    key_of = dict(zip((step[0] for step in hits.steps), hits.keys, strict=True))
+    for step, request, key in zip(hits.steps, hits.requests, hits.keys, strict=True):
+        deps = [(dep, key_of[dep]) for dep in step[1]]
+        history.record(
+            step[0], key, functools.partial(plans.spec_json, hits.snapshot, request, deps)
+        )
+    history.save()
+    if early.fd is not None:
+        os.close(early.fd)  # the lock: released before the summary, as the session does
+        early.fd = None
+    console.status(summary([result for result, _ in hits.results], time.monotonic() - started))

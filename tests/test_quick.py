@@ -1,0 +1,229 @@
+"""The fast path of `once run TARGET...` (quick.py): a run whose steps are all local cache hits
+is answered from the kept plan without loading the CLI, prints exactly what the full run
+prints, and leaves everything else to the full run: a changed config, a changed input, an
+option it does not take, a remote cache."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from once import quick
+from once.console import LogMode
+
+from tests.helpers import Done, Workspace, three_packages
+
+
+def once_main(ws: Workspace, *args: str, env: dict[str, str] | None = None) -> tuple[Done, bool]:
+    """Run `once ARGS` through its console entry, and whether the CLI (click) was loaded."""
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('click' in sys.modules, file=sys.stderr))\n"
+        f"sys.argv = ['once', *{list(args)!r}]\n"
+        "from once.__main__ import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ws.root,
+        env={**os.environ, "ONCE_CACHE_DIR": str(ws.cache), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    *err, loaded = done.stderr.splitlines() or ["?"]
+    assert loaded in ("True", "False"), done.stderr
+    err_text = "".join(f"{line}\n" for line in err)
+    return Done(done.returncode, done.stdout, err_text), loaded == "True"
+
+
+def timeless(text: str) -> str:
+    return re.sub(r"\d+\.\d\ds", "T", text)
+
+
+@pytest.fixture
+def built(ws: Workspace) -> Workspace:
+    three_packages(ws)
+    first = ws.once("run", "build")
+    assert first.code == 0, first.err
+    assert sorted(ws.ran()) == ["a", "app", "b"]
+    return ws
+
+
+def test_a_no_op_is_answered_without_the_cli_and_prints_what_the_full_run_prints(
+    built: Workspace,
+) -> None:
+    full, _ = once_main(built, "run", "build", "--jobs", "2")  # an option: the full run
+    quick_done, cli_loaded = once_main(built, "run", "build")
+    assert (quick_done.code, full.code) == (0, 0), quick_done.err + full.err
+    assert not cli_loaded
+    assert timeless(quick_done.out) == timeless(full.out)
+    assert "//app:build | built app" in quick_done.out
+    assert quick_done.out.splitlines()[-1].startswith("once: all 3 steps cached (0 restored)")
+    assert built.ran() == []
+
+
+def test_deleted_outputs_are_restored_by_the_fast_path(built: Workspace) -> None:
+    once_main(built, "run", "build")  # keeps the plan
+    (built.root / "app/out/app.txt").unlink()
+    done, cli_loaded = once_main(built, "run", "build")
+    assert done.code == 0, done.err
+    assert not cli_loaded
+    assert "//app:build: cache hit (restored)" in done.out
+    assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
+    assert built.ran() == []
+
+
+def test_a_changed_input_leaves_the_run_to_the_cli(built: Workspace) -> None:
+    once_main(built, "run", "build")
+    (built.root / "libs/a/src/one.txt").write_text("uno\n")
+    done, cli_loaded = once_main(built, "run", "build")
+    assert done.code == 0, done.err
+    assert cli_loaded
+    assert sorted(built.ran()) == ["a", "app"]
+    again, cli_loaded = once_main(built, "run", "build")
+    assert again.code == 0, again.err
+    assert not cli_loaded
+
+
+def test_an_edited_config_is_read_again(built: Workspace) -> None:
+    once_main(built, "run", "build")
+    config = built.root / "libs/b/once.toml"
+    config.write_text(
+        config.read_text().replace(
+            "cp src/b.txt dist/sub/b.out", "cat src/b.txt src/b.txt > dist/sub/b.out"
+        )
+    )
+    done, cli_loaded = once_main(built, "run", "build")
+    assert done.code == 0, done.err
+    assert cli_loaded
+    assert sorted(built.ran()) == ["app", "b"]
+    assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\nbee\n"
+
+
+def test_a_new_package_is_found(built: Workspace) -> None:
+    once_main(built, "run", "build")
+    built.write(
+        {
+            "libs/c/once.toml": f'[rule.build]\ncmd = "{built.marker("c")}"\n',
+            "libs/c/src/c.txt": "sea\n",
+        }
+    )
+    done, cli_loaded = once_main(built, "run", "build")
+    assert done.code == 0, done.err
+    assert cli_loaded
+    assert built.ran() == ["c"]
+    assert "4 steps" in done.out.splitlines()[-1]
+
+
+def test_a_declared_env_change_misses(built: Workspace) -> None:
+    once_main(built, "run", "build")
+    done, _ = once_main(built, "run", "build", env={"A_MODE": "fast"})
+    assert done.code == 0, done.err
+    assert sorted(built.ran()) == ["a", "app"]
+    again, cli_loaded = once_main(built, "run", "build", env={"A_MODE": "fast"})
+    assert again.code == 0, again.err
+    assert not cli_loaded
+    assert built.ran() == []
+
+
+def test_each_folder_and_target_list_has_its_own_plan(built: Workspace) -> None:
+    once_main(built, "run", "build")
+    done = built.once("run", "build", cwd=built.root / "libs/a")
+    assert done.code == 0, done.err
+    assert done.out.splitlines()[-1].startswith("once: all 1 steps cached")
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('click' in sys.modules, file=sys.stderr))\n"
+        "sys.argv = ['once', 'run', 'build']\n"
+        "from once.__main__ import main\n"
+        "main()\n"
+    )
+    again = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=built.root / "libs/a",
+        env={**os.environ, "ONCE_CACHE_DIR": str(built.cache)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.splitlines()[-1] == "False"
+    assert again.stdout.splitlines()[-1].startswith("once: all 1 steps cached")
+
+
+@pytest.mark.parametrize("mode", ["none", "new-only", "errors-only"])
+def test_log_modes_match_the_full_run(built: Workspace, mode: str) -> None:
+    full, _ = once_main(built, "run", f"--output-logs={mode}", "build", "-j", "1")
+    done, cli_loaded = once_main(built, "run", "--output-logs", mode, "build")
+    assert done.code == 0, done.err
+    assert not cli_loaded
+    assert timeless(done.out) == timeless(full.out)
+    assert "built app" not in done.out
+
+
+def test_a_malformed_cache_bound_is_the_clis_error(built: Workspace) -> None:
+    once_main(built, "run", "build")
+    done, cli_loaded = once_main(built, "run", "build", env={"ONCE_CACHE_MAX_SIZE": "lots"})
+    assert done.code == 2
+    assert cli_loaded
+    assert done.err.startswith("once: error: ONCE_CACHE_MAX_SIZE: 'lots' is not a size")
+
+
+def test_a_remote_cache_is_left_to_the_cli(built: Workspace) -> None:
+    once_main(built, "run", "build")
+    done, cli_loaded = once_main(
+        built, "run", "build", env={"ONCE_REMOTE": f"file://{built.root.parent / 'remote'}"}
+    )
+    assert cli_loaded
+    assert done.code in (0, 2), done.err
+
+
+def test_why_reads_the_history_the_fast_path_keeps(built: Workspace) -> None:
+    once_main(built, "run", "build")
+    (built.root / "libs/a/src/one.txt").write_text("uno\n")
+    built.once("run", "build")
+    (built.root / "libs/a/src/one.txt").write_text("one\n")
+    done, cli_loaded = once_main(built, "run", "build")  # back to a cached state: a new key
+    assert not cli_loaded
+    assert done.code == 0, done.err
+    why = built.once("why", "//libs/a:build")
+    assert why.code == 0, why.err
+    assert "cached" in why.out.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "parsed"),
+    [
+        (["run", "build"], (["build"], LogMode.FULL)),
+        (["run", "a", "//b:c"], (["a", "//b:c"], LogMode.FULL)),
+        (["run", "--output-logs=none", "a"], (["a"], LogMode.NONE)),
+        (["run", "a", "--output-logs", "new-only"], (["a"], LogMode.NEW_ONLY)),
+        (["run"], None),
+        (["run", "--output-logs=loud", "a"], None),
+        (["run", "--output-logs"], None),
+        (["run", "-j", "2", "a"], None),
+        (["run", "--force", "a"], None),
+        (["run", "--", "a"], None),
+        (["status", "a"], None),
+    ],
+)
+def test_only_plain_runs_take_the_fast_path(
+    argv: list[str], parsed: tuple[list[str], LogMode] | None
+) -> None:
+    assert quick.parse(argv) == parsed
+
+
+def test_a_plan_from_another_folder_name_is_not_used(built: Workspace, tmp_path: Path) -> None:
+    once_main(built, "run", "build")
+    moved = tmp_path / "moved"
+    built.root.rename(moved)
+    ws = Workspace(moved, built.cache)
+    done, cli_loaded = once_main(ws, "run", "build")
+    assert done.code == 0, done.err
+    assert cli_loaded  # the kept plan names the old root
