@@ -9,6 +9,7 @@ __all__ = [
     "FileSet",
     "GlobError",
     "OutputStats",
+    "PendingScan",
     "Remote",
     "Snapshot",
     "Store",
@@ -52,11 +53,21 @@ class FileSet:
     def __len__(self) -> int: ...
 
 @final
+class PendingScan:
+    """A walk running on its own thread (`Snapshot.start_scan`)."""
+
+    def wait(self) -> Snapshot:
+        """The snapshot once the walk is done; only once."""
+
+@final
 class Snapshot:
     """Every file of a workspace with its stat, from one parallel walk honouring ignore files."""
 
     @staticmethod
     def scan(root: str, skip_dirs: list[str]) -> Snapshot: ...
+    @staticmethod
+    def start_scan(root: str, skip_dirs: list[str], stat_cache: str) -> PendingScan:
+        """`scan`, then `prime` with `stat_cache`, on a thread of its own."""
     @property
     def file_count(self) -> int: ...
     def select(self, package: str, include: list[str], exclude: list[str]) -> FileSet:

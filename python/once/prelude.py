@@ -13,15 +13,12 @@ usual path. Imports here stay light: this module runs before everything else.
 from __future__ import annotations
 
 import os
-import threading
 
-from once import layout, lock
+from once import _core, layout, lock
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from once import _core
 
 # Flags after which `run` does not take the lock or walk (it prints and exits).
 _NO_RUN = frozenset(("--dry-run", "--help", "-h"))
@@ -37,28 +34,25 @@ class Early:
         self.fd: int | None = fd
         self.cwd = cwd
         self.argv = argv
-        self._snapshot: _core.Snapshot | None = None
-        self._error: BaseException | None = None
-        # A daemon: a run that stops early (a bad target) must not wait for the walk to end.
-        self._thread = threading.Thread(target=self._scan, name="once-prelude", daemon=True)
-        self._thread.start()
-
-    def _scan(self) -> None:
-        from once import _core  # noqa: PLC0415 - loaded by `import once` already
-
-        try:
-            snapshot = _core.Snapshot.scan(self.root, [layout.STATE_DIR])
-            # The stat cache needs no rule either: unchanged files get their digests here.
-            snapshot.prime(os.path.join(self.state_dir, layout.STAT_CACHE))
-            self._snapshot = snapshot
-        except BaseException as err:
-            self._error = err
+        # On a thread of the extension's own (a run that stops early, on a bad target, does
+        # not wait for it). The stat cache needs no rule either: unchanged files get their
+        # digests there too.
+        self._pending: _core.PendingScan | None = _core.Snapshot.start_scan(
+            root, [layout.STATE_DIR], os.path.join(state_dir, layout.STAT_CACHE)
+        )
+        self._snapshot: _core.Snapshot | OSError | None = None
 
     def snapshot(self) -> _core.Snapshot:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._snapshot is not None  # noqa: S101 - set whenever no error was
+        """The walk's snapshot, once it is done; its error (each time asked) if it failed."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            try:
+                self._snapshot = pending.wait()
+            except OSError as err:
+                self._snapshot = err
+        if isinstance(self._snapshot, OSError):
+            raise self._snapshot
+        assert self._snapshot is not None  # noqa: S101 - set when the wait ended
         return self._snapshot
 
 

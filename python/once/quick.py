@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import sys
 import time
@@ -47,6 +48,9 @@ def run() -> int | None:
         return None
     targets, mode = parsed
     started = time.monotonic()
+    # A short-lived process making thousands of small tuples: the cyclic collector would
+    # only walk them (a few ms) to find nothing to free.
+    gc.disable()
     try:
         hits = _settle(early, targets, mode)
     except KeyboardInterrupt:
@@ -55,6 +59,7 @@ def run() -> int | None:
     except Exception:  # any surprise: the CLI does it again and words the error
         hits = None
     if hits is None:
+        gc.enable()  # the full run may run for hours
         return None
     try:
         _report(early, hits, mode, started)

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
 
 use once_core::key::{key_of, ActionSpec, InputFile, KeyHead};
 use once_core::snapshot;
@@ -44,8 +45,48 @@ impl Snapshot {
     }
 }
 
+/// A walk, then a prime from the stat cache, running on a thread of its own: what
+/// `Snapshot.start_scan` returns. A Rust thread, not a Python one, so that the walk can start
+/// before `threading` (~5 ms) is even imported.
+#[pyclass(frozen, module = "once._core")]
+pub struct PendingScan {
+    thread: Mutex<Option<JoinHandle<once_core::Result<snapshot::Snapshot>>>>,
+}
+
+#[pymethods]
+impl PendingScan {
+    /// The snapshot, once the walk is done; only once.
+    fn wait(&self, py: Python<'_>) -> PyResult<Snapshot> {
+        py.detach(|| {
+            let thread = self.thread.lock().map_err(|_| poisoned())?.take();
+            let thread =
+                thread.ok_or_else(|| PyRuntimeError::new_err("scan already waited for"))?;
+            let scanned = thread
+                .join()
+                .map_err(|_| PyRuntimeError::new_err("the workspace walk panicked"))?;
+            Ok(Snapshot {
+                inner: RwLock::new(scanned.map_err(CoreError)?),
+            })
+        })
+    }
+}
+
 #[pymethods]
 impl Snapshot {
+    /// `scan`, then `prime` with `stat_cache`, on a new thread; `wait` on the result.
+    #[staticmethod]
+    #[pyo3(signature = (root, skip_dirs, stat_cache))]
+    fn start_scan(root: PathBuf, skip_dirs: Vec<String>, stat_cache: PathBuf) -> PendingScan {
+        let thread = std::thread::spawn(move || {
+            let mut scanned = snapshot::Snapshot::scan(&root, &skip_dirs)?;
+            scanned.prime(&stat_cache);
+            Ok(scanned)
+        });
+        PendingScan {
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
     #[staticmethod]
     #[pyo3(signature = (root, skip_dirs))]
     fn scan(py: Python<'_>, root: PathBuf, skip_dirs: Vec<String>) -> PyResult<Snapshot> {
