@@ -18,8 +18,6 @@ the configuration and scheduling machinery, loads on first use of one of its nam
 
 from __future__ import annotations
 
-import importlib
-
 from once._core import __version__
 
 # Not `typing.TYPE_CHECKING`: importing typing costs ~10 ms on every start, before a run's
@@ -61,6 +59,8 @@ _ERRORS = ("ConfigError", "OnceError", "UsageError")
 def __getattr__(name: str) -> Any:  # noqa: ANN401 - PEP 562 hook: the type is the attribute's
     """Load `once.api` (or `once.errors`) on first use of one of the public names."""
     if name in __all__:
+        import importlib  # noqa: PLC0415 - `import once` runs before every walk (prelude.py)
+
         module = "once.errors" if name in _ERRORS else "once.api"
         return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'once' has no attribute {name!r}")

@@ -5,7 +5,10 @@ Kept free of heavy imports: `prelude` finds the root before click or the config 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CONFIG_NAME = "once.toml"
 # The workspace's own state (stat cache, last keys, lock); never an input, never walked.
