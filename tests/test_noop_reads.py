@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from click.testing import CliRunner
-from once import _core
+from once import _core, prelude, quick
 from once.cli import cli
 
 from tests.helpers import Workspace, three_packages
@@ -56,3 +57,28 @@ def test_same_size_output_rewrite_with_old_mtime_is_restored(ws: Workspace) -> N
     assert "//libs/b:build: cache hit (restored)" in done.out
     assert output.read_text() == "bee\n"
     assert sorted(ws.ran()) == ["a", "app", "b"]  # the first run only: the rest were hits
+
+
+def test_the_fast_path_reads_no_file_contents(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The same through quick.py, which answers a no-op once the run's plan is kept."""
+    three_packages(ws)
+    monkeypatch.setenv("ONCE_CACHE_DIR", str(ws.cache))
+    monkeypatch.chdir(ws.root)
+    assert ws.once("run", "build").code == 0
+    time.sleep(SETTLE_SECONDS)
+    assert ws.once("run", "build").code == 0  # keeps the plan; re-reads the fresh files
+    time.sleep(SETTLE_SECONDS)
+    before = _core.files_hashed()
+    prelude.start(["run", "build"])
+    try:
+        assert quick.run() == 0
+    finally:
+        early = prelude.started()
+        if early is not None and early.fd is not None:
+            os.close(early.fd)
+        prelude._early = None
+    assert _core.files_hashed() - before == 0
+    assert "once: all 3 steps cached" in capfd.readouterr().out
+    assert sorted(ws.ran()) == ["a", "app", "b"]  # the first run only

@@ -75,6 +75,8 @@ class History:
                 self._keys[label] = key
             self._pending.clear()
             _write_atomic(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self._dir, "last-keys.json"))  # what earlier versions wrote
             # Specs no label points at any more are only history of history.
             live = {f"{key}.json" for key in self._keys.values()}
             for stale in os.listdir(specs):
