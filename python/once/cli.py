@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from once.cache_cli import cache_group, run_cache_bound
-from once.errors import OnceError
+from once.errors import OnceError, os_error_message
 from once.workspace_cli import complete_targets, completion_command, graph_command, init_command
 
 # Exit codes of the user contract (ARCHITECTURE.md).
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from once.fingerprint import Plan
     from once.graph import Action
     from once.model import Workspace
+    from once.plans import Step
 
 
 def _load(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action]]:
@@ -171,10 +172,14 @@ def run(
     if affected or since:
         # With --json, stdout is the JSON document alone; the headline goes to stderr.
         workspace, actions = _load_affected(cwd, list(targets), since, to_stderr=as_json)
+        steps = None
     else:
         workspace, actions = _load(cwd, list(targets))
-        if not (dry_run or force or remote_read_only or link != "copy"):
-            _keep_plan(cwd, targets, workspace, actions)
+        steps = (
+            None
+            if dry_run or force or remote_read_only or link != "copy"
+            else _keep_plan(cwd, targets, workspace, actions)
+        )
     if dry_run:
         _print_dry_run(
             workspace, actions, plan_keys(workspace, actions, os.environ), as_json=as_json
@@ -192,6 +197,7 @@ def run(
         link=link,
         remote_read_only=remote_read_only,
         max_bytes=max_bytes,
+        steps=steps,
     )
     console.status(summary(results, time.monotonic() - started))
     if any(result.outcome is Outcome.FAILED for result in results):
@@ -200,23 +206,25 @@ def run(
 
 def _keep_plan(
     cwd: Path, targets: tuple[str, ...], workspace: Workspace, actions: list[Action]
-) -> None:
+) -> list[Step] | None:
     """Keep this command's plan for the fast path (quick.py) when that path could answer it
     next time: the workspace is kept under stamps, and no step needs the remote cache or the
-    scheduler (a step that is never cached always runs)."""
+    scheduler (a step that is never cached always runs). Returns the steps it kept, which the
+    run keys without working them out again."""
     from once import plans
     from once.fingerprint import plan_steps
     from once.layout import STATE_DIR
 
     if workspace.stamps is None or workspace.remote is not None or not actions:
-        return
+        return None
     if not all(action.rule.cache for action in actions):
-        return
+        return None
     state_dir = str(workspace.root / STATE_DIR)
     key = (os.path.realpath(cwd), targets)
     steps = plan_steps(workspace, actions)
     if plans.load(state_dir, key) != steps:
         plans.save(state_dir, workspace.stamps, key, steps)
+    return steps
 
 
 def _load_affected(
@@ -357,8 +365,7 @@ def main() -> NoReturn:
     except FileNotFoundError as err:
         _fail(f"{err.filename}: no such file or directory", EXIT_USAGE)
     except OSError as err:
-        where = f"{err.filename}: " if err.filename else ""
-        _fail(f"{where}{err.strerror or err}", EXIT_FAILED)
+        _fail(os_error_message(err), EXIT_FAILED)
     sys.exit(0)
 
 

@@ -120,6 +120,12 @@ class Console:
             self._stream.flush()
 
 
+def hit_result(label: str, state: str, seconds: float, saved_ms: int) -> Result:
+    """The result of a hit that `Store.settle_hits` reported as "cached" or "restored"."""
+    outcome = Outcome.CACHED if state == "cached" else Outcome.RESTORED
+    return Result(label, outcome, seconds, saved_ms=saved_ms)
+
+
 def prefixed(label: str, data: bytes) -> bytes:
     """Each line of `data` prefixed by its step's label."""
     prefix = f"{label} |".encode()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+TYPE_CHECKING = False  # not typing's: loaded by the fast path (quick.py), see once/__init__.py
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class OnceError(Exception):
@@ -19,6 +21,12 @@ class ConfigError(OnceError):
         self.line = line
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {message}")
+
+
+def os_error_message(err: OSError) -> str:
+    """An operating-system error as the one line after `once: error: `: the file, then why."""
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
 
 
 class UsageError(OnceError):

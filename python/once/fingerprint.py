@@ -103,13 +103,15 @@ def plan(
     environ: Mapping[str, str],
     *,
     snapshot: _core.Snapshot | None = None,
+    steps: list[Step] | None = None,
 ) -> Plan:
     """Keys of `actions` (given in dependency order) from one walk of the workspace (`snapshot`,
     when the prelude walked it already), with one call into the core per step for all actions
-    (select, hash, keys), not one per action."""
+    (select, hash, keys), not one per action. `steps`: their `plan_steps`, when known."""
     if snapshot is None:
         snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR])
-    steps = plan_steps(workspace, actions)
+    if steps is None:
+        steps = plan_steps(workspace, actions)
     wanted = selections(steps)
     try:
         filesets = snapshot.select_many(wanted)

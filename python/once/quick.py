@@ -24,7 +24,8 @@ import time
 
 from once import _core, plans, prelude
 from once.cache_files import MAX_SIZE_ENV, cache_folder, parse_size, record_run
-from once.console import LogMode, Outcome, Result, summary
+from once.console import LogMode, hit_result, summary
+from once.errors import os_error_message
 from once.history import History
 from once.key_context import ToolProbes
 from once.layout import OUTPUT_STATS, REMOTE_URL_ENV, STAT_CACHE
@@ -32,10 +33,10 @@ from once.progress import make_console
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
+    from once.console import Result
     from once.plans import KeyRequest, Step
 
 EXIT_INTERRUPTED = 130
-_LOG_MODES = {mode.value: mode for mode in LogMode}
 _SETTLED = ("cached", "restored")
 
 
@@ -63,9 +64,8 @@ def run() -> int | None:
         return None
     try:
         _report(early, hits, mode, started)
-    except OSError as err:  # worded as the CLI words it (cli.main)
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"once: error: {where}{err.strerror or err}", file=sys.stderr)
+    except OSError as err:
+        print(f"once: error: {os_error_message(err)}", file=sys.stderr)
         return 1
     return 0
 
@@ -80,10 +80,10 @@ def parse(argv: list[str]) -> tuple[list[str], LogMode] | None:
     for arg in args:
         option, equals, value = arg.partition("=")
         if option == "--output-logs":
-            chosen = _LOG_MODES.get(value if equals else next(args, ""))
-            if chosen is None:
+            try:
+                mode = LogMode(value if equals else next(args, ""))
+            except ValueError:
                 return None
-            mode = chosen
         elif arg.startswith("-"):
             return None
         else:
@@ -94,13 +94,22 @@ def parse(argv: list[str]) -> tuple[list[str], LogMode] | None:
 class _Hits:
     """Every step of the run, settled: what the report needs."""
 
-    def __init__(self, steps: list[Step], snapshot: _core.Snapshot, store: _core.Store) -> None:
+    def __init__(
+        self,
+        *,
+        steps: list[Step],
+        requests: list[KeyRequest],
+        keys: list[str],
+        snapshot: _core.Snapshot,
+        store: _core.Store,
+        results: list[tuple[Result, bytes]],
+    ) -> None:
         self.steps = steps
+        self.requests = requests
+        self.keys = keys
         self.snapshot = snapshot
         self.store = store
-        self.requests: list[KeyRequest] = []
-        self.keys: list[str] = []
-        self.results: list[tuple[Result, bytes]] = []
+        self.results = results
 
 
 def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | None:
@@ -138,20 +147,17 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
     if any(state not in _SETTLED for state, *_ in reports):
         return None
     results = [
-        (
-            Result(
-                step[0],
-                Outcome.CACHED if state == "cached" else Outcome.RESTORED,
-                seconds,
-                saved_ms=entry.duration_ms,
-            ),
-            log or b"",
-        )
+        (hit_result(step[0], state, seconds, entry.duration_ms), log or b"")
         for step, (entry, *_), (state, _, log, seconds) in zip(steps, wanted, reports, strict=True)
     ]
-    hits = _Hits(steps, snapshot, store)
-    hits.requests, hits.keys, hits.results = requests, keys, results
-    return hits
+    return _Hits(
+        steps=steps,
+        requests=requests,
+        keys=keys,
+        snapshot=snapshot,
+        store=store,
+        results=results,
+    )
 
 
 def _report(early: prelude.Early, hits: _Hits, mode: LogMode, started: float) -> None:

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from once.fingerprint import Plan
     from once.graph import Action
 
-URL_ENV = REMOTE_URL_ENV
 READ_ONLY_ENV = "ONCE_REMOTE_READ_ONLY"
 TIMEOUT_ENV = "ONCE_REMOTE_TIMEOUT"
 SIGNING_KEY_ENV = "ONCE_SIGNING_KEY"
@@ -59,13 +58,13 @@ def choose(
     """The remote for this run, or None. `$ONCE_REMOTE` wins over `[remote] url`
     (`ONCE_REMOTE=` set but empty turns a configured remote off); read-only when the flag, the
     environment or the config says so. A malformed variable is a usage error (exit 2)."""
-    url = environ.get(URL_ENV)
+    url = environ.get(REMOTE_URL_ENV)
     if url is None:
         url = settings.url if settings else None
     elif url.strip():
         problem = remote_url_problem(url.strip())
         if problem:
-            raise UsageError(f"{URL_ENV}: {problem}")
+            raise UsageError(f"{REMOTE_URL_ENV}: {problem}")
     if not url or not url.strip():
         return None
     read_only = read_only_flag or (settings.read_only if settings else False)

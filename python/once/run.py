@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from once import _core
 from once.cache_files import cache_folder
-from once.console import Console, Outcome, Result, hit_line
+from once.console import Console, Outcome, Result, hit_line, hit_result
 from once.layout import OUTPUT_STATS, STATE_DIR
 
 if TYPE_CHECKING:
@@ -150,8 +150,7 @@ class Runner:
             # A hit reports only when its dependencies did: after one that must run, it waits
             # for it (and is skipped if it fails), confirmed again by the normal path.
             elif state != "failed" and all(dep in results for dep in action.deps):
-                outcome = Outcome.CACHED if state == "cached" else Outcome.RESTORED
-                result = Result(label, outcome, seconds, saved_ms=entry.duration_ms)
+                result = hit_result(label, state, seconds, entry.duration_ms)
                 results[label] = result
                 hits.append((result, log or b""))
         self.console.hits(hits)

@@ -15,6 +15,7 @@ from once.history import History
 from once.layout import STATE_DIR
 from once.lock import workspace_lock
 from once.model import Workspace
+from once.plans import Step
 from once.remote import open_remote, start_remote
 from once.run import Runner, open_store
 
@@ -29,13 +30,18 @@ def execute(
     link: str = "copy",
     remote_read_only: bool = False,
     max_bytes: int,
+    steps: list[Step] | None = None,
 ) -> list[Result]:
     remote = open_remote(workspace, read_only=remote_read_only)
     state_dir = workspace.root / STATE_DIR
     with workspace_lock(state_dir, held=prelude.claim_lock(state_dir)):
         # Keyed under the lock: a run that waited must see what the run before it left.
         keyed = plan(
-            workspace, actions, os.environ, snapshot=prelude.claim_snapshot(workspace.root)
+            workspace,
+            actions,
+            os.environ,
+            snapshot=prelude.claim_snapshot(workspace.root),
+            steps=steps,
         )
         store = open_store()
         runner = Runner(
