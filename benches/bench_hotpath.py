@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from once import _core
+from once.api import Outcome
 from once.config import load_workspace
-from once.console import Console, LogMode, Outcome
+from once.console import Console
 from once.fingerprint import plan
 from once.graph import all_targets, build_graph
 from once.layout import STATE_DIR
@@ -105,10 +106,10 @@ def test_scheduler_overhead_all_cached(
 
     def run_all() -> list[Outcome]:
         keyed = plan(workspace, actions, {})
-        console = Console(io.BytesIO(), LogMode.NONE)
+        console = Console(io.BytesIO(), "none")
         runner = Runner(workspace, keyed.fingerprints, store, console, snapshot=keyed.snapshot)
         return [result.outcome for result in runner.run(actions, os.cpu_count() or 1)]
 
-    assert set(run_all()) == {Outcome.RAN}
+    assert set(run_all()) == {"ran"}
     outcomes = benchmark(run_all)
-    assert set(outcomes) == {Outcome.CACHED}
+    assert set(outcomes) == {"cached"}

@@ -8,8 +8,9 @@ import io
 import json
 
 import pytest
+from once.api import OutputLogs as LogMode
 from once.config import load_workspace
-from once.console import Console, LogMode, Outcome, Result
+from once.console import Console, Result
 from once.graph import build_graph, select_targets
 from once.session import execute
 
@@ -194,7 +195,7 @@ def lines_cmd(lines: list[str], label: str) -> str:
 class Recording(Console):
     """A console that keeps every progress event."""
 
-    def __init__(self, mode: LogMode = LogMode.FULL) -> None:
+    def __init__(self, mode: LogMode = "full") -> None:
         self.buffer = io.BytesIO()
         super().__init__(self.buffer, mode)
         self.events: list[Result] = []
@@ -218,15 +219,15 @@ def test_every_bulk_hit_gets_one_progress_event_and_one_write(
     actions = build_graph(workspace, select_targets(workspace, ["//c:build"], ws.root))
     first = Recording()
     execute(workspace, actions, first, max_bytes=1 << 30)
-    assert [event.outcome for event in first.events] == [Outcome.RAN] * 3
+    assert [event.outcome for event in first.events] == ["ran"] * 3
 
     (ws.root / "b/dist/out.txt").unlink()
     second = Recording()
     results = execute(workspace, actions, second, max_bytes=1 << 30)
     assert [(r.label, r.outcome) for r in results] == [
-        ("//a:build", Outcome.CACHED),
-        ("//b:build", Outcome.RESTORED),
-        ("//c:build", Outcome.CACHED),
+        ("//a:build", "cached"),
+        ("//b:build", "restored"),
+        ("//c:build", "cached"),
     ]
     assert sorted(event.label for event in second.events) == [r.label for r in results]
     # Status lines and logs of all three in a single write.

@@ -11,8 +11,8 @@ import sys
 import termios
 from pathlib import Path
 
-from once.console import LogMode, human_seconds
-from once.progress import LiveConsole, wants_live
+from once.console import human_seconds, wants_live
+from once.progress import LiveConsole
 
 from tests.helpers import ONCE, Workspace, three_packages
 
@@ -193,7 +193,7 @@ def test_warnings_on_stderr_print_above_the_line() -> None:
     saved = sys.stderr
     sys.stderr = err
     try:
-        console = LiveConsole(out, LogMode.FULL, 1)
+        console = LiveConsole(out, "full", 1)
         console.started("//:x", "true")
         print("once: warning: careful", file=sys.stderr)
         console.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from once import quick
-from once.console import LogMode
+from once.api import OutputLogs as LogMode
 
 from tests.helpers import Done, Workspace, three_packages
 
@@ -200,10 +200,10 @@ def test_why_reads_the_history_the_fast_path_keeps(built: Workspace) -> None:
 @pytest.mark.parametrize(
     ("argv", "parsed"),
     [
-        (["run", "build"], (["build"], LogMode.FULL)),
-        (["run", "a", "//b:c"], (["a", "//b:c"], LogMode.FULL)),
-        (["run", "--output-logs=none", "a"], (["a"], LogMode.NONE)),
-        (["run", "a", "--output-logs", "new-only"], (["a"], LogMode.NEW_ONLY)),
+        (["run", "build"], (["build"], "full")),
+        (["run", "a", "//b:c"], (["a", "//b:c"], "full")),
+        (["run", "--output-logs=none", "a"], (["a"], "none")),
+        (["run", "a", "--output-logs", "new-only"], (["a"], "new-only")),
         (["run"], None),
         (["run", "--output-logs=loud", "a"], None),
         (["run", "--output-logs"], None),

@@ -162,7 +162,7 @@ class Workspace:
         """
         # Imported here: `import once` must not load the scheduler, nor the store.
         from once.cache_cli import run_cache_bound  # noqa: PLC0415
-        from once.console import Console, LogMode  # noqa: PLC0415
+        from once.console import Console, log_mode  # noqa: PLC0415
         from once.session import execute  # noqa: PLC0415
 
         started = time.monotonic()
@@ -170,7 +170,7 @@ class Workspace:
         results = execute(
             self._config,
             actions,
-            Console(_binary(stream), LogMode(output_logs)),
+            Console(_binary(stream), log_mode(output_logs)),
             jobs=jobs,
             force=force,
             max_bytes=run_cache_bound(),
@@ -178,7 +178,7 @@ class Workspace:
         steps = tuple(
             StepResult(
                 label=result.label,
-                outcome=result.outcome.value,
+                outcome=result.outcome,
                 seconds=result.seconds,
                 saved_seconds=result.saved_ms / 1000,
             )

@@ -96,21 +96,20 @@ def finish_run(
     cache down to `max_bytes`, never evicting an entry of this run's steps.
 
     Neither may fail the build: a problem is at most one warning."""
-    from once.console import Outcome  # noqa: PLC0415 - see the module docstring
 
     store = runner.store
     if store is None:  # caching was off for this run; the warning was given then
         return
     cacheable = {action.label for action in actions if action.rule.cache}
     counted = [result for result in results if result.label in cacheable]
-    hits = sum(result.outcome in (Outcome.CACHED, Outcome.RESTORED) for result in counted)
-    misses = sum(result.outcome in (Outcome.RAN, Outcome.FAILED) for result in counted)
+    hits = sum(result.outcome in ("cached", "restored") for result in counted)
+    misses = sum(result.outcome in ("ran", "failed") for result in counted)
     cache_dir = Path(store.root)
     if not runner.force and hits + misses:
         # A statistic: losing it is no reason to warn (the store warns of an unusable folder).
         with contextlib.suppress(OSError):
             record_run(cache_dir, hits, misses)
-    if not any(result.outcome is Outcome.RAN for result in counted):
+    if not any(result.outcome == "ran" for result in counted):
         return
     protected = sorted({fingerprint.key for fingerprint in runner.fingerprints.values()})
     try:

@@ -158,9 +158,8 @@ def run(
     one failed (its dependents are skipped), 2 for bad usage or configuration."""
     import time
 
-    from once.console import LogMode, Outcome, summary
+    from once.console import log_mode, make_console, summary
     from once.fingerprint import plan as plan_keys
-    from once.progress import make_console
     from once.session import execute
 
     if as_json and not dry_run:
@@ -187,7 +186,7 @@ def run(
         return
     if not actions:
         return
-    console = make_console(sys.stdout.buffer, LogMode(output_logs), len(actions))
+    console = make_console(sys.stdout.buffer, log_mode(output_logs), len(actions))
     results = execute(
         workspace,
         actions,
@@ -200,7 +199,7 @@ def run(
         steps=steps,
     )
     console.status(summary(results, time.monotonic() - started))
-    if any(result.outcome is Outcome.FAILED for result in results):
+    if any(result.outcome == "failed" for result in results):
         sys.exit(EXIT_FAILED)
 
 

@@ -6,20 +6,27 @@ keeps to the lightest modules of the standard library (no dataclasses, pathlib o
 
 from __future__ import annotations
 
-import enum
-import threading
+import _thread
+import os
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import BinaryIO
 
+    # Literal strings, not enums: `enum` (and the functools and collections it loads) would be
+    # ~3 ms of a no-op run's start. Defined once, in the public API.
+    from once.api import Outcome
+    from once.api import OutputLogs as LogMode
 
-class Outcome(enum.Enum):
-    RAN = "ran"
-    CACHED = "cached"  # hit, outputs already on disk as the cache has them
-    RESTORED = "restored"  # hit, outputs restored from the cache
-    FAILED = "failed"
-    SKIPPED = "skipped"  # a dependency failed
+# How a step ended: "cached" is a hit whose outputs were already on disk as the cache has them,
+# "restored" a hit whose outputs came back from the cache, "skipped" a step whose dependency
+# failed.
+OUTCOMES: tuple[Outcome, ...] = ("ran", "cached", "restored", "failed", "skipped")
+# Which command output to show (Turborepo's `--output-logs`): "full" is the live output of
+# commands and the replayed log of every hit; "new-only" the live output of commands that run
+# (hits stay quiet); "errors-only" only the log of a command that failed; "none" nothing.
+LOG_MODES: tuple[LogMode, ...] = ("full", "new-only", "errors-only", "none")
 
 
 class Result:
@@ -44,38 +51,38 @@ class Result:
         return hash(self._fields())
 
     def __repr__(self) -> str:
-        return f"Result({self.label!r}, {self.outcome}, {self.seconds!r}, saved_ms={self.saved_ms})"
+        fields = f"{self.label!r}, {self.outcome!r}, {self.seconds!r}, saved_ms={self.saved_ms}"
+        return f"Result({fields})"
 
 
-class LogMode(enum.Enum):
-    """Which command output to show (Turborepo's `--output-logs`)."""
-
-    FULL = "full"  # live output of commands, and the replayed log of every hit
-    NEW_ONLY = "new-only"  # live output of commands that run; hits stay quiet
-    ERRORS_ONLY = "errors-only"  # only the log of a command that failed
-    NONE = "none"  # no command output at all
+def log_mode(value: str) -> LogMode:
+    """`value` as a log mode; ValueError if it names none."""
+    for mode in LOG_MODES:
+        if value == mode:
+            return mode
+    raise ValueError(f"not a log mode: {value!r} (one of {', '.join(LOG_MODES)})")
 
 
 class Console:
     """Serializes output of parallel actions, each line prefixed by its action's label."""
 
-    def __init__(self, stream: BinaryIO, mode: LogMode = LogMode.FULL) -> None:
+    def __init__(self, stream: BinaryIO, mode: LogMode = "full") -> None:
         self._stream = stream
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading's Lock, without its import
         self.mode = mode
 
     @property
     def replays(self) -> bool:
-        return self.mode is LogMode.FULL
+        return self.mode == "full"
 
     def live(self, label: str, data: bytes) -> None:
         """Output of a running command, as it comes."""
-        if self.mode in (LogMode.FULL, LogMode.NEW_ONLY):
+        if self.mode in ("full", "new-only"):
             self.lines(label, data)
 
     def failed(self, label: str, log: bytes) -> None:
         """The whole log of a failed command, where it was not shown live."""
-        if self.mode is LogMode.ERRORS_ONLY:
+        if self.mode == "errors-only":
             self.lines(label, log)
 
     def lines(self, label: str, data: bytes) -> None:
@@ -120,9 +127,34 @@ class Console:
             self._stream.flush()
 
 
+def wants_live(stream: BinaryIO, environ: Mapping[str, str] = os.environ) -> bool:
+    """A live line only for a person at a terminal: not in CI (`CI` set, as every CI service
+    does), not piped, not on a `TERM=dumb` terminal that cannot erase a line."""
+    if environ.get("CI", "").lower() not in ("", "0", "false"):
+        return False
+    if environ.get("TERM") == "dumb":
+        return False
+    try:
+        return os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def make_console(
+    stream: BinaryIO, mode: LogMode, total: int, environ: Mapping[str, str] = os.environ
+) -> Console:
+    """The console for a run of `total` steps: live on a terminal, plain otherwise."""
+    if wants_live(stream, environ):
+        # Only a terminal needs the live line, and its module imports `threading`.
+        from once.progress import LiveConsole  # noqa: PLC0415
+
+        return LiveConsole(stream, mode, total)
+    return Console(stream, mode)
+
+
 def hit_result(label: str, state: str, seconds: float, saved_ms: int) -> Result:
     """The result of a hit that `Store.settle_hits` reported as "cached" or "restored"."""
-    outcome = Outcome.CACHED if state == "cached" else Outcome.RESTORED
+    outcome: Outcome = "cached" if state == "cached" else "restored"
     return Result(label, outcome, seconds, saved_ms=saved_ms)
 
 
@@ -138,7 +170,7 @@ def hit_line(result: Result) -> str:
     """The status line of a cache hit: restoring's time beside the original run's, which is
     what the cache is worth."""
     return (
-        f"{result.label}: cache hit ({result.outcome.value}) in "
+        f"{result.label}: cache hit ({result.outcome}) in "
         f"{result.seconds:.2f}s, saved {result.saved_ms / 1000:.2f}s"
     )
 
@@ -146,22 +178,22 @@ def hit_line(result: Result) -> str:
 def summary(results: list[Result], seconds: float) -> str:
     """The last lines of a run: what ran, what the cache answered, what failed, and the time
     the cache saved (the sum of the recorded run times of every hit)."""
-    counts = dict.fromkeys(Outcome, 0)
+    counts = dict.fromkeys(OUTCOMES, 0)
     for result in results:
         counts[result.outcome] += 1
-    hits = counts[Outcome.CACHED] + counts[Outcome.RESTORED]
+    hits = counts["cached"] + counts["restored"]
     saved = sum(result.saved_ms for result in results) / 1000
     if not results:
         return "once: nothing to run"
     if hits == len(results):
-        head = f"all {len(results)} steps cached ({counts[Outcome.RESTORED]} restored), 0 ran"
+        head = f"all {len(results)} steps cached ({counts['restored']} restored), 0 ran"
     else:
         head = (
-            f"{len(results)} steps: {counts[Outcome.RAN]} ran, {hits} cached, "
-            f"{counts[Outcome.FAILED]} failed, {counts[Outcome.SKIPPED]} skipped"
+            f"{len(results)} steps: {counts['ran']} ran, {hits} cached, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped"
         )
     lines = [f"once: {head} in {seconds:.2f}s (cache saved {human_seconds(saved)})"]
-    failed = [result.label for result in results if result.outcome is Outcome.FAILED]
+    failed = [result.label for result in results if result.outcome == "failed"]
     if failed:
         # Named again at the very end: with many parallel steps the failure scrolled away.
         lines.append(f"once: failed: {', '.join(failed)}")

@@ -8,10 +8,9 @@ that changes nothing writes nothing.
 
 from __future__ import annotations
 
-import contextlib
+import _thread
 import marshal
 import os
-import threading
 
 TYPE_CHECKING = False  # not typing's: loaded by the fast path of a no-op run (quick.py)
 if TYPE_CHECKING:
@@ -29,12 +28,13 @@ SPECS = "specs"
 class History:
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self._dir = os.fspath(state_dir)
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading's Lock, without importing threading
         self._pending: dict[str, tuple[str, str]] = {}  # label -> (key, spec json)
         self._keys: dict[str, str] = {}
         try:
             with open(os.path.join(self._dir, LAST_KEYS), "rb") as file:
-                loaded = marshal.load(file)  # noqa: S302 - plain values only; runs no code
+                # `loads` of the whole file: `load` calls the file's `readinto` once per value.
+                loaded = marshal.loads(file.read())  # noqa: S302 - plain values only; runs no code
         except (OSError, EOFError, ValueError, TypeError):
             return  # no history yet, or a damaged file: explanations start afresh
         if isinstance(loaded, dict):
@@ -75,21 +75,26 @@ class History:
                 self._keys[label] = key
             self._pending.clear()
             _write_atomic(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self._dir, "last-keys.json"))  # what earlier versions wrote
+            _unlink_quietly(os.path.join(self._dir, "last-keys.json"))  # earlier versions' name
             # Specs no label points at any more are only history of history.
             live = {f"{key}.json" for key in self._keys.values()}
             for stale in os.listdir(specs):
                 if stale not in live:
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(specs, stale))
+                    _unlink_quietly(os.path.join(specs, stale))
 
 
 def _write_atomic(path: str, data: bytes) -> None:
     temporary = os.path.join(
         os.path.dirname(path),
-        f".{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp",
+        f".{os.path.basename(path)}.{os.getpid()}.{_thread.get_ident()}.tmp",
     )
     with open(temporary, "wb") as file:
         file.write(data)
     os.replace(temporary, path)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # gone already, or not ours to remove: either way nothing to do

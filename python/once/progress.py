@@ -14,12 +14,13 @@ import sys
 import threading
 import time
 
-from once.console import Console, LogMode, Outcome, Result
+from once.console import OUTCOMES, Console, Result
 
 TYPE_CHECKING = False  # not typing's: this module loads with the fast path (see console.py)
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from typing import BinaryIO, TextIO
+
+    from once.api import OutputLogs as LogMode
 
 # How often the live line is redrawn when nothing else happens, so the elapsed time of a long
 # step keeps moving and the user can tell a slow step from a hung `once`. Four times a second
@@ -27,28 +28,6 @@ if TYPE_CHECKING:
 REFRESH_SECONDS = 0.25
 # Erase the current line (carriage return, then ANSI "erase entire line").
 _CLEAR = b"\r\x1b[2K"
-
-
-def wants_live(stream: BinaryIO, environ: Mapping[str, str] = os.environ) -> bool:
-    """A live line only for a person at a terminal: not in CI (`CI` set, as every CI service
-    does), not piped, not on a `TERM=dumb` terminal that cannot erase a line."""
-    if environ.get("CI", "").lower() not in ("", "0", "false"):
-        return False
-    if environ.get("TERM") == "dumb":
-        return False
-    try:
-        return os.isatty(stream.fileno())
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def make_console(
-    stream: BinaryIO, mode: LogMode, total: int, environ: Mapping[str, str] = os.environ
-) -> Console:
-    """The console for a run of `total` steps: live on a terminal, plain otherwise."""
-    if wants_live(stream, environ):
-        return LiveConsole(stream, mode, total)
-    return Console(stream, mode)
 
 
 class LiveConsole(Console):
@@ -62,7 +41,7 @@ class LiveConsole(Console):
         super().__init__(stream, mode)
         self._total = total
         self._running: dict[str, float] = {}  # label -> when its command started
-        self._counts = dict.fromkeys(Outcome, 0)
+        self._counts = dict.fromkeys(OUTCOMES, 0)
         self._started = time.monotonic()
         self._drawn = False
         self._stop = threading.Event()
@@ -127,12 +106,12 @@ class LiveConsole(Console):
         if self._stop.is_set():
             return b""
         counts = self._counts
-        hits = counts[Outcome.CACHED] + counts[Outcome.RESTORED]
+        hits = counts["cached"] + counts["restored"]
         done = sum(counts.values())
         now = time.monotonic()
         text = (
             f"[{done}/{self._total}] {len(self._running)} running, {hits} cached, "
-            f"{counts[Outcome.RAN]} ran, {counts[Outcome.FAILED]} failed "
+            f"{counts['ran']} ran, {counts['failed']} failed "
             f"· {now - self._started:.0f}s"
         )
         if self._running:

@@ -15,8 +15,6 @@ refused, gone or fails to restore), or any surprise before the first line is pri
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import gc
 import os
 import sys
@@ -24,15 +22,17 @@ import time
 
 from once import _core, plans, prelude
 from once.cache_files import MAX_SIZE_ENV, cache_folder, parse_size, record_run
-from once.console import LogMode, hit_result, summary
+from once.console import hit_result, log_mode, make_console, summary
 from once.errors import os_error_message
 from once.history import History
 from once.key_context import ToolProbes
 from once.layout import OUTPUT_STATS, REMOTE_URL_ENV, STAT_CACHE
-from once.progress import make_console
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from once.api import OutputLogs as LogMode
     from once.console import Result
     from once.plans import KeyRequest, Step
 
@@ -75,13 +75,13 @@ def parse(argv: list[str]) -> tuple[list[str], LogMode] | None:
     if argv[:1] != ["run"]:
         return None
     targets: list[str] = []
-    mode = LogMode.FULL
+    mode: LogMode = "full"
     args = iter(argv[1:])
     for arg in args:
         option, equals, value = arg.partition("=")
         if option == "--output-logs":
             try:
-                mode = LogMode(value if equals else next(args, ""))
+                mode = log_mode(value if equals else next(args, ""))
             except ValueError:
                 return None
         elif arg.startswith("-"):
@@ -139,11 +139,13 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
     output_stats = _core.OutputStats(os.path.join(early.state_dir, OUTPUT_STATS))
     try:
         reports = store.settle_hits(
-            early.root, wanted, "copy", output_stats, read_logs=mode is LogMode.FULL
+            early.root, wanted, "copy", output_stats, read_logs=mode == "full"
         )
     finally:
-        with contextlib.suppress(OSError):
+        try:
             output_stats.save()  # as the runner does: what was checked need not be again
+        except OSError:
+            pass
     if any(state not in _SETTLED for state, *_ in reports):
         return None
     results = [
@@ -167,17 +169,24 @@ def _report(early: prelude.Early, hits: _Hits, mode: LogMode, started: float) ->
         console.hits(hits.results)
     finally:
         console.close()
-    with contextlib.suppress(OSError):
+    try:
         record_run(hits.store.root, len(hits.results), 0)
+    except OSError:
+        pass  # as the full run: the run log is for `once cache stats`, never worth failing for
     history = History(early.state_dir)
     key_of = dict(zip((step[0] for step in hits.steps), hits.keys, strict=True))
     for step, request, key in zip(hits.steps, hits.requests, hits.keys, strict=True):
         deps = [(dep, key_of[dep]) for dep in step[1]]
-        history.record(
-            step[0], key, functools.partial(plans.spec_json, hits.snapshot, request, deps)
-        )
+        history.record(step[0], key, _spec(hits.snapshot, request, deps))
     history.save()
     if early.fd is not None:
         os.close(early.fd)  # the lock: released before the summary, as the session does
         early.fd = None
     console.status(summary([result for result, _ in hits.results], time.monotonic() - started))
+
+
+def _spec(
+    snapshot: _core.Snapshot, request: KeyRequest, deps: list[tuple[str, str]]
+) -> Callable[[], str]:
+    # A closure rather than `functools.partial`: functools (and collections) cost ~2 ms to import.
+    return lambda: plans.spec_json(snapshot, request, deps)

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 
 from once import _core
 from once.cache_files import cache_folder
-from once.console import Console, Outcome, Result, hit_line, hit_result
+from once.console import Console, Result, hit_line, hit_result
 from once.layout import OUTPUT_STATS, STATE_DIR
 
 if TYPE_CHECKING:
     import subprocess
     from concurrent.futures import Future
 
+    from once.api import Outcome
     from once.fingerprint import Fingerprint
     from once.graph import Action
     from once.model import Workspace
@@ -184,7 +185,7 @@ class Runner:
         def skip_dependents(label: str) -> None:
             for child in dependents[label]:
                 if child not in results:
-                    results[child] = Result(child, Outcome.SKIPPED, 0.0)
+                    results[child] = Result(child, "skipped", 0.0)
                     self.console.finished(results[child])
                     unfinished.pop(child, None)
                     self.console.status(f"{child}: skipped, {label} failed")
@@ -207,7 +208,7 @@ class Runner:
                     result = future.result()
                     results[label] = result
                     self.console.finished(result)
-                    if result.outcome is Outcome.FAILED:
+                    if result.outcome == "failed":
                         skip_dependents(label)
                     for child in dependents[label]:
                         if child in unfinished:
@@ -264,7 +265,7 @@ class Runner:
         if exit_code != 0:
             self.console.failed(action.label, log)
             self.console.status(f"{action.label}: failed with exit code {exit_code}")
-            return Result(action.label, Outcome.FAILED, time.monotonic() - started)
+            return Result(action.label, "failed", time.monotonic() - started)
         edited = self.snapshot.changed_since_scan(fingerprint.inputs) if self.snapshot else []
         if edited:
             # Caching now would file outputs made from new contents under the old key.
@@ -286,7 +287,7 @@ class Runner:
                 self._share(fingerprint.key)  # never raises: the upload runs in the background
             except OSError as err:
                 self._warn_cache_off(err)
-        return Result(action.label, Outcome.RAN, time.monotonic() - started)
+        return Result(action.label, "ran", time.monotonic() - started)
 
     def _from_cache(
         self, store: _core.Store, action: Action, key: str, started: float
@@ -298,11 +299,10 @@ class Runner:
             return None
         root, outputs = str(self.workspace.root), list(rule.outputs)
         try:
-            if store.outputs_match(entry, root, rule.package, outputs, self.output_stats):
-                outcome = Outcome.CACHED
-            else:
+            outcome: Outcome = "cached"
+            if not store.outputs_match(entry, root, rule.package, outputs, self.output_stats):
                 store.restore(entry, root, rule.package, outputs, self.link)
-                outcome = Outcome.RESTORED
+                outcome = "restored"
             log = store.read_blob(entry.log) if self.console.replays else b""
         except _core.UnsafePathError as err:
             self._warn_refused(action.label, entry, str(err))

@@ -8,7 +8,7 @@ import os
 
 from once import prelude
 from once.cache_cli import finish_run
-from once.console import Console, Outcome, Result
+from once.console import Console, Result
 from once.fingerprint import plan
 from once.graph import Action
 from once.history import History
@@ -63,7 +63,7 @@ def execute(
         finish_run(runner, actions, results, max_bytes)
         history = History(state_dir)
         for result in results:
-            if result.outcome is not Outcome.SKIPPED:
+            if result.outcome != "skipped":
                 fingerprint = keyed.fingerprints[result.label]
                 history.record(result.label, fingerprint.key, fingerprint.spec)
         history.save()
