@@ -34,10 +34,23 @@ def main() -> None:
 
         code = quick.run()  # every step a cache hit: answered without the CLI
         if code is not None:
-            sys.exit(code)
+            _exit_now(code)
     from once.cli import main as cli_main  # noqa: PLC0415 - click loads only past this point
 
     cli_main()
+
+
+def _exit_now(code: int) -> None:
+    """Exit without Python's finalization: freeing every object (the walk's snapshot of every
+    file among them) and tearing down each module is ~3 ms of a 100 ms no-op run, for memory
+    the process is about to give back whole. Everything written is closed already; only the
+    standard streams' buffers are left to flush."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = code or 1
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _write_stdout(data: bytes) -> None:
