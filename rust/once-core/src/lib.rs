@@ -7,6 +7,7 @@ mod directory;
 pub mod error;
 pub mod evict;
 pub mod hash;
+mod ignore_file;
 pub mod key;
 pub mod outputstats;
 pub mod remote;

@@ -4,12 +4,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
-use ignore::Match;
 use rayon::prelude::*;
 
-use crate::directory::{rel_path, Directory, Entry, Kind, Listing, NameArg};
+use crate::directory::{Directory, Entry, Kind, Listing, NameArg};
 use crate::error::IoContext;
+use crate::ignore_file::{IgnoreFile, Verdict};
 use crate::{Error, Result};
 
 /// The per-folder ignore file of `once` itself, with the syntax of `.gitignore`.
@@ -314,7 +313,7 @@ where
             child.extend_from_slice(name);
             if let Some(rules) = &self.rules {
                 let is_dir = entry.kind == Kind::Dir;
-                if rules.skip.contains(&child) || is_ignored(ignores, rel_path(&child), is_dir) {
+                if rules.skip.contains(&child) || is_ignored(ignores, &child, is_dir) {
                     continue;
                 }
             }
@@ -369,9 +368,9 @@ fn in_path_order<T>(
 /// The ignore files of one folder, and those of the folders above it (`parent`). Only folders
 /// that have one get a node; the rest share their parent's.
 struct IgnoreRules {
-    once: Option<Gitignore>,
-    git: Option<Gitignore>,
-    exclude: Option<Gitignore>,
+    once: Option<IgnoreFile>,
+    git: Option<IgnoreFile>,
+    exclude: Option<IgnoreFile>,
     parent: Option<Arc<IgnoreRules>>,
 }
 
@@ -396,17 +395,10 @@ impl IgnoreRules {
         if !(has_once || has_git_ignore || has_git) {
             return parent;
         }
-        // Each matcher is rooted at the folder's path relative to the walk root, and is asked
-        // about paths relative to the walk root: it strips its root, as `ignore` does with
-        // absolute paths.
-        let root = rel_path(rel);
-        let load = |file: PathBuf| {
-            let mut builder = GitignoreBuilder::new(root);
-            // An unreadable ignore file and lines that do not parse are skipped (as git does,
-            // and as the `ignore` crate's walker did before this one).
-            let _ = builder.add(file);
-            builder.build().ok().filter(|rules| !rules.is_empty())
-        };
+        // Each file is asked about paths relative to the walk root, below its folder `rel`. An
+        // unreadable ignore file and lines that do not parse are skipped (as git does, and as
+        // the `ignore` crate's walker did before this one).
+        let load = |file: PathBuf| IgnoreFile::load(rel, &file);
         let once = has_once
             .then(|| load(dir.path().join(ONCE_IGNORE_FILENAME)))
             .flatten();
@@ -433,8 +425,8 @@ impl IgnoreRules {
 /// nearest folder whose file says anything about the path decides (a `!pattern` there
 /// re-includes it); `.onceignore` overrides `.gitignore`, which overrides `.git/info/exclude`.
 /// Unlike git, a `.gitignore` above a nested repository still applies inside it.
-fn is_ignored(rules: Option<&IgnoreRules>, path: &Path, is_dir: bool) -> bool {
-    let (mut once, mut git, mut exclude) = (Match::None, Match::None, Match::None);
+fn is_ignored(rules: Option<&IgnoreRules>, path: &[u8], is_dir: bool) -> bool {
+    let (mut once, mut git, mut exclude) = (None, None, None);
     let mut next = rules;
     while let Some(rules) = next {
         for (found, matcher) in [
@@ -444,13 +436,13 @@ fn is_ignored(rules: Option<&IgnoreRules>, path: &Path, is_dir: bool) -> bool {
         ] {
             if found.is_none() {
                 if let Some(matcher) = matcher {
-                    *found = matcher.matched(path, is_dir);
+                    *found = matcher.verdict(path, is_dir);
                 }
             }
         }
         next = rules.parent.as_deref();
     }
-    once.or(git).or(exclude).is_ignore()
+    once.or(git).or(exclude) == Some(Verdict::Ignore)
 }
 
 /// The git folder whose `info/exclude` applies in `folder`, which has a `.git` entry: that

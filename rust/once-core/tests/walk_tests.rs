@@ -296,6 +296,14 @@ fn same_files_as_the_ignore_crate_on_generated_trees() {
         "!src/*.rs",
         "*",
         "!*/",
+        // More lines that only name things (the walk answers those itself, see ignore_file.rs).
+        "*.b",
+        "/a",
+        "a.b/",
+        ".hidden",
+        "out  ",
+        "/src/",
+        "*b",
     ];
     for seed in 1..=60u64 {
         let dir = tempfile::tempdir().unwrap();
