@@ -80,6 +80,9 @@ class Snapshot:
     def prime(self, stat_cache: str) -> None:
         """Fill the digests the stat cache vouches for, reading no file; a later `hash` with the
         same cache does not read it again."""
+    def tree_digest(self) -> str:
+        """Every file's path, executable bit and digest (where known) in one digest: equal
+        trees select the same files with the same contents."""
     def changed_since_scan(self, set: FileSet) -> list[str]:
         """Paths of `set` edited, replaced or deleted since the scan."""
     def inputs(self, set: FileSet) -> list[tuple[str, str, bool]]:

@@ -221,7 +221,8 @@ def _keep_plan(
     state_dir = str(workspace.root / STATE_DIR)
     key = (os.path.realpath(cwd), targets)
     steps = plan_steps(workspace, actions)
-    if plans.load(state_dir, key) != steps:
+    kept = plans.load(state_dir, key)
+    if kept is None or kept[0] != steps:
         plans.save(state_dir, workspace.stamps, key, steps)
     return steps
 

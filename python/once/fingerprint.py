@@ -11,7 +11,7 @@ from once.graph import Action
 from once.key_context import ToolProbes
 from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
 from once.model import Rule, Workspace
-from once.plans import KeyRequest, Step, key_requests, selections, spec_json
+from once.plans import KeyRequest, Step, key_context, key_requests, selections, spec_json
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,9 @@ def plan(
                 raise ConfigError(action.rule.source, f"{action.label}: {err}") from None
         raise
     read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / STAT_CACHE))
-    requests = key_requests(steps, filesets, environ, ToolProbes(workspace.root))
+    requests = key_requests(
+        steps, filesets, key_context(steps, environ, ToolProbes(workspace.root))
+    )
     keys = dict(
         zip(
             (action.label for action in actions), _core.action_keys(snapshot, requests), strict=True

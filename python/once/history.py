@@ -12,6 +12,8 @@ import _thread
 import marshal
 import os
 
+from once.atomic_file import write_atomic
+
 TYPE_CHECKING = False  # not typing's: loaded by the fast path of a no-op run (quick.py)
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,26 +73,16 @@ class History:
             specs = os.path.join(self._dir, SPECS)
             os.makedirs(specs, exist_ok=True)
             for label, (key, spec_json) in self._pending.items():
-                _write_atomic(os.path.join(specs, f"{key}.json"), spec_json.encode())
+                write_atomic(os.path.join(specs, f"{key}.json"), spec_json.encode())
                 self._keys[label] = key
             self._pending.clear()
-            _write_atomic(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))
+            write_atomic(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))
             _unlink_quietly(os.path.join(self._dir, "last-keys.json"))  # earlier versions' name
             # Specs no label points at any more are only history of history.
             live = {f"{key}.json" for key in self._keys.values()}
             for stale in os.listdir(specs):
                 if stale not in live:
                     _unlink_quietly(os.path.join(specs, stale))
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    temporary = os.path.join(
-        os.path.dirname(path),
-        f".{os.path.basename(path)}.{os.getpid()}.{_thread.get_ident()}.tmp",
-    )
-    with open(temporary, "wb") as file:
-        file.write(data)
-    os.replace(temporary, path)
 
 
 def _unlink_quietly(path: str) -> None:

@@ -16,6 +16,7 @@ import os
 import sys
 
 from once import __version__, _core
+from once.atomic_file import write_atomic
 from once.key_context import ToolProbes, declared_env, platform_tag
 from once.stamps import Stamps, hold, signature
 
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 PLANS_NAME = "run-plans"
-# Bump when the layout of a step changes.
-FORMAT = 1
+# Bump when the layout of a step, or of the file, changes.
+FORMAT = 2
 # Plans kept per workspace (the commands most recently planned); each is a few bytes per step.
 KEEP = 32
 # The modules whose code decides what a plan holds: a changed one (a development checkout)
@@ -48,6 +49,9 @@ Step = tuple[
 ]
 # Which plan: the working folder (resolved) and the targets as given.
 PlanKey = tuple[str, tuple[str, ...]]
+# What each step's key takes from outside the workspace's files: the platform, and per step
+# its declared environment variables and its tool probes' outputs, as (name, value) pairs.
+KeyContext = tuple[str, list[tuple[list[tuple[str, str]], list[tuple[str, str]]]]]
 # What `_core.action_keys` takes per step: inputs, label, cmd, cwd, platform, env, tools,
 # dependency labels, outputs.
 KeyRequest = tuple[
@@ -68,28 +72,28 @@ def selections(steps: Sequence[Step]) -> list[tuple[str, list[str], list[str]]]:
     return [(step[2], step[3], step[4]) for step in steps]
 
 
+def key_context(
+    steps: Sequence[Step], environ: Mapping[str, str], probes: ToolProbes
+) -> KeyContext:
+    """What the keys of `steps` take from the environment (see `KeyContext`)."""
+    return (
+        platform_tag(),
+        [
+            (declared_env(env, environ), [(tool, probes.output(tool)) for tool in tools])
+            for *_, env, tools, _ in steps
+        ],
+    )
+
+
 def key_requests(
-    steps: Sequence[Step],
-    inputs: Sequence[_core.FileSet],
-    environ: Mapping[str, str],
-    probes: ToolProbes,
+    steps: Sequence[Step], inputs: Sequence[_core.FileSet], context: KeyContext
 ) -> list[KeyRequest]:
     """Each step's request for `_core.action_keys`, given its input files."""
-    tag = platform_tag()
+    tag, per_step = context
     return [
-        (
-            files,
-            label,
-            cmd,
-            package,
-            tag,
-            declared_env(env, environ),
-            [(tool, probes.output(tool)) for tool in tools],
-            list(deps),
-            list(outputs),
-        )
-        for (label, deps, package, _, _, cmd, env, tools, outputs), files in zip(
-            steps, inputs, strict=True
+        (files, label, cmd, package, tag, env, tools, list(deps), list(outputs))
+        for (label, deps, package, _, _, cmd, _, _, outputs), files, (env, tools) in zip(
+            steps, inputs, per_step, strict=True
         )
     ]
 
@@ -113,20 +117,22 @@ def spec_json(snapshot: _core.Snapshot, request: KeyRequest, deps: list[tuple[st
     return spec
 
 
-def load(state_dir: str, key: PlanKey) -> list[Step] | None:
-    """The kept plan of `key`, or None when there is none or what it was made from changed
-    (or the file is damaged)."""
+def load(state_dir: str, key: PlanKey) -> tuple[list[Step], str] | None:
+    """The kept plan of `key` and its id (the digest of its bytes, which `run_keys` keys on),
+    or None when there is none or what it was made from changed (or the file is damaged)."""
     try:
         with open(os.path.join(state_dir, PLANS_NAME), "rb") as file:
             # `loads` of the whole file: `load` calls the file's `readinto` once per value,
             # which made it 100 times slower.
             header, stamps, plans = marshal.loads(file.read())  # noqa: S302 - plain values only
-        steps = plans.get(key)
-        if steps is None or header != _header(os.path.dirname(state_dir)) or not hold(stamps):
+        kept = plans.get(key)
+        if kept is None or header != _header(os.path.dirname(state_dir)) or not hold(stamps):
             return None
+        # Each plan is kept as its own bytes: only the one asked for is decoded.
+        steps = marshal.loads(kept)  # noqa: S302
     except (OSError, EOFError, ValueError, TypeError, AttributeError):
         return None
-    return list(steps)
+    return list(steps), _core.hash_bytes(kept)
 
 
 def save(state_dir: str, stamps: Stamps, key: PlanKey, steps: list[Step]) -> None:
@@ -143,20 +149,13 @@ def save(state_dir: str, stamps: Stamps, key: PlanKey, steps: list[Step]) -> Non
     except (OSError, EOFError, ValueError, TypeError):
         pass  # none yet, or damaged: start afresh
     plans.pop(key, None)
-    plans[key] = steps  # dicts keep insertion order: the newest last
+    plans[key] = marshal.dumps(steps)  # dicts keep insertion order: the newest last
     for stale in list(plans)[:-KEEP]:
         del plans[stale]
-    temp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(temp, "wb") as file:
-            marshal.dump((header, stamps, plans), file)
-        os.replace(temp, path)
+        write_atomic(path, marshal.dumps((header, stamps, plans)))
     except OSError:
-        # A read-only checkout or a full disk: the next run plans again.
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+        pass  # a read-only checkout or a full disk: the next run plans again
 
 
 def _header(root: str) -> tuple[Any, ...]:

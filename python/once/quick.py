@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from once import _core, plans, prelude
+from once import _core, plans, prelude, run_keys
 from once.cache_files import MAX_SIZE_ENV, cache_folder, parse_size, record_run
 from once.console import hit_result, log_mode, make_console, summary
 from once.errors import os_error_message
@@ -91,6 +91,32 @@ def parse(argv: list[str]) -> tuple[list[str], LogMode] | None:
     return (targets, mode) if targets else None
 
 
+class _Requests:
+    """The steps' requests for `_core.action_keys`, made on first use: selecting and hashing
+    their inputs is skipped when the keys are known already (run_keys.py), and then only a
+    step whose key changed since its last run needs its request (for `once why`)."""
+
+    def __init__(
+        self,
+        early: prelude.Early,
+        steps: list[Step],
+        snapshot: _core.Snapshot,
+        context: plans.KeyContext,
+    ) -> None:
+        self._early = early
+        self._steps = steps
+        self._snapshot = snapshot
+        self._context = context
+        self._requests: list[KeyRequest] | None = None
+
+    def get(self) -> list[KeyRequest]:
+        if self._requests is None:
+            inputs = self._snapshot.select_many(plans.selections(self._steps))
+            self._snapshot.hash(inputs, os.path.join(self._early.state_dir, STAT_CACHE))
+            self._requests = plans.key_requests(self._steps, inputs, self._context)
+        return self._requests
+
+
 class _Hits:
     """Every step of the run, settled: what the report needs."""
 
@@ -98,7 +124,7 @@ class _Hits:
         self,
         *,
         steps: list[Step],
-        requests: list[KeyRequest],
+        requests: _Requests,
         keys: list[str],
         snapshot: _core.Snapshot,
         store: _core.Store,
@@ -118,15 +144,23 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
     bound = os.environ.get(MAX_SIZE_ENV, "").strip()
     if bound:
         parse_size(bound)  # malformed: the CLI refuses it (exit 2) before the run
-    steps = plans.load(early.state_dir, (early.cwd, tuple(targets)))
-    if not steps:
+    plan_key = (early.cwd, tuple(targets))
+    kept = plans.load(early.state_dir, plan_key)
+    if not kept or not kept[0]:
         return None
+    steps, plan_id = kept
     store = _core.Store(cache_folder())
     snapshot = early.snapshot()
-    inputs = snapshot.select_many(plans.selections(steps))
-    snapshot.hash(inputs, os.path.join(early.state_dir, STAT_CACHE))
-    requests = plans.key_requests(steps, inputs, os.environ, ToolProbes(early.root))
-    keys = _core.action_keys(snapshot, requests)
+    context = plans.key_context(steps, os.environ, ToolProbes(early.root))
+    requests = _Requests(early, steps, snapshot, context)
+    keys = run_keys.known(early.state_dir, plan_key, plan_id, snapshot.tree_digest(), context)
+    if keys is None:
+        keys = _core.action_keys(snapshot, requests.get())
+        # After hashing: the tree now has every selected file's digest.
+        tree = snapshot.tree_digest()
+        run_keys.keep(
+            early.state_dir, plan_key, plan_id=plan_id, tree=tree, context=context, keys=keys
+        )
     entries = store.lookup_many(keys)
     # Settled in waves: a step after its dependencies, as the scheduler would.
     waves: dict[str, int] = {}
@@ -175,9 +209,9 @@ def _report(early: prelude.Early, hits: _Hits, mode: LogMode, started: float) ->
         pass  # as the full run: the run log is for `once cache stats`, never worth failing for
     history = History(early.state_dir)
     key_of = dict(zip((step[0] for step in hits.steps), hits.keys, strict=True))
-    for step, request, key in zip(hits.steps, hits.requests, hits.keys, strict=True):
+    for index, (step, key) in enumerate(zip(hits.steps, hits.keys, strict=True)):
         deps = [(dep, key_of[dep]) for dep in step[1]]
-        history.record(step[0], key, _spec(hits.snapshot, request, deps))
+        history.record(step[0], key, _spec(hits.snapshot, hits.requests, index, deps))
     history.save()
     if early.fd is not None:
         os.close(early.fd)  # the lock: released before the summary, as the session does
@@ -186,7 +220,7 @@ def _report(early: prelude.Early, hits: _Hits, mode: LogMode, started: float) ->
 
 
 def _spec(
-    snapshot: _core.Snapshot, request: KeyRequest, deps: list[tuple[str, str]]
+    snapshot: _core.Snapshot, requests: _Requests, index: int, deps: list[tuple[str, str]]
 ) -> Callable[[], str]:
     # A closure rather than `functools.partial`: functools (and collections) cost ~2 ms to import.
-    return lambda: plans.spec_json(snapshot, request, deps)
+    return lambda: plans.spec_json(snapshot, requests.get()[index], deps)

@@ -13,9 +13,7 @@ stamps.py).
 
 from __future__ import annotations
 
-import contextlib
 import marshal
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from once import __version__
+from once.atomic_file import write_atomic
 from once.model import Package, RemoteSettings, Rule, Workspace
 from once.stamps import Stamps, hold, settled, signature
 
@@ -79,19 +78,15 @@ def save(root: Path, cache_file: Path, workspace: Workspace, reads: Reads) -> Wo
     if not reads.cacheable or not cache_file.parent.is_dir():
         return workspace
     stamps: Stamps = []
-    temp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
     try:
         for path in _unique([*reads.files, *reads.folders]):
             stamp = signature(path)
             if not settled(stamp, reads.started_ns):
                 return workspace  # edited just now: read it again until its stamp is past
             stamps.append((str(path), stamp))
-        temp.write_bytes(marshal.dumps((_header(root), stamps, _encode(workspace))))
-        temp.replace(cache_file)
+        write_atomic(cache_file, marshal.dumps((_header(root), stamps, _encode(workspace))))
     except OSError:
         # A read-only checkout or a full disk: the next command reads the files again.
-        with contextlib.suppress(OSError):
-            temp.unlink()
         return workspace
     return replace(workspace, stamps=stamps)
 

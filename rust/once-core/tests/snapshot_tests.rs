@@ -417,3 +417,77 @@ fn index_from_elsewhere_is_an_error() {
     assert!(snap.hash(&[&bogus], None).is_err());
     assert!(snap.inputs(&bogus).is_err());
 }
+
+type Change<'a> = Box<dyn Fn() + 'a>;
+
+#[test]
+fn tree_digest_moves_with_paths_contents_and_modes_only() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    for file in 0..5 {
+        write(root, &format!("pkg/f{file}.txt"), &format!("{file}"));
+    }
+    let cache = root.join(".once/statcache");
+    settle();
+    let skip = vec![".once".to_owned()];
+    let scan = || {
+        let mut snapshot = Snapshot::scan(root, &skip).unwrap();
+        snapshot.prime(&cache);
+        snapshot
+    };
+    let mut first = scan();
+    let unknown = first.tree_digest();
+    let set = all(&first);
+    first.hash(&[&set], Some(&cache)).unwrap();
+    let known = first.tree_digest();
+    assert_ne!(unknown, known, "a digest learned changes the tree");
+    assert_eq!(scan().tree_digest(), known, "an unchanged tree, primed");
+
+    // A new stat with the same content: the same tree.
+    fs::write(root.join("pkg/f1.txt"), "1").unwrap();
+    settle();
+    let mut touched = scan();
+    assert_ne!(touched.tree_digest(), known, "unknown until hashed again");
+    let set = all(&touched);
+    touched.hash(&[&set], Some(&cache)).unwrap();
+    assert_eq!(touched.tree_digest(), known);
+
+    let changes: [(Change, &str); 4] = [
+        (
+            Box::new(|| fs::write(root.join("pkg/f2.txt"), "changed").unwrap()),
+            "content",
+        ),
+        (Box::new(|| write(root, "pkg/new.txt", "x")), "a new file"),
+        (
+            Box::new(|| fs::rename(root.join("pkg/f0.txt"), root.join("pkg/g0.txt")).unwrap()),
+            "a rename",
+        ),
+        (
+            Box::new(|| set_executable(&root.join("pkg/f3.txt"))),
+            "the executable bit",
+        ),
+    ];
+    for (change, what) in changes {
+        let before = {
+            let mut snapshot = scan();
+            let set = all(&snapshot);
+            snapshot.hash(&[&set], Some(&cache)).unwrap();
+            snapshot.tree_digest()
+        };
+        change();
+        settle();
+        let mut after = scan();
+        let set = all(&after);
+        after.hash(&[&set], Some(&cache)).unwrap();
+        assert_ne!(after.tree_digest(), before, "{what}");
+    }
+}
+
+#[cfg(unix)]
+fn set_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &Path) {}

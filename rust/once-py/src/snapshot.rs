@@ -161,6 +161,12 @@ impl Snapshot {
         })
     }
 
+    /// Every file's path, executable bit and digest (where known) in one digest (hex): equal
+    /// trees select the same files with the same contents (see `Snapshot::tree_digest`).
+    fn tree_digest(&self, py: Python<'_>) -> PyResult<String> {
+        py.detach(|| Ok(self.read()?.tree_digest().to_hex()))
+    }
+
     /// Paths of `set` edited, replaced or deleted since the scan.
     fn changed_since_scan(&self, py: Python<'_>, set: &FileSet) -> PyResult<Vec<String>> {
         py.detach(|| Ok(self.read()?.changed_since_scan(&set.indices)))

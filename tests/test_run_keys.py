@@ -1,0 +1,108 @@
+"""Kept run keys (run_keys.py): a run over an unchanged tree takes the keys its plan had last
+time without selecting or hashing anything, and any change a key depends on (a file's
+content, its name, its executable bit, a declared env variable) makes it key again."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from once import plans, prelude, quick, run_keys
+
+from tests.helpers import Workspace, three_packages
+
+# Longer than the racy-timestamp margin (20 ms): only then may a recorded stat vouch for a file.
+SETTLE_SECONDS = 0.06
+
+
+@pytest.fixture
+def kept(ws: Workspace) -> Workspace:
+    """Three packages built, their plan kept, and their keys kept over a settled tree."""
+    three_packages(ws)
+    for _ in range(3):
+        assert ws.once("run", "build").code == 0
+        time.sleep(SETTLE_SECONDS)
+    assert sorted(ws.ran()) == ["a", "app", "b"]
+    assert (ws.root / ".once" / run_keys.KEYS_NAME).is_file()
+    return ws
+
+
+def quick_run(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> int | None:
+    """`once run build` through the fast path, in this process."""
+    monkeypatch.setenv("ONCE_CACHE_DIR", str(ws.cache))
+    monkeypatch.chdir(ws.root)
+    prelude.start(["run", "build"])
+    try:
+        return quick.run()
+    finally:
+        early = prelude.started()
+        if early is not None and early.fd is not None:
+            os.close(early.fd)
+        prelude._early = None
+
+
+def test_an_unchanged_tree_takes_the_kept_keys(
+    kept: Workspace, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def no_selecting(*_: object) -> None:
+        raise AssertionError("selected inputs although the keys were kept")
+
+    monkeypatch.setattr(plans, "selections", no_selecting)
+    assert quick_run(kept, monkeypatch) == 0  # the fast path would fall back on the error
+    assert "once: all 3 steps cached" in capfd.readouterr().out
+    assert kept.ran() == []
+
+
+def test_new_content_is_keyed_again(kept: Workspace) -> None:
+    (kept.root / "libs/a/src/one.txt").write_text("ONE\n")
+    done = kept.once("run", "build")
+    assert done.code == 0, done.err
+    assert sorted(kept.ran()) == ["a", "app"]
+    assert (kept.root / "app/out/app.txt").read_text() == "ONE\ntwo\nbee\n"
+
+
+def test_same_content_rewritten_is_still_cached(kept: Workspace) -> None:
+    (kept.root / "libs/a/src/one.txt").write_text("one\n")  # a new stat, the same bytes
+    assert kept.once("run", "build").code == 0
+    assert kept.ran() == []
+
+
+def test_a_renamed_input_is_keyed_again(kept: Workspace) -> None:
+    src = kept.root / "libs/a/src"
+    (src / "two.txt").rename(src / "zwei.txt")
+    assert kept.once("run", "build").code == 0
+    assert sorted(kept.ran()) == ["a", "app"]
+
+
+def test_an_executable_bit_is_keyed_again(kept: Workspace) -> None:
+    (kept.root / "libs/b/src/b.txt").chmod(0o755)
+    assert kept.once("run", "build").code == 0
+    assert sorted(kept.ran()) == ["app", "b"]
+
+
+def test_a_declared_env_variable_is_keyed_again(kept: Workspace) -> None:
+    assert kept.once("run", "build", env={"A_MODE": "fast"}).code == 0
+    assert sorted(kept.ran()) == ["a", "app"]
+    time.sleep(SETTLE_SECONDS)
+    assert kept.once("run", "build").code == 0  # back to unset: the first keys, cached
+    assert kept.ran() == []
+
+
+def test_keys_are_kept_only_for_their_plan_tree_and_context(tmp_path: Path) -> None:
+    state = str(tmp_path)
+    plan = ("/ws", ("build",))
+    context: plans.KeyContext = ("linux-x86_64", [([("TOKEN", "s3cr3t-value")], [])])
+    other: plans.KeyContext = ("linux-x86_64", [([("TOKEN", "another")], [])])
+    run_keys.keep(state, plan, plan_id="p1", tree="t1", context=context, keys=["k1"])
+    assert run_keys.known(state, plan, "p1", "t1", context) == ["k1"]
+    assert run_keys.known(state, plan, "p2", "t1", context) is None
+    assert run_keys.known(state, plan, "p1", "t2", context) is None
+    assert run_keys.known(state, plan, "p1", "t1", other) is None
+    assert run_keys.known(state, ("/ws", ("test",)), "p1", "t1", context) is None
+    # The values of declared variables (secrets, maybe) stay off the disk.
+    kept_file = tmp_path / run_keys.KEYS_NAME
+    assert b"s3cr3t" not in kept_file.read_bytes()
+    kept_file.write_bytes(b"\x00damaged")
+    assert run_keys.known(state, plan, "p1", "t1", context) is None
