@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,21 @@ def test_deleted_outputs_are_restored_by_the_fast_path(built: Workspace) -> None
     assert not cli_loaded
     assert "//app:build: cache hit (restored)" in done.out
     assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
+    assert built.ran() == []
+
+
+def test_output_folders_deleted_and_restored_keep_the_fast_path(built: Workspace) -> None:
+    """A package folder's stat moves with every output folder made or removed in it: it must
+    not invalidate the kept plan (only once.toml files and the folders listed to find them
+    do), or every run after a restore would take the full path."""
+    once_main(built, "run", "build")  # keeps the plan
+    shutil.rmtree(built.root / "libs/b/dist")
+    shutil.rmtree(built.root / "app/out")
+    for _ in range(2):  # the restore, then the run after it
+        done, cli_loaded = once_main(built, "run", "build")
+        assert done.code == 0, done.err
+        assert not cli_loaded
+    assert (built.root / "libs/b/dist/sub/b.out").read_text() == "bee\n"
     assert built.ran() == []
 
 

@@ -111,6 +111,29 @@ def test_a_package_added_to_an_empty_listed_folder_is_found(
     assert set(load(tmp_path).packages) == {"", "groups/one/a", "groups/two/b"}
 
 
+def test_outputs_made_and_removed_in_a_package_keep_the_cache(
+    tmp_path: Path, reads: list[Path]
+) -> None:
+    make(tmp_path)
+    load(tmp_path)
+    write_tree(tmp_path, {"libs/a/dist/a.out": "x", "app/report.txt": "y"})
+    (tmp_path / "libs/a/dist/a.out").unlink()
+    (tmp_path / "libs/a/dist").rmdir()
+    reads.clear()
+    load(tmp_path)
+    assert reads == []
+
+
+def test_a_package_whose_once_toml_is_removed_is_gone(tmp_path: Path, reads: list[Path]) -> None:
+    make(tmp_path)
+    load(tmp_path)
+    (tmp_path / "libs/b/once.toml").unlink()  # the folder stays, with no once.toml
+    assert "libs/b" not in load(tmp_path).packages
+    time.sleep(SETTLE_SECONDS)
+    (tmp_path / "libs/b/once.toml").write_text(rule_body("build"))
+    assert "libs/b" in load(tmp_path).packages
+
+
 def test_a_removed_package_is_gone(tmp_path: Path, reads: list[Path]) -> None:
     make(tmp_path)
     load(tmp_path)

@@ -364,8 +364,10 @@ def _expand_member(root: Path, source: Source, pattern: str) -> list[str]:
 
 def _note_listed(root: Path, pattern: str, reads: workspace_cache.Reads) -> None:
     """Note the folders `Path.glob` lists to expand a member glob, and every folder it matches
-    (with or without a once.toml): a package added, removed or renamed under them changes
-    their stat. A `**` lists folders at any depth; such a workspace is simply not cached."""
+    that has no once.toml: a package added, removed or renamed under them changes their stat.
+    A package folder's own stat is not noted: its once.toml's stat says all, and the folder's
+    changes with every output a step creates or deletes in it (a restore, a `rm -rf dist`).
+    A `**` lists folders at any depth; such a workspace is simply not cached."""
     if not MEMBER_GLOB.search(pattern):
         return  # a plain path: its once.toml's own stat says all
     parts = PurePosixPath(pattern).parts
@@ -377,7 +379,11 @@ def _note_listed(root: Path, pattern: str, reads: workspace_cache.Reads) -> None
             prefix = "/".join(parts[:depth])
             listed = [root / prefix] if not MEMBER_GLOB.search(prefix) else root.glob(prefix)
             reads.folders.extend(folder for folder in listed if folder.is_dir())
-    reads.folders.extend(folder for folder in root.glob(pattern) if folder.is_dir())
+    reads.folders.extend(
+        folder
+        for folder in root.glob(pattern)
+        if folder.is_dir() and not (folder / CONFIG_NAME).is_file()
+    )
 
 
 def _did_you_mean_member(root: Path, pattern: str) -> str:
