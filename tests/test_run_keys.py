@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from once import plans, prelude, quick, run_keys
+from click.testing import CliRunner
+from once import _core, plans, prelude, quick, run_keys
+from once.cli import cli
 
 from tests.helpers import Workspace, three_packages
 
@@ -88,6 +90,33 @@ def test_a_declared_env_variable_is_keyed_again(kept: Workspace) -> None:
     time.sleep(SETTLE_SECONDS)
     assert kept.once("run", "build").code == 0  # back to unset: the first keys, cached
     assert kept.ran() == []
+
+
+def test_a_miss_runs_with_the_keys_the_fast_path_made(
+    kept: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edit-and-run case: the fast path keys the plan, meets a miss and leaves the run to
+    the CLI, which runs it with those keys instead of keying everything again."""
+    (kept.root / "libs/a/src/one.txt").write_text("ONE\n")
+    monkeypatch.setenv("ONCE_CACHE_DIR", str(kept.cache))
+    monkeypatch.chdir(kept.root)
+    prelude.start(["run", "build"])
+    try:
+        assert quick.run() is None  # a miss: nothing printed, left to the CLI
+
+        def no_keying(*_: object) -> None:
+            raise AssertionError("the CLI keyed the plan again")
+
+        monkeypatch.setattr(_core, "action_keys", no_keying)
+        result = CliRunner().invoke(cli, ["run", "build"], catch_exceptions=False)
+    finally:
+        early = prelude.started()
+        if early is not None and early.fd is not None:
+            os.close(early.fd)
+        prelude._early = None
+    assert result.exit_code == 0, result.output
+    assert sorted(kept.ran()) == ["a", "app"]
+    assert (kept.root / "app/out/app.txt").read_text() == "ONE\ntwo\nbee\n"
 
 
 def test_keys_are_kept_only_for_their_plan_tree_and_context(tmp_path: Path) -> None:

@@ -210,7 +210,7 @@ def _keep_plan(
     next time: the workspace is kept under stamps, and no step needs the remote cache or the
     scheduler (a step that is never cached always runs). Returns the steps it kept, which the
     run keys without working them out again."""
-    from once import plans
+    from once import plans, prelude
     from once.fingerprint import plan_steps
     from once.layout import STATE_DIR
 
@@ -221,6 +221,8 @@ def _keep_plan(
     state_dir = str(workspace.root / STATE_DIR)
     key = (os.path.realpath(cwd), targets)
     steps = plan_steps(workspace, actions)
+    if prelude.keyed_steps() == steps:
+        return steps  # the fast path loaded this very plan moments ago, under the same lock
     kept = plans.load(state_dir, key)
     if kept is None or kept[0] != steps:
         plans.save(state_dir, workspace.stamps, key, steps)

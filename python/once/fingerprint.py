@@ -104,14 +104,42 @@ def plan(
     *,
     snapshot: _core.Snapshot | None = None,
     steps: list[Step] | None = None,
+    known: tuple[list[str], list[KeyRequest], int] | None = None,
 ) -> Plan:
     """Keys of `actions` (given in dependency order) from one walk of the workspace (`snapshot`,
     when the prelude walked it already), with one call into the core per step for all actions
-    (select, hash, keys), not one per action. `steps`: their `plan_steps`, when known."""
+    (select, hash, keys), not one per action. `steps`: their `plan_steps`, when known; `known`:
+    their keys, key requests and files read, when the fast path worked them out already."""
     if snapshot is None:
         snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR])
-    if steps is None:
-        steps = plan_steps(workspace, actions)
+    if known is not None:
+        key_list, requests, read = known
+    else:
+        if steps is None:
+            steps = plan_steps(workspace, actions)
+        key_list, requests, read = _key(workspace, actions, steps, snapshot, environ)
+    keys = dict(zip((action.label for action in actions), key_list, strict=True))
+    fingerprints = {
+        action.label: Fingerprint(
+            keys[action.label],
+            request[0],
+            snapshot,
+            request,
+            [(dep, keys[dep]) for dep in action.deps],
+        )
+        for action, request in zip(actions, requests, strict=True)
+    }
+    return Plan(snapshot, fingerprints, read)
+
+
+def _key(
+    workspace: Workspace,
+    actions: list[Action],
+    steps: list[Step],
+    snapshot: _core.Snapshot,
+    environ: Mapping[str, str],
+) -> tuple[list[str], list[KeyRequest], int]:
+    """Select, hash and key every step: (keys, key requests, files read)."""
     wanted = selections(steps)
     try:
         filesets = snapshot.select_many(wanted)
@@ -124,22 +152,6 @@ def plan(
                 raise ConfigError(action.rule.source, f"{action.label}: {err}") from None
         raise
     read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / STAT_CACHE))
-    requests = key_requests(
-        steps, filesets, key_context(steps, environ, ToolProbes(workspace.root))
-    )
-    keys = dict(
-        zip(
-            (action.label for action in actions), _core.action_keys(snapshot, requests), strict=True
-        )
-    )
-    fingerprints = {
-        action.label: Fingerprint(
-            keys[action.label],
-            request[0],
-            snapshot,
-            request,
-            [(dep, keys[dep]) for dep in action.deps],
-        )
-        for action, request in zip(actions, requests, strict=True)
-    }
-    return Plan(snapshot, fingerprints, read)
+    context = key_context(steps, environ, ToolProbes(workspace.root))
+    requests = key_requests(steps, filesets, context)
+    return _core.action_keys(snapshot, requests), requests, read

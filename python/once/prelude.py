@@ -18,7 +18,13 @@ from once import _core, layout, lock
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
+
+    from once.plans import KeyRequest, Step
+
+    # What the fast path worked out before it left a run to the CLI (see `claim_keys`).
+    Keyed = tuple[list[Step], list[str], Callable[[], tuple[list[KeyRequest], int]]]
 
 # Flags after which `run` does not take the lock or walk (it prints and exits).
 _NO_RUN = frozenset(("--dry-run", "--help", "-h"))
@@ -41,6 +47,9 @@ class Early:
             root, [layout.STATE_DIR], os.path.join(state_dir, layout.STAT_CACHE)
         )
         self._snapshot: _core.Snapshot | OSError | None = None
+        # Set by the fast path (quick.py) when it keyed the run's plan and then left the run
+        # to the CLI (a miss): the steps, their keys, and their key requests on demand.
+        self.keyed: Keyed | None = None
 
     def snapshot(self) -> _core.Snapshot:
         """The walk's snapshot, once it is done; its error (each time asked) if it failed."""
@@ -103,6 +112,26 @@ def claim_lock(state_dir: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def keyed_steps() -> list[Step] | None:
+    """The steps of the kept plan the fast path loaded and keyed, if it did."""
+    return _early.keyed[0] if _early is not None and _early.keyed is not None else None
+
+
+def claim_keys(root: Path, steps: list[Step]) -> tuple[list[str], list[KeyRequest], int] | None:
+    """The keys and key requests (and the count of files hashed for them) that the fast path
+    worked out for exactly `steps` in the workspace at `root`, under the lock `claim_lock`
+    handed over; once, and before `claim_snapshot`. The edit-and-run case: the fast path keys
+    the plan, finds a miss, and the CLI need not key it again (~40 ms at 100,000 files)."""
+    early = _early
+    if early is None or early.root != str(root) or early.fd is not None or early.keyed is None:
+        return None
+    kept_steps, keys, requests = early.keyed
+    early.keyed = None
+    if kept_steps != steps:
+        return None
+    return (keys, *requests())
 
 
 def claim_snapshot(root: Path) -> _core.Snapshot | None:

@@ -108,13 +108,18 @@ class _Requests:
         self._snapshot = snapshot
         self._context = context
         self._requests: list[KeyRequest] | None = None
+        self.files_read = 0
 
     def get(self) -> list[KeyRequest]:
         if self._requests is None:
             inputs = self._snapshot.select_many(plans.selections(self._steps))
-            self._snapshot.hash(inputs, os.path.join(self._early.state_dir, STAT_CACHE))
+            stat_cache = os.path.join(self._early.state_dir, STAT_CACHE)
+            self.files_read = self._snapshot.hash(inputs, stat_cache)
             self._requests = plans.key_requests(self._steps, inputs, self._context)
         return self._requests
+
+    def with_files_read(self) -> tuple[list[KeyRequest], int]:
+        return self.get(), self.files_read
 
 
 class _Hits:
@@ -161,6 +166,8 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
         run_keys.keep(
             early.state_dir, plan_key, plan_id=plan_id, tree=tree, context=context, keys=keys
         )
+    # Should a step miss, the CLI runs it with these keys rather than keying again.
+    early.keyed = (steps, keys, requests.with_files_read)
     entries = store.lookup_many(keys)
     # Settled in waves: a step after its dependencies, as the scheduler would.
     waves: dict[str, int] = {}

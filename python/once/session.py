@@ -36,12 +36,14 @@ def execute(
     state_dir = workspace.root / STATE_DIR
     with workspace_lock(state_dir, held=prelude.claim_lock(state_dir)):
         # Keyed under the lock: a run that waited must see what the run before it left.
+        known = prelude.claim_keys(workspace.root, steps) if steps is not None else None
         keyed = plan(
             workspace,
             actions,
             os.environ,
             snapshot=prelude.claim_snapshot(workspace.root),
             steps=steps,
+            known=known,
         )
         store = open_store()
         runner = Runner(
