@@ -6,9 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from once import prelude
 
 ONCE = shutil.which("once") or str(Path(sys.executable).with_name("once"))
 
@@ -93,3 +96,22 @@ def three_packages(ws: Workspace) -> None:
             "app/main.txt": "main\n",
         }
     )
+
+
+def release_prelude() -> None:
+    """Drop what the prelude of an in-process run left unclaimed, releasing its lock as the
+    process exit would."""
+    early = prelude.started()
+    if early is not None and early.fd is not None:
+        os.close(early.fd)
+    prelude._early = None
+
+
+@contextmanager
+def prelude_started(argv: list[str]) -> Iterator[None]:
+    """An in-process `once ARGV`'s prelude (lock and walk), released on the way out."""
+    prelude.start(argv)
+    try:
+        yield
+    finally:
+        release_prelude()

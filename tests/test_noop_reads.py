@@ -10,10 +10,10 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from once import _core, prelude, quick
+from once import _core, quick
 from once.cli import cli
 
-from tests.helpers import Workspace, three_packages
+from tests.helpers import Workspace, prelude_started, three_packages
 
 # Longer than the racy-timestamp margin (20 ms): only then may a recorded stat vouch for a file.
 SETTLE_SECONDS = 0.06
@@ -71,14 +71,8 @@ def test_the_fast_path_reads_no_file_contents(
     assert ws.once("run", "build").code == 0  # keeps the plan; re-reads the fresh files
     time.sleep(SETTLE_SECONDS)
     before = _core.files_hashed()
-    prelude.start(["run", "build"])
-    try:
+    with prelude_started(["run", "build"]):
         assert quick.run() == 0
-    finally:
-        early = prelude.started()
-        if early is not None and early.fd is not None:
-            os.close(early.fd)
-        prelude._early = None
     assert _core.files_hashed() - before == 0
     assert "once: all 3 steps cached" in capfd.readouterr().out
     assert sorted(ws.ran()) == ["a", "app", "b"]  # the first run only

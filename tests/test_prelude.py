@@ -12,17 +12,13 @@ import pytest
 from once import _core, prelude
 from once.lock import LOCK_NAME
 
-from tests.helpers import write_tree
+from tests.helpers import release_prelude, write_tree
 
 
 @pytest.fixture(autouse=True)
 def fresh_prelude() -> Iterator[None]:
     yield
-    # Whatever a test left unclaimed: release its lock, as the process exit would.
-    early = prelude._early
-    if early is not None and early.fd is not None:
-        os.close(early.fd)
-    prelude._early = None
+    release_prelude()  # whatever a test left unclaimed
 
 
 @pytest.fixture

@@ -4,16 +4,15 @@ content, its name, its executable bit, a declared env variable) makes it key aga
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from once import _core, plans, prelude, quick, run_keys
+from once import _core, plans, quick, run_keys
 from once.cli import cli
 
-from tests.helpers import Workspace, three_packages
+from tests.helpers import Workspace, prelude_started, three_packages
 
 # Longer than the racy-timestamp margin (20 ms): only then may a recorded stat vouch for a file.
 SETTLE_SECONDS = 0.06
@@ -35,14 +34,8 @@ def quick_run(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> int | None:
     """`once run build` through the fast path, in this process."""
     monkeypatch.setenv("ONCE_CACHE_DIR", str(ws.cache))
     monkeypatch.chdir(ws.root)
-    prelude.start(["run", "build"])
-    try:
+    with prelude_started(["run", "build"]):
         return quick.run()
-    finally:
-        early = prelude.started()
-        if early is not None and early.fd is not None:
-            os.close(early.fd)
-        prelude._early = None
 
 
 def test_an_unchanged_tree_takes_the_kept_keys(
@@ -100,8 +93,7 @@ def test_a_miss_runs_with_the_keys_the_fast_path_made(
     (kept.root / "libs/a/src/one.txt").write_text("ONE\n")
     monkeypatch.setenv("ONCE_CACHE_DIR", str(kept.cache))
     monkeypatch.chdir(kept.root)
-    prelude.start(["run", "build"])
-    try:
+    with prelude_started(["run", "build"]):
         assert quick.run() is None  # a miss: nothing printed, left to the CLI
 
         def no_keying(*_: object) -> None:
@@ -109,11 +101,6 @@ def test_a_miss_runs_with_the_keys_the_fast_path_made(
 
         monkeypatch.setattr(_core, "action_keys", no_keying)
         result = CliRunner().invoke(cli, ["run", "build"], catch_exceptions=False)
-    finally:
-        early = prelude.started()
-        if early is not None and early.fd is not None:
-            os.close(early.fd)
-        prelude._early = None
     assert result.exit_code == 0, result.output
     assert sorted(kept.ran()) == ["a", "app"]
     assert (kept.root / "app/out/app.txt").read_text() == "ONE\ntwo\nbee\n"
