@@ -176,7 +176,7 @@ impl Store {
             .iter()
             .filter(|item| matches!(item.kind, Kind::Blob(_)))
             .collect();
-        // One blob per task: most are small, and `hash_path` spreads a big one over the pool.
+        // One blob per task: most are small, and `hash_file` spreads a big one over the pool.
         let corrupt: Vec<&Item> = blobs
             .par_iter()
             .copied()
@@ -184,7 +184,7 @@ impl Store {
                 let Kind::Blob(name) = &item.kind else {
                     return false;
                 };
-                match store::hash_path(&item.path) {
+                match crate::hash::hash_file(&item.path) {
                     Ok(digest) => digest != *name,
                     // Gone meanwhile (a concurrent gc or clear): nothing to judge.
                     Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::directory::{rel_path, Kind};
 use crate::error::IoContext;
+use crate::mapped_hash;
 use crate::walk;
 use crate::{Error, Result};
 
@@ -24,6 +25,11 @@ use crate::{Error, Result};
 /// workers costs more than the hashing saved. Mapping a small file also costs more than one
 /// `read` (page-table setup and teardown), so both switch at the same size.
 pub const MMAP_RAYON_THRESHOLD: u64 = 128 * 1024;
+
+/// The most of a file mapped at once (see `mapped_hash`). A power of two, so every window starts
+/// on a page (and on a 2 MiB boundary, for huge pages); large enough that a 2 GiB file is 64
+/// maps, not thousands.
+pub const MAP_WINDOW: u64 = 32 << 20;
 
 /// A BLAKE3-256 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -131,33 +137,38 @@ thread_local! {
 /// `open`, `read`, `read`, `close`, no `fstat`).
 fn hash_open_file(mut file: File, path: &Path, len: Option<u64>) -> Result<Digest> {
     count_file_hashed();
-    if len.is_none_or(|len| len < MMAP_RAYON_THRESHOLD) {
-        let read = READ_BUFFER
+    let len = match len {
+        Some(len) if len >= MMAP_RAYON_THRESHOLD => len,
+        _ => match READ_BUFFER
             .with(|buffer| read_and_hash(&mut file, &mut buffer.borrow_mut()))
-            .at(path)?;
-        if let Some(digest) = read {
-            return Ok(digest);
-        }
-    }
-    // Outside the buffer's borrow: `update_mmap_rayon` runs rayon tasks, and a task this thread
-    // picks up meanwhile may hash another file with the same buffer. It opens the path itself (a
-    // map ignores a handle's position, so blake3 takes a path); ours is closed first.
-    drop(file);
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap_rayon(path).at(path)?;
-    Ok(Digest(*hasher.finalize().as_bytes()))
+            .at(path)?
+        {
+            Buffered::Hashed(digest) => return Ok(digest),
+            Buffered::TooLarge(len) => len,
+        },
+    };
+    // Outside the buffer's borrow: mapped hashing runs rayon tasks, and a task this thread picks
+    // up meanwhile may hash another file with the same buffer.
+    mapped_hash::hash_mapped(&file, len).at(path)
 }
 
-/// Read `file` into `buffer` and hash it; `None` for a regular file too large for the buffer
-/// (to be memory-mapped). Anything else too large, such as a pipe, is hashed as it streams.
-fn read_and_hash(file: &mut File, buffer: &mut [u8]) -> io::Result<Option<Digest>> {
+/// What reading a file into the buffer came to.
+enum Buffered {
+    Hashed(Digest),
+    /// A regular file of this size, too large for the buffer: to be memory-mapped.
+    TooLarge(u64),
+}
+
+/// Read `file` into `buffer` and hash it, unless it is a regular file too large for the buffer.
+/// Anything else too large, such as a pipe, is hashed as it streams.
+fn read_and_hash(file: &mut File, buffer: &mut [u8]) -> io::Result<Buffered> {
     let filled = read_up_to(file, buffer)?;
     if filled < buffer.len() {
-        return Ok(Some(hash_bytes(&buffer[..filled])));
+        return Ok(Buffered::Hashed(hash_bytes(&buffer[..filled])));
     }
     let meta = file.metadata()?;
     if meta.is_file() && meta.len() >= MMAP_RAYON_THRESHOLD {
-        return Ok(None);
+        return Ok(Buffered::TooLarge(meta.len()));
     }
     let mut hasher = blake3::Hasher::new();
     hasher.update(buffer);
@@ -165,7 +176,7 @@ fn read_and_hash(file: &mut File, buffer: &mut [u8]) -> io::Result<Option<Digest
         let filled = read_up_to(file, buffer)?;
         hasher.update(&buffer[..filled]);
         if filled < buffer.len() {
-            return Ok(Some(Digest(*hasher.finalize().as_bytes())));
+            return Ok(Buffered::Hashed(Digest(*hasher.finalize().as_bytes())));
         }
     }
 }

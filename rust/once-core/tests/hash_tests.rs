@@ -1,11 +1,11 @@
-//! BLAKE3 hashing against the official test vectors, on both file paths (read and mmap+rayon),
-//! plus tree expansion and b3sum's line format.
+//! BLAKE3 hashing against the official test vectors, on both file paths (read, and mapped in
+//! windows), plus tree expansion and b3sum's line format.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use once_core::hash::{
-    b3sum_line, b3sum_output, hash_bytes, hash_file, hash_files, hash_tree, Digest,
+    b3sum_line, b3sum_output, hash_bytes, hash_file, hash_files, hash_tree, Digest, MAP_WINDOW,
     MMAP_RAYON_THRESHOLD,
 };
 use once_core::Error;
@@ -57,6 +57,28 @@ fn incremental_reference(input: &[u8]) -> Digest {
         hasher.update(piece);
     }
     Digest(*hasher.finalize().as_bytes())
+}
+
+#[test]
+fn hash_file_agrees_across_map_windows() {
+    // Files of more than one window are hashed as BLAKE3 subtrees, each from its own map, and
+    // merged: just past one window, an uneven split with a partial last chunk, and a tree whose
+    // left side is split again.
+    let window = usize::try_from(MAP_WINDOW).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for len in [window + 1, 2 * window + 3 * 1024 + 5, 4 * window + 1] {
+        let input = vector_input(len);
+        let path = dir.path().join(format!("big-{len}"));
+        fs::write(&path, &input).unwrap();
+        let expected = Digest(*blake3::hash(&input).as_bytes());
+        assert_eq!(hash_file(&path).unwrap(), expected, "len {len}");
+        assert_eq!(
+            hash_tree(std::slice::from_ref(&path)).unwrap()[0].1,
+            expected,
+            "len {len}"
+        );
+        fs::remove_file(&path).unwrap();
+    }
 }
 
 #[test]

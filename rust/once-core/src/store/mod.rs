@@ -464,13 +464,6 @@ pub(crate) fn is_file(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|meta| meta.is_file())
 }
 
-pub(crate) fn hash_path(path: &Path) -> Result<Digest> {
-    crate::hash::count_file_hashed();
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap_rayon(path).at(path)?;
-    Ok(Digest(*hasher.finalize().as_bytes()))
-}
-
 /// Manifest paths and link targets are strings; a name that is not UTF-8 is an error rather
 /// than an output silently left out of the cache.
 pub(super) fn utf8(name: std::ffi::OsString, path: &Path) -> Result<String> {

@@ -9,7 +9,7 @@ use globset::GlobMatcher;
 use rayon::prelude::*;
 
 use super::declared::{Declared, Pattern};
-use super::{hash_path, is_executable, utf8, ActionEntry, OutputKind, Store};
+use super::{is_executable, utf8, ActionEntry, OutputKind, Store};
 use crate::error::IoContext;
 use crate::outputstats::OutputStats;
 use crate::statcache::wall_clock_ns;
@@ -79,7 +79,7 @@ impl Store {
         let same = to_hash
             .par_iter()
             .map(|(path, now, digest)| {
-                let equal = hash_path(&now.abs)? == **digest;
+                let equal = crate::hash::hash_file(&now.abs)? == **digest;
                 if let (Some(known), FoundKind::File { stat, .. }) = (known, &now.kind) {
                     if equal {
                         known.record(path, stat, **digest, checked_ns);
