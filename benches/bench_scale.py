@@ -37,3 +37,17 @@ def test_scale_prints_every_case_on_a_tiny_tree(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     for case in ("hash whole tree", "GiB file", "--version", "no-op run", "restore-all"):
         assert case in done.stdout, done.stdout
+
+
+def test_a_paired_ratio_is_the_median_of_its_pairs() -> None:
+    from benches.scale import Measured, Row  # noqa: PLC0415 - the module parses no argv on import
+
+    # A slow second run of `once` next to a fast reference run, then the reverse: the separate
+    # medians (3 s against 2 s) say 1.5x; every adjacent pair says 0.5x, bar the noisy one.
+    once = Measured(3.0, 0.0, (1.0, 3.0, 3.0))
+    ref = Measured(2.0, 0.0, (2.0, 1.0, 6.0))
+    row = Row("case", once, "ref", ref, "", lambda _s, _r: True, paired=True)
+    assert row.ratio() == 0.5
+    assert Row("case", once, "ref", ref, "", lambda _s, _r: True).ratio() == 1.5
+    rate = Row("case", once, "ref", ref, "", lambda _s, _r: True, throughput=True, paired=True)
+    assert rate.ratio() == 2.0
