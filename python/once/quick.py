@@ -155,12 +155,18 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
         return None
     steps, plan_id = kept
     store = _core.Store(cache_folder())
-    snapshot = early.snapshot()
     context = plans.key_context(steps, os.environ, ToolProbes(early.root))
+    # While the walk runs: the keys this plan had last time, and their entries (reading the
+    # store changes nothing); they count only if the walk finds the tree they were made for.
+    last = run_keys.kept(early.state_dir, plan_key, plan_id, context)
+    entries = store.lookup_many(last[1]) if last is not None else None
+    snapshot = early.snapshot()
     requests = _Requests(early, steps, snapshot, context)
-    keys = run_keys.known(early.state_dir, plan_key, plan_id, snapshot.tree_digest(), context)
-    if keys is None:
+    if last is not None and snapshot.tree_digest() == last[0]:
+        keys = last[1]
+    else:
         keys = _core.action_keys(snapshot, requests.get())
+        entries = None
         # After hashing: the tree now has every selected file's digest.
         tree = snapshot.tree_digest()
         run_keys.keep(
@@ -168,7 +174,8 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
         )
     # Should a step miss, the CLI runs it with these keys rather than keying again.
     early.keyed = (steps, keys, requests.with_files_read)
-    entries = store.lookup_many(keys)
+    if entries is None:
+        entries = store.lookup_many(keys)
     # Settled in waves: a step after its dependencies, as the scheduler would.
     waves: dict[str, int] = {}
     wanted = []
