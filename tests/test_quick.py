@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,13 +74,36 @@ def test_a_no_op_is_answered_without_the_cli_and_prints_what_the_full_run_prints
 
 def test_deleted_outputs_are_restored_by_the_fast_path(built: Workspace) -> None:
     once_main(built, "run", "build")  # keeps the plan
-    (built.root / "app/out/app.txt").unlink()
+    # Without kept keys, then with them (their outputs checked first, found stale, restored).
+    for _ in range(2):
+        (built.root / "app/out/app.txt").unlink()
+        (built.root / "libs/b/dist/sub/b.out").write_text("edited\n")
+        done, cli_loaded = once_main(built, "run", "build")
+        assert done.code == 0, done.err
+        assert not cli_loaded
+        assert "//app:build: cache hit (restored)" in done.out
+        assert "//libs/b:build: cache hit (restored)" in done.out
+        assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
+        assert (built.root / "libs/b/dist/sub/b.out").read_text() == "bee\n"
+        assert (built.root / ".once/run-keys").is_file()
+    assert built.ran() == []
+
+
+def test_a_no_op_marks_its_entries_used(built: Workspace) -> None:
+    """Eviction is least-recently-used by an entry's mtime: the fast path checks its hits
+    before the walk says they count, without touching them, and must touch them after."""
+    once_main(built, "run", "build")  # keeps the plan
+    once_main(built, "run", "build")  # keeps its keys
+    assert (built.root / ".once/run-keys").is_file()
+    entries = sorted((built.cache / "ac").rglob("*.json"))
+    assert len(entries) == 3
+    hour_ago = time.time() - 3600
+    for entry in entries:
+        os.utime(entry, (hour_ago, hour_ago))
     done, cli_loaded = once_main(built, "run", "build")
     assert done.code == 0, done.err
     assert not cli_loaded
-    assert "//app:build: cache hit (restored)" in done.out
-    assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
-    assert built.ran() == []
+    assert all(entry.stat().st_mtime > hour_ago + 1800 for entry in entries)
 
 
 def test_output_folders_deleted_and_restored_keep_the_fast_path(built: Workspace) -> None:
