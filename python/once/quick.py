@@ -4,9 +4,10 @@ code or the scheduler, and exit.
 
 A no-op run is the command people run most, and on a 100,000-file workspace its floor is the
 walk `git status` also does; importing the CLI and decoding the workspace cost more than
-everything else. Here, while the prelude walks, only the plan is loaded. The output, the run
-log, the history and the exit status are those of the full run, which writes them with the
-same code (console.py, cache_files.py, history.py).
+everything else. Here, while the prelude walks, only the plan is loaded and the entries of the
+keys it had last time are looked up. The output, the run log, the history and the exit status
+are those of the full run, which writes them with the same code (console.py, cache_files.py,
+history.py).
 
 Anything else leaves the run to the CLI, which then reuses the walk: an option this path does
 not take, no kept plan, a remote cache, a step that is not a local hit (or whose entry is
