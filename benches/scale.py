@@ -11,9 +11,9 @@ one big file, `once --version` and `python -c "import click"`, and the no-op run
 workspace of `--rules` trivial rules (scheduler overhead). Every command is a subprocess as a
 user runs it; the table shows medians, the ratio to the reference, the target, and the peak
 resident memory of the `once` process (from `wait4`). A case and its reference run in
-alternation, so that neither gains from running second, and their ratio is the median of the
-ratios of each adjacent pair: a burst of load from a neighbour slows both runs of a pair, where
-it could move one of two separate medians alone.
+alternation, each pair in the other order than the last, so that neither gains from running
+second; their ratio is the median of the ratios of each pair: a burst of load from a neighbour
+slows both runs of a pair, where it could move one of two separate medians alone.
 
 The machine is shared and noisy: read medians and ratios, not single runs.
 """
@@ -124,10 +124,12 @@ def measure_pair(
 ) -> tuple[Measured, Measured]:
     """`measure` of `argv` and of its reference, their runs alternating (after one untimed
     warm-up of each): on a shared machine, and in a VM whose memory the host reclaims, runs
-    done one block after the other favour whichever block comes second."""
+    done one block after the other favour whichever block comes second. Within a pair the
+    order alternates too (once first, then the reference first), for the same reason."""
     runs: tuple[list[tuple[float, float]], list[tuple[float, float]]] = ([], [])
     for n in range(repeat + 1):
-        for which, command in enumerate((argv, ref_argv)):
+        order = ((0, argv), (1, ref_argv)) if n % 2 else ((1, ref_argv), (0, argv))
+        for which, command in order:
             measured = timed(command, cwd, env)
             if n:
                 runs[which].append(measured)
