@@ -102,7 +102,7 @@ pub(crate) fn rel_path(rel: &[u8]) -> &Path {
 }
 
 #[cfg(unix)]
-pub(crate) use unix::{name_arg, Directory, NameArg};
+pub(crate) use unix::{mark_used_at, name_arg, Directory, NameArg};
 
 #[cfg(not(unix))]
 pub(crate) use portable::{name_arg, Directory, NameArg};
@@ -113,7 +113,7 @@ mod unix {
     use std::ffi::CStr;
     use std::fs::File;
     use std::io;
-    use std::os::fd::OwnedFd;
+    use std::os::fd::{AsFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
     use std::path::{Path, PathBuf};
 
@@ -217,6 +217,29 @@ mod unix {
             )?;
             Ok(File::from(fd))
         }
+
+        /// Set entry `name`'s mtime to now (see `mark_used_at`).
+        pub fn mark_used(&self, name: &CStr) -> bool {
+            mark_used_at(&self.fd, name)
+        }
+    }
+
+    /// Set the mtime of `path` (relative to folder `dir`) to now: one `utimensat`, with the
+    /// kernel's clock, which needs only write permission, where opening the file to set it
+    /// costs three syscalls. False when that fails.
+    pub(crate) fn mark_used_at<Fd: AsFd, P: rustix::path::Arg>(dir: Fd, path: P) -> bool {
+        use rustix::fs::{utimensat, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+        let times = Timestamps {
+            last_access: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_OMIT,
+            },
+            last_modification: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_NOW,
+            },
+        };
+        utimensat(dir, path, &times, AtFlags::empty()).is_ok()
     }
 
     /// Call `each` with every raw entry of the folder. Linux reads them straight from a reused
@@ -390,6 +413,14 @@ mod portable {
 
         pub fn open_file(&self, name: &str) -> io::Result<File> {
             File::open(self.path.join(name))
+        }
+
+        pub fn mark_used(&self, name: &str) -> bool {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(self.path.join(name))
+                .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+                .is_ok()
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::{read_entry, ActionEntry, LinkMode, OutputKind, Store};
+use super::{ActionEntry, LinkMode, OutputKind, Store};
 use crate::error::Error;
 use crate::hash::Digest;
 use crate::outputstats::OutputStats;
@@ -63,7 +63,7 @@ impl Store {
         let entries: Vec<Option<ActionEntry>> = keys
             .par_iter()
             .map(|key| {
-                let entry = read_entry(&self.entry_path(key)?)?;
+                let entry = self.read_entry_of(key)?;
                 (entry.key == *key).then_some(entry)
             })
             .collect();
