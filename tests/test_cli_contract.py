@@ -101,10 +101,12 @@ def test_import_once_and_version_stay_cheap() -> None:
     assert eval(loaded) == [  # noqa: S307 - our own repr of a list of names
         "once",
         "once._core",
+        "once.cache_bound",
         "once.cache_cli",
         "once.cache_files",
         "once.cli",
         "once.errors",
+        "once.run_command",
         "once.workspace_cli",
     ]
     assert api_loaded == "True"

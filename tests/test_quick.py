@@ -1,7 +1,8 @@
 """The fast path of `once run TARGET...` (quick.py): a run whose steps are all local cache hits
 is answered from the kept plan without loading the CLI, prints exactly what the full run
 prints, and leaves everything else to the full run: a changed config, a changed input, an
-option it does not take, a remote cache."""
+option it does not take, a remote cache. A plain run left to the full run does not load click
+either (run_command.py); one with an option does."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from tests.helpers import Done, Workspace, three_packages
 
 def once_main(
     ws: Workspace, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> tuple[Done, bool]:
-    """Run `once ARGS` (`python -m once`), and whether the CLI (click) was loaded: told by
+) -> tuple[Done, str]:
+    """Run `once ARGS` (`python -m once`), and which path answered: "quick" (the fast path),
+    "run" (the full run without click, `run_command`) or "cli" (click). Told by
     `-X importtime`, which lists every import however the process exits (the fast path skips
     Python's finalization, and atexit with it)."""
     done = subprocess.run(
@@ -43,7 +45,8 @@ def once_main(
             err.append(line)
     assert "once.prelude" in imported, done.stderr  # importtime did list the imports
     err_text = "".join(f"{line}\n" for line in err)
-    return Done(done.returncode, done.stdout, err_text), "click" in imported
+    path = "cli" if "click" in imported else "run" if "once.run_command" in imported else "quick"
+    return Done(done.returncode, done.stdout, err_text), path
 
 
 def timeless(text: str) -> str:
@@ -62,10 +65,11 @@ def built(ws: Workspace) -> Workspace:
 def test_a_no_op_is_answered_without_the_cli_and_prints_what_the_full_run_prints(
     built: Workspace,
 ) -> None:
-    full, _ = once_main(built, "run", "build", "--jobs", "2")  # an option: the full run
-    quick_done, cli_loaded = once_main(built, "run", "build")
+    full, path = once_main(built, "run", "build", "--jobs", "2")  # an option: the full run
+    assert path == "cli"
+    quick_done, path = once_main(built, "run", "build")
     assert (quick_done.code, full.code) == (0, 0), quick_done.err + full.err
-    assert not cli_loaded
+    assert path == "quick"
     assert timeless(quick_done.out) == timeless(full.out)
     assert "//app:build | built app" in quick_done.out
     assert quick_done.out.splitlines()[-1].startswith("once: all 3 steps cached (0 restored)")
@@ -78,9 +82,9 @@ def test_deleted_outputs_are_restored_by_the_fast_path(built: Workspace) -> None
     for _ in range(2):
         (built.root / "app/out/app.txt").unlink()
         (built.root / "libs/b/dist/sub/b.out").write_text("edited\n")
-        done, cli_loaded = once_main(built, "run", "build")
+        done, path = once_main(built, "run", "build")
         assert done.code == 0, done.err
-        assert not cli_loaded
+        assert path == "quick"
         assert "//app:build: cache hit (restored)" in done.out
         assert "//libs/b:build: cache hit (restored)" in done.out
         assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
@@ -100,9 +104,9 @@ def test_a_no_op_marks_its_entries_used(built: Workspace) -> None:
     hour_ago = time.time() - 3600
     for entry in entries:
         os.utime(entry, (hour_ago, hour_ago))
-    done, cli_loaded = once_main(built, "run", "build")
+    done, path = once_main(built, "run", "build")
     assert done.code == 0, done.err
-    assert not cli_loaded
+    assert path == "quick"
     assert all(entry.stat().st_mtime > hour_ago + 1800 for entry in entries)
 
 
@@ -114,23 +118,43 @@ def test_output_folders_deleted_and_restored_keep_the_fast_path(built: Workspace
     shutil.rmtree(built.root / "libs/b/dist")
     shutil.rmtree(built.root / "app/out")
     for _ in range(2):  # the restore, then the run after it
-        done, cli_loaded = once_main(built, "run", "build")
+        done, path = once_main(built, "run", "build")
         assert done.code == 0, done.err
-        assert not cli_loaded
+        assert path == "quick"
     assert (built.root / "libs/b/dist/sub/b.out").read_text() == "bee\n"
     assert built.ran() == []
 
 
-def test_a_changed_input_leaves_the_run_to_the_cli(built: Workspace) -> None:
+def test_a_changed_input_leaves_the_run_to_the_full_run_without_click(built: Workspace) -> None:
     once_main(built, "run", "build")
     (built.root / "libs/a/src/one.txt").write_text("uno\n")
-    done, cli_loaded = once_main(built, "run", "build")
+    done, path = once_main(built, "run", "build")
     assert done.code == 0, done.err
-    assert cli_loaded
+    assert path == "run"
     assert sorted(built.ran()) == ["a", "app"]
-    again, cli_loaded = once_main(built, "run", "build")
+    again, path = once_main(built, "run", "build")
     assert again.code == 0, again.err
-    assert not cli_loaded
+    assert path == "quick"
+
+
+def test_the_full_run_without_click_prints_and_exits_as_the_cli(built: Workspace) -> None:
+    """`run_command.run_plain` (a plain run) and the click command (`-j 1`, an option the
+    plain path does not take) give the same output, errors and exit codes."""
+    once_main(built, "run", "build")  # keeps the plan
+    runs = []
+    for edit, args in (("uno\n", ()), ("dos\n", ("-j", "1"))):  # each a new input: a step runs
+        (built.root / "libs/a/src/one.txt").write_text(edit)
+        runs.append(once_main(built, "run", "build", *args))
+    (plain, plain_path), (full, full_path) = runs
+    assert (plain_path, full_path) == ("run", "cli")
+    assert (plain.code, plain.err) == (full.code, full.err) == (0, "")
+    assert timeless(plain.out) == timeless(full.out)
+    assert sorted(built.ran()) == ["a", "a", "app", "app"]
+    unknown = [once_main(built, "run", *args) for args in (("nosuch",), ("nosuch", "-j", "1"))]
+    assert [path for _, path in unknown] == ["run", "cli"]
+    assert unknown[0][0].code == unknown[1][0].code == 2
+    assert unknown[0][0].err == unknown[1][0].err
+    assert unknown[0][0].err.startswith("once: error: ")
 
 
 def test_an_edited_config_is_read_again(built: Workspace) -> None:
@@ -141,9 +165,9 @@ def test_an_edited_config_is_read_again(built: Workspace) -> None:
             "cp src/b.txt dist/sub/b.out", "cat src/b.txt src/b.txt > dist/sub/b.out"
         )
     )
-    done, cli_loaded = once_main(built, "run", "build")
+    done, path = once_main(built, "run", "build")
     assert done.code == 0, done.err
-    assert cli_loaded
+    assert path == "run"
     assert sorted(built.ran()) == ["app", "b"]
     assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\nbee\n"
 
@@ -156,9 +180,9 @@ def test_a_new_package_is_found(built: Workspace) -> None:
             "libs/c/src/c.txt": "sea\n",
         }
     )
-    done, cli_loaded = once_main(built, "run", "build")
+    done, path = once_main(built, "run", "build")
     assert done.code == 0, done.err
-    assert cli_loaded
+    assert path == "run"
     assert built.ran() == ["c"]
     assert "4 steps" in done.out.splitlines()[-1]
 
@@ -168,9 +192,9 @@ def test_a_declared_env_change_misses(built: Workspace) -> None:
     done, _ = once_main(built, "run", "build", env={"A_MODE": "fast"})
     assert done.code == 0, done.err
     assert sorted(built.ran()) == ["a", "app"]
-    again, cli_loaded = once_main(built, "run", "build", env={"A_MODE": "fast"})
+    again, path = once_main(built, "run", "build", env={"A_MODE": "fast"})
     assert again.code == 0, again.err
-    assert not cli_loaded
+    assert path == "quick"
     assert built.ran() == []
 
 
@@ -179,36 +203,36 @@ def test_each_folder_and_target_list_has_its_own_plan(built: Workspace) -> None:
     done = built.once("run", "build", cwd=built.root / "libs/a")
     assert done.code == 0, done.err
     assert done.out.splitlines()[-1].startswith("once: all 1 steps cached")
-    again, cli_loaded = once_main(built, "run", "build", cwd=built.root / "libs/a")
+    again, path = once_main(built, "run", "build", cwd=built.root / "libs/a")
     assert again.code == 0, again.err
-    assert not cli_loaded
+    assert path == "quick"
     assert again.out.splitlines()[-1].startswith("once: all 1 steps cached")
 
 
 @pytest.mark.parametrize("mode", ["none", "new-only", "errors-only"])
 def test_log_modes_match_the_full_run(built: Workspace, mode: str) -> None:
     full, _ = once_main(built, "run", f"--output-logs={mode}", "build", "-j", "1")
-    done, cli_loaded = once_main(built, "run", "--output-logs", mode, "build")
+    done, path = once_main(built, "run", "--output-logs", mode, "build")
     assert done.code == 0, done.err
-    assert not cli_loaded
+    assert path == "quick"
     assert timeless(done.out) == timeless(full.out)
     assert "built app" not in done.out
 
 
-def test_a_malformed_cache_bound_is_the_clis_error(built: Workspace) -> None:
+def test_a_malformed_cache_bound_is_the_full_runs_error(built: Workspace) -> None:
     once_main(built, "run", "build")
-    done, cli_loaded = once_main(built, "run", "build", env={"ONCE_CACHE_MAX_SIZE": "lots"})
+    done, path = once_main(built, "run", "build", env={"ONCE_CACHE_MAX_SIZE": "lots"})
     assert done.code == 2
-    assert cli_loaded
+    assert path == "run"
     assert done.err.startswith("once: error: ONCE_CACHE_MAX_SIZE: 'lots' is not a size")
 
 
-def test_a_remote_cache_is_left_to_the_cli(built: Workspace) -> None:
+def test_a_remote_cache_is_left_to_the_full_run(built: Workspace) -> None:
     once_main(built, "run", "build")
-    done, cli_loaded = once_main(
+    done, path = once_main(
         built, "run", "build", env={"ONCE_REMOTE": f"file://{built.root.parent / 'remote'}"}
     )
-    assert cli_loaded
+    assert path == "run"
     assert done.code in (0, 2), done.err
 
 
@@ -217,8 +241,8 @@ def test_why_reads_the_history_the_fast_path_keeps(built: Workspace) -> None:
     (built.root / "libs/a/src/one.txt").write_text("uno\n")
     built.once("run", "build")
     (built.root / "libs/a/src/one.txt").write_text("one\n")
-    done, cli_loaded = once_main(built, "run", "build")  # back to a cached state: a new key
-    assert not cli_loaded
+    done, path = once_main(built, "run", "build")  # back to a cached state: a new key
+    assert path == "quick"
     assert done.code == 0, done.err
     why = built.once("why", "//libs/a:build")
     assert why.code == 0, why.err
@@ -252,6 +276,6 @@ def test_a_plan_from_another_folder_name_is_not_used(built: Workspace, tmp_path:
     moved = tmp_path / "moved"
     built.root.rename(moved)
     ws = Workspace(moved, built.cache)
-    done, cli_loaded = once_main(ws, "run", "build")
+    done, path = once_main(ws, "run", "build")
     assert done.code == 0, done.err
-    assert cli_loaded  # the kept plan names the old root
+    assert path == "run"  # the kept plan names the old root

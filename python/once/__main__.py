@@ -1,6 +1,8 @@
 """The `once` command (and `python -m once`): answers `--version`, and `once hash FILE...`, without
 importing click (a tool's most common probe, and a command timed against b3sum), and starts a
-run's walk (`prelude`) before importing it; the rest is the click CLI in `cli.py`."""
+run's walk (`prelude`) before importing it. A plain `once run TARGET...` in a workspace that has
+run before never imports click: the fast path answers it, or `run_command` runs it. The rest is
+the click CLI in `cli.py`."""
 
 from __future__ import annotations
 
@@ -29,12 +31,20 @@ def main() -> None:
     from once import prelude  # noqa: PLC0415
 
     prelude.start(argv)  # a run's lock and walk, while click and the rest import
-    if prelude.started() is not None:
+    early = prelude.started()
+    if early is not None:
         from once import quick  # noqa: PLC0415
 
         code = quick.run()  # every step a cache hit: answered without the CLI
         if code is not None:
             _exit_now(code)
+        plain = quick.parse(early.argv)
+        if plain is not None:  # a step to run: the full run, still without click
+            from pathlib import Path  # noqa: PLC0415
+
+            from once.run_command import run_plain  # noqa: PLC0415
+
+            run_plain(Path(early.cwd), *plain)
     from once.cli import main as cli_main  # noqa: PLC0415 - click loads only past this point
 
     cli_main()

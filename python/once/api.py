@@ -161,7 +161,7 @@ class Workspace:
         check `RunReport.ok`.
         """
         # Imported here: `import once` must not load the scheduler, nor the store.
-        from once.cache_cli import run_cache_bound  # noqa: PLC0415
+        from once.cache_bound import run_cache_bound  # noqa: PLC0415
         from once.console import Console, log_mode  # noqa: PLC0415
         from once.session import execute  # noqa: PLC0415
 

@@ -1,67 +1,27 @@
-"""`once cache {stats,gc,clear,verify}`: the local cache's size, hit rate and upkeep; and what
-every `once run` does at its end: record its hits and misses, and keep the cache in its bound.
+"""`once cache {stats,gc,clear,verify}`: the local cache's size, hit rate and upkeep (its bound,
+and what every run does with it, are in cache_bound.py).
 
 Imports only click (and the standard library) up front, like cli.py: the extension and the run
 machinery load inside the commands, so `once --version` does not pay for them."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from once.cache_files import MAX_SIZE_ENV, RUNS_FILE, parse_size, record_run
-from once.errors import UsageError
+from once.cache_bound import human_bytes, max_cache_bytes, quantity
+from once.cache_files import MAX_SIZE_ENV, RUNS_FILE, parse_size
 
 if TYPE_CHECKING:
     from once import _core
-    from once.console import Result
-    from once.graph import Action
-    from once.run import Runner
 
-# The default bound: a tenth of the cache's file system (Nx's default), at most 10 GiB so a
-# big disk does not mean an unbounded-looking cache (Bazel's and Turborepo's users reported
-# 63 GB and 206 GB before those tools had a bound).
-DEFAULT_FRACTION = 10
-DEFAULT_CEILING = 10 << 30
 # `once cache stats` reports the hit rate of the last RECENT_RUNS runs of the run log.
 RECENT_RUNS = 20
 SIZE_HELP = "SIZE is bytes, or a number with K, M, G or T (powers of 1024), e.g. 500M, 2G."
-
-
-def default_max_bytes(cache_dir: Path) -> int:
-    """A tenth of the size of the file system the cache lives on, at most 10 GiB."""
-    probe = cache_dir
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent  # the cache folder is made on first use
-    fs = os.statvfs(probe)
-    return min(fs.f_blocks * fs.f_frsize // DEFAULT_FRACTION, DEFAULT_CEILING)
-
-
-def max_cache_bytes(cache_dir: Path, environ: Mapping[str, str] = os.environ) -> int:
-    """The size bound: `$ONCE_CACHE_MAX_SIZE` when set, else `default_max_bytes`. A malformed
-    value is a usage error (exit 2), raised before anything runs."""
-    raw = environ.get(MAX_SIZE_ENV, "").strip()
-    if not raw:
-        return default_max_bytes(cache_dir)
-    try:
-        return parse_size(raw)
-    except ValueError as err:
-        raise UsageError(f"{MAX_SIZE_ENV}: {err}") from None
-
-
-def run_cache_bound() -> int:
-    """The bound for this `once run`'s collection; called first thing, so a malformed
-    `$ONCE_CACHE_MAX_SIZE` stops the run (exit 2) before it does anything."""
-    from once.run import default_cache_dir  # noqa: PLC0415 - see the module docstring
-
-    return max_cache_bytes(default_cache_dir())
 
 
 def recent_runs(cache_dir: Path, count: int = RECENT_RUNS) -> list[dict[str, int]]:
@@ -86,60 +46,6 @@ def recent_runs(cache_dir: Path, count: int = RECENT_RUNS) -> list[dict[str, int
         if len(runs) == count:
             break
     return runs[::-1]
-
-
-def finish_run(
-    runner: Runner, actions: list[Action], results: list[Result], max_bytes: int
-) -> None:
-    """What the end of every `once run` does with the cache: record its hits and misses (not for
-    `--force` runs, which say nothing about the cache), and when it wrote anything, collect the
-    cache down to `max_bytes`, never evicting an entry of this run's steps.
-
-    Neither may fail the build: a problem is at most one warning."""
-
-    store = runner.store
-    if store is None:  # caching was off for this run; the warning was given then
-        return
-    cacheable = {action.label for action in actions if action.rule.cache}
-    counted = [result for result in results if result.label in cacheable]
-    hits = sum(result.outcome in ("cached", "restored") for result in counted)
-    misses = sum(result.outcome in ("ran", "failed") for result in counted)
-    cache_dir = Path(store.root)
-    if not runner.force and hits + misses:
-        # A statistic: losing it is no reason to warn (the store warns of an unusable folder).
-        with contextlib.suppress(OSError):
-            record_run(cache_dir, hits, misses)
-    if not any(result.outcome == "ran" for result in counted):
-        return
-    protected = sorted({fingerprint.key for fingerprint in runner.fingerprints.values()})
-    try:
-        # Not waiting: a busy store means another run is saving, and its end collects.
-        report = store.gc(max_bytes, protected, wait=False)
-    except OSError as err:
-        print(f"once: warning: could not collect the cache: {err}", file=sys.stderr)
-        return
-    if report["evicted_entries"]:
-        print(
-            f"once: cache over its bound of {human_bytes(max_bytes)}: evicted the least recently "
-            "used "
-            f"{_count(report['evicted_entries'], 'entry', 'entries')}, "
-            f"freed {human_bytes(report['freed_bytes'])}",
-            file=sys.stderr,
-        )
-
-
-def human_bytes(count: int) -> str:
-    """`512 B`, `1.5 KiB`, `10.0 GiB`."""
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _count(number: int, singular: str, plural: str) -> str:
-    return f"{number} {singular if number == 1 else plural}"
 
 
 def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
@@ -208,8 +114,8 @@ def stats(as_json: bool) -> None:
         hit_line = "hit rate:  no runs recorded yet"
     else:
         hit_line = (
-            f"hit rate:  {100 * rate:.0f}% over the last {_count(len(runs), 'run', 'runs')} "
-            f"({_count(hits, 'hit', 'hits')}, {_count(misses, 'miss', 'misses')})"
+            f"hit rate:  {100 * rate:.0f}% over the last {quantity(len(runs), 'run', 'runs')} "
+            f"({quantity(hits, 'hit', 'hits')}, {quantity(misses, 'miss', 'misses')})"
         )
     text = "\n".join(
         [
@@ -242,8 +148,8 @@ def gc(max_size: int | None, as_json: bool) -> None:
     store, _ = _open_store()
     report = store.gc(bound, [], wait=True, sweep=True)
     text = (
-        f"once: evicted {_count(report['evicted_entries'], 'entry', 'entries')}, removed "
-        f"{_count(report['removed_blobs'] + report['removed_temps'], 'file', 'files')} "
+        f"once: evicted {quantity(report['evicted_entries'], 'entry', 'entries')}, removed "
+        f"{quantity(report['removed_blobs'] + report['removed_temps'], 'file', 'files')} "
         f"no entry needed, freed {human_bytes(report['freed_bytes'])}; the cache holds "
         f"{human_bytes(report['bytes_after'])} of {human_bytes(bound)}"
     )
@@ -260,8 +166,8 @@ def clear(as_json: bool) -> None:
     store, cache_dir = _open_store()
     removed = store.clear()
     text = (
-        f"once: cleared {cache_dir}: {_count(removed['entries'], 'entry', 'entries')}, "
-        f"{_count(removed['blobs'], 'blob', 'blobs')}, {human_bytes(removed['bytes'])}"
+        f"once: cleared {cache_dir}: {quantity(removed['entries'], 'entry', 'entries')}, "
+        f"{quantity(removed['blobs'], 'blob', 'blobs')}, {human_bytes(removed['bytes'])}"
     )
     _emit(as_json, removed, text)
 
@@ -278,11 +184,11 @@ def verify(as_json: bool) -> None:
     store, _ = _open_store()
     report = store.verify()
     text = (
-        f"once: checked {_count(report['blobs'], 'blob', 'blobs')} "
+        f"once: checked {quantity(report['blobs'], 'blob', 'blobs')} "
         f"({human_bytes(report['blob_bytes'])}) and "
-        f"{_count(report['entries'], 'entry', 'entries')}: removed "
-        f"{_count(report['corrupt_blobs'], 'corrupt blob', 'corrupt blobs')} and "
-        f"{_count(report['removed_entries'], 'unsound entry', 'unsound entries')}; "
+        f"{quantity(report['entries'], 'entry', 'entries')}: removed "
+        f"{quantity(report['corrupt_blobs'], 'corrupt blob', 'corrupt blobs')} and "
+        f"{quantity(report['removed_entries'], 'unsound entry', 'unsound entries')}; "
         "the cache is consistent"
     )
     _emit(as_json, report, text)

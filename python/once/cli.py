@@ -4,20 +4,23 @@ so `once --version` stays as cheap as importing click."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from once.cache_cli import cache_group, run_cache_bound
-from once.errors import OnceError, os_error_message
+from once.cache_bound import run_cache_bound
+from once.cache_cli import cache_group
+from once.run_command import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    exit_reporting_errors,
+    fail,
+    keep_plan,
+    load,
+    run_steps,
+)
 from once.workspace_cli import complete_targets, completion_command, graph_command, init_command
-
-# Exit codes of the user contract (ARCHITECTURE.md).
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def _version() -> str:
@@ -65,24 +68,13 @@ if TYPE_CHECKING:
     from once.fingerprint import Plan
     from once.graph import Action
     from once.model import Workspace
-    from once.plans import Step
-
-
-def _load(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action]]:
-    """Load the workspace and resolve the targets (all rules in scope when none)."""
-    from once.config import load_workspace
-    from once.graph import all_targets, build_graph, select_targets
-
-    workspace = load_workspace(cwd)
-    labels = select_targets(workspace, targets, cwd) if targets else all_targets(workspace, cwd)
-    return workspace, build_graph(workspace, labels)
 
 
 def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Plan]:
-    """`_load`, then key every action."""
+    """`run_command.load`, then key every action."""
     from once.fingerprint import plan
 
-    workspace, actions = _load(cwd, targets)
+    workspace, actions = load(cwd, targets)
     return workspace, actions, plan(workspace, actions, os.environ)
 
 
@@ -158,9 +150,8 @@ def run(
     one failed (its dependents are skipped), 2 for bad usage or configuration."""
     import time
 
-    from once.console import log_mode, make_console, summary
+    from once.console import log_mode
     from once.fingerprint import plan as plan_keys
-    from once.session import execute
 
     if as_json and not dry_run:
         raise click.UsageError("--json needs --dry-run")
@@ -173,11 +164,11 @@ def run(
         workspace, actions = _load_affected(cwd, list(targets), since, to_stderr=as_json)
         steps = None
     else:
-        workspace, actions = _load(cwd, list(targets))
+        workspace, actions = load(cwd, list(targets))
         steps = (
             None
             if dry_run or force or remote_read_only or link != "copy"
-            else _keep_plan(cwd, targets, workspace, actions)
+            else keep_plan(cwd, targets, workspace, actions)
         )
     if dry_run:
         _print_dry_run(
@@ -186,53 +177,24 @@ def run(
         return
     if not actions:
         return
-    console = make_console(sys.stdout.buffer, log_mode(output_logs), len(actions))
-    results = execute(
+    run_steps(
         workspace,
         actions,
-        console,
+        output_logs=log_mode(output_logs),
+        started=started,
+        max_bytes=max_bytes,
+        steps=steps,
         jobs=jobs,
         force=force,
         link=link,
         remote_read_only=remote_read_only,
-        max_bytes=max_bytes,
-        steps=steps,
     )
-    console.status(summary(results, time.monotonic() - started))
-    if any(result.outcome == "failed" for result in results):
-        sys.exit(EXIT_FAILED)
-
-
-def _keep_plan(
-    cwd: Path, targets: tuple[str, ...], workspace: Workspace, actions: list[Action]
-) -> list[Step] | None:
-    """Keep this command's plan for the fast path (quick.py) when that path could answer it
-    next time: the workspace is kept under stamps, and no step needs the remote cache or the
-    scheduler (a step that is never cached always runs). Returns the steps it kept, which the
-    run keys without working them out again."""
-    from once import plans, prelude
-    from once.fingerprint import plan_steps
-    from once.layout import STATE_DIR
-
-    if workspace.stamps is None or workspace.remote is not None or not actions:
-        return None
-    if not all(action.rule.cache for action in actions):
-        return None
-    state_dir = str(workspace.root / STATE_DIR)
-    key = (os.path.realpath(cwd), targets)
-    steps = plan_steps(workspace, actions)
-    if prelude.keyed_steps() == steps:
-        return steps  # the fast path loaded this very plan moments ago, under the same lock
-    kept = plans.load(state_dir, key)
-    if kept is None or kept[0] != steps:
-        plans.save(state_dir, workspace.stamps, key, steps)
-    return steps
 
 
 def _load_affected(
     cwd: Path, targets: list[str], since: str | None, *, to_stderr: bool = False
 ) -> tuple[Workspace, list[Action]]:
-    """`_load` for `--affected`: only the targets the changes since `since` reach."""
+    """`run_command.load` for `--affected`: only the targets the changes since `since` reach."""
     from once.affected import select_affected
     from once.config import load_workspace
     from once.graph import build_graph
@@ -354,21 +316,15 @@ cli.add_command(completion_command)
 
 
 def main() -> NoReturn:
-    try:
-        cli.main(standalone_mode=False, prog_name="once")
-    except OnceError as err:
-        _fail(str(err), err.exit_code)
-    except click.ClickException as err:
-        _fail(_one_line(err), EXIT_USAGE)
-    except click.exceptions.Abort:
-        _fail("interrupted", EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
-    except FileNotFoundError as err:
-        _fail(f"{err.filename}: no such file or directory", EXIT_USAGE)
-    except OSError as err:
-        _fail(os_error_message(err), EXIT_FAILED)
-    sys.exit(0)
+    def run_cli() -> None:
+        try:
+            cli.main(standalone_mode=False, prog_name="once")
+        except click.ClickException as err:
+            fail(_one_line(err), EXIT_USAGE)
+        except click.exceptions.Abort:
+            fail("interrupted", EXIT_INTERRUPTED)
+
+    exit_reporting_errors(run_cli)
 
 
 def _one_line(err: click.ClickException) -> str:
@@ -379,8 +335,3 @@ def _one_line(err: click.ClickException) -> str:
     if isinstance(err, click.UsageError) and ctx is not None:
         message += f" (see '{ctx.command_path} --help')"
     return message
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    print(f"once: error: {message}", file=sys.stderr)
-    sys.exit(code)

@@ -9,9 +9,10 @@ keys it had last time are looked up. The output, the run log, the history and th
 are those of the full run, which writes them with the same code (console.py, cache_files.py,
 history.py).
 
-Anything else leaves the run to the CLI, which then reuses the walk: an option this path does
-not take, no kept plan, a remote cache, a step that is not a local hit (or whose entry is
-refused, gone or fails to restore), or any surprise before the first line is printed.
+Anything else leaves the run to the full run (run_command.py, or the CLI for an option), which
+then reuses the walk: an option this path does not take, no kept plan, a remote cache, a step
+that is not a local hit (or whose entry is refused, gone or fails to restore), or any surprise
+before the first line is printed.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from once import _core
-from once.cache_cli import human_bytes
+from once.cache_bound import human_bytes
 from once.config import remote_url_problem
 from once.errors import UsageError
 from once.layout import REMOTE_URL_ENV

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from once import prelude
-from once.cache_cli import finish_run
+from once.cache_bound import finish_run
 from once.console import Console, Result
 from once.fingerprint import plan
 from once.graph import Action
