@@ -4,10 +4,10 @@ code or the scheduler, and exit.
 
 A no-op run is the command people run most, and on a 100,000-file workspace its floor is the
 walk `git status` also does; importing the CLI and decoding the workspace cost more than
-everything else. Here, while the prelude walks, only the plan is loaded and the entries of the
-keys it had last time are looked up. The output, the run log, the history and the exit status
-are those of the full run, which writes them with the same code (console.py, cache_files.py,
-history.py).
+everything else. Here, while the prelude walks, only the plan is loaded (looking up entries
+meanwhile gains nothing: the lookup's tasks queue behind the walk's on the same thread pool).
+The output, the run log, the history and the exit status are those of the full run, which
+writes them with the same code (console.py, cache_files.py, history.py).
 
 Anything else leaves the run to the full run (run_command.py, or the CLI for an option), which
 then reuses the walk: an option this path does not take, no kept plan, a remote cache, a step
@@ -157,18 +157,12 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
         return None
     steps, plan_id = kept
     store = _core.Store(cache_folder())
-    context = plans.key_context(steps, os.environ, ToolProbes(early.root))
-    # While the walk runs: the keys this plan had last time, and their entries (reading the
-    # store changes nothing); they count only if the walk finds the tree they were made for.
-    last = run_keys.kept(early.state_dir, plan_key, plan_id, context)
-    entries = store.lookup_many(last[1]) if last is not None else None
+    context = plans.key_context(steps, os.environ, ToolProbes(early.root))  # during the walk
     snapshot = early.snapshot()
     requests = _Requests(early, steps, snapshot, context)
-    if last is not None and snapshot.tree_digest() == last[0]:
-        keys = last[1]
-    else:
+    keys = run_keys.known(early.state_dir, plan_key, plan_id, snapshot.tree_digest(), context)
+    if keys is None:
         keys = _core.action_keys(snapshot, requests.get())
-        entries = None
         # After hashing: the tree now has every selected file's digest.
         tree = snapshot.tree_digest()
         run_keys.keep(
@@ -176,8 +170,7 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
         )
     # Should a step miss, the CLI runs it with these keys rather than keying again.
     early.keyed = (steps, keys, requests.with_files_read)
-    if entries is None:
-        entries = store.lookup_many(keys)
+    entries = store.lookup_many(keys)
     # Settled in waves: a step after its dependencies, as the scheduler would.
     waves: dict[str, int] = {}
     wanted = []

@@ -27,20 +27,9 @@ if TYPE_CHECKING:
     from once.plans import KeyContext, PlanKey
 
 KEYS_NAME = "run-keys"
-FORMAT = 2
+FORMAT = 1
 # Plans whose keys are kept (those most recently run).
 KEEP = 32
-
-
-def kept(
-    state_dir: str, key: PlanKey, plan_id: str, context: KeyContext
-) -> tuple[str, list[str]] | None:
-    """The tree digest and keys kept for plan `key` (with id `plan_id`) under `context`, or
-    None when none were kept for exactly those. The keys hold for that tree only."""
-    entry = _load(state_dir).get(key)
-    if entry is None or entry[:2] != (plan_id, _digest(context)):
-        return None
-    return entry[2], list(entry[3])
 
 
 def known(
@@ -48,8 +37,10 @@ def known(
 ) -> list[str] | None:
     """The keys kept for plan `key` (with id `plan_id`) over the tree digest `tree` under
     `context`, or None when none were kept for exactly those."""
-    found = kept(state_dir, key, plan_id, context)
-    return found[1] if found is not None and found[0] == tree else None
+    kept = _load(state_dir).get(key)
+    if kept is None or kept[:3] != (plan_id, tree, _digest(context)):
+        return None
+    return list(kept[3])
 
 
 def keep(
@@ -64,7 +55,7 @@ def keep(
     """Remember `keys` for plan `key` over `tree` under `context`. Best effort: a read-only
     or full disk only means the next run computes them again."""
     kept = _load(state_dir)
-    entry = (plan_id, _digest(context), tree, keys)
+    entry = (plan_id, tree, _digest(context), keys)
     if kept.get(key) == entry:
         return
     kept.pop(key, None)
