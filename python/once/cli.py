@@ -11,15 +11,8 @@ import click
 
 from once.cache_bound import run_cache_bound
 from once.cache_cli import cache_group
-from once.run_command import (
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    exit_reporting_errors,
-    fail,
-    keep_plan,
-    load,
-    run_steps,
-)
+from once.errors import EXIT_INTERRUPTED, EXIT_USAGE
+from once.run_command import exit_reporting_errors, fail, keep_plan, load, run_steps
 from once.workspace_cli import complete_targets, completion_command, graph_command, init_command
 
 

@@ -7,10 +7,16 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+# Exit codes of the user contract (ARCHITECTURE.md).
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
 class OnceError(Exception):
     """A user-facing error: the CLI prints `once: error: <message>` and exits with `exit_code`."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(OnceError):

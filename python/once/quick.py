@@ -25,7 +25,7 @@ import time
 from once import _core, plans, prelude, run_keys
 from once.cache_files import MAX_SIZE_ENV, cache_folder, parse_size, record_run
 from once.console import hit_result, log_mode, make_console, summary
-from once.errors import os_error_message
+from once.errors import EXIT_INTERRUPTED, os_error_message
 from once.history import History
 from once.key_context import ToolProbes
 from once.layout import OUTPUT_STATS, REMOTE_URL_ENV, STAT_CACHE
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from once.console import Result
     from once.plans import KeyRequest, Step
 
-EXIT_INTERRUPTED = 130
 _SETTLED = ("cached", "restored")
 
 

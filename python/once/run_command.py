@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from once.errors import OnceError, os_error_message
+from once.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, OnceError, os_error_message
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -21,11 +21,6 @@ if TYPE_CHECKING:
     from once.graph import Action
     from once.model import Workspace
     from once.plans import Step
-
-# Exit codes of the user contract (ARCHITECTURE.md).
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def load(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action]]:

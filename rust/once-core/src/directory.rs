@@ -102,10 +102,10 @@ pub(crate) fn rel_path(rel: &[u8]) -> &Path {
 }
 
 #[cfg(unix)]
-pub(crate) use unix::{mark_used_at, name_arg, Directory, NameArg};
+pub(crate) use unix::{mark_used_path, name_arg, Directory, NameArg};
 
 #[cfg(not(unix))]
-pub(crate) use portable::{name_arg, Directory, NameArg};
+pub(crate) use portable::{mark_used_path, name_arg, Directory, NameArg};
 
 #[cfg(unix)]
 mod unix {
@@ -224,10 +224,15 @@ mod unix {
         }
     }
 
+    /// `mark_used_at` of a path relative to the current folder (or absolute).
+    pub(crate) fn mark_used_path(path: &Path) -> bool {
+        mark_used_at(rustix::fs::CWD, path)
+    }
+
     /// Set the mtime of `path` (relative to folder `dir`) to now: one `utimensat`, with the
     /// kernel's clock, which needs only write permission, where opening the file to set it
     /// costs three syscalls. False when that fails.
-    pub(crate) fn mark_used_at<Fd: AsFd, P: rustix::path::Arg>(dir: Fd, path: P) -> bool {
+    fn mark_used_at<Fd: AsFd, P: rustix::path::Arg>(dir: Fd, path: P) -> bool {
         use rustix::fs::{utimensat, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
         let times = Timestamps {
             last_access: Timespec {
@@ -416,11 +421,16 @@ mod portable {
         }
 
         pub fn mark_used(&self, name: &str) -> bool {
-            fs::OpenOptions::new()
-                .write(true)
-                .open(self.path.join(name))
-                .and_then(|file| file.set_modified(std::time::SystemTime::now()))
-                .is_ok()
+            mark_used_path(&self.path.join(name))
         }
+    }
+
+    /// Set the mtime of `path` to now; false when that fails.
+    pub(crate) fn mark_used_path(path: &Path) -> bool {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+            .is_ok()
     }
 }

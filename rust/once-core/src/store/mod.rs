@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::directory::{name_arg, Directory};
+use crate::directory::{mark_used_path, name_arg, Directory};
 use crate::error::{Error, IoContext};
 use crate::hash::Digest;
 use crate::Result;
@@ -216,13 +216,11 @@ impl Store {
         let Some(held) = &self.held else {
             return read_entry(&self.entry_path(key)?);
         };
-        let mut file = held
-            .entries
-            .open_file(name_arg(&sharded(key, ".json")))
-            .ok()?;
-        let mut bytes = Vec::with_capacity(1024);
-        file.read_to_end(&mut bytes).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        decode_entry(
+            held.entries
+                .open_file(name_arg(&sharded(key, ".json")))
+                .ok()?,
+        )
     }
     /// The entry for `key` if it exists, decodes, and every blob it names is present.
     #[must_use]
@@ -248,7 +246,9 @@ impl Store {
         }
         match &self.held {
             Some(held) => held.entries.mark_used(name_arg(&sharded(key, ".json"))),
-            None => self.entry_path(key).is_some_and(|path| mark_used(&path)),
+            None => self
+                .entry_path(key)
+                .is_some_and(|path| mark_used_path(&path)),
         }
     }
     /// Store the declared outputs of a successful step and its log, then write the entry
@@ -340,20 +340,6 @@ impl Store {
     }
 }
 
-#[cfg(unix)]
-fn mark_used(path: &Path) -> bool {
-    crate::directory::mark_used_at(rustix::fs::CWD, path)
-}
-
-#[cfg(not(unix))]
-fn mark_used(path: &Path) -> bool {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|file| file.set_modified(SystemTime::now()))
-        .is_ok()
-}
-
 /// A key names a file in the store: only letters, digits, `-` and `_`, at least two of them.
 fn is_plain_key(key: &str) -> bool {
     key.len() >= 2
@@ -441,7 +427,12 @@ pub(crate) fn seal(file: &File, path: &Path, mode: u32) -> Result<()> {
 /// An entry file decoded, or `None` when it is absent or does not decode (a cache file from
 /// another version or a torn disk is a miss, never an error).
 pub(crate) fn read_entry(path: &Path) -> Option<ActionEntry> {
-    let bytes = fs::read(path).ok()?;
+    decode_entry(File::open(path).ok()?)
+}
+
+fn decode_entry(mut file: File) -> Option<ActionEntry> {
+    let mut bytes = Vec::with_capacity(1024);
+    file.read_to_end(&mut bytes).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
