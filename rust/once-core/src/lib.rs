@@ -9,6 +9,7 @@ pub mod evict;
 pub mod hash;
 mod ignore_file;
 pub mod key;
+mod mapped;
 mod mapped_hash;
 pub mod outputstats;
 pub mod remote;

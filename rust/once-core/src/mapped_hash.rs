@@ -16,9 +16,10 @@ use std::io;
 use blake3::hazmat::{
     left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
 };
-use memmap2::{Mmap, MmapOptions};
+use memmap2::Mmap;
 
 use crate::hash::{Digest, MAP_WINDOW as WINDOW};
+use crate::mapped;
 
 /// The digest of `file`'s first `len` bytes (its size when stat'ed).
 pub(crate) fn hash_mapped(file: &File, len: u64) -> io::Result<Digest> {
@@ -59,13 +60,8 @@ fn subtree(file: &File, offset: u64, len: u64) -> io::Result<ChainingValue> {
     Ok(hasher.finalize_non_root())
 }
 
-#[allow(unsafe_code)]
 fn map(file: &File, offset: u64, len: u64) -> io::Result<Mmap> {
-    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
-    // SAFETY: the map is only read, and dropped before this file's hash is returned. Another
-    // process truncating or rewriting the file meanwhile makes the read fault or see mixed
-    // bytes: the same contract as blake3's `update_mmap` and `b3sum`, which map files alike.
-    let map = unsafe { MmapOptions::new().offset(offset).len(len).map(file)? };
+    let map = mapped::map(file, offset, len)?;
     // Page-cache folios of 2 MiB (ext4 and XFS keep large files in them) are then mapped by
     // one page-table entry each instead of 512; a kernel that does not do it ignores the hint.
     #[cfg(target_os = "linux")]

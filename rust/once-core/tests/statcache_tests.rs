@@ -90,6 +90,52 @@ fn missing_truncated_or_corrupt_files_load_as_empty() {
     assert!(StatCache::load(&dir.path().join("a-folder")).is_empty());
 }
 
+/// A cache of a large workspace is mapped rather than read (past 256 KiB): the same records
+/// come back, and damage anywhere in it still reads as empty.
+#[test]
+fn a_large_cache_reads_alike_and_damage_still_reads_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statcache");
+    let start = 1_700_000_000 * SEC;
+    let files: Vec<(String, FileStat, Digest)> = (0..6_000u64)
+        .map(|i| {
+            let rel = format!("packages/pkg{:04}/src/module-{i:05}.rs", i / 10);
+            let t = start - 60 * SEC - i as i64 * 1_001;
+            (rel.clone(), stat(i, i, t, t), hash_bytes(rel.as_bytes()))
+        })
+        .collect();
+    let records = || {
+        files
+            .iter()
+            .map(|(rel, stat, digest)| (rel.as_str(), stat, digest))
+    };
+    StatCache::save(&path, start, records()).unwrap();
+    let good = fs::read(&path).unwrap();
+    assert!(
+        good.len() > 512 << 10,
+        "{} bytes: not large enough to be mapped",
+        good.len()
+    );
+
+    let sorted = SortedStatCache::load(&path);
+    assert_eq!(sorted.len(), files.len());
+    let mut cursor = sorted.cursor();
+    for (rel, stat, digest) in &files {
+        assert_eq!(cursor.lookup(rel, stat), Some(*digest), "{rel}");
+    }
+    for flip in [40, good.len() / 2, good.len() - 33] {
+        let mut bad = good.clone();
+        bad[flip] ^= 0x01;
+        fs::write(&path, &bad).unwrap();
+        assert!(
+            SortedStatCache::load(&path).is_empty(),
+            "byte {flip} flipped"
+        );
+    }
+    fs::write(&path, &good[..good.len() - 1]).unwrap();
+    assert!(SortedStatCache::load(&path).is_empty());
+}
+
 #[test]
 fn changed_inode_size_mtime_or_ctime_is_a_miss() {
     let dir = tempfile::tempdir().unwrap();
