@@ -111,6 +111,44 @@ fn lookup_many_answers_each_key_and_refuses_incomplete_entries() {
     assert_eq!(fx.store.lookup(&key(1)), None);
 }
 
+/// The no-op run: every hit in place is settled in one pass (no waves), and still reports
+/// its log and marks its entry used.
+#[test]
+fn hits_all_in_place_are_cached_with_their_logs_and_marked_used() {
+    let fx = Fixture::new();
+    let a = fx.build(&key(1), "a", &[("x.txt", b"ex")], b"a says hi\n");
+    let b = fx.build(&key(2), "b", &[("y.txt", b"why")], b"");
+    fx.age_entry(&key(1));
+    fx.age_entry(&key(2));
+    let before = fx.entry_mtime(&key(1));
+    let outputs = strings(&["dist"]);
+    let hits = [
+        Hit {
+            entry: &a,
+            package: "a",
+            outputs: &outputs,
+            wave: 0,
+        },
+        Hit {
+            entry: &b,
+            package: "b",
+            outputs: &outputs,
+            wave: 1,
+        },
+    ];
+    let reports = fx
+        .store
+        .settle_hits(&fx.ws, &hits, LinkMode::Copy, None, true);
+    assert!(reports
+        .iter()
+        .all(|report| matches!(report.settled, Settled::Cached) && report.seconds >= 0.0));
+    assert_eq!(reports[0].log.as_deref(), Some(&b"a says hi\n"[..]));
+    assert_eq!(reports[1].log.as_deref(), Some(&b""[..]));
+    assert!(fx.entry_mtime(&key(1)) > before);
+    assert!(fx.entry_mtime(&key(2)) > before);
+    assert_eq!(fs::read(fx.ws.join("b/dist/y.txt")).unwrap(), b"why");
+}
+
 #[test]
 fn settle_confirms_restores_touches_and_reads_logs() {
     let fx = Fixture::new();
