@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::hash::{hash_files, Digest};
 use crate::select::Globs;
-use crate::statcache::{wall_clock_ns, SortedStatCache, StatCache};
+use crate::statcache::{wall_clock_ns, JournalRoom, SortedStatCache, StatCache};
 use crate::walk::{walk_workspace, FileStat, WalkedFile};
 use crate::{Error, Result};
 
@@ -23,9 +23,18 @@ pub struct Snapshot {
     pub digests: Vec<Option<Digest>>,
     /// Wall clock (ns since epoch) taken before the walk; the racy-mtime rule compares to it.
     pub started_ns: i64,
-    /// The stat cache `prime` read already, and whether it held exactly the records this
-    /// snapshot would write (then `hash` has nothing to rewrite).
-    pub primed: Option<(PathBuf, bool)>,
+    /// The stat cache `prime` read already, and what `hash` needs of it to write it back.
+    pub primed: Option<(PathBuf, CacheRead)>,
+}
+
+/// What `hash` needs to know of the stat cache it read, to write it back.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheRead {
+    /// It held exactly this snapshot's records: with nothing new hashed, nothing to write
+    /// (megabytes, for a large workspace).
+    current: bool,
+    /// Room in its journal: a few new records are appended there instead.
+    room: Option<JournalRoom>,
 }
 
 impl Snapshot {
@@ -117,12 +126,10 @@ impl Snapshot {
         {
             return Ok(0);
         }
-        // Whether the cache file already says exactly what we would write: then a no-op run
-        // skips rewriting it (megabytes for a large workspace).
-        let mut cache_is_current = false;
+        let mut read = CacheRead::default();
         if let Some(cache_path) = stat_cache {
-            cache_is_current = match self.primed.take() {
-                Some((primed, current)) if primed == cache_path => current,
+            read = match self.primed.take() {
+                Some((primed, read)) if primed == cache_path => read,
                 _ => self.fill_from_stat_cache(cache_path),
             };
         }
@@ -145,7 +152,22 @@ impl Snapshot {
         if let Some(err) = first_failure {
             return Err(err);
         }
-        if let Some(cache_path) = stat_cache.filter(|_| !(cache_is_current && to_read.is_empty())) {
+        let Some(cache_path) = stat_cache.filter(|_| !(read.current && to_read.is_empty())) else {
+            return Ok(to_read.len());
+        };
+        // Recorded with this snapshot's start: a file stamped after it (or too close to it)
+        // is written but not trusted next run, which hashes it again.
+        let room = read
+            .room
+            .filter(|room| !to_read.is_empty() && room.fits(to_read.len()));
+        if let Some(room) = room {
+            // A few files read (one edited): their records go to the journal.
+            let records = to_read.iter().filter_map(|&i| {
+                let file = &self.files[i];
+                Some((file.rel.as_str(), &file.stat, self.digests[i].as_ref()?))
+            });
+            StatCache::append(cache_path, room, self.started_ns, records)?;
+        } else {
             let records = self
                 .files
                 .iter()
@@ -153,9 +175,8 @@ impl Snapshot {
                 .filter_map(|(file, digest)| {
                     Some((file.rel.as_str(), &file.stat, digest.as_ref()?))
                 });
-            // Recorded with this snapshot's start: a file stamped after it (or too close to it)
-            // is written but not trusted next run, which hashes it again.
             StatCache::save(cache_path, self.started_ns, records)?;
+            StatCache::remove_journal(cache_path);
         }
         Ok(to_read.len())
     }
@@ -164,15 +185,15 @@ impl Snapshot {
     /// of `hash` that needs no rule, so the prelude does it while the CLI is still loading.
     /// A later `hash` with the same cache does not read it again.
     pub fn prime(&mut self, stat_cache: &Path) {
-        let current = self.fill_from_stat_cache(stat_cache);
-        self.primed = Some((stat_cache.to_path_buf(), current));
+        let read = self.fill_from_stat_cache(stat_cache);
+        self.primed = Some((stat_cache.to_path_buf(), read));
     }
 
-    /// Take from the cache file every digest it vouches for; whether it held exactly this
-    /// snapshot's records. Every file, not only the wanted ones: the cache is rewritten from
-    /// this snapshot's digests, and a run of a few rules must not evict the records of the
-    /// rest. Both the walk and the file are in path order: one pass over each.
-    fn fill_from_stat_cache(&mut self, cache_path: &Path) -> bool {
+    /// Take from the cache file (and its journal) every digest they vouch for. Every file, not
+    /// only the wanted ones: the cache is rewritten from this snapshot's digests, and a run of
+    /// a few rules must not evict the records of the rest. Both the walk and the file are in
+    /// path order: one pass over each.
+    fn fill_from_stat_cache(&mut self, cache_path: &Path) -> CacheRead {
         let cache = SortedStatCache::load(cache_path);
         let mut cursor = cache.cursor();
         let mut known_before = 0;
@@ -185,7 +206,10 @@ impl Snapshot {
                 trusted += usize::from(digest.is_some());
             }
         }
-        known_before == 0 && trusted == cache.len()
+        CacheRead {
+            current: known_before == 0 && trusted == cache.len() && !cache.has_journal(),
+            room: cache.journal_room(),
+        }
     }
 
     /// One digest of every file's path, executable bit and digest (zeros where none is known

@@ -15,6 +15,9 @@
 //! Records are sorted by path (bytes, strictly increasing), the order of the workspace walk,
 //! so a run joins the file with its walk in one pass over both (`SortedStatCache`): no map of
 //! 100,000 paths built per run, no allocation per record.
+//!
+//! A run that hashed only a few files appends their records to the file's journal instead of
+//! rewriting it (`journal.rs`).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -28,6 +31,8 @@ use crate::hash::{hash_bytes, Digest, MMAP_RAYON_THRESHOLD};
 use crate::mapped;
 use crate::walk::FileStat;
 use crate::Result;
+
+mod journal;
 
 const MAGIC: &[u8; 8] = b"ONCESTAT";
 /// Bumped whenever the layout changes; a file of another version loads as empty.
@@ -103,7 +108,7 @@ impl StatCache {
     /// Load from `path`; a missing, truncated or corrupt file gives an empty cache (never an error).
     #[must_use]
     pub fn load(path: &Path) -> StatCache {
-        let file = SortedStatCache::load(path);
+        let file = SortedStatCache::load_file(path);
         // Every record takes at least its fixed part, so a count that lies cannot make us
         // reserve more than the file could hold.
         let plausible = file.len().min(file.bytes.len() / RECORD_FIXED_LEN);
@@ -238,6 +243,22 @@ impl StatCache {
         // an empty cache only costs one re-hash; a sync per run would cost every no-op run.
         written
     }
+
+    /// Append `records`, found at a snapshot started `snapshot_start_ns`, to the journal of
+    /// the cache file at `path`, which `room` came from (see `journal.rs`).
+    pub fn append<'a>(
+        path: &Path,
+        room: JournalRoom,
+        snapshot_start_ns: i64,
+        records: impl Iterator<Item = (&'a str, &'a FileStat, &'a Digest)>,
+    ) -> Result<()> {
+        journal::append(path, &room.base, snapshot_start_ns, records)
+    }
+
+    /// Remove the journal of the cache file at `path`, once that file was saved whole.
+    pub fn remove_journal(path: &Path) {
+        journal::remove(path);
+    }
 }
 
 /// Nanoseconds since the epoch: the reference time of the racy rule, taken before a stat.
@@ -298,18 +319,23 @@ fn encode<'a>(
     out.extend_from_slice(&snapshot_start_ns.to_le_bytes());
     out.extend_from_slice(&(records.len() as u64).to_le_bytes());
     for (rel, stat, digest) in records {
-        out.extend_from_slice(&(rel.len() as u32).to_le_bytes());
-        out.extend_from_slice(rel.as_bytes());
-        out.extend_from_slice(&stat.dev.to_le_bytes());
-        out.extend_from_slice(&stat.ino.to_le_bytes());
-        out.extend_from_slice(&stat.size.to_le_bytes());
-        out.extend_from_slice(&stat.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&stat.ctime_ns.to_le_bytes());
-        out.extend_from_slice(&digest.0);
+        encode_record(&mut out, rel, stat, digest);
     }
     let checksum = checksum(&out);
     out.extend_from_slice(&checksum.0);
     out
+}
+
+/// One record as the cache file and its journal hold it.
+fn encode_record(out: &mut Vec<u8>, rel: &str, stat: &FileStat, digest: &Digest) {
+    out.extend_from_slice(&(rel.len() as u32).to_le_bytes());
+    out.extend_from_slice(rel.as_bytes());
+    out.extend_from_slice(&stat.dev.to_le_bytes());
+    out.extend_from_slice(&stat.ino.to_le_bytes());
+    out.extend_from_slice(&stat.size.to_le_bytes());
+    out.extend_from_slice(&stat.mtime_ns.to_le_bytes());
+    out.extend_from_slice(&stat.ctime_ns.to_le_bytes());
+    out.extend_from_slice(&digest.0);
 }
 
 /// A cache file's bytes: mapped when large, read when small (or when it cannot be mapped).
@@ -369,25 +395,88 @@ fn checksum(body: &[u8]) -> Digest {
     Digest(*hasher.finalize().as_bytes())
 }
 
-/// A stat cache file read whole and checked, for one merge-join with a walk in path order:
-/// `Snapshot::hash` looks up each file of the walk with `cursor().lookup`, which reads the
-/// records in place.
+/// A stat cache file read whole and checked, with its journal, for one merge-join with a walk
+/// in path order: `Snapshot::hash` looks up each file of the walk with `cursor().lookup`,
+/// which reads the file's records in place.
 #[derive(Default)]
 pub struct SortedStatCache {
     /// The whole file; the records lie in `bytes[HEADER_LEN..len - CHECKSUM_LEN]`.
     bytes: FileBytes,
     snapshot_start_ns: i64,
     count: u64,
+    /// The journal's records, sorted by path.
+    journal: Vec<journal::Appended>,
+    /// Whether records may be appended to the journal, and how many it holds.
+    room: Option<JournalRoom>,
+}
+
+/// Room in a stat cache's journal (see `journal.rs`): what a run needs to append its new
+/// records instead of rewriting the whole cache.
+#[derive(Clone, Copy, Debug)]
+pub struct JournalRoom {
+    base: [u8; CHECKSUM_LEN],
+    base_records: u64,
+    journal_records: u64,
+}
+
+impl JournalRoom {
+    /// Whether `new` more records keep the journal within an eighth of the cache file.
+    #[must_use]
+    pub fn fits(&self, new: usize) -> bool {
+        self.journal_records.saturating_add(new as u64) <= self.base_records / 8
+    }
 }
 
 impl SortedStatCache {
-    /// Read `path`; missing, truncated, corrupt or of another version reads as empty.
+    /// Read `path` and its journal; a missing, truncated, corrupt file or one of another
+    /// version reads as empty, and an unusable journal as none.
     #[must_use]
     pub fn load(path: &Path) -> SortedStatCache {
+        let mut cache = SortedStatCache::load_file(path);
+        let Some(base) = cache.stored_checksum() else {
+            return cache;
+        };
+        let journal_records = match journal::read(path, &base) {
+            journal::Journal::Absent => 0,
+            journal::Journal::Read { records, count } => {
+                cache.journal = records;
+                count
+            }
+            journal::Journal::Unusable => return cache,
+        };
+        cache.room = Some(JournalRoom {
+            base,
+            base_records: cache.count,
+            journal_records,
+        });
+        cache
+    }
+
+    /// The cache file alone, without its journal.
+    fn load_file(path: &Path) -> SortedStatCache {
         FileBytes::read(path)
             .ok()
             .and_then(SortedStatCache::decode)
             .unwrap_or_default()
+    }
+
+    /// The checksum the file ends with, which its journal names; None for an empty cache.
+    fn stored_checksum(&self) -> Option<[u8; CHECKSUM_LEN]> {
+        let start = self.bytes.len().checked_sub(CHECKSUM_LEN)?;
+        self.bytes[start..].try_into().ok()
+    }
+
+    /// Room to append to the journal; None when the file or its journal is unusable, and
+    /// only a whole rewrite may record new digests.
+    #[must_use]
+    pub fn journal_room(&self) -> Option<JournalRoom> {
+        self.room
+    }
+
+    /// Whether the journal holds any record.
+    #[must_use]
+    pub fn has_journal(&self) -> bool {
+        !self.journal.is_empty()
     }
 
     /// `None` for anything but a complete, intact file of this version. The records are only
@@ -408,6 +497,8 @@ impl SortedStatCache {
             bytes,
             snapshot_start_ns,
             count,
+            journal: Vec::new(),
+            room: None,
         })
     }
 
@@ -441,6 +532,7 @@ impl SortedStatCache {
             previous: None,
             snapshot_start_ns: self.snapshot_start_ns,
             broken: false,
+            journal: &self.journal,
         }
     }
 }
@@ -454,12 +546,31 @@ pub struct Cursor<'a> {
     snapshot_start_ns: i64,
     /// A record did not parse or was out of order: the rest is not read.
     broken: bool,
+    /// The journal's records not passed over yet, in path order.
+    journal: &'a [journal::Appended],
 }
 
 impl<'a> Cursor<'a> {
-    /// The trusted digest (see `StatCache::lookup`) recorded for `rel`. Calls must come in
-    /// strictly increasing `rel` order; records for paths before `rel` are passed over.
+    /// The trusted digest (see `StatCache::lookup`) recorded for `rel`, in the journal or the
+    /// file (either record, if trusted, was true when written). Calls must come in strictly
+    /// increasing `rel` order; records for paths before `rel` are passed over.
     pub fn lookup(&mut self, rel: &str, stat: &FileStat) -> Option<Digest> {
+        let in_file = self.lookup_in_file(rel, stat);
+        let ahead = self
+            .journal
+            .partition_point(|appended| appended.path.as_slice() < rel.as_bytes());
+        self.journal = &self.journal[ahead..];
+        match self.journal.first() {
+            Some(appended) if appended.path == rel.as_bytes() => {
+                self.journal = &self.journal[1..];
+                let trusted = appended.record.trusted(stat, appended.snapshot_start_ns);
+                trusted.then_some(appended.record.digest).or(in_file)
+            }
+            _ => in_file,
+        }
+    }
+
+    fn lookup_in_file(&mut self, rel: &str, stat: &FileStat) -> Option<Digest> {
         loop {
             let next = self.peek_path()?;
             match next.cmp(rel.as_bytes()) {
@@ -515,18 +626,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn parse(&mut self) -> Option<(&'a [u8], Record)> {
-        let reader = &mut self.rest;
-        let path_len = reader.u32()? as usize;
-        let path = reader.take(path_len)?;
-        let record = Record {
-            dev: reader.u64()?,
-            ino: reader.u64()?,
-            size: reader.u64()?,
-            mtime_ns: reader.i64()?,
-            ctime_ns: reader.i64()?,
-            digest: Digest(reader.take(32)?.try_into().ok()?),
-        };
-        Some((path, record))
+        self.rest.record()
     }
 }
 
@@ -551,5 +651,19 @@ impl<'a> Reader<'a> {
     }
     fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    /// One record (see `encode_record`): its path and the rest.
+    fn record(&mut self) -> Option<(&'a [u8], Record)> {
+        let path_len = self.u32()? as usize;
+        let path = self.take(path_len)?;
+        let record = Record {
+            dev: self.u64()?,
+            ino: self.u64()?,
+            size: self.u64()?,
+            mtime_ns: self.i64()?,
+            ctime_ns: self.i64()?,
+            digest: Digest(self.take(32)?.try_into().ok()?),
+        };
+        Some((path, record))
     }
 }
