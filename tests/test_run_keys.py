@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from once import _core, plans, quick, run_keys
+from once import _core, plans, quick, run_keys, session
 from once.cli import cli
+from once.run import open_store
 
 from tests.helpers import Workspace, prelude_started, three_packages
 
@@ -89,7 +90,8 @@ def test_a_miss_runs_with_the_keys_the_fast_path_made(
     kept: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The edit-and-run case: the fast path keys the plan, meets a miss and leaves the run to
-    the CLI, which runs it with those keys instead of keying everything again."""
+    the CLI, which runs it with those keys and the entries they found instead of keying
+    everything and reading every entry again."""
     (kept.root / "libs/a/src/one.txt").write_text("ONE\n")
     monkeypatch.setenv("ONCE_CACHE_DIR", str(kept.cache))
     monkeypatch.chdir(kept.root)
@@ -99,7 +101,18 @@ def test_a_miss_runs_with_the_keys_the_fast_path_made(
         def no_keying(*_: object) -> None:
             raise AssertionError("the CLI keyed the plan again")
 
+        class NoLookups:
+            def __init__(self, store: _core.Store | None) -> None:
+                self._store = store
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(self._store, name)
+
+            def lookup_many(self, _keys: list[str]) -> None:
+                raise AssertionError("the CLI looked the entries up again")
+
         monkeypatch.setattr(_core, "action_keys", no_keying)
+        monkeypatch.setattr(session, "open_store", lambda: NoLookups(open_store()))
         result = CliRunner().invoke(cli, ["run", "build"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert sorted(kept.ran()) == ["a", "app"]

@@ -64,7 +64,9 @@ class Runner:
         snapshot: _core.Snapshot | None = None,
         link: str = "copy",  # how hits restore files: "copy" (reflink where possible) or "hardlink"
         remote: RemoteCache | None = None,  # asked on a local miss, given what a run saves
+        entries: dict[str, _core.Entry | None] | None = None,  # found by key moments ago
     ) -> None:
+        self._entries = entries
         self.remote = remote
         self.link = link
         self.workspace = workspace
@@ -93,6 +95,13 @@ class Runner:
                 self.output_stats.save()
         return [results[action.rule.label] for action in actions]
 
+    def _entries_of(self, store: _core.Store, keys: list[str]) -> list[_core.Entry | None]:
+        """The entry of each key: those the fast path found moments ago, else the store's."""
+        known = self._entries
+        if known is not None and all(key in known for key in keys):
+            return [known[key] for key in keys]
+        return store.lookup_many(keys)
+
     def _settle_in_bulk(self, actions: list[Action]) -> dict[str, Result]:
         """Settle, in two calls into the core, every step that is a local hit and whose
         dependencies are all settled here too: what a no-op run or a restore is made of.
@@ -107,7 +116,7 @@ class Runner:
         keys = [self.fingerprints[label].key for label, _ in cacheable]
         found = {
             label: entry
-            for (label, _), entry in zip(cacheable, store.lookup_many(keys), strict=True)
+            for (label, _), entry in zip(cacheable, self._entries_of(store, keys), strict=True)
             if entry is not None
         }
         # Wave: settled after its dependencies' (the order the scheduler would keep). Actions
