@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use crate::error::{Error, IoContext};
 use crate::hash::Digest;
 use crate::store::{self, ActionEntry, OutputKind, Store, StoreLock, AC, CAS};
+use crate::usage_ledger;
 use crate::Result;
 
 /// A temporary file untouched this long belongs to a writer that died mid-write: a live writer
@@ -97,6 +98,18 @@ impl Store {
                 ..GcReport::default()
             });
         };
+        if !options.sweep {
+            // The tally says under the bound: no need to stat every file to learn it.
+            if let Some(bytes) = usage_ledger::estimate(self.root()) {
+                if bytes <= options.max_bytes {
+                    return Ok(GcReport {
+                        bytes_before: bytes,
+                        bytes_after: bytes,
+                        ..GcReport::default()
+                    });
+                }
+            }
+        }
         let items = scan(self.root())?;
         let mut report = GcReport {
             bytes_before: tally(&items).total_bytes(),
@@ -131,6 +144,7 @@ impl Store {
             report.freed_bytes += bytes;
         }
         report.bytes_after = total;
+        usage_ledger::counted(self.root(), total);
         Ok(report)
     }
 
@@ -160,6 +174,7 @@ impl Store {
             })?;
             fs::create_dir_all(&dir).at(&dir)?;
         }
+        usage_ledger::forget(self.root());
         Ok(usage)
     }
 

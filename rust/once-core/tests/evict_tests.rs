@@ -370,3 +370,59 @@ fn verify_drops_corrupt_blobs_and_every_entry_naming_them() {
     assert_eq!((again.corrupt_blobs, again.removed_entries), (0, 0));
     assert_eq!(again.blobs, report.blobs - 1);
 }
+
+/// The collection at the end of a run trusts the store's tally (`usage`) while it says the
+/// store is under the bound; every save adds to it, and an old or damaged tally, a bound it
+/// exceeds, or a manual collection counts every file again.
+#[test]
+fn a_collection_under_the_bound_takes_the_tally_and_saves_add_to_it() {
+    let fx = Fixture::new();
+    let tally = fx.store.root().join("usage");
+    fx.entry(1, 10 * KB);
+    assert!(!tally.exists(), "no tally before the first full count");
+    let exact = |fx: &Fixture| fx.store.usage().unwrap().total_bytes();
+
+    let counted = fx.gc(u64::MAX, &[]);
+    assert_eq!(counted.bytes_before, exact(&fx));
+    assert!(tally.is_file());
+
+    // A save adds to the tally at least what it added to the store.
+    fx.entry(2, 20 * KB);
+    let told = fx.gc(u64::MAX, &[]);
+    assert!(
+        told.bytes_before >= exact(&fx),
+        "{} < {}",
+        told.bytes_before,
+        exact(&fx)
+    );
+    assert!(told.bytes_before > counted.bytes_before);
+
+    // Something the tally cannot see (a blob dropped in by hand) is still under the bound it
+    // reports, so the collection trusts it...
+    let unseen = fx.store.put_bytes(&vec![9u8; 100 * KB]).unwrap();
+    let trusted = fx.gc(told.bytes_before + 1, &[]);
+    assert_eq!(trusted.bytes_before, told.bytes_before);
+    assert!(fx.store.contains(&unseen));
+    // ...until the tally is an hour old: then every file is counted, and the orphan goes.
+    let old = SystemTime::now() - Duration::from_secs(2 * 3600);
+    let secs = old
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    fs::write(&tally, format!("counted {} {secs}\n", told.bytes_before)).unwrap();
+    let recounted = fx.gc(told.bytes_before + 1, &[]);
+    assert_eq!(recounted.removed_blobs, 1);
+    assert!(!fx.store.contains(&unseen));
+    assert_eq!(recounted.bytes_after, exact(&fx));
+
+    // A tally that does not parse is counted again too.
+    fs::write(&tally, "counted lots\n+12\n").unwrap();
+    assert_eq!(fx.gc(u64::MAX, &[]).bytes_before, exact(&fx));
+    // Over the bound by the tally: counted, and evicted down to it.
+    let report = fx.gc(exact(&fx) - 1, &[2]);
+    assert_eq!(report.evicted_entries, 1);
+    assert!(fx.store.lookup(&key(1)).is_none());
+
+    fx.store.clear().unwrap();
+    assert!(!tally.exists(), "a cleared store is counted afresh");
+}

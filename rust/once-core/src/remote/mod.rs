@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::hash::Digest;
 use crate::store::{self, ActionEntry, OutputKind, Store, StoreLock, TempFile, BLOB_MODE, CAS};
+use crate::usage_ledger;
 
 use backend::Backend;
 pub use envelope::Signer;
@@ -461,7 +462,7 @@ impl Shared {
             // The server lost a blob (its own eviction): incomplete, so a miss.
             return Ok(FetchOutcome::Miss);
         }
-        write_entry(&entry_path, body).await?;
+        write_entry(store.root(), &entry_path, body).await?;
         add(&self.counters.entries_downloaded, 1);
         Ok(FetchOutcome::Hit)
     }
@@ -504,9 +505,12 @@ impl Shared {
             let file = file.into_std().await;
             let temp_path = temp.path.clone();
             let dest = dest.clone();
+            let root = store.root().to_path_buf();
             tokio::task::spawn_blocking(move || -> crate::Result<()> {
                 store::seal(&file, &temp_path, BLOB_MODE)?;
-                temp.persist(&dest)
+                temp.persist(&dest)?;
+                usage_ledger::add(&root, bytes);
+                Ok(())
             })
             .await
             .map_err(|err| RemoteError::Transport(err.to_string()))??;
@@ -612,8 +616,10 @@ fn local_io(path: &Path, source: std::io::Error) -> RemoteError {
     })
 }
 
-/// Atomically, like a local save: a temporary file, synced, renamed into place.
-async fn write_entry(path: &Path, body: &[u8]) -> Result<(), RemoteError> {
+/// Atomically, like a local save: a temporary file, synced, renamed into place, and counted
+/// in the store at `root`.
+async fn write_entry(root: &Path, path: &Path, body: &[u8]) -> Result<(), RemoteError> {
+    let root = root.to_path_buf();
     let path = path.to_path_buf();
     let body = body.to_vec();
     tokio::task::spawn_blocking(move || -> crate::Result<()> {
@@ -625,7 +631,9 @@ async fn write_entry(path: &Path, body: &[u8]) -> Result<(), RemoteError> {
             source,
         })?;
         store::seal(&file, &temp.path, store::ENTRY_MODE)?;
-        temp.persist(&path)
+        temp.persist(&path)?;
+        usage_ledger::add(&root, body.len() as u64);
+        Ok(())
     })
     .await
     .map_err(|err| RemoteError::Transport(err.to_string()))??;

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::directory::{mark_used_path, name_arg, Directory};
 use crate::error::{Error, IoContext};
 use crate::hash::Digest;
+use crate::usage_ledger;
 use crate::Result;
 use declared::Declared;
 use outputs::{Found, FoundKind};
@@ -315,6 +316,15 @@ impl Store {
         file.write_all(&json).at(&temp.path)?;
         seal(&file, &temp.path, ENTRY_MODE)?;
         temp.persist(&entry_path)?;
+        // Every blob it names, new or not (see usage_ledger.rs): the tally may only overcount.
+        let outputs: u64 = found
+            .iter()
+            .map(|(_, found)| match &found.kind {
+                FoundKind::File { stat, .. } => stat.size,
+                FoundKind::Dir | FoundKind::Symlink(_) => 0,
+            })
+            .sum();
+        usage_ledger::add(&self.root, outputs + log.len() as u64 + json.len() as u64);
         Ok(entry)
     }
 
