@@ -107,11 +107,12 @@ impl Snapshot {
     }
 
     /// Fill the digests of every file in `sets`, using `stat_cache` (a path) for unchanged files
-    /// and hashing the rest in parallel; then rewrite the stat cache. Returns how many files
-    /// were actually read.
+    /// and hashing the rest in parallel; then record them in the stat cache (appended to its
+    /// journal when they are few, else the whole cache rewritten). Returns how many files were
+    /// actually read.
     ///
-    /// Each call that finds unknown digests loads and rewrites the whole stat cache, so callers
-    /// pass all the sets of a run at once.
+    /// Each call that finds unknown digests loads the stat cache and writes it, so callers pass
+    /// all the sets of a run at once.
     pub fn hash(&mut self, sets: &[&FileSet], stat_cache: Option<&Path>) -> Result<usize> {
         let mut wanted = vec![false; self.files.len()];
         for &index in sets.iter().flat_map(|set| set.iter()) {
