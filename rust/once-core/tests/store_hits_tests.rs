@@ -66,6 +66,15 @@ impl Fixture {
     }
 }
 
+fn hit<'a>(entry: &'a ActionEntry, package: &'a str, outputs: &'a [String], wave: u32) -> Hit<'a> {
+    Hit {
+        entry,
+        package,
+        outputs,
+        wave,
+    }
+}
+
 fn key(n: u8) -> String {
     format!("{n:02x}").repeat(32)
 }
@@ -122,20 +131,7 @@ fn hits_all_in_place_are_cached_with_their_logs_and_marked_used() {
     fx.age_entry(&key(2));
     let before = fx.entry_mtime(&key(1));
     let outputs = strings(&["dist"]);
-    let hits = [
-        Hit {
-            entry: &a,
-            package: "a",
-            outputs: &outputs,
-            wave: 0,
-        },
-        Hit {
-            entry: &b,
-            package: "b",
-            outputs: &outputs,
-            wave: 1,
-        },
-    ];
+    let hits = [hit(&a, "a", &outputs, 0), hit(&b, "b", &outputs, 1)];
     let reports = fx
         .store
         .settle_hits(&fx.ws, &hits, LinkMode::Copy, None, true);
@@ -169,20 +165,7 @@ fn settle_confirms_restores_touches_and_reads_logs() {
     let before = fx.entry_mtime(&key(1));
 
     let outputs = strings(&["dist"]);
-    let hits = [
-        Hit {
-            entry: &a,
-            package: "a",
-            outputs: &outputs,
-            wave: 0,
-        },
-        Hit {
-            entry: &b,
-            package: "b",
-            outputs: &outputs,
-            wave: 0,
-        },
-    ];
+    let hits = [hit(&a, "a", &outputs, 0), hit(&b, "b", &outputs, 0)];
     let reports = fx
         .store
         .settle_hits(&fx.ws, &hits, LinkMode::Copy, None, true);
@@ -220,12 +203,7 @@ fn settle_records_outputs_so_the_next_check_reads_nothing() {
     std::thread::sleep(Duration::from_millis(100));
     let known = OutputStats::load(&fx.ws.join("outputs"));
     let outputs = strings(&["dist"]);
-    let hits = [Hit {
-        entry: &a,
-        package: "a",
-        outputs: &outputs,
-        wave: 0,
-    }];
+    let hits = [hit(&a, "a", &outputs, 0)];
     let first = fx
         .store
         .settle_hits(&fx.ws, &hits, LinkMode::Copy, Some(&known), false);
@@ -308,18 +286,8 @@ fn a_later_wave_is_settled_after_an_earlier_one() {
 
     let outer_outputs = strings(&["dist"]);
     let hits = [
-        Hit {
-            entry: &inner,
-            package: "p/dist/inner",
-            outputs: &inner_outputs,
-            wave: 1,
-        },
-        Hit {
-            entry: &outer,
-            package: "p",
-            outputs: &outer_outputs,
-            wave: 0,
-        },
+        hit(&inner, "p/dist/inner", &inner_outputs, 1),
+        hit(&outer, "p", &outer_outputs, 0),
     ];
     let reports = fx
         .store
@@ -340,12 +308,7 @@ fn hardlink_hits_share_the_blob_read_only() {
     let a = fx.build(&key(1), "a", &[("x.txt", b"linked")], b"");
     fs::remove_dir_all(fx.ws.join("a/dist")).unwrap();
     let outputs = strings(&["dist"]);
-    let hits = [Hit {
-        entry: &a,
-        package: "a",
-        outputs: &outputs,
-        wave: 0,
-    }];
+    let hits = [hit(&a, "a", &outputs, 0)];
     let reports = fx
         .store
         .settle_hits(&fx.ws, &hits, LinkMode::Hardlink, None, false);
