@@ -170,7 +170,7 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
     # Should a step miss, the CLI runs it with these keys rather than keying again.
     early.keyed = (steps, keys, requests.with_files_read)
     entries = store.lookup_many(keys)
-    early.entries = dict(zip(keys, entries, strict=True))
+    early.entries = entries
     # Settled in waves: a step after its dependencies, as the scheduler would.
     waves: dict[str, int] = {}
     wanted = []

@@ -37,7 +37,7 @@ def execute(
     with workspace_lock(state_dir, held=prelude.claim_lock(state_dir)):
         # Keyed under the lock: a run that waited must see what the run before it left.
         known = prelude.claim_keys(workspace.root, steps) if steps is not None else None
-        entries = prelude.claim_entries() if known is not None else None
+        entries = prelude.claim_entries(known[0]) if known is not None else None
         keyed = plan(
             workspace,
             actions,

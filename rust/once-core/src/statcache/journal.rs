@@ -21,7 +21,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{encode_record, Reader, Record, CHECKSUM_LEN};
+use super::{encode_record, last_per_path, Reader, Record, CHECKSUM_LEN};
 use crate::error::IoContext;
 use crate::hash::Digest;
 use crate::walk::FileStat;
@@ -48,7 +48,7 @@ pub(super) enum Journal {
 }
 
 /// Where the journal of the cache file at `cache` lives.
-pub(super) fn path_of(cache: &Path) -> PathBuf {
+fn path_of(cache: &Path) -> PathBuf {
     let mut name = cache.file_name().map(OsString::from).unwrap_or_default();
     name.push(".journal");
     cache.with_file_name(name)
@@ -89,19 +89,9 @@ fn decode(bytes: &[u8], base: &[u8]) -> Option<Journal> {
             return None;
         }
     }
-    let count = records.len() as u64;
-    // Stable: of the records for one path the last appended ends up last, and is kept.
-    records.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut kept: Vec<Appended> = Vec::with_capacity(records.len());
-    for record in records {
-        match kept.last_mut() {
-            Some(last) if last.path == record.path => *last = record,
-            _ => kept.push(record),
-        }
-    }
     Some(Journal::Read {
-        records: kept,
-        count,
+        count: records.len() as u64,
+        records: last_per_path(records, |appended| &appended.path),
     })
 }
 

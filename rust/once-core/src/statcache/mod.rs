@@ -299,16 +299,7 @@ fn encode<'a>(
 ) -> Vec<u8> {
     let mut records: Vec<(&str, &FileStat, &Digest)> = records.collect();
     if !records.windows(2).all(|pair| pair[0].0 < pair[1].0) {
-        // Stable, so of equal paths the one given last ends up last, and is the one kept.
-        records.sort_by(|a, b| a.0.cmp(b.0));
-        let mut kept: Vec<(&str, &FileStat, &Digest)> = Vec::with_capacity(records.len());
-        for record in records {
-            match kept.last_mut() {
-                Some(last) if last.0 == record.0 => *last = record,
-                _ => kept.push(record),
-            }
-        }
-        records = kept;
+        records = last_per_path(records, |record| record.0.as_bytes());
     }
     let paths: usize = records.iter().map(|(rel, _, _)| rel.len()).sum();
     let mut out = Vec::with_capacity(
@@ -324,6 +315,20 @@ fn encode<'a>(
     let checksum = checksum(&out);
     out.extend_from_slice(&checksum.0);
     out
+}
+
+/// `records` sorted by path, keeping of the records for one path the one given last.
+fn last_per_path<T>(mut records: Vec<T>, path: impl Fn(&T) -> &[u8]) -> Vec<T> {
+    // Stable, so of equal paths the one given last ends up last.
+    records.sort_by(|a, b| path(a).cmp(path(b)));
+    let mut kept: Vec<T> = Vec::with_capacity(records.len());
+    for record in records {
+        match kept.last_mut() {
+            Some(last) if path(last) == path(&record) => *last = record,
+            _ => kept.push(record),
+        }
+    }
+    kept
 }
 
 /// One record as the cache file and its journal hold it.
