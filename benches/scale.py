@@ -5,15 +5,16 @@
 
 Generates (or reuses, in `--work`) the tree of `benches/monorepo.py` and times, each beside its
 reference measured in the same run: a cold run (empty cache), a no-op run (everything cached,
-outputs present) and `git status`, restore-all (every output deleted), one source file
-changed, `once hash` of the whole tree without a stat cache and `b3sum` over the same files,
-one big file, `once --version` and `python -c "import click"`, and the no-op run of a
-workspace of `--rules` trivial rules (scheduler overhead). Every command is a subprocess as a
-user runs it; the table shows medians, the ratio to the reference, the target, and the peak
-resident memory of the `once` process (from `wait4`). A case and its reference run in
-alternation, each pair in the other order than the last, so that neither gains from running
-second; their ratio is the median of the ratios of each pair: a burst of load from a neighbour
-slows both runs of a pair, where it could move one of two separate medians alone.
+outputs present) and `git status`, the floor of a no-op in this shape (a Python process that only
+imports the extension and walks) and `git status` again, restore-all (every output deleted), one
+source file changed, `once hash` of the whole tree without a stat cache and `b3sum` over the same
+files, one big file, `once --version` and `python -c "import click"`, and the no-op run of a
+workspace of `--rules` trivial rules (scheduler overhead). Every command is a subprocess as a user
+runs it; the table shows medians, the ratio to the reference, the target, and the peak resident
+memory of the `once` process (from `wait4`). A case and its reference run in alternation, each pair
+in the other order than the last, so that neither gains from running second; their ratio is the
+median of the ratios of each pair: a burst of load from a neighbour slows both runs of a pair,
+where it could move one of two separate medians alone.
 
 The machine is shared and noisy: read medians and ratios, not single runs.
 """
@@ -33,6 +34,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from once.layout import STAT_CACHE, STATE_DIR
 
 from benches.monorepo import TARGETS, Monorepo, generate, load, make_rules_workspace
 
@@ -77,6 +80,12 @@ class Row:
 
 
 GNU_TIME = Path("/usr/bin/time")
+# A process that only starts Python, imports the extension and walks the workspace as a run's
+# prelude does (the interpreter is the benchmark's own, the one `once` runs on).
+WALK_ONLY = (
+    "from once import _core; "
+    f"_core.Snapshot.start_scan('.', [{STATE_DIR!r}], {STATE_DIR + '/' + STAT_CACHE!r}).wait()"
+)
 
 
 def timed(argv: Sequence[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -283,6 +292,23 @@ def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads b
             git_status,
             "≤ 1.0x",
             lambda _s, ratio: ratio is not None and ratio <= 1.0,
+            paired=True,
+        )
+    )
+    # The part of a no-op that no change to once's Python can win back: the interpreter's
+    # start, the extension's import and the walk against the stat cache (prelude.py). Where
+    # this alone is near git status (small trees), the no-op's ratio is the interpreter's.
+    floor, floor_git = measure_pair(
+        [sys.executable, "-c", WALK_ONLY], ["git", "status", "--porcelain"], tree, env, repeat
+    )
+    rows.append(
+        Row(
+            "floor: python start + the walk alone",
+            floor,
+            "git status",
+            floor_git,
+            "",
+            lambda _s, _r: True,
             paired=True,
         )
     )
