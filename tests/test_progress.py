@@ -160,7 +160,10 @@ def test_summary_names_failures_and_time_saved(ws: Workspace) -> None:
     assert saved >= 0.3
     hit = next(line for line in again.out.splitlines() if line.startswith("//libs/b:build: cache"))
     assert "(restored) in" in hit
-    assert ", saved 0.3" in hit or ", saved 0.4" in hit or ", saved 0.5" in hit, hit
+    # The step's own saving is its run's time (at least its 0.3 s sleep, however loaded the
+    # machine), and part of the run's.
+    saved_by_b = float(hit.split(", saved ")[1].removesuffix("s"))
+    assert 0.3 <= saved_by_b <= saved, hit
 
     ws.write({"libs/a/once.toml": '[rule.build]\ncmd = "exit 3"\n'})
     failed = ws.once("run", "build")

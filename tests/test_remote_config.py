@@ -83,6 +83,7 @@ def test_environment_wins() -> None:
     assert chosen is not None
     assert chosen.url == "redis://127.0.0.1:6379"
     assert chosen.token == "t"
+    assert "'t'" not in repr(chosen)  # a secret: never in a traceback or a log
     assert chosen.timeout == DEFAULT_TIMEOUT
     assert not chosen.read_only
     assert choose(SETTINGS, {"ONCE_REMOTE": ""}) is None  # set but empty: off
@@ -95,7 +96,9 @@ def test_read_only_from_flag_env_or_file() -> None:
         assert chosen is not None
         return chosen.read_only
 
-    ro_file = RemoteSettings(**{**SETTINGS.__dict__, "read_only": True})
+    ro_file = RemoteSettings(
+        **{**{name: getattr(SETTINGS, name) for name in RemoteSettings.FIELDS}, "read_only": True}
+    )
     assert read_only(SETTINGS, {"ONCE_REMOTE_READ_ONLY": "1"})
     assert read_only(SETTINGS, {}, flag=True)
     assert read_only(ro_file, {})

@@ -10,11 +10,11 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from once.cache_files import MAX_SIZE_ENV, parse_size, record_run
 from once.errors import UsageError
 
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from once.console import Result
     from once.graph import Action

@@ -13,15 +13,18 @@ import functools
 import posixpath
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from once import layout, workspace_cache
 from once.errors import ConfigError
 from once.layout import CONFIG_NAME, STATE_DIR
 from once.model import Package, RemoteSettings, Rule, Workspace
+from once.value import Value
+
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, Final
 
 ROOT_KEYS = ("workspace", "package", "rule", "remote")
 MEMBER_KEYS = ("package", "rule")
@@ -39,12 +42,15 @@ ENV_PATTERN = re.compile(r"^[A-Za-z_*?][A-Za-z0-9_*?]*$")
 MEMBER_GLOB = re.compile(r"[*?\[]")
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(Value):
     """One once.toml's text, kept so that every error can point at the line it is about."""
 
-    path: Path
-    text: str
+    __slots__ = ("path", "text")
+    FIELDS = ("path", "text")
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path: Final = path
+        self.text: Final = text
 
     def error(self, message: str, *keys: str, value: str | None = None) -> ConfigError:
         """An error located at the key path `keys` (and within it at `value`, if given)."""

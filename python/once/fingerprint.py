@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-
 from once import _core
 from once.errors import ConfigError
 from once.graph import Action
@@ -13,14 +10,30 @@ from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
 from once.model import Rule, Workspace
 from once.plans import KeyRequest, Step, key_context, key_requests, selections, spec_json
 
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Final
 
-@dataclass(frozen=True)
+
 class Fingerprint:
-    key: str
-    inputs: _core.FileSet
-    snapshot: _core.Snapshot
-    request: KeyRequest
-    deps: list[tuple[str, str]]  # (label, key) of each dependency
+    """One action's key, with what it was computed from."""
+
+    __slots__ = ("deps", "inputs", "key", "request", "snapshot")
+
+    def __init__(
+        self,
+        key: str,
+        inputs: _core.FileSet,
+        snapshot: _core.Snapshot,
+        request: KeyRequest,
+        deps: list[tuple[str, str]],
+    ) -> None:
+        self.key: Final = key
+        self.inputs: Final = inputs
+        self.snapshot: Final = snapshot
+        self.request: Final = request
+        self.deps: Final = deps  # (label, key) of each dependency
 
     def spec(self) -> str:
         """Everything that went into the key as JSON, for `once why` and `--dry-run`. Built on
@@ -32,13 +45,17 @@ class Fingerprint:
         return self.spec()
 
 
-@dataclass(frozen=True)
 class Plan:
     """The keys of one run's actions and the workspace snapshot they were computed from."""
 
-    snapshot: _core.Snapshot
-    fingerprints: dict[str, Fingerprint]
-    files_read: int  # files whose contents were hashed (not answered by the stat cache)
+    __slots__ = ("files_read", "fingerprints", "snapshot")
+
+    def __init__(
+        self, snapshot: _core.Snapshot, fingerprints: dict[str, Fingerprint], files_read: int
+    ) -> None:
+        self.snapshot: Final = snapshot
+        self.fingerprints: Final = fingerprints
+        self.files_read: Final = files_read  # files whose contents were hashed, not looked up
 
 
 def excluded_paths(workspace: Workspace) -> dict[str, list[str]]:

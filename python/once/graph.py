@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
 from pathlib import Path
 
 from once.config import CycleError, dependency_order, did_you_mean, source_error
 from once.errors import ConfigError, UsageError
 from once.model import Rule, Workspace
+from once.value import Value
+
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
+if TYPE_CHECKING:
+    from typing import Final
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(Value):
     """A rule selected for this run, with the labels of the actions it waits for."""
 
-    rule: Rule
-    deps: tuple[str, ...]
+    __slots__ = ("deps", "rule")
+    FIELDS = ("rule", "deps")
+
+    def __init__(self, rule: Rule, deps: tuple[str, ...]) -> None:
+        self.rule: Final = rule
+        self.deps: Final = deps
 
     @property
     def label(self) -> str:
@@ -99,6 +105,8 @@ def select_targets(workspace: Workspace, targets: list[str], cwd: Path) -> list[
         found = [f"//{p}:{target}" for p in scope if target in workspace.packages[p].rules]
         if not found:
             known = sorted({n for p in scope for n in workspace.packages[p].rules})
+            import difflib  # noqa: PLC0415 - only this error message needs it
+
             hint = difflib.get_close_matches(target, known, n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             where = f"package //{here}" if here else "the workspace"

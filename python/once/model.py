@@ -4,68 +4,136 @@ Shared by `config` (which builds it from the files) and `workspace_cache` (which
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
-from once.stamps import Stamps
+from once.value import Value
+
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
+if TYPE_CHECKING:
+    from typing import Final
+
+    from once.stamps import Stamps
+
+# The fields of a rule, in the order its constructor takes them.
+RULE_FIELDS = (
+    "package",
+    "name",
+    "cmd",
+    "inputs",
+    "outputs",
+    "deps",
+    "env",
+    "pass_env",
+    "tools",
+    "cache",
+    "source",
+)
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Value):
     """One `[rule.NAME]` table of a package, validated but not yet resolved into an action."""
 
-    package: str  # package path relative to the workspace root, "" for the root
-    name: str
-    cmd: str
-    inputs: tuple[str, ...] | None  # None: every non-ignored file of the package
-    outputs: tuple[str, ...]
-    deps: tuple[str, ...]
-    env: tuple[str, ...]
-    pass_env: tuple[str, ...]
-    tools: tuple[str, ...]
-    cache: bool
-    source: Path  # the once.toml it came from, for error messages
+    __slots__ = (*RULE_FIELDS, "label")
+    FIELDS = RULE_FIELDS
 
-    @cached_property
-    def label(self) -> str:
-        # Asked ~7 times per action by graph, plan and run: 70,000 f-strings for 10,000 rules.
-        return f"//{self.package}:{self.name}"
+    def __init__(
+        self,
+        *,
+        package: str,
+        name: str,
+        cmd: str,
+        inputs: tuple[str, ...] | None,
+        outputs: tuple[str, ...],
+        deps: tuple[str, ...],
+        env: tuple[str, ...],
+        pass_env: tuple[str, ...],
+        tools: tuple[str, ...],
+        cache: bool,
+        source: Path,
+    ) -> None:
+        self.package: Final = (
+            package  # package path relative to the workspace root, "" for the root
+        )
+        self.name: Final = name
+        self.cmd: Final = cmd
+        self.inputs: Final = inputs  # None: every non-ignored file of the package
+        self.outputs: Final = outputs
+        self.deps: Final = deps
+        self.env: Final = env
+        self.pass_env: Final = pass_env
+        self.tools: Final = tools
+        self.cache: Final = cache
+        self.source: Final = source  # the once.toml it came from, for error messages
+        # Asked ~7 times per action by graph, plan and run: made once, not 70,000 times for
+        # 10,000 rules.
+        self.label: Final = f"//{package}:{name}"
 
 
-@dataclass(frozen=True)
-class Package:
-    path: str  # relative to the workspace root, "/"-separated, "" for the root
-    deps: tuple[str, ...]  # paths of the packages this one depends on
-    rules: dict[str, Rule] = field(default_factory=dict)
-    source: Path = Path()
+class Package(Value):
+    __slots__ = ("deps", "path", "rules", "source")
+    FIELDS = ("path", "deps", "rules", "source")
+
+    def __init__(
+        self,
+        path: str,
+        deps: tuple[str, ...],
+        rules: dict[str, Rule] | None = None,
+        source: Path | None = None,
+    ) -> None:
+        self.path: Final = path  # relative to the workspace root, "/"-separated, "" for the root
+        self.deps: Final = deps  # paths of the packages this one depends on
+        self.rules: Final[dict[str, Rule]] = {} if rules is None else rules
+        self.source: Final = Path() if source is None else source
 
     @property
     def label(self) -> str:
         return f"//{self.path}"
 
 
-@dataclass(frozen=True)
-class RemoteSettings:
+class RemoteSettings(Value):
     """The root once.toml's `[remote]` table; the environment may override it (remote.py)."""
 
-    url: str | None
-    read_only: bool
-    token_env: str | None  # the variable holding a bearer token, never the token itself
-    endpoint: str | None  # S3 endpoint of a non-AWS server
-    region: str | None
-    timeout: float | None  # seconds
-    source: Path
+    __slots__ = ("endpoint", "read_only", "region", "source", "timeout", "token_env", "url")
+    FIELDS = ("url", "read_only", "token_env", "endpoint", "region", "timeout", "source")
+
+    def __init__(
+        self,
+        *,
+        url: str | None,
+        read_only: bool,
+        token_env: str | None,
+        endpoint: str | None,
+        region: str | None,
+        timeout: float | None,
+        source: Path,
+    ) -> None:
+        self.url: Final = url
+        self.read_only: Final = read_only
+        self.token_env: Final = token_env  # the variable holding a bearer token, never the token
+        self.endpoint: Final = endpoint  # S3 endpoint of a non-AWS server
+        self.region: Final = region
+        self.timeout: Final = timeout  # seconds
+        self.source: Final = source
 
 
-@dataclass(frozen=True)
-class Workspace:
-    root: Path
-    packages: dict[str, Package]  # by path
-    remote: RemoteSettings | None = None
-    # The stats of every file and folder it was read from, when they vouch for a copy of it
-    # (workspace_cache.py); None when it cannot be kept. Not part of what it is.
-    stamps: Stamps | None = field(default=None, compare=False, repr=False)
+class Workspace(Value):
+    __slots__ = ("packages", "remote", "root", "stamps")
+    # The stamps are not part of what it is.
+    FIELDS = ("root", "packages", "remote")
+
+    def __init__(
+        self,
+        root: Path,
+        packages: dict[str, Package],
+        remote: RemoteSettings | None = None,
+        stamps: Stamps | None = None,
+    ) -> None:
+        self.root: Final = root
+        self.packages: Final = packages  # by path
+        self.remote: Final = remote
+        # The stats of every file and folder it was read from, when they vouch for a copy of
+        # it (workspace_cache.py); None when it cannot be kept.
+        self.stamps: Final = stamps
 
     def rule(self, label: str) -> Rule | None:
         package, _, name = label.removeprefix("//").partition(":")

@@ -12,20 +12,22 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from once import _core
 from once.cache_bound import human_bytes
 from once.config import remote_url_problem
 from once.errors import UsageError
 from once.layout import REMOTE_URL_ENV
-from once.model import RemoteSettings, Workspace
+from once.value import Value
 
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Final
+
     from once.fingerprint import Plan
     from once.graph import Action
+    from once.model import RemoteSettings, Workspace
 
 READ_ONLY_ENV = "ONCE_REMOTE_READ_ONLY"
 TIMEOUT_ENV = "ONCE_REMOTE_TIMEOUT"
@@ -39,17 +41,34 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 
 
-@dataclass(frozen=True)
-class RemoteChoice:
+class RemoteChoice(Value):
     """The remote this run uses, with everything resolved."""
 
-    url: str
-    read_only: bool
-    token: str | None
-    endpoint: str | None
-    region: str | None
-    timeout: float
-    signing_key: str | None
+    __slots__ = ("endpoint", "read_only", "region", "signing_key", "timeout", "token", "url")
+    FIELDS = ("url", "read_only", "token", "endpoint", "region", "timeout", "signing_key")
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        read_only: bool,
+        token: str | None,
+        endpoint: str | None,
+        region: str | None,
+        timeout: float,
+        signing_key: str | None,
+    ) -> None:
+        self.url: Final = url
+        self.read_only: Final = read_only
+        self.token: Final = token
+        self.endpoint: Final = endpoint
+        self.region: Final = region
+        self.timeout: Final = timeout
+        self.signing_key: Final = signing_key
+
+    def __repr__(self) -> str:
+        # The token and the signing key are secrets: a traceback or a log must not show them.
+        return f"RemoteChoice(url={self.url!r}, read_only={self.read_only!r})"
 
 
 def choose(

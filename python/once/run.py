@@ -12,13 +12,13 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from once import _core
 from once.cache_files import cache_folder
 from once.console import Console, Result, hit_line, hit_result
 from once.layout import OUTPUT_STATS, STATE_DIR
 
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     import subprocess
     from concurrent.futures import Future

@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from once.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, OnceError, os_error_message
 
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path

@@ -16,34 +16,38 @@ from __future__ import annotations
 import marshal
 import sys
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
 
 from once import __version__
 from once.atomic_file import write_atomic
 from once.model import Package, RemoteSettings, Rule, Workspace
 from once.stamps import Stamps, hold, settled, signature
 
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
 CACHE_NAME = "workspace-cache"
 # Bump when the layout of the encoded tuples changes.
 FORMAT = 1
 
 
-@dataclass
 class Reads:
     """What a workspace was read from: the files read, and the folders listed to find the
     packages. `cacheable` is False when a listing cannot be captured (a `**` member glob)."""
 
-    started_ns: int
-    files: list[Path]
-    folders: list[Path]
-    cacheable: bool = True
+    __slots__ = ("cacheable", "files", "folders", "started_ns")
+
+    def __init__(self, started_ns: int) -> None:
+        self.started_ns = started_ns
+        self.files: list[Path] = []
+        self.folders: list[Path] = []
+        self.cacheable = True
 
 
 def start_reads() -> Reads:
-    return Reads(time.time_ns(), [], [])
+    return Reads(time.time_ns())
 
 
 def _header(root: Path) -> tuple[Any, ...]:
@@ -88,7 +92,7 @@ def save(root: Path, cache_file: Path, workspace: Workspace, reads: Reads) -> Wo
     except OSError:
         # A read-only checkout or a full disk: the next command reads the files again.
         return workspace
-    return replace(workspace, stamps=stamps)
+    return Workspace(workspace.root, workspace.packages, workspace.remote, stamps)
 
 
 def _unique(paths: Iterable[Path]) -> list[Path]:
@@ -98,9 +102,9 @@ def _unique(paths: Iterable[Path]) -> list[Path]:
 # --- encoding: plain tuples of str, bool, None, float -----------------------------------------
 
 # The fields stored, in order; a package's path and its once.toml (`source`) are stored once per
-# package, not per rule. Part of the header: a changed dataclass never reads an older file.
-RULE_FIELDS = tuple(f.name for f in fields(Rule) if f.name not in ("package", "source"))
-REMOTE_FIELDS = tuple(f.name for f in fields(RemoteSettings) if f.name != "source")
+# package, not per rule. Part of the header: a changed model never reads an older file.
+RULE_FIELDS = tuple(name for name in Rule.FIELDS if name not in ("package", "source"))
+REMOTE_FIELDS = tuple(name for name in RemoteSettings.FIELDS if name != "source")
 
 
 def _encode(workspace: Workspace) -> tuple[Any, ...]:
