@@ -142,6 +142,26 @@ def test_minus_c_runs_elsewhere(ws: Workspace, tmp_path: Path) -> None:
     assert sorted(ws.ran()) == ["a", "app", "b"]
 
 
+def test_jobs_bounds_how_many_commands_run_at_once(ws: Workspace, tmp_path: Path) -> None:
+    # Each command marks itself running, looks how many are, then unmarks itself; the first
+    # of two started together sees both (they sleep 0.4 s side by side).
+    running, seen = tmp_path / "running", tmp_path / "seen"
+    running.mkdir()
+    seen.mkdir()
+    rules = "".join(
+        f'[rule.s{n}]\ncmd = "touch {running}/s{n} && sleep 0.4 && '
+        f'ls {running} | wc -l > {seen}/s{n} && rm {running}/s{n}"\ncache = false\n'
+        for n in range(5)
+    )
+    ws.write({"once.toml": rules})
+    for jobs in (2, 1, 3):
+        done = ws.once("run", "--jobs", str(jobs), *(f"s{n}" for n in range(5)))
+        assert done.code == 0, done.err
+        counts = [int(path.read_text()) for path in seen.iterdir()]
+        assert len(counts) == 5
+        assert max(counts) == jobs, (jobs, counts)
+
+
 def test_cache_false_always_runs(ws: Workspace) -> None:
     ws.write({"once.toml": f'[rule.lint]\ncmd = "{ws.marker("lint")}"\ncache = false\n'})
     assert ws.once("run", "lint").code == 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import _thread
 import os
 
+from once.value import Value
+
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -29,30 +31,17 @@ OUTCOMES: tuple[Outcome, ...] = ("ran", "cached", "restored", "failed", "skipped
 LOG_MODES: tuple[LogMode, ...] = ("full", "new-only", "errors-only", "none")
 
 
-class Result:
-    """How one step ended. A plain class: a dataclass would import `dataclasses` (and
-    `inspect`), ~10 ms of a no-op run's start."""
+class Result(Value):
+    """How one step ended."""
 
     __slots__ = ("label", "outcome", "saved_ms", "seconds")
+    FIELDS = ("label", "outcome", "seconds", "saved_ms")
 
     def __init__(self, label: str, outcome: Outcome, seconds: float, saved_ms: int = 0) -> None:
         self.label = label
         self.outcome = outcome
         self.seconds = seconds
         self.saved_ms = saved_ms  # for hits: how long the original run took
-
-    def _fields(self) -> tuple[str, Outcome, float, int]:
-        return (self.label, self.outcome, self.seconds, self.saved_ms)
-
-    def __eq__(self, other: object) -> bool:
-        return self._fields() == other._fields() if isinstance(other, Result) else NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        fields = f"{self.label!r}, {self.outcome!r}, {self.seconds!r}, saved_ms={self.saved_ms}"
-        return f"Result({fields})"
 
 
 def log_mode(value: str) -> LogMode:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import queue
 import signal
 import sys
 import threading
@@ -17,11 +15,11 @@ from once import _core
 from once.cache_files import cache_folder
 from once.console import Console, Result, hit_line, hit_result
 from once.layout import OUTPUT_STATS, STATE_DIR
+from once.workers import Workers
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     import subprocess
-    from concurrent.futures import Future
 
     from once.api import Outcome
     from once.fingerprint import Fingerprint
@@ -182,14 +180,7 @@ class Runner:
                 if dep in dependents:
                     dependents[dep].append(action.label)
         ready = [label for label, count in unfinished.items() if count == 0]
-        # Each finished action is handed back through this queue. Waiting on the set of
-        # running futures instead (`wait(FIRST_COMPLETED)`) locks every one of them per
-        # wake-up: quadratic, 9 of the 10 s of a no-op run of 10,000 rules (cProfile).
-        finished: queue.SimpleQueue[tuple[str, Future[Result]]] = queue.SimpleQueue()
-        running = 0
-
-        def hand_back(label: str, future: Future[Result]) -> None:
-            finished.put((label, future))
+        workers = Workers(self._execute, jobs)
 
         def skip_dependents(label: str) -> None:
             for child in dependents[label]:
@@ -200,34 +191,28 @@ class Runner:
                     self.console.status(f"{child}: skipped, {label} failed")
                     skip_dependents(child)
 
-        # Imported here: a run answered wholly by `_settle_in_bulk` never needs a thread pool.
-        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            try:
-                while ready or running:
-                    for label in ready:
-                        del unfinished[label]
-                        future = pool.submit(self._execute, by_label[label])
-                        future.add_done_callback(functools.partial(hand_back, label))
-                        running += 1
-                    ready = []
-                    label, future = finished.get()
-                    running -= 1
-                    result = future.result()
-                    results[label] = result
-                    self.console.finished(result)
-                    if result.outcome == "failed":
-                        skip_dependents(label)
-                    for child in dependents[label]:
-                        if child in unfinished:
-                            unfinished[child] -= 1
-                            if unfinished[child] == 0:
-                                ready.append(child)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                self.interrupt()
-                raise
+        try:
+            while ready or workers.running:
+                for label in ready:
+                    del unfinished[label]
+                    workers.start(by_label[label])
+                ready = []
+                result = workers.next_done()
+                results[result.label] = result
+                self.console.finished(result)
+                if result.outcome == "failed":
+                    skip_dependents(result.label)
+                for child in dependents[result.label]:
+                    if child in unfinished:
+                        unfinished[child] -= 1
+                        if unfinished[child] == 0:
+                            ready.append(child)
+        except BaseException:
+            workers.cancel()
+            self.interrupt()
+            raise
+        finally:
+            workers.close()
 
     def interrupt(self) -> None:
         """Stop every running command with its whole process group: TERM, then KILL for
