@@ -157,6 +157,11 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
     steps, plan_id = kept
     store = _core.Store(cache_folder())
     context = plans.key_context(steps, os.environ, ToolProbes(early.root))  # during the walk
+    # Settled in waves: a step after its dependencies, as the scheduler would. Worked out
+    # during the walk too (~3 ms at 1,500 steps, on the core the walk leaves idle at times).
+    waves: dict[str, int] = {}
+    for label, deps, *_ in steps:
+        waves[label] = max((waves[dep] + 1 for dep in deps), default=0)
     snapshot = early.snapshot()
     requests = _Requests(early, steps, snapshot, context)
     keys = run_keys.known(early.state_dir, plan_key, plan_id, snapshot.tree_digest(), context)
@@ -171,14 +176,11 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
     early.keyed = (steps, keys, requests.with_files_read)
     entries = store.lookup_many(keys)
     early.entries = entries
-    # Settled in waves: a step after its dependencies, as the scheduler would.
-    waves: dict[str, int] = {}
     wanted = []
-    for (label, deps, package, *_, outputs), entry in zip(steps, entries, strict=True):
+    for (label, _, package, *_, outputs), entry in zip(steps, entries, strict=True):
         if entry is None:
             return None
-        waves[label] = wave = max((waves[dep] + 1 for dep in deps), default=0)
-        wanted.append((entry, package, list(outputs), wave))
+        wanted.append((entry, package, list(outputs), waves[label]))
     output_stats = _core.OutputStats(os.path.join(early.state_dir, OUTPUT_STATS))
     try:
         reports = store.settle_hits(
