@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from once.stamps import Stamps
 
-# The fields of a rule, in the order its constructor takes them.
+# What a rule is compared by; workspace_cache.py keeps them (bar package and source) in order.
 RULE_FIELDS = (
     "package",
     "name",
@@ -51,9 +51,7 @@ class Rule(Value):
         cache: bool,
         source: Path,
     ) -> None:
-        self.package: Final = (
-            package  # package path relative to the workspace root, "" for the root
-        )
+        self.package: Final = package  # relative to the workspace root, "" for the root
         self.name: Final = name
         self.cmd: Final = cmd
         self.inputs: Final = inputs  # None: every non-ignored file of the package
