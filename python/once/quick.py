@@ -219,10 +219,21 @@ def _report(early: prelude.Early, hits: _Hits, mode: LogMode, started: float) ->
     except OSError:
         pass  # as the full run: the run log is for `once cache stats`, never worth failing for
     history = History(early.state_dir)
-    key_of = dict(zip((step[0] for step in hits.steps), hits.keys, strict=True))
-    for index, (step, key) in enumerate(zip(hits.steps, hits.keys, strict=True)):
-        deps = [(dep, key_of[dep]) for dep in step[1]]
-        history.record(step[0], key, _spec(hits.snapshot, hits.requests, index, deps))
+    # Most keys are the ones recorded last time (always, over an unchanged tree): only the
+    # others need their dependencies' keys and a spec (~2 ms for 1,500 steps otherwise).
+    changed = [
+        index
+        for index, (step, key) in enumerate(zip(hits.steps, hits.keys, strict=True))
+        if history.last_key(step[0]) != key
+    ]
+    if changed:
+        key_of = dict(zip((step[0] for step in hits.steps), hits.keys, strict=True))
+        for index in changed:
+            step = hits.steps[index]
+            deps = [(dep, key_of[dep]) for dep in step[1]]
+            history.record(
+                step[0], key_of[step[0]], _spec(hits.snapshot, hits.requests, index, deps)
+            )
     history.save()
     if early.fd is not None:
         os.close(early.fd)  # the lock: released before the summary, as the session does
