@@ -8,6 +8,7 @@ __all__ = [
     "Entry",
     "FileSet",
     "GlobError",
+    "Globs",
     "OutputStats",
     "PendingScan",
     "Remote",
@@ -31,6 +32,18 @@ class GlobError(ValueError):
 
 class UnsafePathError(ValueError):
     """A manifest path or symlink target would leave the workspace."""
+
+@final
+class Globs:
+    """Package-relative globs compiled by the one glob engine that selects a rule's inputs:
+    `*` and `?` stay in a folder, `**` crosses folders, `{a,b}` and `[...]` work, and a
+    trailing `/` or a plain path names everything below it."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        """Raises GlobError naming the first pattern that does not parse."""
+    def is_match(self, path: str) -> bool: ...
+    def filter(self, paths: list[str], exclude: Globs | None = None) -> list[str]:
+        """The `paths` matching these globs and not `exclude`, sorted."""
 
 def hash_bytes(data: bytes) -> str:
     """BLAKE3 of `data`, as 64 hex digits."""

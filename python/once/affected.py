@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from once.config import glob_regex
+from once.config import compiled
 from once.errors import UsageError
 from once.fingerprint import input_patterns
 from once.graph import all_targets, dependency_graph, select_targets
@@ -114,13 +114,7 @@ def directly_affected(workspace: Workspace, paths: Iterable[str]) -> set[str]:
 
 def _reads_any(workspace: Workspace, rule: Rule, paths: list[str]) -> bool:
     include, exclude = input_patterns(workspace, rule)
-    includes = [glob_regex(pattern) for pattern in include]
-    excludes = [glob_regex(pattern) for pattern in exclude]
-    return any(
-        any(regex.fullmatch(path) for regex in includes)
-        and not any(regex.fullmatch(path) for regex in excludes)
-        for path in paths
-    )
+    return bool(compiled(*include).filter(paths, compiled(*exclude)))
 
 
 def with_dependents(graph: dict[str, tuple[str, ...]], labels: set[str]) -> set[str]:

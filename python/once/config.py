@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import os
 import posixpath
 import re
 import shlex
 from pathlib import Path, PurePosixPath
 
-from once import layout, workspace_cache
+from once import _core, layout, workspace_cache
 from once.errors import ConfigError
 from once.layout import CONFIG_NAME, STATE_DIR
 from once.model import Package, RemoteSettings, Rule, Workspace
@@ -39,7 +40,7 @@ RULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # POSIX portable variable names, plus the `*` and `?` wildcards of a pattern such as `API_*`.
 ENV_PATTERN = re.compile(r"^[A-Za-z_*?][A-Za-z0-9_*?]*$")
 # What makes a member pattern a glob for `Path.glob`.
-MEMBER_GLOB = re.compile(r"[*?\[]")
+MEMBER_GLOB = re.compile(r"[*?\[\]{}\\]")
 
 
 class Source(Value):
@@ -357,7 +358,10 @@ def _expand_member(root: Path, source: Source, pattern: str) -> list[str]:
         if not (folder / CONFIG_NAME).is_file():
             raise error(f"has no {CONFIG_NAME}")
         return [folder.relative_to(root).as_posix()]
-    folders = [match for match in root.glob(pattern) if match.is_dir() and match != root]
+    try:
+        folders, _ = _glob_folders(root, pattern)
+    except _core.GlobError as err:
+        raise error(f"is not a valid glob: {str(err).rpartition(': ')[2]}") from None
     members = [folder for folder in folders if (folder / CONFIG_NAME).is_file()]
     if members:
         # Folders without a once.toml are skipped, as pnpm and Cargo skip folders without a
@@ -369,27 +373,47 @@ def _expand_member(root: Path, source: Source, pattern: str) -> list[str]:
 
 
 def _note_listed(root: Path, pattern: str, reads: workspace_cache.Reads) -> None:
-    """Note the folders `Path.glob` lists to expand a member glob, and every folder it matches
+    """Note the folders listed to expand a member glob, and every folder it matches
     that has no once.toml: a package added, removed or renamed under them changes their stat.
     A package folder's own stat is not noted: its once.toml's stat says all, and the folder's
     changes with every output a step creates or deletes in it (a restore, a `rm -rf dist`).
     A `**` lists folders at any depth; such a workspace is simply not cached."""
     if not MEMBER_GLOB.search(pattern):
         return  # a plain path: its once.toml's own stat says all
-    parts = PurePosixPath(pattern).parts
-    if "**" in parts:
+    if "**" in pattern:
         reads.cacheable = False
         return
-    for depth, part in enumerate(parts):
-        if MEMBER_GLOB.search(part):
-            prefix = "/".join(parts[:depth])
-            listed = [root / prefix] if not MEMBER_GLOB.search(prefix) else root.glob(prefix)
-            reads.folders.extend(folder for folder in listed if folder.is_dir())
-    reads.folders.extend(
-        folder
-        for folder in root.glob(pattern)
-        if folder.is_dir() and not (folder / CONFIG_NAME).is_file()
-    )
+    folders, listed = _glob_folders(root, pattern)
+    reads.folders.extend(listed)
+    reads.folders.extend(folder for folder in folders if not (folder / CONFIG_NAME).is_file())
+
+
+def _glob_folders(root: Path, pattern: str) -> tuple[list[Path], list[Path]]:
+    """The folders below `root` that the member glob `pattern` matches (by the core's glob
+    engine, as inputs are matched), and the folders listed to find them. Only the folders
+    below the pattern's literal leading folders are listed, no deeper than it has parts
+    (unless it has a `**`); a symlinked folder is matched but not listed, so a link cycle
+    cannot loop."""
+    parts = PurePosixPath(pattern.rstrip("/")).parts
+    first = next(index for index, part in enumerate(parts) if MEMBER_GLOB.search(part))
+    matcher = compiled("/".join(parts))
+    depth = None if any("**" in part for part in parts) else len(parts) - first
+    base = root.joinpath(*parts[:first])
+    found: list[Path] = []
+    listed: list[Path] = []
+    pending = [(base, 0)] if base.is_dir() else []
+    while pending:
+        folder, level = pending.pop()
+        listed.append(folder)
+        for entry in os.scandir(folder):
+            if not entry.is_dir():
+                continue
+            path = Path(entry.path)
+            if matcher.is_match(path.relative_to(root).as_posix()):
+                found.append(path)
+            if (depth is None or level + 1 < depth) and not entry.is_symlink():
+                pending.append((path, level + 1))
+    return sorted(found), listed
 
 
 def _did_you_mean_member(root: Path, pattern: str) -> str:
@@ -598,98 +622,12 @@ def _rule_dep(source: Source, name: str, dep: str) -> str:
 # --- globs ------------------------------------------------------------------------------------
 
 
-@functools.cache  # a monorepo repeats a few globs thousands of times (0.3 s per load)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """The paths a package-relative input or output glob covers, as the Rust core reads it
-    (`compile_globs`: globset with `*` inside one folder, `**` across folders, `{a,b}`, `[...]`;
-    a trailing `/`, or a plain path that is a folder, covers everything below).
-
-    Raises ValueError with globset's wording for the mistakes globset refuses, so a bad glob
-    is reported with its line before anything runs.
-    """
-    trimmed = pattern.removeprefix("./")
-    if trimmed.endswith("/"):
-        body = _glob_body(trimmed.rstrip("/"))
-        return re.compile(rf"(?:{body})/.*" if body else ".*")
-    body = _glob_body(trimmed)
-    if not re.search(r"[*?\[\]{}\\]", trimmed):
-        return re.compile(rf"{body}(?:/.*)?")
-    return re.compile(body)
-
-
-def _glob_body(glob: str) -> str:
-    out: list[str] = []
-    groups = 0  # open `{` alternations
-    index = 0
-    while index < len(glob):
-        char = glob[index]
-        if glob.startswith("**", index) and _whole_segment(glob, index):
-            after = index + 2
-            out.append(".*" if after == len(glob) else "(?:.*/)?")
-            index = after + 1
-            continue
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[":
-            regex, index = _glob_class(glob, index)
-            out.append(regex)
-            continue
-        elif char in "{},":
-            regex, groups = _alternation(char, groups)
-            out.append(regex)
-        elif char == "\\":
-            if index + 1 == len(glob):
-                raise ValueError("dangling '\\'")
-            index += 1
-            out.append(re.escape(glob[index]))
-        else:
-            out.append(re.escape(char))
-        index += 1
-    if groups:
-        raise ValueError("unclosed alternate group; missing '}'")
-    return "".join(out)
-
-
-def _alternation(char: str, groups: int) -> tuple[str, int]:
-    """The regex for `{`, `,` or `}` with `groups` alternations open, and how many are open
-    after it. A `,` outside braces is a plain comma."""
-    if char == "{":
-        return "(?:", groups + 1
-    if not groups:
-        if char == ",":
-            return ",", groups
-        raise ValueError("unopened alternate group; missing '{'")
-    return ("|", groups) if char == "," else (")", groups - 1)
-
-
-def _whole_segment(glob: str, index: int) -> bool:
-    """`**` crosses folders only as a whole path segment; elsewhere it is two `*`."""
-    before = index == 0 or glob[index - 1] == "/"
-    after = index + 2 == len(glob) or glob[index + 2] == "/"
-    return before and after
-
-
-def _glob_class(glob: str, start: int) -> tuple[str, int]:
-    """A `[...]` class at `start`: its regex and the index after its `]`."""
-    index = start + 1
-    negate = index < len(glob) and glob[index] in "!^"
-    if negate:
-        index += 1
-    first = index
-    if index < len(glob) and glob[index] == "]":
-        index += 1  # a `]` first in the class is a literal, as in globset
-    close = glob.find("]", index)
-    if close < 0:
-        raise ValueError("unclosed character class; missing ']'")
-    members = glob[first:close]
-    for low, high in re.findall(r"(.)-(.)", members):
-        if low > high:
-            raise ValueError("invalid character range")
-    # Escape everything but `-`, which must keep making ranges.
-    escaped = "".join(char if char == "-" else re.escape(char) for char in members)
-    return f"[{'^' if negate else ''}{escaped}]", close + 1
+@functools.cache  # a monorepo repeats a few globs thousands of times
+def compiled(*patterns: str) -> _core.Globs:
+    """`patterns` compiled by the core's glob engine, the one that selects a rule's inputs, so
+    validation, overlap checks, members and `--affected` read a glob exactly as the key does.
+    Raises `_core.GlobError` naming the first pattern that does not parse."""
+    return _core.Globs(list(patterns))
 
 
 def _spelling(pattern: str) -> str:
@@ -701,8 +639,7 @@ def _spelling(pattern: str) -> str:
 def _overlaps(first: str, second: str) -> bool:
     """Whether two globs may cover a common file: either one matches the other's spelling."""
     return bool(
-        glob_regex(first).fullmatch(_spelling(second))
-        or glob_regex(second).fullmatch(_spelling(first))
+        compiled(first).is_match(_spelling(second)) or compiled(second).is_match(_spelling(first))
     )
 
 
@@ -710,10 +647,10 @@ def _check_globs(source: Source, rule: Rule) -> None:
     for key in ("inputs", "outputs"):
         for pattern in getattr(rule, key) or ():
             try:
-                glob_regex(pattern)
-            except ValueError as err:
+                compiled(pattern)
+            except _core.GlobError as err:
                 raise source.error(
-                    f"rule.{rule.name}.{key}: invalid glob {pattern!r}: {err}",
+                    f"rule.{rule.name}.{key}: {err}",
                     "rule",
                     rule.name,
                     key,
@@ -750,7 +687,7 @@ def _output_problem(rule: Rule, output: str, normal: Mapping[str, str]) -> str |
         return "is the package folder itself; restoring it would delete the package"
     if spelled in normal:
         return f"names the same path as {normal[spelled]!r}"
-    if glob_regex(output).fullmatch(CONFIG_NAME):
+    if compiled(output).is_match(CONFIG_NAME):
         return f"covers this package's {CONFIG_NAME}; restoring would delete it"
     for pattern in rule.inputs or ():
         if _overlaps(pattern, output):

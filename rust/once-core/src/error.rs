@@ -13,7 +13,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A glob from a user's `once.toml` that does not parse.
-    #[error("invalid glob {pattern:?}: {message}")]
+    #[error("invalid glob '{pattern}': {message}")]
     Glob { pattern: String, message: String },
     /// A path (from a manifest or a user) that would leave the workspace.
     #[error("refusing path outside the workspace: {0}")]

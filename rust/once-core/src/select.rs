@@ -18,7 +18,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use crate::{Error, Result};
 
 /// The characters that make a pattern a glob rather than a literal path.
-const GLOB_SYNTAX: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
+pub(crate) const GLOB_SYNTAX: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
 
 enum Part {
     /// Every path starting with this prefix ("" for all; otherwise it ends in `/`).
@@ -30,6 +30,7 @@ enum Part {
 }
 
 /// One list of globs (a rule's `inputs`, or what is excluded from them), compiled.
+#[derive(Default)]
 pub struct Globs {
     parts: Vec<Part>,
 }
@@ -159,15 +160,21 @@ impl Globs {
     }
 }
 
-fn pattern_part(original: &str, glob: &str) -> Result<Part> {
-    let matcher = GlobBuilder::new(glob)
+/// The one way a glob is compiled, for inputs and outputs alike: `*` and `?` stay within a
+/// folder (as in `.gitignore`); errors name the pattern as the user wrote it.
+pub(crate) fn glob_matcher(original: &str, glob: &str) -> Result<GlobMatcher> {
+    Ok(GlobBuilder::new(glob)
         .literal_separator(true)
         .build()
         .map_err(|err| Error::Glob {
             pattern: original.to_owned(),
             message: err.kind().to_string(),
         })?
-        .compile_matcher();
+        .compile_matcher())
+}
+
+fn pattern_part(original: &str, glob: &str) -> Result<Part> {
+    let matcher = glob_matcher(original, glob)?;
     // The literal folders before the first glob character: only paths below them can match.
     let literal = &glob[..glob.find(GLOB_SYNTAX).unwrap_or(glob.len())];
     let base = literal[..literal.rfind('/').map_or(0, |slash| slash + 1)].to_owned();

@@ -8,6 +8,7 @@
 #![allow(clippy::needless_pass_by_value)]
 
 mod errors;
+mod globs;
 mod hashing;
 mod remote;
 mod snapshot;
@@ -24,6 +25,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod _core {
     #[pymodule_export]
     use crate::errors::{GlobError, UnsafePathError};
+    #[pymodule_export]
+    use crate::globs::Globs;
     #[pymodule_export]
     use crate::hashing::{b3sum_output, files_hashed, hash_bytes, hash_files};
     #[pymodule_export]

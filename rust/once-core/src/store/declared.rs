@@ -3,10 +3,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::GlobMatcher;
 
 use super::{OutputEntry, OutputKind};
 use crate::error::Error;
+use crate::select::{glob_matcher, GLOB_SYNTAX};
 use crate::Result;
 
 /// One declared output, relative to the package folder, `.` and empty components dropped.
@@ -60,7 +61,8 @@ impl Declared {
                     message: "an output cannot be the package folder itself".to_owned(),
                 });
             }
-            let Some(first_glob) = rel.split('/').position(|part| part.contains(GLOB_META)) else {
+            let Some(first_glob) = rel.split('/').position(|part| part.contains(GLOB_SYNTAX))
+            else {
                 patterns.push(Pattern::Literal(rel));
                 continue;
             };
@@ -69,16 +71,9 @@ impl Declared {
                 .take(first_glob)
                 .collect::<Vec<_>>()
                 .join("/");
-            let glob = GlobBuilder::new(&rel)
-                .literal_separator(true)
-                .build()
-                .map_err(|err| Error::Glob {
-                    pattern: raw.clone(),
-                    message: err.kind().to_string(),
-                })?;
             patterns.push(Pattern::Glob {
                 base,
-                matcher: glob.compile_matcher(),
+                matcher: glob_matcher(raw, &rel)?,
             });
         }
         Ok(Declared { package, patterns })
@@ -152,8 +147,6 @@ pub(crate) fn check_manifest(manifest: &[OutputEntry]) -> Result<()> {
     }
     Ok(())
 }
-
-const GLOB_META: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
 
 /// `/`-separated, relative, `.` and empty components dropped; `None` if absolute, containing
 /// `..` or a NUL.
