@@ -20,6 +20,7 @@ from once.console import Console
 from once.fingerprint import plan
 from once.graph import all_targets, build_graph
 from once.layout import STATE_DIR
+from once.lock import ensure_state_dir
 from once.run import Runner
 from pytest_benchmark.fixture import BenchmarkFixture
 
@@ -49,7 +50,9 @@ def test_key_computation(benchmark: BenchmarkFixture, monorepo: Monorepo) -> Non
     workspace = load_workspace(monorepo.root)
     actions = build_graph(workspace, all_targets(workspace, monorepo.root))
     # Fill the stat cache: the timed runs are the no-op case. Twice, because a file written
-    # moments before the first scan is not trusted (racy-timestamp rule) until the next.
+    # moments before the first scan is not trusted (racy-timestamp rule) until the next. The
+    # state folder is a run's to make; without it nothing is kept.
+    ensure_state_dir(monorepo.root / STATE_DIR)
     plan(workspace, actions, {})
     plan(workspace, actions, {})
 

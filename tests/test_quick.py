@@ -279,3 +279,24 @@ def test_a_plan_from_another_folder_name_is_not_used(built: Workspace, tmp_path:
     done, path = once_main(ws, "run", "build")
     assert done.code == 0, done.err
     assert path == "run"  # the kept plan names the old root
+
+
+def test_hits_settled_before_a_step_is_refused_are_reported_as_settled(
+    built: Workspace,
+) -> None:
+    """The fast path restores libs/a's deleted outputs, then must refuse app's entry (it names
+    a file outside app's declared outputs): the run continues from what was settled rather
+    than starting over, so libs/a is reported restored, exactly as a run with an option (which
+    never takes the fast path) reports it."""
+    once_main(built, "run", "build")  # keeps the plan
+    for option in ([], ["--jobs", "8"]):
+        shutil.rmtree(built.root / "libs/a/dist")
+        [entry] = [
+            path for path in built.cache.glob("ac/*/*.json") if "app/out" in path.read_text()
+        ]
+        entry.write_text(entry.read_text().replace("app/out/app.txt", "app/elsewhere.txt"))
+        done, path = once_main(built, "run", "build", *option)
+        assert path == ("cli" if option else "run"), path
+        assert "//libs/a:build: cache hit (restored)" in done.out, (option, done.out, done.err)
+        assert (built.root / "libs/a/dist/a.out").read_text() == "one\ntwo\n"
+        assert built.ran() == ["app"]

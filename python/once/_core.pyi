@@ -22,6 +22,7 @@ __all__ = [
     "files_hashed",
     "hash_bytes",
     "hash_files",
+    "settled",
 ]
 
 __version__: str
@@ -39,11 +40,16 @@ class Globs:
     `*` and `?` stay in a folder, `**` crosses folders, `{a,b}` and `[...]` work, and a
     trailing `/` or a plain path names everything below it."""
 
-    def __init__(self, patterns: list[str]) -> None:
+    def __new__(cls, patterns: list[str]) -> Globs:
         """Raises GlobError naming the first pattern that does not parse."""
     def is_match(self, path: str) -> bool: ...
     def filter(self, paths: list[str], exclude: Globs | None = None) -> list[str]:
         """The `paths` matching these globs and not `exclude`, sorted."""
+
+def settled(mtime_ns: int, ctime_ns: int, started_ns: int) -> bool:
+    """The racy-timestamp rule: whether a file with these stamps was certainly last changed
+    before a read that began at `started_ns` (a margin of two clock ticks, or two seconds for
+    a whole-second stamp, from a file system that keeps no finer ones)."""
 
 def hash_bytes(data: bytes) -> str:
     """BLAKE3 of `data`, as 64 hex digits."""

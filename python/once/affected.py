@@ -19,7 +19,7 @@ from once.config import compiled
 from once.errors import UsageError
 from once.fingerprint import input_patterns
 from once.graph import all_targets, dependency_graph, select_targets
-from once.layout import CONFIG_NAME
+from once.layout import CONFIG_NAME, STATE_DIR
 from once.model import Rule, Workspace
 
 # Tried in order when no --since is given; the first that exists is the default branch.
@@ -67,10 +67,15 @@ def changed_files(root: Path, since: str | None) -> Changes:
         {
             path.removeprefix(prefix)
             for path in (diff.stdout + untracked.stdout).split("\0")
-            if path and path.startswith(prefix)
+            # once's own state is never an input, even where its .gitignore was removed
+            if path and path.startswith(prefix) and not _is_state(path.removeprefix(prefix))
         }
     )
     return Changes(base, sha, tuple(paths))
+
+
+def _is_state(path: str) -> bool:
+    return path == STATE_DIR or path.startswith(f"{STATE_DIR}/")
 
 
 def _default_base(root: Path) -> tuple[str, str]:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
     # What the fast path worked out before it left a run to the CLI (see `claim_keys`).
     Keyed = tuple[list[Step], list[str], Callable[[], tuple[list[KeyRequest], int]]]
+    # A hit the fast path settled before another step sent the run to the CLI: its
+    # `Store.settle_hits` report (state, message, log, seconds).
+    Settled = tuple[str, str | None, bytes | None, float]
 
 # Flags after which `run` does not take the lock or walk (it prints and exits).
 _NO_RUN = frozenset(("--dry-run", "--help", "-h"))
@@ -49,9 +52,11 @@ class Early:
         self._snapshot: _core.Snapshot | OSError | None = None
         # Set by the fast path (quick.py) when it keyed the run's plan and then left the run
         # to the CLI (a miss): the steps, their keys, and their key requests on demand; and
-        # the store's entry (or None) for each of those keys.
+        # the store's entry (or None) for each of those keys; by key, the hits it settled
+        # (kept or restored) before a step it could not settle sent the run to the CLI.
         self.keyed: Keyed | None = None
         self.entries: list[_core.Entry | None] | None = None
+        self.settled: dict[str, Settled] = {}
 
     def snapshot(self) -> _core.Snapshot:
         """The walk's snapshot, once it is done; its error (each time asked) if it failed."""
@@ -137,15 +142,20 @@ def claim_keys(root: Path, steps: list[Step]) -> tuple[list[str], list[KeyReques
     return (keys, *requests())
 
 
-def claim_entries(keys: list[str]) -> dict[str, _core.Entry | None] | None:
+def claim_entries(
+    keys: list[str],
+) -> tuple[dict[str, _core.Entry | None], dict[str, Settled]] | None:
     """By key, the entry (or None) the fast path found for each of `keys`, the keys
-    `claim_keys` handed over, looked up moments before under the same lock; once. The run
-    settles its hits with them rather than reading every entry again (~10 ms at 1,500 steps)."""
+    `claim_keys` handed over, looked up moments before under the same lock; and the hits it
+    settled already; once. The run settles its hits with the entries rather than reading every
+    entry again (~10 ms at 1,500 steps), and reports the settled ones as they were settled: a
+    hit restored there is "restored", not found in place again as "cached"."""
     early = _early
     if early is None or early.entries is None:
         return None
     entries, early.entries = early.entries, None
-    return dict(zip(keys, entries, strict=True))
+    settled, early.settled = early.settled, {}
+    return dict(zip(keys, entries, strict=True)), settled
 
 
 def claim_snapshot(root: Path) -> _core.Snapshot | None:

@@ -192,6 +192,12 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
         except OSError:
             pass
     if any(state not in _SETTLED for state, *_ in reports):
+        # The others are settled, some restored: the run continues from there, not anew.
+        early.settled = {
+            entry.key: report
+            for (entry, *_), report in zip(wanted, reports, strict=True)
+            if report[0] in _SETTLED
+        }
         return None
     results = [
         (hit_result(step[0], state, seconds, entry.duration_ms), log or b"")

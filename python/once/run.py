@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from once.fingerprint import Fingerprint
     from once.graph import Action
     from once.model import Workspace
+    from once.prelude import Settled
     from once.remote import RemoteCache
 
 # How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
@@ -63,8 +64,10 @@ class Runner:
         link: str = "copy",  # how hits restore files: "copy" (reflink where possible) or "hardlink"
         remote: RemoteCache | None = None,  # asked on a local miss, given what a run saves
         entries: dict[str, _core.Entry | None] | None = None,  # found by key moments ago
+        settled: dict[str, Settled] | None = None,  # hits settled moments ago, by key
     ) -> None:
         self._entries = entries
+        self._settled = settled or {}
         self.remote = remote
         self.link = link
         self.workspace = workspace
@@ -135,16 +138,23 @@ class Runner:
                 bulk.append((label, action, entry))
         if not bulk:
             return {}
-        reports = store.settle_hits(
-            str(self.workspace.root),
-            [
-                (entry, action.rule.package, list(action.rule.outputs), waves[label])
-                for label, action, entry in bulk
-            ],
-            self.link,
-            self.output_stats,
-            read_logs=self.console.replays,
+        # Hits the fast path settled already keep its report; the rest are settled now.
+        unsettled = [item for item in bulk if item[2].key not in self._settled]
+        fresh = iter(
+            store.settle_hits(
+                str(self.workspace.root),
+                [
+                    (entry, action.rule.package, list(action.rule.outputs), waves[label])
+                    for label, action, entry in unsettled
+                ],
+                self.link,
+                self.output_stats,
+                read_logs=self.console.replays,
+            )
+            if unsettled
+            else []
         )
+        reports = [self._settled.get(entry.key) or next(fresh) for _, _, entry in bulk]
         results: dict[str, Result] = {}
         hits: list[tuple[Result, bytes]] = []
         for (label, action, entry), (state, message, log, seconds) in zip(

@@ -37,7 +37,8 @@ def execute(
     with workspace_lock(state_dir, held=prelude.claim_lock(state_dir)):
         # Keyed under the lock: a run that waited must see what the run before it left.
         known = prelude.claim_keys(workspace.root, steps) if steps is not None else None
-        entries = prelude.claim_entries(known[0]) if known is not None else None
+        claimed = prelude.claim_entries(known[0]) if known is not None else None
+        entries, settled = claimed if claimed is not None else (None, {})
         keyed = plan(
             workspace,
             actions,
@@ -57,6 +58,7 @@ def execute(
             link=link,
             remote=start_remote(remote, store, actions, keyed, force=force),
             entries=entries,
+            settled=settled,
         )
         try:
             results = runner.run(actions, jobs or os.cpu_count() or 1)

@@ -2,12 +2,15 @@
 workspace, a run's plan) stays good while each of them has exactly the stat it had when read.
 
 A stat vouches only once it is settled: stamped clearly before the read began (the
-racy-timestamp rule of the stat cache), so an edit landing in the same clock tick as the read
-cannot hide behind an unchanged stat. Light: `quick.py` checks stamps before anything loads."""
+racy-timestamp rule of the stat cache, `_core.settled`), so an edit landing in the same clock
+tick as the read cannot hide behind an unchanged stat. Light: `quick.py` checks stamps before
+anything loads."""
 
 from __future__ import annotations
 
 import os
+
+from once import _core
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
@@ -16,11 +19,6 @@ if TYPE_CHECKING:
 Signature = tuple[int, int, int, int, int]  # dev, ino, size, mtime_ns, ctime_ns
 Stamps = list[tuple[str, Signature]]  # (path, its signature when read)
 
-# A stamp this close to the start of the read may belong to an edit made during it.
-RACY_NS = 20_000_000
-# File systems with whole-second stamps: an edit within the same second shows the same stamp.
-COARSE_RACY_NS = 2_000_000_000
-
 
 def signature(path: str | os.PathLike[str]) -> Signature:
     st = os.stat(path)
@@ -28,11 +26,10 @@ def signature(path: str | os.PathLike[str]) -> Signature:
 
 
 def settled(sig: Signature, started_ns: int) -> bool:
-    """Whether `sig`, taken after a read that began at `started_ns`, can vouch for it."""
+    """Whether `sig`, taken after a read that began at `started_ns`, can vouch for it: the
+    stat cache's racy-timestamp rule, from the core, so there is one."""
     _, _, _, mtime_ns, ctime_ns = sig
-    coarse = mtime_ns % 1_000_000_000 == 0 and ctime_ns % 1_000_000_000 == 0
-    margin = COARSE_RACY_NS if coarse else RACY_NS
-    return max(mtime_ns, ctime_ns) < started_ns - margin
+    return _core.settled(mtime_ns, ctime_ns, started_ns)
 
 
 def hold(stamps: Iterable[tuple[str, Signature]]) -> bool:

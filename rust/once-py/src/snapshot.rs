@@ -352,3 +352,9 @@ fn levels(requests: &[KeyRequest]) -> PyResult<Vec<Level>> {
     }
     Ok(levels)
 }
+
+/// The racy-timestamp rule (`statcache::settled`) for stamps kept in Python.
+#[pyfunction]
+pub fn settled(mtime_ns: i64, ctime_ns: i64, started_ns: i64) -> bool {
+    once_core::statcache::settled(mtime_ns, ctime_ns, started_ns)
+}

@@ -81,9 +81,7 @@ impl Record {
     /// Whether `lookup` may return this record's digest: its stat is identical and it was
     /// settled (the racy rule) before `snapshot_start_ns`, when the run that wrote it began.
     fn trusted(&self, stat: &FileStat, snapshot_start_ns: i64) -> bool {
-        self.same_file(stat)
-            && settled_before(self.mtime_ns, snapshot_start_ns)
-            && settled_before(self.ctime_ns, snapshot_start_ns)
+        self.same_file(stat) && settled(self.mtime_ns, self.ctime_ns, snapshot_start_ns)
     }
 
     fn same_file(&self, stat: &FileStat) -> bool {
@@ -222,10 +220,16 @@ impl StatCache {
         snapshot_start_ns: i64,
         records: impl Iterator<Item = (&'a str, &'a FileStat, &'a Digest)>,
     ) -> Result<()> {
-        let bytes = encode(snapshot_start_ns, records);
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).at(parent)?;
+        // The folder is the workspace's state folder, made (with its `.gitignore`) by a command
+        // that runs steps; a command that only inspects (`status`, `why`, a dry run) must not
+        // make it, so without it the cache is simply not kept.
+        if path
+            .parent()
+            .is_some_and(|parent| !parent.as_os_str().is_empty() && !parent.is_dir())
+        {
+            return Ok(());
         }
+        let bytes = encode(snapshot_start_ns, records);
         // A unique name in the same folder, so the rename cannot cross file systems and two
         // processes saving at once each replace the file whole; the last one wins.
         let temp = temp_path(path);
@@ -269,6 +273,15 @@ pub fn wall_clock_ns() -> i64 {
         .map_or(0, |since| {
             i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
         })
+}
+
+/// The racy-timestamp rule, the one every stamp in `once` follows (the stat cache here, and the
+/// stamps that vouch for kept plans and the validated configuration): a file whose mtime and
+/// ctime are `mtime_ns` and `ctime_ns` was certainly last changed before a read that began at
+/// `start_ns`, so that stat may vouch for what the read saw.
+#[must_use]
+pub fn settled(mtime_ns: i64, ctime_ns: i64, start_ns: i64) -> bool {
+    settled_before(mtime_ns, start_ns) && settled_before(ctime_ns, start_ns)
 }
 
 /// Whether a file stamped `timestamp_ns` was certainly last changed before `start_ns`, given
