@@ -295,6 +295,25 @@ def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads b
             paired=True,
         )
     )
+    # Options that change nothing when every step is a hit keep a no-op's cost.
+    optioned, optioned_git = measure_pair(
+        [*run, "-j", "2", "--output-logs", "none"],
+        ["git", "status", "--porcelain"],
+        tree,
+        env,
+        repeat,
+    )
+    rows.append(
+        Row(
+            "no-op run with -j 2 --output-logs none",
+            optioned,
+            "git status",
+            optioned_git,
+            "≤ 1.0x",
+            lambda _s, ratio: ratio is not None and ratio <= 1.0,
+            paired=True,
+        )
+    )
     # The part of a no-op that no change to once's Python can win back: the interpreter's
     # start, the extension's import and the walk against the stat cache (prelude.py). Where
     # this alone is near git status (small trees), the no-op's ratio is the interpreter's.

@@ -65,7 +65,7 @@ def built(ws: Workspace) -> Workspace:
 def test_a_no_op_is_answered_without_the_cli_and_prints_what_the_full_run_prints(
     built: Workspace,
 ) -> None:
-    full, path = once_main(built, "run", "build", "--jobs", "2")  # an option: the full run
+    full, path = once_main(built, "run", "build", "--link", "copy")  # an option: the full run
     assert path == "cli"
     quick_done, path = once_main(built, "run", "build")
     assert (quick_done.code, full.code) == (0, 0), quick_done.err + full.err
@@ -74,6 +74,15 @@ def test_a_no_op_is_answered_without_the_cli_and_prints_what_the_full_run_prints
     assert "//app:build | built app" in quick_done.out
     assert quick_done.out.splitlines()[-1].startswith("once: all 3 steps cached (0 restored)")
     assert built.ran() == []
+
+
+def test_a_no_op_with_jobs_is_answered_without_the_cli(built: Workspace) -> None:
+    """`-j N` bounds how many commands run at once, and a run of hits runs none."""
+    once_main(built, "run", "build")  # keeps the plan
+    done, path = once_main(built, "run", "-j", "2", "--output-logs", "none", "build")
+    assert done.code == 0, done.err
+    assert path == "quick"
+    assert done.out.splitlines()[-1].startswith("once: all 3 steps cached (0 restored)")
 
 
 def test_deleted_outputs_are_restored_by_the_fast_path(built: Workspace) -> None:
@@ -138,11 +147,14 @@ def test_a_changed_input_leaves_the_run_to_the_full_run_without_click(built: Wor
 
 
 def test_the_full_run_without_click_prints_and_exits_as_the_cli(built: Workspace) -> None:
-    """`run_command.run_plain` (a plain run) and the click command (`-j 1`, an option the
+    """`run_command.run_plain` (a plain run) and the click command (`--link copy`, an option the
     plain path does not take) give the same output, errors and exit codes."""
     once_main(built, "run", "build")  # keeps the plan
     runs = []
-    for edit, args in (("uno\n", ()), ("dos\n", ("-j", "1"))):  # each a new input: a step runs
+    for edit, args in (
+        ("uno\n", ()),
+        ("dos\n", ("--link", "copy")),
+    ):  # each a new input: a step runs
         (built.root / "libs/a/src/one.txt").write_text(edit)
         runs.append(once_main(built, "run", "build", *args))
     (plain, plain_path), (full, full_path) = runs
@@ -150,7 +162,9 @@ def test_the_full_run_without_click_prints_and_exits_as_the_cli(built: Workspace
     assert (plain.code, plain.err) == (full.code, full.err) == (0, "")
     assert timeless(plain.out) == timeless(full.out)
     assert sorted(built.ran()) == ["a", "a", "app", "app"]
-    unknown = [once_main(built, "run", *args) for args in (("nosuch",), ("nosuch", "-j", "1"))]
+    unknown = [
+        once_main(built, "run", *args) for args in (("nosuch",), ("nosuch", "--link", "copy"))
+    ]
     assert [path for _, path in unknown] == ["run", "cli"]
     assert unknown[0][0].code == unknown[1][0].code == 2
     assert unknown[0][0].err == unknown[1][0].err
@@ -252,21 +266,25 @@ def test_why_reads_the_history_the_fast_path_keeps(built: Workspace) -> None:
 @pytest.mark.parametrize(
     ("argv", "parsed"),
     [
-        (["run", "build"], (["build"], "full")),
-        (["run", "a", "//b:c"], (["a", "//b:c"], "full")),
-        (["run", "--output-logs=none", "a"], (["a"], "none")),
-        (["run", "a", "--output-logs", "new-only"], (["a"], "new-only")),
+        (["run", "build"], (["build"], "full", None)),
+        (["run", "a", "//b:c"], (["a", "//b:c"], "full", None)),
+        (["run", "--output-logs=none", "a"], (["a"], "none", None)),
+        (["run", "a", "--output-logs", "new-only"], (["a"], "new-only", None)),
         (["run"], None),
         (["run", "--output-logs=loud", "a"], None),
         (["run", "--output-logs"], None),
-        (["run", "-j", "2", "a"], None),
+        (["run", "-j", "2", "a"], (["a"], "full", 2)),
+        (["run", "-j2", "--output-logs", "none", "a"], (["a"], "none", 2)),
+        (["run", "--jobs=8", "a"], (["a"], "full", 8)),
+        (["run", "--jobs", "0", "a"], None),
+        (["run", "-j", "a"], None),
         (["run", "--force", "a"], None),
         (["run", "--", "a"], None),
         (["status", "a"], None),
     ],
 )
 def test_only_plain_runs_take_the_fast_path(
-    argv: list[str], parsed: tuple[list[str], LogMode] | None
+    argv: list[str], parsed: tuple[list[str], LogMode, int | None] | None
 ) -> None:
     assert quick.parse(argv) == parsed
 
@@ -289,7 +307,7 @@ def test_hits_settled_before_a_step_is_refused_are_reported_as_settled(
     than starting over, so libs/a is reported restored, exactly as a run with an option (which
     never takes the fast path) reports it."""
     once_main(built, "run", "build")  # keeps the plan
-    for option in ([], ["--jobs", "8"]):
+    for option in ([], ["--link", "copy"]):
         shutil.rmtree(built.root / "libs/a/dist")
         [entry] = [
             path for path in built.cache.glob("ac/*/*.json") if "app/out" in path.read_text()

@@ -9,7 +9,7 @@ meanwhile gains nothing: the lookup's tasks queue behind the walk's on the same 
 The output, the run log, the history and the exit status are those of the full run, which
 writes them with the same code (console.py, cache_files.py, history.py).
 
-Anything else leaves the run to the full run (run_command.py, or the CLI for an option), which
+Anything else leaves the run to the full run (run_command.py, or the CLI for another option), which
 then reuses the walk: an option this path does not take, no kept plan, a remote cache, a step
 that is not a local hit (or whose entry is refused, gone or fails to restore), or any surprise
 before the first line is printed.
@@ -48,7 +48,7 @@ def run() -> int | None:
     parsed = parse(early.argv) if early is not None else None
     if early is None or parsed is None:
         return None
-    targets, mode = parsed
+    targets, mode, _ = parsed
     started = time.monotonic()
     # A short-lived process making thousands of small tuples: the cyclic collector would
     # only walk them (a few ms) to find nothing to free.
@@ -71,12 +71,14 @@ def run() -> int | None:
     return 0
 
 
-def parse(argv: list[str]) -> tuple[list[str], LogMode] | None:
-    """(targets, log mode) of `run [--output-logs MODE] TARGET...`; None for anything else."""
+def parse(argv: list[str]) -> tuple[list[str], LogMode, int | None] | None:
+    """(targets, log mode, jobs) of `run [--output-logs MODE] [-j N] TARGET...`; None for
+    anything else (the CLI words any error). A run of hits runs no command, whatever `-j`."""
     if argv[:1] != ["run"]:
         return None
     targets: list[str] = []
     mode: LogMode = "full"
+    jobs: int | None = None
     args = iter(argv[1:])
     for arg in args:
         option, equals, value = arg.partition("=")
@@ -85,11 +87,16 @@ def parse(argv: list[str]) -> tuple[list[str], LogMode] | None:
                 mode = log_mode(value if equals else next(args, ""))
             except ValueError:
                 return None
+        elif option in ("-j", "--jobs") or (arg.startswith("-j") and len(arg) > 2):
+            count = (value if equals else next(args, "")) if option in ("-j", "--jobs") else arg[2:]
+            if not (count.isdigit() and int(count) > 0):
+                return None
+            jobs = int(count)
         elif arg.startswith("-"):
             return None
         else:
             targets.append(arg)
-    return (targets, mode) if targets else None
+    return (targets, mode, jobs) if targets else None
 
 
 class _Requests:

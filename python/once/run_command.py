@@ -93,8 +93,9 @@ def run_steps(
         sys.exit(EXIT_FAILED)
 
 
-def run_plain(cwd: Path, targets: list[str], output_logs: OutputLogs) -> NoReturn:
-    """`once run [--output-logs MODE] TARGET...` in `cwd`, as `cli.run` runs it, and exit."""
+def run_plain(cwd: Path, targets: list[str], output_logs: OutputLogs, jobs: int | None) -> NoReturn:
+    """`once run [--output-logs MODE] [-j N] TARGET...` in `cwd`, as `cli.run` runs it, and
+    exit."""
     from once.cache_bound import run_cache_bound
 
     def run() -> None:
@@ -111,6 +112,7 @@ def run_plain(cwd: Path, targets: list[str], output_logs: OutputLogs) -> NoRetur
             started=started,
             max_bytes=max_bytes,
             steps=steps,
+            jobs=jobs,
         )
 
     exit_reporting_errors(run)
