@@ -15,7 +15,7 @@ pub struct Globs {
 
 #[pymethods]
 impl Globs {
-    /// Raises GlobError naming the first pattern that does not parse.
+    /// Raises `GlobError` naming the first pattern that does not parse.
     #[new]
     fn new(patterns: Vec<String>) -> PyResult<Globs> {
         let inner = select::Globs::compile(&patterns).map_err(CoreError)?;
