@@ -48,6 +48,8 @@ fn outputs_are_checked_by_stat_and_hashed_only_when_it_changed() {
             1,
         )
         .unwrap();
+    // The state folder is made by a run; without it nothing is kept.
+    fs::create_dir(ws.join(".once")).unwrap();
     let state = ws.join(".once/outputs");
     let known = OutputStats::load(&state);
 

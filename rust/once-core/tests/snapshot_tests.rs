@@ -2,7 +2,7 @@
 //! stat cache carrying digests across runs.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use once_core::hash::hash_bytes;
@@ -56,6 +56,14 @@ fn select(snapshot: &Snapshot, package: &str, include: &[&str], exclude: &[&str]
     set.iter()
         .map(|&i| snapshot.files[i as usize].rel.clone())
         .collect()
+}
+
+/// The stat cache's path in the state folder of `root`, made as a run makes it (without the
+/// folder the cache is not kept).
+fn stat_cache_in(root: &Path) -> PathBuf {
+    let state = root.join(".once");
+    fs::create_dir_all(&state).unwrap();
+    state.join("statcache")
 }
 
 #[test]
@@ -233,7 +241,7 @@ fn stat_cache_spares_unchanged_files_across_runs() {
             );
         }
     }
-    let cache = root.join(".once/statcache");
+    let cache = stat_cache_in(root);
     settle();
 
     let skip = vec![".once".to_owned()];
@@ -291,7 +299,7 @@ fn priming_reads_the_stat_cache_once_and_hashes_nothing() {
     for file in 0..10 {
         write(root, &format!("pkg/f{file}.txt"), &format!("{file}"));
     }
-    let cache = root.join(".once/statcache");
+    let cache = stat_cache_in(root);
     settle();
     let skip = vec![".once".to_owned()];
     let mut first = Snapshot::scan(root, &skip).unwrap();
@@ -333,7 +341,7 @@ fn hashing_some_rules_keeps_the_cache_of_the_others() {
             write(root, &format!("{pkg}/f{file}"), pkg);
         }
     }
-    let cache = workspace.path().join(".once/statcache");
+    let cache = stat_cache_in(workspace.path());
     settle();
     let skip = vec![".once".to_owned()];
     let glob = vec!["**".to_owned()];
@@ -426,7 +434,7 @@ fn tree_digest_moves_with_paths_contents_and_modes_only() {
     for file in 0..5 {
         write(root, &format!("pkg/f{file}.txt"), &format!("{file}"));
     }
-    let cache = root.join(".once/statcache");
+    let cache = stat_cache_in(root);
     settle();
     let skip = vec![".once".to_owned()];
     let scan = || {
@@ -537,7 +545,7 @@ fn a_few_new_digests_go_to_the_journal_until_it_outgrows_an_eighth() {
     for file in 0..80 {
         write(root, &format!("pkg/f{file:02}.txt"), &format!("{file}"));
     }
-    let cache = root.join(".once/statcache");
+    let cache = stat_cache_in(root);
     let journal = journal_of(&cache);
     let skip = vec![".once".to_owned()];
     let hash = || {

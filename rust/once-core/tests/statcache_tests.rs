@@ -30,6 +30,7 @@ fn save_one(path: &Path, start_ns: i64, rel: &str, stat: &FileStat, digest: &Dig
 fn round_trip_keeps_every_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/folder/statcache");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
     let start = 1_700_000_000 * SEC + 123;
     let files: Vec<(String, FileStat, Digest)> = (0..500u64)
         .map(|i| {
@@ -481,4 +482,16 @@ fn cursor_lookups_agree_with_the_map() {
         found += usize::from(joined.is_some());
     }
     assert!(found > 150, "the join finds the unchanged files ({found})");
+}
+
+#[test]
+fn without_its_folder_the_cache_is_not_kept() {
+    // The folder is the workspace's state folder, which only a run makes (with its
+    // .gitignore); a command that only inspects must not make it by saving a cache.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".once/statcache");
+    let stat = stat(1, 1, 1, 1);
+    let digest = hash_bytes(b"x");
+    StatCache::save(&path, 10 * SEC, [("a", &stat, &digest)].into_iter()).unwrap();
+    assert!(!dir.path().join(".once").exists());
 }
