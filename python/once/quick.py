@@ -24,11 +24,12 @@ import time
 
 from once import _core, plans, prelude, run_keys
 from once.cache_files import MAX_SIZE_ENV, cache_folder, parse_size, record_run
-from once.console import hit_result, log_mode, make_console, summary
+from once.console import hit_result, log_mode, summary
 from once.errors import EXIT_INTERRUPTED, os_error_message
 from once.history import History
 from once.key_context import ToolProbes
 from once.layout import OUTPUT_STATS, REMOTE_URL_ENV, STAT_CACHE
+from once.terminal import make_console
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:

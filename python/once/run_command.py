@@ -73,8 +73,9 @@ def run_steps(
     remote_read_only: bool = False,
 ) -> None:
     """Run `actions` (and report them, from `started`); exit 1 when a step failed."""
-    from once.console import make_console, summary
+    from once.console import summary
     from once.session import execute
+    from once.terminal import make_console
 
     console = make_console(sys.stdout.buffer, output_logs, len(actions))
     results = execute(
