@@ -2,7 +2,7 @@
 
     python -m benches.monorepo DIR [--packages N] [--files N] [--seed S] [--no-git]
 
-The default shape is the one of the performance targets in ARCHITECTURE.md: 1,000 packages,
+The default shape is the one of the performance targets: 1,000 packages,
 100,000 source files (~740 MB) of a few hundred bytes to a few hundred KB, with a few multi-MB
 files, in nested folders; a dependency DAG between packages; a `build` rule in every package
 and a `test` rule in every other one, with cheap shell commands so that the tool's own cost

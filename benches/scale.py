@@ -1,4 +1,4 @@
-"""The performance targets of ARCHITECTURE.md, measured on a synthetic monorepo in one sitting.
+"""The performance targets, measured on a synthetic monorepo in one sitting.
 
     python -m benches.scale [--packages N] [--files N] [--seed S] [--repeat N] [--big-gib N]
                             [--rules N] [--work DIR] [--markdown]

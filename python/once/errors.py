@@ -7,7 +7,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-# Exit codes of the user contract (ARCHITECTURE.md).
+# Exit codes of the user contract: 0 ok, 1 a step failed, 2 bad usage or configuration, 130
+# interrupted.
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
