@@ -9,6 +9,7 @@ __all__ = [
     "FileSet",
     "GlobError",
     "Globs",
+    "KeyRequest",
     "OutputStats",
     "PendingScan",
     "Remote",
@@ -16,8 +17,8 @@ __all__ = [
     "Store",
     "UnsafePathError",
     "__version__",
-    "action_key",
     "action_keys",
+    "action_spec",
     "b3sum_output",
     "files_hashed",
     "hash_bytes",
@@ -107,40 +108,51 @@ class Snapshot:
     def inputs(self, set: FileSet) -> list[tuple[str, str, bool]]:
         """(path, digest, executable) of each file of a hashed set."""
 
-def action_keys(
-    snapshot: Snapshot,
-    requests: list[
-        tuple[
-            FileSet,
-            str,
-            str,
-            str,
-            str,
-            list[tuple[str, str]],
-            list[tuple[str, str]],
-            list[str],
-            list[str],
-        ]
-    ],
-) -> list[str]:
-    """The key of each action, given in dependency order as (inputs, label, cmd, cwd, platform,
-    env, tools, dependency labels, outputs); a dependency's key comes from earlier in the batch
-    (ValueError if it is not there)."""
+@final
+class KeyRequest:
+    """One step to key: its input files and what else its key holds; `deps` names the steps
+    it depends on by label, each earlier in the same batch."""
 
-def action_key(
-    snapshot: Snapshot,
-    inputs: FileSet,
-    *,
-    label: str,
-    cmd: str,
-    cwd: str,
-    platform: str,
-    env: list[tuple[str, str]],
-    tools: list[tuple[str, str]],
-    deps: list[tuple[str, str]],
-    outputs: list[str],
-) -> tuple[str, str]:
-    """The action key (hex) and the JSON of everything that went into it."""
+    def __new__(
+        cls,
+        *,
+        inputs: FileSet,
+        label: str,
+        cmd: str,
+        cwd: str,
+        platform: str,
+        env: list[tuple[str, str]],
+        tools: list[tuple[str, str]],
+        deps: list[str],
+        outputs: list[str],
+    ) -> KeyRequest: ...
+    @property
+    def inputs(self) -> FileSet: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def cmd(self) -> str: ...
+    @property
+    def cwd(self) -> str:
+        """The working folder relative to the workspace root ("" for the root)."""
+    @property
+    def platform(self) -> str: ...
+    @property
+    def env(self) -> list[tuple[str, str]]: ...
+    @property
+    def tools(self) -> list[tuple[str, str]]: ...
+    @property
+    def deps(self) -> list[str]: ...
+    @property
+    def outputs(self) -> list[str]: ...
+
+def action_keys(snapshot: Snapshot, requests: list[KeyRequest]) -> list[str]:
+    """The key (hex) of each step, given in dependency order: a dependency's key comes from
+    earlier in the batch (ValueError if it is not there)."""
+
+def action_spec(snapshot: Snapshot, request: KeyRequest, deps: list[tuple[str, str]]) -> str:
+    """Everything that went into the key of `request` as JSON, given its dependencies'
+    (label, key) pairs."""
 
 @final
 class Entry:

@@ -139,7 +139,7 @@ def plan(
     fingerprints = {
         action.label: Fingerprint(
             keys[action.label],
-            request[0],
+            request.inputs,
             snapshot,
             request,
             [(dep, keys[dep]) for dep in action.deps],

@@ -52,19 +52,8 @@ PlanKey = tuple[str, tuple[str, ...]]
 # What each step's key takes from outside the workspace's files: the platform, and per step
 # its declared environment variables and its tool probes' outputs, as (name, value) pairs.
 KeyContext = tuple[str, list[tuple[list[tuple[str, str]], list[tuple[str, str]]]]]
-# What `_core.action_keys` takes per step: inputs, label, cmd, cwd, platform, env, tools,
-# dependency labels, outputs.
-KeyRequest = tuple[
-    _core.FileSet,
-    str,
-    str,
-    str,
-    str,
-    list[tuple[str, str]],
-    list[tuple[str, str]],
-    list[str],
-    list[str],
-]
+# What `_core.action_keys` takes per step.
+KeyRequest = _core.KeyRequest
 
 
 def selections(steps: Sequence[Step]) -> list[tuple[str, list[str], list[str]]]:
@@ -91,7 +80,17 @@ def key_requests(
     """Each step's request for `_core.action_keys`, given its input files."""
     tag, per_step = context
     return [
-        (files, label, cmd, package, tag, env, tools, list(deps), list(outputs))
+        KeyRequest(
+            inputs=files,
+            label=label,
+            cmd=cmd,
+            cwd=package,
+            platform=tag,
+            env=env,
+            tools=tools,
+            deps=list(deps),
+            outputs=list(outputs),
+        )
         for (label, deps, package, _, _, cmd, _, _, outputs), files, (env, tools) in zip(
             steps, inputs, per_step, strict=True
         )
@@ -101,20 +100,7 @@ def key_requests(
 def spec_json(snapshot: _core.Snapshot, request: KeyRequest, deps: list[tuple[str, str]]) -> str:
     """Everything that went into a key as JSON, for `once why` and `--dry-run`: built only
     for the steps whose key changed since their last run. `deps` are (label, key) pairs."""
-    inputs, label, cmd, cwd, platform, env, tools, _, outputs = request
-    _, spec = _core.action_key(
-        snapshot,
-        inputs,
-        label=label,
-        cmd=cmd,
-        cwd=cwd,
-        platform=platform,
-        env=env,
-        tools=tools,
-        deps=deps,
-        outputs=outputs,
-    )
-    return spec
+    return _core.action_spec(snapshot, request, deps)
 
 
 def load(state_dir: str, key: PlanKey) -> tuple[list[Step], str] | None:

@@ -18,6 +18,9 @@ pub enum Error {
     /// A path (from a manifest or a user) that would leave the workspace.
     #[error("refusing path outside the workspace: {0}")]
     Escape(String),
+    /// A batch of steps to key not in dependency order (a caller's mistake, never a user's).
+    #[error("{label} depends on {dep}, which is not earlier in the batch")]
+    KeyBatch { label: String, dep: String },
     /// A cache file that cannot be decoded; callers treat it as absent.
     #[error("corrupt cache record {}: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },

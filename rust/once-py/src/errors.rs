@@ -46,7 +46,7 @@ impl From<CoreError> for PyErr {
             }
             Error::Glob { .. } => GlobError::new_err(message),
             Error::Escape(_) => UnsafePathError::new_err(message),
-            Error::Corrupt { .. } => PyValueError::new_err(message),
+            Error::Corrupt { .. } | Error::KeyBatch { .. } => PyValueError::new_err(message),
         }
     }
 }

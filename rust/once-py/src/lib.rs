@@ -32,7 +32,9 @@ mod _core {
     #[pymodule_export]
     use crate::remote::Remote;
     #[pymodule_export]
-    use crate::snapshot::{action_key, action_keys, settled, FileSet, PendingScan, Snapshot};
+    use crate::snapshot::{
+        action_keys, action_spec, settled, FileSet, KeyRequest, PendingScan, Snapshot,
+    };
     #[pymodule_export]
     use crate::store::{Entry, OutputStats, Store};
 

@@ -1,15 +1,14 @@
 //! The run's one walk of the workspace, rule input sets, and action keys.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
-use once_core::key::{key_of, ActionSpec, InputFile, KeyHead};
+use once_core::hash::Digest;
+use once_core::key;
 use once_core::snapshot;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use rayon::prelude::*;
 
 use crate::errors::{CoreError, CoreResult};
 
@@ -192,165 +191,110 @@ impl FileSet {
     }
 }
 
-/// The key's view of a rule's input files.
-fn input_files(inner: &snapshot::Snapshot, set: &snapshot::FileSet) -> PyResult<Vec<InputFile>> {
-    Ok(inner
-        .inputs(set)
-        .map_err(CoreError)?
-        .into_iter()
-        .map(|(path, digest, executable)| InputFile {
-            path: path.to_owned(),
-            digest,
-            executable,
-        })
-        .collect())
+/// One step to key (`once_core::key::KeyRequest`), made once in Python and read by Rust
+/// without converting it again.
+#[pyclass(frozen, module = "once._core")]
+pub struct KeyRequest {
+    #[pyo3(get)]
+    inputs: Py<FileSet>,
+    #[pyo3(get)]
+    label: String,
+    #[pyo3(get)]
+    cmd: String,
+    #[pyo3(get)]
+    cwd: String,
+    #[pyo3(get)]
+    platform: String,
+    #[pyo3(get)]
+    env: Vec<(String, String)>,
+    #[pyo3(get)]
+    tools: Vec<(String, String)>,
+    #[pyo3(get)]
+    deps: Vec<String>,
+    #[pyo3(get)]
+    outputs: Vec<String>,
 }
 
-/// The action key and the JSON of everything that went into it (kept for `once why`).
-#[pyfunction]
-#[pyo3(signature = (snapshot, inputs, *, label, cmd, cwd, platform, env, tools, deps, outputs))]
-#[allow(clippy::too_many_arguments)]
-pub fn action_key(
-    py: Python<'_>,
-    snapshot: &Snapshot,
-    inputs: &FileSet,
-    label: String,
-    cmd: String,
-    cwd: String,
-    platform: String,
-    env: Vec<(String, String)>,
-    tools: Vec<(String, String)>,
-    deps: Vec<(String, String)>,
-    outputs: Vec<String>,
-) -> PyResult<(String, String)> {
-    py.detach(|| {
-        let inner = snapshot.read()?;
-        let inputs = input_files(&inner, &inputs.indices)?;
-        let spec = ActionSpec {
+#[pymethods]
+impl KeyRequest {
+    #[new]
+    #[pyo3(signature = (*, inputs, label, cmd, cwd, platform, env, tools, deps, outputs))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        inputs: Py<FileSet>,
+        label: String,
+        cmd: String,
+        cwd: String,
+        platform: String,
+        env: Vec<(String, String)>,
+        tools: Vec<(String, String)>,
+        deps: Vec<String>,
+        outputs: Vec<String>,
+    ) -> KeyRequest {
+        KeyRequest {
+            inputs,
             label,
             cmd,
             cwd,
             platform,
             env,
             tools,
-            inputs,
             deps,
             outputs,
         }
-        .normalized();
-        // Serializing plain strings, bools and digests cannot fail.
-        let json = serde_json::to_string(&spec).unwrap_or_default();
-        Ok((spec.key().to_hex(), json))
-    })
+    }
 }
 
-/// What `action_keys` takes per action: inputs, label, cmd, cwd, platform, env, tools, the
-/// labels of the actions it depends on (earlier in the same batch), outputs.
-type KeyRequest = (
-    Py<FileSet>,
-    String,
-    String,
-    String,
-    String,
-    Vec<(String, String)>,
-    Vec<(String, String)>,
-    Vec<String>,
-    Vec<String>,
-);
+impl KeyRequest {
+    /// The core's view, borrowing the file set (`Py::get` on a frozen class needs no GIL).
+    fn core(&self) -> key::KeyRequest<'_> {
+        key::KeyRequest {
+            inputs: &self.inputs.get().indices,
+            label: self.label.clone(),
+            cmd: self.cmd.clone(),
+            cwd: self.cwd.clone(),
+            platform: self.platform.clone(),
+            env: self.env.clone(),
+            tools: self.tools.clone(),
+            deps: self.deps.clone(),
+            outputs: self.outputs.clone(),
+        }
+    }
+}
 
-/// The keys of many actions, given in dependency order, in one call: a dependency's key is
-/// taken from earlier in the batch. Only the keys: what went into one (`action_key`'s JSON) is
-/// wanted only when a key changed, and building it for every action cost more than the key.
-///
-/// Actions whose dependencies are all keyed are keyed in parallel, a level of the graph at a
-/// time; each key is hashed from the snapshot's paths and digests as they are (`key_of`).
+/// The keys of many steps, given in dependency order, in one call (`key::batch_keys`).
 #[pyfunction]
 pub fn action_keys(
     py: Python<'_>,
     snapshot: &Snapshot,
-    requests: Vec<KeyRequest>,
+    requests: Vec<Py<KeyRequest>>,
 ) -> PyResult<Vec<String>> {
     py.detach(|| {
+        let requests: Vec<key::KeyRequest<'_>> = requests
+            .iter()
+            .map(|request| request.get().core())
+            .collect();
         let inner = snapshot.read()?;
-        let levels = levels(&requests)?;
-        let mut keys: Vec<Option<String>> = vec![None; requests.len()];
-        for level in levels {
-            let keyed = level
-                .par_iter()
-                .map(|&(index, ref deps)| {
-                    let (inputs, label, cmd, cwd, platform, env, tools, _, outputs) =
-                        &requests[index];
-                    let mut deps: Vec<(String, String)> = deps
-                        .iter()
-                        .map(|&dep| {
-                            let key = keys[dep].clone().unwrap_or_default();
-                            (requests[dep].1.clone(), key)
-                        })
-                        .collect();
-                    deps.sort();
-                    let (mut env, mut tools) = (env.clone(), tools.clone());
-                    env.sort();
-                    tools.sort();
-                    // `Py::get` on a frozen class needs no GIL.
-                    let files = inner.inputs(&inputs.get().indices).map_err(CoreError)?;
-                    let head = KeyHead {
-                        label,
-                        cmd,
-                        cwd,
-                        platform,
-                        env: &env,
-                        tools: &tools,
-                    };
-                    let key = key_of(
-                        &head,
-                        files.len(),
-                        files
-                            .iter()
-                            .map(|(path, digest, executable)| (*path, digest, *executable)),
-                        &deps,
-                        outputs,
-                    );
-                    Ok((index, key.to_hex()))
-                })
-                .collect::<PyResult<Vec<_>>>()?;
-            for (index, key) in keyed {
-                keys[index] = Some(key);
-            }
-        }
-        Ok(keys.into_iter().map(Option::unwrap_or_default).collect())
+        let keys = key::batch_keys(&inner, &requests).map_err(CoreError)?;
+        Ok(keys.iter().map(Digest::to_hex).collect())
     })
 }
 
-/// Requests of one depth in the dependency graph: (position, positions of its dependencies).
-type Level = Vec<(usize, Vec<usize>)>;
-
-/// The requests grouped by depth in the dependency graph: every dependency of a request is in
-/// an earlier group.
-fn levels(requests: &[KeyRequest]) -> PyResult<Vec<Level>> {
-    let mut position: HashMap<&str, usize> = HashMap::with_capacity(requests.len());
-    let mut depth: Vec<usize> = Vec::with_capacity(requests.len());
-    let mut levels: Vec<Level> = Vec::new();
-    for (index, request) in requests.iter().enumerate() {
-        let (label, dep_labels) = (&request.1, &request.7);
-        let deps = dep_labels
-            .iter()
-            .map(|dep| {
-                position.get(dep.as_str()).copied().ok_or_else(|| {
-                    PyValueError::new_err(format!(
-                        "{label} depends on {dep}, which is not earlier in the batch"
-                    ))
-                })
-            })
-            .collect::<PyResult<Vec<usize>>>()?;
-        let level = deps.iter().map(|&dep| depth[dep] + 1).max().unwrap_or(0);
-        depth.push(level);
-        if levels.len() <= level {
-            levels.resize_with(level + 1, Vec::new);
-        }
-        levels[level].push((index, deps));
-        position.insert(label.as_str(), index);
-    }
-    Ok(levels)
+/// Everything that went into the key of `request` as JSON, given its dependencies' (label,
+/// key): kept for `once why` and `--dry-run --json` (`key::spec_of`).
+#[pyfunction]
+pub fn action_spec(
+    py: Python<'_>,
+    snapshot: &Snapshot,
+    request: &KeyRequest,
+    deps: Vec<(String, String)>,
+) -> PyResult<String> {
+    py.detach(|| {
+        let inner = snapshot.read()?;
+        let spec = key::spec_of(&inner, &request.core(), deps).map_err(CoreError)?;
+        // Serializing plain strings, bools and digests cannot fail.
+        Ok(serde_json::to_string(&spec).unwrap_or_default())
+    })
 }
 
 /// The racy-timestamp rule (`statcache::settled`) for stamps kept in Python.

@@ -1,5 +1,9 @@
 //! The action key: BLAKE3 over a canonical, versioned encoding of everything a step depends on.
 
+mod batch;
+
+pub use batch::{batch_keys, spec_of, KeyRequest};
+
 use serde::{Deserialize, Serialize};
 
 use crate::hash::Digest;
