@@ -49,7 +49,7 @@ fn keys_of(files: &[(&str, &str)]) -> Vec<String> {
         request(&app, "//app:build", &["//lib:build"]),
     ];
     let keys = batch_keys(&snapshot, &requests).unwrap();
-    keys.iter().map(|key| key.to_hex()).collect()
+    keys.iter().map(once_core::Digest::to_hex).collect()
 }
 
 #[test]
