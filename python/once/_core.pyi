@@ -103,6 +103,8 @@ class Snapshot:
     def tree_digest(self) -> str:
         """Every file's path, executable bit and digest (where known) in one digest: equal
         trees select the same files with the same contents."""
+    def paths(self, set: FileSet) -> list[str]:
+        """The workspace-relative paths of `set`, in order."""
     def changed_since_scan(self, set: FileSet) -> list[str]:
         """Paths of `set` edited, replaced or deleted since the scan."""
     def inputs(self, set: FileSet) -> list[tuple[str, str, bool]]:

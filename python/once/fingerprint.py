@@ -8,7 +8,16 @@ from once.graph import Action
 from once.key_context import ToolProbes
 from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
 from once.model import Rule, Workspace
-from once.plans import KeyRequest, Step, key_context, key_requests, selections, spec_json
+from once.plans import (
+    KeyRequest,
+    SourceUnderOutputGlob,
+    Step,
+    key_context,
+    key_requests,
+    select_inputs,
+    selections,
+    spec_json,
+)
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
@@ -157,17 +166,24 @@ def _key(
     environ: Mapping[str, str],
 ) -> tuple[list[str], list[KeyRequest], int]:
     """Select, hash and key every step: (keys, key requests, files read)."""
-    wanted = selections(steps)
     try:
-        filesets = snapshot.select_many(wanted)
+        filesets = select_inputs(snapshot, steps)
     except _core.GlobError:
         # Name the rule whose glob is at fault (the batch only says which glob).
-        for action, (package, include, exclude) in zip(actions, wanted, strict=True):
+        for action, (package, include, exclude) in zip(actions, selections(steps), strict=True):
             try:
                 snapshot.select(package, include, exclude)
             except _core.GlobError as err:
                 raise ConfigError(action.rule.source, f"{action.label}: {err}") from None
         raise
+    except SourceUnderOutputGlob as found:
+        action = actions[found.index]
+        raise ConfigError(
+            action.rule.source,
+            f"rule.{action.rule.name}.outputs: {found.output!r} matches {found.path}, which is "
+            "not ignored: restoring the rule would replace it (name the outputs exactly, or "
+            "ignore them in .gitignore or .onceignore)",
+        ) from None
     read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / STAT_CACHE))
     context = key_context(steps, environ, ToolProbes(workspace.root))
     requests = key_requests(steps, filesets, context)

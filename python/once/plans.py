@@ -61,6 +61,40 @@ def selections(steps: Sequence[Step]) -> list[tuple[str, list[str], list[str]]]:
     return [(step[2], step[3], step[4]) for step in steps]
 
 
+class SourceUnderOutputGlob(Exception):
+    """An output glob of `steps[index]` matches `path`, a file once does not ignore: restoring
+    the step would replace or delete it (a hand-written `notes.txt` under `*.txt`)."""
+
+    def __init__(self, index: int, output: str, path: str) -> None:
+        super().__init__(index, output, path)
+        self.index = index
+        self.output = output
+        self.path = path
+
+
+def select_inputs(snapshot: _core.Snapshot, steps: Sequence[Step]) -> list[_core.FileSet]:
+    """Each step's input files, in one call. Raises `SourceUnderOutputGlob` when an output
+    glob (not a plain path or folder, which name exactly what the step writes) matches a file
+    the walk saw: files an output glob covers must be ignored (by .gitignore or .onceignore),
+    since what they are now is removed whenever the step is restored."""
+    globbed = [
+        (index, output)
+        for index, step in enumerate(steps)
+        for output in step[8]
+        if _GLOB_SYNTAX.intersection(output)
+    ]
+    found = snapshot.select_many(
+        [*selections(steps), *((steps[index][2], [output], []) for index, output in globbed)]
+    )
+    for (index, output), files in zip(globbed, found[len(steps) :], strict=True):
+        if len(files):
+            raise SourceUnderOutputGlob(index, output, snapshot.paths(files)[0])
+    return found[: len(steps)]
+
+
+_GLOB_SYNTAX = frozenset("*?[]{}\\")  # as the core reads a pattern as a glob
+
+
 def key_context(
     steps: Sequence[Step], environ: Mapping[str, str], probes: ToolProbes
 ) -> KeyContext:

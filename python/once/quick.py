@@ -121,7 +121,7 @@ class _Requests:
 
     def get(self) -> list[KeyRequest]:
         if self._requests is None:
-            inputs = self._snapshot.select_many(plans.selections(self._steps))
+            inputs = plans.select_inputs(self._snapshot, self._steps)
             stat_cache = os.path.join(self._early.state_dir, STAT_CACHE)
             self.files_read = self._snapshot.hash(inputs, stat_cache)
             self._requests = plans.key_requests(self._steps, inputs, self._context)

@@ -271,6 +271,17 @@ impl Snapshot {
     /// deleted since). Checked after a rule's command ran: a step whose inputs changed under
     /// it must not be cached under the key computed from the earlier contents.
     #[must_use]
+    /// The workspace-relative paths of `set`, in order.
+    pub fn paths(&self, set: &FileSet) -> Result<Vec<&str>> {
+        set.iter()
+            .map(|&index| {
+                let file = self.files.get(index as usize);
+                file.map(|file| file.rel.as_str())
+                    .ok_or_else(|| self.foreign_index(index))
+            })
+            .collect()
+    }
+
     pub fn changed_since_scan(&self, set: &FileSet) -> Vec<String> {
         set.par_iter()
             .filter_map(|&index| {

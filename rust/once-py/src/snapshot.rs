@@ -166,6 +166,15 @@ impl Snapshot {
         py.detach(|| Ok(self.read()?.tree_digest().to_hex()))
     }
 
+    /// The workspace-relative paths of `set`, in order (no digest needed).
+    fn paths(&self, py: Python<'_>, set: &FileSet) -> PyResult<Vec<String>> {
+        py.detach(|| {
+            let inner = self.read()?;
+            let paths = inner.paths(&set.indices).map_err(CoreError)?;
+            Ok(paths.into_iter().map(str::to_owned).collect())
+        })
+    }
+
     /// Paths of `set` edited, replaced or deleted since the scan.
     fn changed_since_scan(&self, py: Python<'_>, set: &FileSet) -> PyResult<Vec<String>> {
         py.detach(|| Ok(self.read()?.changed_since_scan(&set.indices)))
