@@ -75,7 +75,7 @@ impl Store {
                 let dest = workspace.join(&output.path);
                 match &output.kind {
                     OutputKind::File { digest, executable } => {
-                        self.restore_file(digest, &dest, *executable, link)
+                        restore_file(self, digest, &dest, *executable, link)
                     }
                     OutputKind::Symlink { target } => make_symlink(target, &dest),
                     OutputKind::Dir => Ok(()),
@@ -112,59 +112,57 @@ impl Store {
 /// creations per file instead of 8 and one (strace of a restore of 1,500 one-file outputs).
 const CLONE_MIN: u64 = 64 * 1024;
 
-impl Store {
-    /// Put blob `digest` at `dest`, checking on the way that its bytes still hash to its name:
-    /// a blob edited in place is deleted, and the restore fails as if it were gone (`NotFound`),
-    /// so the step is a miss and its save writes a sound blob again.
-    fn restore_file(
-        &self,
-        digest: &Digest,
-        dest: &Path,
-        executable: bool,
-        link: LinkMode,
-    ) -> Result<()> {
-        let blob = self.blob_path(digest);
-        if link == LinkMode::Hardlink && !executable {
-            // Read-only modes do not stop root: an output restored as a link may have been
-            // written through, into the blob. Hashed before each new link, so no restore
-            // hands on such an edit (measured in benches/RESULTS.md).
-            if !self.blob_is_sound(digest, None)? {
-                return Err(drop_corrupt_blob(&blob));
-            }
-            match fs::hard_link(&blob, dest) {
-                // The blob is already `BLOB_MODE` (read-only), which is what the link must be.
-                Ok(()) => return Ok(()),
-                // Another file system (EXDEV), or one without links: a read-only copy instead.
-                Err(err) if err.kind() != io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err).at(&blob),
-            }
-        }
-        let mode = match (link, executable) {
-            (LinkMode::Copy, false) => 0o644,
-            (LinkMode::Copy, true) => 0o755,
-            (LinkMode::Hardlink, false) => BLOB_MODE,
-            (LinkMode::Hardlink, true) => 0o555,
-        };
-        let mut source = self.open_blob(digest)?;
-        let size = source.metadata().at(&blob)?.len();
-        if size < CLONE_MIN {
-            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            source.read_to_end(&mut bytes).at(&blob)?;
-            if hash_bytes(&bytes) != *digest {
-                return Err(drop_corrupt_blob(&blob));
-            }
-            let mut file = create(dest)?;
-            file.write_all(&bytes).at(dest)?;
-            // Set on the open file, whatever the umask made of the creation mode.
-            return set_file_mode(&file, mode).at(dest);
-        }
-        if clone_or_copy(source, &blob, dest, size)? != *digest {
-            let _ = fs::remove_file(dest);
+/// Put blob `digest` at `dest`, checking on the way that its bytes still hash to its name:
+/// a blob edited in place is deleted, and the restore fails as if it were gone (`NotFound`),
+/// so the step is a miss and its save writes a sound blob again.
+fn restore_file(
+    store: &Store,
+    digest: &Digest,
+    dest: &Path,
+    executable: bool,
+    link: LinkMode,
+) -> Result<()> {
+    let blob = store.blob_path(digest);
+    if link == LinkMode::Hardlink && !executable {
+        // Read-only modes do not stop root: an output restored as a link may have been
+        // written through, into the blob. Hashed before each new link, so no restore
+        // hands on such an edit (measured in benches/RESULTS.md).
+        if !store.blob_is_sound(digest, None)? {
             return Err(drop_corrupt_blob(&blob));
         }
-        // A clone has the blob's read-only mode, so set the manifest's after.
-        set_mode(dest, mode)
+        match fs::hard_link(&blob, dest) {
+            // The blob is already `BLOB_MODE` (read-only), which is what the link must be.
+            Ok(()) => return Ok(()),
+            // Another file system (EXDEV), or one without links: a read-only copy instead.
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).at(&blob),
+        }
     }
+    let mode = match (link, executable) {
+        (LinkMode::Copy, false) => 0o644,
+        (LinkMode::Copy, true) => 0o755,
+        (LinkMode::Hardlink, false) => BLOB_MODE,
+        (LinkMode::Hardlink, true) => 0o555,
+    };
+    let mut source = store.open_blob(digest)?;
+    let size = source.metadata().at(&blob)?.len();
+    if size < CLONE_MIN {
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        source.read_to_end(&mut bytes).at(&blob)?;
+        if hash_bytes(&bytes) != *digest {
+            return Err(drop_corrupt_blob(&blob));
+        }
+        let mut file = create(dest)?;
+        file.write_all(&bytes).at(dest)?;
+        // Set on the open file, whatever the umask made of the creation mode.
+        return set_file_mode(&file, mode).at(dest);
+    }
+    if clone_or_copy(source, &blob, dest, size)? != *digest {
+        let _ = fs::remove_file(dest);
+        return Err(drop_corrupt_blob(&blob));
+    }
+    // A clone has the blob's read-only mode, so set the manifest's after.
+    set_mode(dest, mode)
 }
 
 /// Put the blob `source` (at `blob`, `size` bytes) at `dest`; returns the digest of what was
@@ -193,6 +191,7 @@ fn clone_or_copy(mut source: File, blob: &Path, dest: &Path, size: u64) -> Resul
     Ok(digest)
 }
 
+/// `dest` created, or emptied, for writing.
 fn create(dest: &Path) -> Result<File> {
     OpenOptions::new()
         .write(true)
