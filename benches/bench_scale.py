@@ -35,7 +35,15 @@ def test_scale_prints_every_case_on_a_tiny_tree(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    for case in ("hash whole tree", "GiB file", "--version", "no-op run", "floor:", "restore-all"):
+    for case in (
+        "hash whole tree",
+        "GiB file",
+        "--version",
+        "no-op run",
+        "floor:",
+        "restore-all",
+        "--link=hardlink",
+    ):
         assert case in done.stdout, done.stdout
 
 

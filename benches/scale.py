@@ -6,15 +6,15 @@
 Generates (or reuses, in `--work`) the tree of `benches/monorepo.py` and times, each beside its
 reference measured in the same run: a cold run (empty cache), a no-op run (everything cached,
 outputs present) and `git status`, the floor of a no-op in this shape (a Python process that only
-imports the extension and walks) and `git status` again, restore-all (every output deleted), one
-source file changed, `once hash` of the whole tree without a stat cache and `b3sum` over the same
-files, one big file, `once --version` and `python -c "import click"`, and the no-op run of a
-workspace of `--rules` trivial rules (scheduler overhead). Every command is a subprocess as a user
-runs it; the table shows medians, the ratio to the reference, the target, and the peak resident
-memory of the `once` process (from `wait4`). A case and its reference run in alternation, each pair
-in the other order than the last, so that neither gains from running second; their ratio is the
-median of the ratios of each pair: a burst of load from a neighbour slows both runs of a pair,
-where it could move one of two separate medians alone.
+imports the extension and walks) and `git status` again, restore-all (every output deleted) by copy
+and by hard link, one source file changed, `once hash` of the whole tree without a stat cache and
+`b3sum` over the same files, one big file, `once --version` and `python -c "import click"`, and the
+no-op run of a workspace of `--rules` trivial rules (scheduler overhead). Every command is a
+subprocess as a user runs it; the table shows medians, the ratio to the reference, the target, and
+the peak resident memory of the `once` process (from `wait4`). A case and its reference run in
+alternation, each pair in the other order than the last, so that neither gains from running second;
+their ratio is the median of the ratios of each pair: a burst of load from a neighbour slows both
+runs of a pair, where it could move one of two separate medians alone.
 
 The machine is shared and noisy: read medians and ratios, not single runs.
 """
@@ -342,6 +342,26 @@ def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads b
             lambda seconds, _r: seconds <= 1.0,
         )
     )
+    rows.append(
+        Row(
+            "restore-all, --link=hardlink",
+            measure(
+                [*run, "--link=hardlink"],
+                tree,
+                env,
+                repeat,
+                lambda: delete_outputs(repo),
+                warm=False,
+            ),
+            "",
+            None,
+            "",
+            lambda _s, _r: True,
+        )
+    )
+    # The cases after this one start from copies, as they always did.
+    delete_outputs(repo)
+    subprocess.run(run, cwd=tree, env=env, capture_output=True, check=True)
     leaf = tree / repo.leaf_source()
     original = leaf.read_bytes()
     edits = iter(range(1_000_000))

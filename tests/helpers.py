@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,8 +11,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from once import prelude
+from once import _core, prelude
 
 ONCE = shutil.which("once") or str(Path(sys.executable).with_name("once"))
 
@@ -67,6 +69,21 @@ class Workspace:
             check=False,
         )
         return Done(done.returncode, done.stdout, done.stderr)
+
+
+def read_entry(path: Path) -> dict[str, Any]:
+    """The entry in the cache's entry file `path`, its tag checked."""
+    data = _core.Store.entry_json(path.stem, path.read_bytes())
+    assert data is not None, f"{path}: tag does not hold"
+    entry: dict[str, Any] = json.loads(data)
+    return entry
+
+
+def write_entry(path: Path, entry: Mapping[str, Any]) -> None:
+    """Replace the entry file `path` with `entry`, tagged as the store tags its own, as a
+    hostile writer who knows the format would."""
+    path.chmod(0o644)
+    path.write_bytes(_core.Store.seal_entry(path.stem, json.dumps(entry).encode()))
 
 
 def three_packages(ws: Workspace) -> None:

@@ -5,7 +5,6 @@ alone would give: a dependency that runs or fails still gates its dependents."""
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 from once.api import OutputLogs as LogMode
@@ -14,7 +13,7 @@ from once.console import Console, Result
 from once.graph import build_graph, select_targets
 from once.session import execute
 
-from tests.helpers import Workspace
+from tests.helpers import Workspace, read_entry, write_entry
 
 
 def chain(ws: Workspace) -> None:
@@ -132,12 +131,11 @@ def test_a_refused_entry_in_a_batch_runs_and_its_dependents_still_hit(ws: Worksp
     assert ws.once("run", "//c:build").code == 0
     ws.ran()
     # b's entry gains a path outside its declared outputs, as a hostile writer could add.
-    entries = [json.loads(path.read_text()) for path in (ws.cache / "ac").glob("*/*.json")]
+    entries = [read_entry(path) for path in (ws.cache / "ac").glob("*/*.json")]
     (b_entry,) = [entry for entry in entries if entry["outputs"][0]["path"].startswith("b/")]
     path = next((ws.cache / "ac").glob(f"*/{b_entry['key']}.json"))
     b_entry["outputs"].append({"path": "a/src/in.txt", "kind": "dir"})
-    path.chmod(0o644)
-    path.write_text(json.dumps(b_entry))
+    write_entry(path, b_entry)
     (ws.root / "b/dist/out.txt").unlink()
 
     done = ws.once("run", "//c:build")

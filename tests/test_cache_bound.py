@@ -3,11 +3,10 @@ hits whose blobs are gone, refusal of crafted entries, and hard-link restores.""
 
 from __future__ import annotations
 
-import json
 import stat
 from pathlib import Path
 
-from tests.helpers import Workspace
+from tests.helpers import Workspace, read_entry, write_entry
 
 KIB = 1024
 
@@ -129,14 +128,15 @@ def test_a_hit_whose_blob_is_gone_runs_again_and_repairs_the_entry(ws: Workspace
 def crafted(ws: Workspace, extra: dict[str, object]) -> Path:
     """Add `extra` to the manifest of the only entry in the cache, as a hostile writer would."""
     (path,) = entry_files(ws)
-    entry = json.loads(path.read_text())
+    entry = read_entry(path)
     entry["outputs"].append(extra)
-    path.chmod(0o644)
-    path.write_text(json.dumps(entry))
+    write_entry(path, entry)
     return path
 
 
-def test_crafted_entries_escaping_the_workspace_are_refused_and_run(ws: Workspace) -> None:
+def test_crafted_entries_escaping_the_workspace_are_misses_and_run(ws: Workspace) -> None:
+    """Even with a tag that holds (whoever can write the cache can compute it), a manifest
+    leaving the workspace is a malformed entry: a miss, the command runs, nothing escapes."""
     packages(ws, 1, size_kib=1)
     outside = ws.root.parent / "outside"
     outside.mkdir()
@@ -160,10 +160,7 @@ def test_crafted_entries_escaping_the_workspace_are_refused_and_run(ws: Workspac
         (ws.root / "p0/dist/out.bin").unlink()  # so the hit has to restore
         done = ws.once("run", "build")
         assert done.code == 0, done.err
-        refusals = [line for line in done.err.splitlines() if "refusing" in line]
-        assert len(refusals) == 1, done.err
-        assert refusals[0].startswith("once: warning: //p0:build: refusing its cache entry")
-        assert "outside the workspace" in refusals[0]
+        assert "Traceback" not in done.err
         # A miss: the command ran, nothing outside was written, nothing escaped.
         assert ws.ran() == ["p0"]
         assert sorted(outside.iterdir()) == before

@@ -249,8 +249,16 @@ class Store:
         `copy` clones (reflink) where the file system can, else copies; `hardlink` links files
         read-only (0o444) and clones executables read-only (0o555). A manifest path or link
         leaving the workspace raises UnsafePathError before anything is touched; a missing blob
-        raises FileNotFoundError."""
-    def read_blob(self, digest: str) -> bytes: ...
+        raises FileNotFoundError, as does a blob whose bytes no longer hash to its name (it is
+        deleted) or a symlink in its place."""
+    def read_blob(self, digest: str) -> bytes:
+        """The blob's bytes, checked against its name (FileNotFoundError as for `restore`)."""
+    @staticmethod
+    def entry_json(key: str, data: bytes) -> bytes | None:
+        """The JSON of the entry file bytes `data` filed under `key`, if its tag holds."""
+    @staticmethod
+    def seal_entry(key: str, json: bytes) -> bytes:
+        """The bytes of the entry file for `key` whose JSON is `json`, tag included."""
     def unshare_outputs(self, workspace: str, package: str, outputs: list[str]) -> int:
         """Before a command runs: replace read-only hard links among its declared outputs (from a
         `hardlink` restore) with writable copies, so rewriting one in place cannot reach the
@@ -268,8 +276,9 @@ class Store:
     def clear(self) -> StoreUsage:
         """Delete every entry, blob and temporary file, keeping the folders; returns what was."""
     def verify(self) -> VerifyReport:
-        """Re-hash every blob; delete corrupt ones and every entry naming a missing or corrupt
-        blob, not decoding, or holding a path restore would refuse."""
+        """Re-hash every blob; delete corrupt ones (and symlinks where a blob or entry belongs)
+        and every entry whose tag does not hold, naming a missing or corrupt blob, not decoding,
+        or holding a malformed manifest."""
 
 @final
 class Remote:

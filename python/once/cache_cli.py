@@ -177,8 +177,10 @@ def clear(as_json: bool) -> None:
 def verify(as_json: bool) -> None:
     """Re-hash every blob and drop what is corrupt, so every remaining entry is a sound hit.
 
-    Deletes blobs whose bytes no longer match their BLAKE3 name, and entries that name a
-    missing or corrupt blob, do not decode, or hold a path outside the workspace. Exits 0 once
+    Deletes blobs whose bytes no longer match their BLAKE3 name, symlinks where a blob or an
+    entry belongs (never followed), and entries whose checksum does not hold (edited, or copied
+    from another key), that name a missing or corrupt blob, do not decode, or hold a malformed
+    manifest (a path twice, outside the workspace, below a file). Exits 0 once
     the cache is consistent (also when something had to be deleted), 1 when it could not be
     checked or repaired."""
     store, _ = _open_store()

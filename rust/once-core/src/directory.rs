@@ -102,10 +102,14 @@ pub(crate) fn rel_path(rel: &[u8]) -> &Path {
 }
 
 #[cfg(unix)]
-pub(crate) use unix::{mark_used_path, name_arg, Directory, NameArg};
+pub(crate) use unix::{
+    is_symlink_refusal, mark_used_path, name_arg, open_no_follow, Directory, NameArg,
+};
 
 #[cfg(not(unix))]
-pub(crate) use portable::{mark_used_path, name_arg, Directory, NameArg};
+pub(crate) use portable::{
+    is_symlink_refusal, mark_used_path, name_arg, open_no_follow, Directory, NameArg,
+};
 
 #[cfg(unix)]
 mod unix {
@@ -218,10 +222,36 @@ mod unix {
             Ok(File::from(fd))
         }
 
+        /// Open entry `name` for reading, refusing a symlink (`ELOOP`).
+        pub fn open_file_no_follow(&self, name: &CStr) -> io::Result<File> {
+            let fd = rustix::fs::openat(
+                &self.fd,
+                name,
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )?;
+            Ok(File::from(fd))
+        }
+
         /// Set entry `name`'s mtime to now (see `mark_used_at`).
         pub fn mark_used(&self, name: &CStr) -> bool {
             mark_used_at(&self.fd, name)
         }
+    }
+
+    /// Open `path` for reading, refusing a symlink as its last component (`ELOOP`).
+    pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// Whether an open failed because `open_no_follow` met a symlink.
+    pub(crate) fn is_symlink_refusal(err: &io::Error) -> bool {
+        err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
     }
 
     /// `mark_used_at` of a path relative to the current folder (or absolute).
@@ -420,9 +450,27 @@ mod portable {
             File::open(self.path.join(name))
         }
 
+        pub fn open_file_no_follow(&self, name: &str) -> io::Result<File> {
+            open_no_follow(&self.path.join(name))
+        }
+
         pub fn mark_used(&self, name: &str) -> bool {
             mark_used_path(&self.path.join(name))
         }
+    }
+
+    /// Without `O_NOFOLLOW`: a symlink is refused by a look first, which a race can defeat.
+    pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
+        if fs::symlink_metadata(path)?.file_type().is_symlink() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, SYMLINK_REFUSED));
+        }
+        File::open(path)
+    }
+
+    const SYMLINK_REFUSED: &str = "a symlink where a file was expected";
+
+    pub(crate) fn is_symlink_refusal(err: &io::Error) -> bool {
+        err.kind() == io::ErrorKind::InvalidInput && err.to_string() == SYMLINK_REFUSED
     }
 
     /// Set the mtime of `path` to now; false when that fails.

@@ -72,11 +72,13 @@ pub struct GcReport {
 pub struct VerifyReport {
     pub blobs: u64,
     pub blob_bytes: u64,
-    /// Blobs whose bytes no longer hash to their name (or cannot be read): deleted.
+    /// Blobs whose bytes no longer hash to their name (or cannot be read), and symlinks where a
+    /// blob belongs: deleted.
     pub corrupt_blobs: u64,
     pub entries: u64,
-    /// Entries that do not decode, name a missing or corrupt blob, or hold a path or symlink
-    /// that restore would refuse: deleted.
+    /// Entries whose tag does not hold (edited, or filed under another key), that do not
+    /// decode, name a missing or corrupt blob, hold a path or symlink that restore would
+    /// refuse, or are symlinks themselves: deleted.
     pub removed_entries: u64,
 }
 
@@ -199,6 +201,10 @@ impl Store {
                 let Kind::Blob(name) = &item.kind else {
                     return false;
                 };
+                // A symlink is never a blob: followed, it could name any file as sound.
+                if item.symlink {
+                    return true;
+                }
                 match crate::hash::hash_file(&item.path) {
                     Ok(digest) => digest != *name,
                     // Gone meanwhile (a concurrent gc or clear): nothing to judge.
@@ -244,14 +250,18 @@ impl Store {
         let Kind::Entry(key) = &item.kind else {
             return true;
         };
-        let Some(entry) = store::read_entry(&item.path) else {
-            // Gone meanwhile is not unsound; present and undecodable is.
+        if item.symlink {
+            return false;
+        }
+        let Some(entry) = store::read_entry(&item.path, key) else {
+            // Gone meanwhile is not unsound; present and unsound (a bad tag, a manifest restore
+            // would refuse, undecodable) is.
             return !item.path.exists();
         };
-        &entry.key == key
-            && store::check_manifest(&entry.outputs).is_ok()
-            // A blob written after the scan (a concurrent save) is on disk, not in `present`.
-            && digests(&entry).all(|digest| present.contains(&digest) || self.contains(&digest))
+        // A blob written after the scan (a concurrent save) is on disk, not in `present`.
+        let complete =
+            digests(&entry).all(|digest| present.contains(&digest) || self.contains(&digest));
+        complete
     }
 }
 
@@ -344,14 +354,12 @@ fn plan_eviction<'a>(items: &'a [Item], options: &GcOptions<'_>, total: &mut u64
         .par_iter()
         .filter_map(|item| match &item.kind {
             Kind::Entry(key) => {
-                let named = store::read_entry(&item.path)
-                    .filter(|entry| &entry.key == key)
-                    .map(|entry| {
-                        let mut named: Vec<Digest> = digests(&entry).collect();
-                        named.sort_unstable_by_key(|digest| digest.0);
-                        named.dedup();
-                        named
-                    });
+                let named = store::read_entry(&item.path, key).map(|entry| {
+                    let mut named: Vec<Digest> = digests(&entry).collect();
+                    named.sort_unstable_by_key(|digest| digest.0);
+                    named.dedup();
+                    named
+                });
                 Some((item, named))
             }
             _ => None,
@@ -444,6 +452,8 @@ struct Item {
     kind: Kind,
     size: u64,
     mtime: SystemTime,
+    /// A symlink where the store keeps only regular files: never read, only deleted.
+    symlink: bool,
 }
 
 enum Kind {
@@ -458,7 +468,7 @@ enum Kind {
 impl Item {
     /// `None` for anything once did not make (left alone: it may be a user's).
     fn classify(top: &str, path: PathBuf, name: &str, meta: &fs::Metadata) -> Option<Item> {
-        if !meta.is_file() {
+        if !meta.is_file() && !meta.is_symlink() {
             return None;
         }
         let kind = if name.starts_with(".tmp-") {
@@ -474,6 +484,7 @@ impl Item {
             size: meta.len(),
             // Without mtimes (no such platform among ours) every entry is equally old.
             mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            symlink: meta.is_symlink(),
         })
     }
 }

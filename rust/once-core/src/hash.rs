@@ -135,7 +135,7 @@ thread_local! {
 /// Hash `file`, opened from `path`. `len` is its size when a stat already gave it; without it
 /// the file is read first and only one that fills the buffer is stat'ed (a small file then costs
 /// `open`, `read`, `read`, `close`, no `fstat`).
-fn hash_open_file(mut file: File, path: &Path, len: Option<u64>) -> Result<Digest> {
+pub(crate) fn hash_open_file(mut file: File, path: &Path, len: Option<u64>) -> Result<Digest> {
     count_file_hashed();
     let len = match len {
         Some(len) if len >= MMAP_RAYON_THRESHOLD => len,

@@ -17,7 +17,7 @@ pub mod select;
 pub mod snapshot;
 pub mod statcache;
 pub mod store;
-mod usage_ledger;
+pub mod usage_ledger;
 pub mod walk;
 
 pub use error::{Error, Result};

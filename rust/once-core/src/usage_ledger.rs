@@ -32,12 +32,22 @@ const MOST_LINES: usize = 100_000;
 /// The store's size as the tally has it; None when it must be counted (no tally, an old or
 /// long one, or one that does not parse).
 pub(crate) fn estimate(root: &Path) -> Option<u64> {
-    let text = fs::read_to_string(root.join(FILE)).ok()?;
+    parse(
+        &fs::read_to_string(root.join(FILE)).ok()?,
+        SystemTime::now(),
+    )
+}
+
+/// The size a tally's `text` gives at `now`; None as for `estimate`. Never panics on any text
+/// (fuzzed: `fuzz/`).
+#[must_use]
+pub fn parse(text: &str, now: SystemTime) -> Option<u64> {
     let mut lines = text.lines();
     let mut counted = lines.next()?.strip_prefix("counted ")?.split(' ');
     let mut total: u64 = counted.next()?.parse().ok()?;
-    let at = UNIX_EPOCH + Duration::from_secs(counted.next()?.parse().ok()?);
-    if SystemTime::now().duration_since(at).ok()? > RECOUNT_AFTER {
+    // Checked: a time past what `SystemTime` holds would panic the addition.
+    let at = UNIX_EPOCH.checked_add(Duration::from_secs(counted.next()?.parse().ok()?))?;
+    if now.duration_since(at).ok()? > RECOUNT_AFTER {
         return None;
     }
     for (n, line) in lines.enumerate() {

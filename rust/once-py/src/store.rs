@@ -249,6 +249,18 @@ impl Store {
         Ok(dict)
     }
 
+    /// The JSON of an entry file's bytes `data` filed under `key`, if its tag holds.
+    #[staticmethod]
+    fn entry_json(key: &str, data: &[u8]) -> Option<Cow<'static, [u8]>> {
+        store::entry_json(key, data).map(|json| Cow::Owned(json.to_vec()))
+    }
+
+    /// The bytes of the entry file for `key` whose JSON is `json`, tag included.
+    #[staticmethod]
+    fn seal_entry(key: &str, json: &[u8]) -> Cow<'static, [u8]> {
+        Cow::Owned(store::encode_entry(key, json))
+    }
+
     fn read_blob(&self, py: Python<'_>, digest: &str) -> PyResult<Cow<'static, [u8]>> {
         let digest = Digest::from_hex(digest)
             .ok_or_else(|| PyValueError::new_err(format!("not a digest: {digest:?}")))?;

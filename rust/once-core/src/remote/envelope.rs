@@ -13,6 +13,8 @@ const MAGIC: &str = "once-entry 1 ";
 const UNSIGNED: &str = "-";
 /// The BLAKE3 `derive_key` context: a signing key used elsewhere yields unrelated tags here.
 const CONTEXT: &str = "once remote cache 2026-01 entry signature v1";
+/// The local store's: its entry files are this same envelope, tagged with a key of their own.
+const LOCAL_CONTEXT: &str = "once local store 2026-12 entry checksum v1";
 
 /// Signs and checks entries with a key derived from the user's secret.
 pub struct Signer {
@@ -24,6 +26,16 @@ impl Signer {
     pub fn new(secret: &str) -> Signer {
         Signer {
             key: blake3::derive_key(CONTEXT, secret.as_bytes()),
+        }
+    }
+
+    /// The local store's tag. It has no secret (whoever can write the store can recompute it):
+    /// it binds an entry file to its key and its body, so one copied under another key, edited
+    /// or torn is recognised as such and read as a miss.
+    #[must_use]
+    pub fn local_store() -> Signer {
+        Signer {
+            key: blake3::derive_key(LOCAL_CONTEXT, b""),
         }
     }
 

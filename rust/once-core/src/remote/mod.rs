@@ -8,7 +8,7 @@
 //! the rest of the run and remembers why, once.
 
 mod backend;
-mod envelope;
+pub(crate) mod envelope;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -462,7 +462,7 @@ impl Shared {
             // The server lost a blob (its own eviction): incomplete, so a miss.
             return Ok(FetchOutcome::Miss);
         }
-        write_entry(store.root(), &entry_path, body).await?;
+        write_entry(store.root(), &entry_path, &store::encode_entry(key, body)).await?;
         add(&self.counters.entries_downloaded, 1);
         Ok(FetchOutcome::Hit)
     }
@@ -528,10 +528,14 @@ impl Shared {
         let Some(entry_path) = store.entry_path(key) else {
             return Ok(());
         };
-        let Ok(body) = tokio::fs::read(&entry_path).await else {
+        let Ok(file) = tokio::fs::read(&entry_path).await else {
             return Ok(()); // evicted or never saved: nothing to share
         };
-        let Ok(entry) = serde_json::from_slice::<ActionEntry>(&body) else {
+        // Only a sound entry is shared; the server keeps the JSON alone, in its own envelope.
+        let (Some(entry), Some(body)) = (
+            store::decode_entry(key, &file),
+            store::entry_json(key, &file),
+        ) else {
             return Ok(());
         };
         let digests: Vec<Digest> = entry_digests(&entry).into_iter().collect();
@@ -541,7 +545,7 @@ impl Shared {
             .try_collect::<Vec<()>>()
             .await?;
         // Blobs first, entry last: a reader never finds an entry whose blobs are not there yet.
-        let wire = envelope::seal(key, &body, self.signer.as_ref());
+        let wire = envelope::seal(key, body, self.signer.as_ref());
         let name = entry_name(key);
         self.attempt("uploading an entry", self.timeout, || {
             self.backend.put_bytes(&name, wire.clone().into())

@@ -63,7 +63,7 @@ pub(super) fn read(cache: &Path, base: &[u8]) -> Journal {
     }
 }
 
-fn decode(bytes: &[u8], base: &[u8]) -> Option<Journal> {
+pub(super) fn decode(bytes: &[u8], base: &[u8]) -> Option<Journal> {
     let mut reader = Reader { rest: bytes };
     if reader.take(MAGIC.len())? != MAGIC
         || reader.u32()? != VERSION

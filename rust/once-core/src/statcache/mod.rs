@@ -106,7 +106,17 @@ impl StatCache {
     /// Load from `path`; a missing, truncated or corrupt file gives an empty cache (never an error).
     #[must_use]
     pub fn load(path: &Path) -> StatCache {
-        let file = SortedStatCache::load_file(path);
+        StatCache::from_file(&SortedStatCache::load_file(path))
+    }
+
+    /// The cache file `bytes` decoded as `load` decodes a file: anything but a complete,
+    /// intact file of this version is an empty cache, never a panic (fuzzed: `fuzz/`).
+    #[must_use]
+    pub fn from_bytes(bytes: Vec<u8>) -> StatCache {
+        StatCache::from_file(&SortedStatCache::from_bytes(bytes))
+    }
+
+    fn from_file(file: &SortedStatCache) -> StatCache {
         // Every record takes at least its fixed part, so a count that lies cannot make us
         // reserve more than the file could hold.
         let plausible = file.len().min(file.bytes.len() / RECORD_FIXED_LEN);
@@ -402,6 +412,16 @@ impl std::ops::Deref for FileBytes {
     }
 }
 
+/// How many records the journal `bytes` of the cache file whose checksum is `base` holds;
+/// `None` when it is unusable (of another file, torn, damaged). Never panics (fuzzed: `fuzz/`).
+#[must_use]
+pub fn decode_journal(bytes: &[u8], base: &[u8]) -> Option<usize> {
+    match journal::decode(bytes, base)? {
+        journal::Journal::Read { records, .. } => Some(records.len()),
+        journal::Journal::Absent | journal::Journal::Unusable => None,
+    }
+}
+
 /// BLAKE3 of a cache file's body; on several threads for a large one (a 100,000-file cache is
 /// about 12 MB).
 fn checksum(body: &[u8]) -> Digest {
@@ -468,6 +488,12 @@ impl SortedStatCache {
             journal_records,
         });
         cache
+    }
+
+    /// The cache file `bytes`, without a journal, as `load` decodes a file (fuzzed: `fuzz/`).
+    #[must_use]
+    pub fn from_bytes(bytes: Vec<u8>) -> SortedStatCache {
+        SortedStatCache::decode(FileBytes::Read(bytes)).unwrap_or_default()
     }
 
     /// The cache file alone, without its journal.

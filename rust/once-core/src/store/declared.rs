@@ -111,11 +111,12 @@ impl Declared {
 }
 
 /// What any manifest must satisfy, whatever rule it is for: relative normalized paths, each
-/// once, no symlink target leaving the workspace, nothing below a symlink. `once cache verify`
-/// drops entries that fail it; restore refuses them.
+/// once, no symlink target leaving the workspace, nothing below a symlink or a file. An entry
+/// that fails it is never read from the store (a miss), and `once cache verify` drops it.
 pub(crate) fn check_manifest(manifest: &[OutputEntry]) -> Result<()> {
     let mut paths = HashSet::with_capacity(manifest.len());
     let mut links = HashSet::new();
+    let mut files = HashSet::new();
     for output in manifest {
         let path = output.path.as_str();
         if normalize(path).as_deref() != Some(path) || path.is_empty() {
@@ -127,22 +128,33 @@ pub(crate) fn check_manifest(manifest: &[OutputEntry]) -> Result<()> {
                 message: "listed twice in the manifest".to_owned(),
             });
         }
-        if let OutputKind::Symlink { target } = &output.kind {
-            check_link(path, target)?;
-            links.insert(path);
+        match &output.kind {
+            OutputKind::Symlink { target } => {
+                check_link(path, target)?;
+                links.insert(path);
+            }
+            OutputKind::File { .. } => {
+                files.insert(path);
+            }
+            OutputKind::Dir => {}
         }
     }
-    // Writing below a restored symlink would write wherever it points.
     for output in manifest {
         let path = output.path.as_str();
-        if let Some((at, _)) = path
-            .match_indices('/')
-            .find(|(at, _)| links.contains(&path[..*at]))
-        {
-            return Err(Error::Escape(format!(
-                "{path} (below the symlink {})",
-                &path[..at]
-            )));
+        for (at, _) in path.match_indices('/') {
+            let parent = &path[..at];
+            // Writing below a restored symlink would write wherever it points.
+            if links.contains(parent) {
+                return Err(Error::Escape(format!(
+                    "{path} (below the symlink {parent})"
+                )));
+            }
+            if files.contains(parent) {
+                return Err(Error::Corrupt {
+                    path: PathBuf::from(path),
+                    message: format!("below {parent}, which the manifest lists as a file"),
+                });
+            }
         }
     }
     Ok(())

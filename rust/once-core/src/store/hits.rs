@@ -60,13 +60,8 @@ impl Store {
     /// 10,000 stats of one file.
     #[must_use]
     pub fn lookup_many(&self, keys: &[String]) -> Vec<Option<ActionEntry>> {
-        let entries: Vec<Option<ActionEntry>> = keys
-            .par_iter()
-            .map(|key| {
-                let entry = self.read_entry_of(key)?;
-                (entry.key == *key).then_some(entry)
-            })
-            .collect();
+        let entries: Vec<Option<ActionEntry>> =
+            keys.par_iter().map(|key| self.read_entry_of(key)).collect();
         let named: HashSet<&Digest> = entries.iter().flatten().flat_map(blobs_of).collect();
         let named: Vec<&Digest> = named.into_iter().collect();
         let present: HashSet<Digest> = named

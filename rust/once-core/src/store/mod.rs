@@ -16,15 +16,16 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::directory::{mark_used_path, name_arg, Directory};
+use crate::directory::{is_symlink_refusal, mark_used_path, name_arg, open_no_follow, Directory};
 use crate::error::{Error, IoContext};
-use crate::hash::Digest;
+use crate::hash::{hash_open_file, Digest};
+use crate::remote::envelope::{self, Signer};
 use crate::usage_ledger;
 use crate::Result;
 use declared::Declared;
@@ -137,7 +138,7 @@ impl Store {
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest(*blake3::hash(bytes).as_bytes());
         let dest = self.blob_path(&digest);
-        if !is_file(&dest) {
+        if !self.holds(&digest, bytes.len() as u64) {
             let parent = parent_of(&dest);
             let (mut file, temp) = TempFile::create(parent)?;
             file.write_all(bytes).at(&temp.path)?;
@@ -152,33 +153,16 @@ impl Store {
         // The blob's folder is known only once the digest is, so the copy starts in `cas/`,
         // which is on the same file system as every `cas/xx/`, and is renamed from there.
         let (mut file, temp) = TempFile::create(&self.root.join(CAS))?;
-        let mut hasher = blake3::Hasher::new();
-        // Most outputs are small: no need to zero a whole chunk for them.
         let size = source
             .metadata()
-            .map_or(COPY_CHUNK, |meta| meta.len() as usize);
-        let mut buf = vec![0u8; size.clamp(MIN_CHUNK, COPY_CHUNK)];
-        loop {
-            let n = match source.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err).at(path),
-            };
-            let chunk = &buf[..n];
-            if n >= RAYON_MIN {
-                hasher.update_rayon(chunk);
-            } else {
-                hasher.update(chunk);
-            }
-            file.write_all(chunk).at(&temp.path)?;
-        }
-        let digest = Digest(*hasher.finalize().as_bytes());
+            .map_or(COPY_CHUNK as u64, |meta| meta.len());
+        let (digest, copied) = copy_hashing((&mut source, path), (&mut file, &temp.path), size)?;
         let dest = self.blob_path(&digest);
-        if is_file(&dest) {
+        if self.holds(&digest, copied) {
             // Same name, same bytes: the existing blob is as good; `temp` removes the copy.
             return Ok(digest);
         }
+        // Absent, or not the bytes its name says (edited in place, say): replaced whole.
         seal(&file, &temp.path, BLOB_MODE)?;
         temp.persist(&dest)?;
         Ok(digest)
@@ -186,25 +170,57 @@ impl Store {
     #[must_use]
     pub fn contains(&self, digest: &Digest) -> bool {
         match &self.held {
+            // A symlink is not a blob: it could point anywhere, at anything.
             Some(held) => {
                 let name = sharded(&digest.to_hex(), "");
-                matches!(held.blobs.stat_file(name_arg(&name), true), Ok(Some(_)))
+                matches!(held.blobs.stat_file(name_arg(&name), false), Ok(Some(_)))
             }
             None => is_file(&self.blob_path(digest)),
         }
     }
+    /// The blob's bytes, checked against its name: a blob that no longer hashes to it is
+    /// deleted and reads as gone (`NotFound`), as does a symlink in its place.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let file = match &self.held {
+        let path = self.blob_path(digest);
+        let bytes = read_whole(&mut self.open_blob(digest)?).at(&path)?;
+        if crate::hash::hash_bytes(&bytes) != *digest {
+            return Err(drop_corrupt_blob(&path));
+        }
+        Ok(bytes)
+    }
+    /// The blob `digest` opened for reading. A symlink in its place is not followed: it is
+    /// deleted, and reads as a blob gone.
+    pub(crate) fn open_blob(&self, digest: &Digest) -> Result<File> {
+        let opened = match &self.held {
             Some(held) => held
                 .blobs
-                .open_file(name_arg(&sharded(&digest.to_hex(), ""))),
-            None => File::open(self.blob_path(digest)),
+                .open_file_no_follow(name_arg(&sharded(&digest.to_hex(), ""))),
+            None => open_no_follow(&self.blob_path(digest)),
         };
-        file.and_then(|mut file| read_whole(&mut file))
-            .map_err(|source| Error::Io {
-                path: self.blob_path(digest),
-                source,
-            })
+        opened.map_err(|err| {
+            let path = self.blob_path(digest);
+            if is_symlink_refusal(&err) {
+                drop_corrupt_blob(&path)
+            } else {
+                Error::Io { path, source: err }
+            }
+        })
+    }
+    /// Whether blob `digest` is sound: a regular file of `size` bytes that hashes to its name.
+    /// Restore checks this before hard-linking a blob (see `LinkMode::Hardlink`); a save before
+    /// keeping the blob already there.
+    pub(crate) fn blob_is_sound(&self, digest: &Digest, size: Option<u64>) -> Result<bool> {
+        let path = self.blob_path(digest);
+        let file = self.open_blob(digest)?;
+        let meta = file.metadata().at(&path)?;
+        if !meta.is_file() || size.is_some_and(|size| size != meta.len()) {
+            return Ok(false);
+        }
+        Ok(hash_open_file(file, &path, Some(meta.len()))? == *digest)
+    }
+    /// Whether the store already holds a sound blob `digest` of `size` bytes.
+    fn holds(&self, digest: &Digest, size: u64) -> bool {
+        matches!(self.blob_is_sound(digest, Some(size)), Ok(true))
     }
     /// The entry file for `key` decoded, if it is there and decodes (see `read_entry`);
     /// `None` for a key that is not a plain name.
@@ -213,19 +229,19 @@ impl Store {
             return None;
         }
         let Some(held) = &self.held else {
-            return read_entry(&self.entry_path(key)?);
+            return read_entry(&self.entry_path(key)?, key);
         };
-        decode_entry(
-            held.entries
-                .open_file(name_arg(&sharded(key, ".json")))
-                .ok()?,
-        )
+        let mut file = held
+            .entries
+            .open_file_no_follow(name_arg(&sharded(key, ".json")))
+            .ok()?;
+        decode_entry(key, &read_whole(&mut file).ok()?)
     }
     /// The entry for `key` if it exists, decodes, and every blob it names is present.
     #[must_use]
     pub fn lookup(&self, key: &str) -> Option<ActionEntry> {
         let entry = self.read_entry_of(key)?;
-        if entry.key != key || !self.contains(&entry.log) {
+        if !self.contains(&entry.log) {
             return None;
         }
         // An index that says "hit" while its blobs are gone restores nothing (Nx 37111).
@@ -312,8 +328,9 @@ impl Store {
             path: entry_path.clone(),
             message: err.to_string(),
         })?;
+        let sealed = encode_entry(key, &json);
         let (mut file, temp) = TempFile::create(parent_of(&entry_path))?;
-        file.write_all(&json).at(&temp.path)?;
+        file.write_all(&sealed).at(&temp.path)?;
         seal(&file, &temp.path, ENTRY_MODE)?;
         temp.persist(&entry_path)?;
         // Every blob it names, new or not (see usage_ledger.rs): the tally may only overcount.
@@ -324,7 +341,7 @@ impl Store {
                 FoundKind::Dir | FoundKind::Symlink(_) => 0,
             })
             .sum();
-        usage_ledger::add(&self.root, outputs + log.len() as u64 + json.len() as u64);
+        usage_ledger::add(&self.root, outputs + log.len() as u64 + sealed.len() as u64);
         Ok(entry)
     }
 
@@ -432,14 +449,79 @@ pub(crate) fn seal(file: &File, path: &Path, mode: u32) -> Result<()> {
     file.sync_data().at(path)
 }
 
-/// An entry file decoded, or `None` when it is absent or does not decode (a cache file from
-/// another version or a torn disk is a miss, never an error).
-pub(crate) fn read_entry(path: &Path) -> Option<ActionEntry> {
-    decode_entry(File::open(path).ok()?)
+/// The entry file of `key` at `path` decoded (see `decode_entry`); `None` also when it is
+/// absent or a symlink.
+pub(crate) fn read_entry(path: &Path, key: &str) -> Option<ActionEntry> {
+    decode_entry(key, &read_whole(&mut open_no_follow(path).ok()?).ok()?)
 }
 
-fn decode_entry(mut file: File) -> Option<ActionEntry> {
-    serde_json::from_slice(&read_whole(&mut file).ok()?).ok()
+/// Tags entry files: binds each to its key and its body (see `Signer::local_store`).
+static ENTRY_TAG: LazyLock<Signer> = LazyLock::new(Signer::local_store);
+
+/// The bytes of the entry file of `key` whose JSON is `json`: the remote cache's envelope, with
+/// the local store's tag.
+#[must_use]
+pub fn encode_entry(key: &str, json: &[u8]) -> Vec<u8> {
+    envelope::seal(key, json, Some(&ENTRY_TAG))
+}
+
+/// The JSON of the entry file `bytes` filed under `key`, if its tag holds.
+#[must_use]
+pub fn entry_json<'a>(key: &str, bytes: &'a [u8]) -> Option<&'a [u8]> {
+    envelope::open(bytes, key, Some(&ENTRY_TAG)).ok()
+}
+
+/// The entry file `bytes` filed under `key`, if it is sound: its tag holds (so it was written
+/// for this key, whole, and not edited since), it decodes, it names `key`, and its manifest
+/// passes `check_manifest`. Anything else (an older version's file, a torn write, an entry
+/// copied from another key, a crafted one) is `None`, a miss, never an error or a panic.
+#[must_use]
+pub fn decode_entry(key: &str, bytes: &[u8]) -> Option<ActionEntry> {
+    let entry: ActionEntry = serde_json::from_slice(entry_json(key, bytes)?).ok()?;
+    (entry.key == key && check_manifest(&entry.outputs).is_ok()).then_some(entry)
+}
+
+/// A blob found not to hash to its name while being read: deleted on the spot, and reported
+/// as gone (`NotFound`), so the step is a miss and its save writes a sound blob again.
+pub(crate) fn drop_corrupt_blob(path: &Path) -> Error {
+    let _ = fs::remove_file(path);
+    Error::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(
+            io::ErrorKind::NotFound,
+            "blob did not match its digest (deleted)",
+        ),
+    }
+}
+
+/// Copy `source` to `dest` (each with its path, for errors), hashing what is copied; `size` is
+/// the source's expected size, to size the buffer. Returns the digest and the bytes copied.
+pub(crate) fn copy_hashing(
+    (source, from): (&mut File, &Path),
+    (dest, to): (&mut File, &Path),
+    size: u64,
+) -> Result<(Digest, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    // Most files are small: no need to zero a whole chunk for them.
+    let mut buf = vec![0u8; (size as usize).clamp(MIN_CHUNK, COPY_CHUNK)];
+    let mut copied = 0;
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err).at(from),
+        };
+        let chunk = &buf[..n];
+        if n >= RAYON_MIN {
+            hasher.update_rayon(chunk);
+        } else {
+            hasher.update(chunk);
+        }
+        dest.write_all(chunk).at(to)?;
+        copied += n as u64;
+    }
+    Ok((Digest(*hasher.finalize().as_bytes()), copied))
 }
 
 /// All of a store file. Entries and blobs are renamed into place whole and never written
@@ -529,8 +611,9 @@ pub(crate) fn parent_of(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }
 
+/// A regular file, not a symlink to one: the store's files are never symlinks.
 pub(crate) fn is_file(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|meta| meta.is_file())
+    fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file())
 }
 
 /// Manifest paths and link targets are strings; a name that is not UTF-8 is an error rather

@@ -10,10 +10,11 @@ use rayon::prelude::*;
 use super::declared::Declared;
 use super::outputs::FoundKind;
 use super::{
-    is_executable, is_file, parent_of, set_file_mode, set_mode, ActionEntry, LinkMode, OutputKind,
-    Store, TempFile, BLOB_MODE,
+    copy_hashing, drop_corrupt_blob, is_executable, is_file, parent_of, set_file_mode, set_mode,
+    ActionEntry, LinkMode, OutputKind, Store, TempFile, BLOB_MODE,
 };
-use crate::error::{Error, IoContext};
+use crate::error::IoContext;
+use crate::hash::{hash_bytes, hash_open_file, Digest};
 use crate::Result;
 
 impl Store {
@@ -74,7 +75,7 @@ impl Store {
                 let dest = workspace.join(&output.path);
                 match &output.kind {
                     OutputKind::File { digest, executable } => {
-                        restore_file(&self.blob_path(digest), &dest, *executable, link)
+                        restore_file(self, digest, &dest, *executable, link)
                     }
                     OutputKind::Symlink { target } => make_symlink(target, &dest),
                     OutputKind::Dir => Ok(()),
@@ -111,14 +112,30 @@ impl Store {
 /// creations per file instead of 8 and one (strace of a restore of 1,500 one-file outputs).
 const CLONE_MIN: u64 = 64 * 1024;
 
-fn restore_file(blob: &Path, dest: &Path, executable: bool, link: LinkMode) -> Result<()> {
+/// Put blob `digest` at `dest`, checking on the way that its bytes still hash to its name:
+/// a blob edited in place is deleted, and the restore fails as if it were gone (`NotFound`),
+/// so the step is a miss and its save writes a sound blob again.
+fn restore_file(
+    store: &Store,
+    digest: &Digest,
+    dest: &Path,
+    executable: bool,
+    link: LinkMode,
+) -> Result<()> {
+    let blob = store.blob_path(digest);
     if link == LinkMode::Hardlink && !executable {
-        match fs::hard_link(blob, dest) {
+        // Read-only modes do not stop root: an output restored as a link may have been
+        // written through, into the blob. Hashed before each new link, so no restore
+        // hands on such an edit (measured in benches/RESULTS.md).
+        if !store.blob_is_sound(digest, None)? {
+            return Err(drop_corrupt_blob(&blob));
+        }
+        match fs::hard_link(&blob, dest) {
             // The blob is already `BLOB_MODE` (read-only), which is what the link must be.
             Ok(()) => return Ok(()),
             // Another file system (EXDEV), or one without links: a read-only copy instead.
             Err(err) if err.kind() != io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err).at(blob),
+            Err(err) => return Err(err).at(&blob),
         }
     }
     let mode = match (link, executable) {
@@ -127,38 +144,61 @@ fn restore_file(blob: &Path, dest: &Path, executable: bool, link: LinkMode) -> R
         (LinkMode::Hardlink, false) => BLOB_MODE,
         (LinkMode::Hardlink, true) => 0o555,
     };
-    let mut source = File::open(blob).at(blob)?;
-    let size = source.metadata().at(blob)?.len();
+    let mut source = store.open_blob(digest)?;
+    let size = source.metadata().at(&blob)?.len();
     if size < CLONE_MIN {
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        source.read_to_end(&mut bytes).at(blob)?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dest)
-            .at(dest)?;
+        source.read_to_end(&mut bytes).at(&blob)?;
+        if hash_bytes(&bytes) != *digest {
+            return Err(drop_corrupt_blob(&blob));
+        }
+        let mut file = create(dest)?;
         file.write_all(&bytes).at(dest)?;
         // Set on the open file, whatever the umask made of the creation mode.
         return set_file_mode(&file, mode).at(dest);
     }
-    drop(source);
-    // FICLONE (Linux), clonefile (macOS) or block cloning (ReFS) where the file system has
-    // it: instant, and the bytes are shared until one side writes. Else a plain copy.
-    reflink_copy::reflink_or_copy(blob, dest).map_err(|err| {
-        // The blob is the usual culprit (gone under a concurrent collection); name it then.
-        let at = if err.kind() == io::ErrorKind::NotFound && !is_file(blob) {
-            blob
-        } else {
-            dest
-        };
-        Error::Io {
-            path: at.to_path_buf(),
-            source: err,
-        }
-    })?;
-    // Both ways the clone has the blob's read-only mode, so set the manifest's after.
+    if clone_or_copy(source, &blob, dest, size)? != *digest {
+        let _ = fs::remove_file(dest);
+        return Err(drop_corrupt_blob(&blob));
+    }
+    // A clone has the blob's read-only mode, so set the manifest's after.
     set_mode(dest, mode)
+}
+
+/// Put the blob `source` (at `blob`, `size` bytes) at `dest`; returns the digest of what was
+/// put there.
+fn clone_or_copy(mut source: File, blob: &Path, dest: &Path, size: u64) -> Result<Digest> {
+    // FICLONE (Linux), clonefile (macOS) or block cloning (ReFS) where the file system has it:
+    // instant, and the bytes are shared until one side writes; the clone is then hashed
+    // through the blob (the same extents). Else a plain copy, hashed as it is copied.
+    match reflink_copy::reflink_file_to_path(&source, dest) {
+        Ok(()) => return hash_open_file(source, blob, Some(size)),
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::NotFound
+                    | io::ErrorKind::PermissionDenied
+                    | io::ErrorKind::AlreadyExists
+            ) =>
+        {
+            return Err(err).at(dest);
+        }
+        // The file system cannot clone: copy.
+        Err(_) => {}
+    }
+    let mut file = create(dest)?;
+    let (digest, _) = copy_hashing((&mut source, blob), (&mut file, dest), size)?;
+    Ok(digest)
+}
+
+/// `dest` created, or emptied, for writing.
+fn create(dest: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dest)
+        .at(dest)
 }
 
 /// Replace `path` by a writable copy of itself (a clone where the file system can), renamed
