@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from once import quick
+from once import _core, quick
 from once.api import OutputLogs as LogMode
 
 from tests.helpers import Done, Workspace, three_packages
@@ -302,19 +302,21 @@ def test_a_plan_from_another_folder_name_is_not_used(built: Workspace, tmp_path:
 def test_hits_settled_before_a_step_is_refused_are_reported_as_settled(
     built: Workspace,
 ) -> None:
-    """The fast path restores libs/a's deleted outputs, then must refuse app's entry (it names
-    a file outside app's declared outputs): the run continues from what was settled rather
-    than starting over, so libs/a is reported restored, exactly as a run with an option (which
-    never takes the fast path) reports it."""
+    """The fast path restores libs/a's deleted outputs, then finds that the blob app's deleted
+    output would be restored from no longer holds its name (edited in the cache): a miss. The
+    run continues from what was settled rather than starting over, so libs/a is reported
+    restored, exactly as a run with an option (which never takes the fast path) reports it."""
     once_main(built, "run", "build")  # keeps the plan
+    app_blob = _core.hash_bytes(b"one\ntwo\nbee\n")
     for option in ([], ["--link", "copy"]):
         shutil.rmtree(built.root / "libs/a/dist")
-        [entry] = [
-            path for path in built.cache.glob("ac/*/*.json") if "app/out" in path.read_text()
-        ]
-        entry.write_text(entry.read_text().replace("app/out/app.txt", "app/elsewhere.txt"))
+        (built.root / "app/out/app.txt").unlink()
+        [blob] = [path for path in built.cache.glob(f"cas/*/{app_blob}*") if path.is_file()]
+        blob.chmod(0o644)
+        blob.write_bytes(b"one\ntwo\nBEE\n")  # same size, other bytes
         done, path = once_main(built, "run", "build", *option)
         assert path == ("cli" if option else "run"), path
         assert "//libs/a:build: cache hit (restored)" in done.out, (option, done.out, done.err)
         assert (built.root / "libs/a/dist/a.out").read_text() == "one\ntwo\n"
+        assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
         assert built.ran() == ["app"]
