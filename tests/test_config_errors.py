@@ -269,15 +269,15 @@ CASES: dict[str, Case] = {
         "once.toml:3",
         ["rule.a.deps: '//:a' is the rule itself; a rule cannot depend on itself"],
     ),
-    "caret_without_package_deps": Case(
+    "caret_rule_nowhere": Case(
         {"once.toml": f'[rule.a]\n{TRUE}deps = ["^build"]\n'},
         "once.toml:3",
-        ["rule.a.deps: '^build' takes rule 'build' from the packages", "no [package] deps"],
+        ["rule.a.deps: '^build' names rule 'build', which no package has"],
     ),
     "caret_rule_no_upstream_has": Case(
         two_packages(f'[package]\ndeps = ["//libs/q"]\n[rule.a]\n{TRUE}deps = ["^biuld"]\n'),
         "p/once.toml:5",
-        ["rule.a.deps: '^biuld' names rule 'biuld', which none of //libs/q has", "'^build'"],
+        ["rule.a.deps: '^biuld' names rule 'biuld', which no package has", "'^build'"],
     ),
     "label_with_two_colons": Case(
         two_packages(f'[rule.a]\n{TRUE}deps = [\n  "//libs/q:build",\n  "//libs/q:build:x",\n]\n'),

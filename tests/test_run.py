@@ -247,3 +247,22 @@ def test_keys_do_not_depend_on_where_or_when_a_clone_was_made(tmp_path: Path) ->
     assert done.code == 0, done.err
     assert "all 3 steps cached (3 restored), 0 ran" in done.out
     assert first.ran() == []
+
+
+def test_caret_deps_take_the_rule_from_the_packages_that_have_it(ws: Workspace) -> None:
+    """`^build` as Turborepo reads `dependsOn`: a leaf package's, and one whose dependencies do
+    not all have the rule, simply depend on those that have it."""
+    ws.write(
+        {
+            "once.toml": '[workspace]\nmembers = ["data", "lib", "app"]\n',
+            "data/once.toml": '[rule.check]\ncmd = "true"\n',
+            "lib/once.toml": f'[rule.build]\ncmd = "{ws.marker("lib")}"\ndeps = ["^build"]\n',
+            "app/once.toml": (
+                '[package]\ndeps = ["//data", "//lib"]\n[rule.build]\n'
+                f'cmd = "{ws.marker("app")}"\ndeps = ["^build"]\n'
+            ),
+        }
+    )
+    done = ws.once("run", "build")
+    assert done.code == 0, done.err
+    assert ws.ran() == ["lib", "app"]

@@ -44,24 +44,16 @@ def resolve_deps(workspace: Workspace, rule: Rule) -> tuple[str, ...]:
 
 
 def _upstream_labels(workspace: Workspace, rule: Rule, dep: str) -> list[str]:
-    """`^name`: that rule in every package this one depends on that has it. Some upstream
-    packages lacking it is normal (a data package has no `build`); all of them lacking it,
-    or there being none, means the entry does nothing, which is never what was meant."""
+    """`^name`: that rule in every package this one depends on that has it, none when none
+    has it (a leaf package's `^build`, as Turborepo reads `dependsOn`). A name no package of
+    the workspace has a rule of is a typo, and an error."""
     name = dep[1:]
     package = workspace.packages[rule.package]
-    if not package.deps:
-        raise _dep_error(
-            rule,
-            dep,
-            f"takes rule {name!r} from the packages '//{rule.package}' depends on, "
-            "but it has no [package] deps",
-        )
     upstream = [path for path in package.deps if name in workspace.packages[path].rules]
-    if not upstream:
-        names = {f"^{n}" for path in package.deps for n in workspace.packages[path].rules}
+    if not upstream and not any(name in other.rules for other in workspace.packages.values()):
+        names = {f"^{n}" for other in workspace.packages.values() for n in other.rules}
         hint = did_you_mean(dep, names)
-        packages = ", ".join(f"//{path}" for path in package.deps)
-        raise _dep_error(rule, dep, f"names rule {name!r}, which none of {packages} has{hint}")
+        raise _dep_error(rule, dep, f"names rule {name!r}, which no package has{hint}")
     return [f"//{path}:{name}" for path in upstream]
 
 
