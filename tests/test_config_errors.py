@@ -163,10 +163,10 @@ CASES: dict[str, Case] = {
         "once.toml:3",
         ["rule.a.outputs: '*.toml' covers this package's once.toml"],
     ),
-    "output_overlaps_inputs": Case(
-        {"once.toml": f'[rule.a]\n{TRUE}inputs = ["src/**"]\noutputs = ["src/gen/"]\n'},
+    "output_covers_an_input": Case(
+        {"once.toml": f'[rule.a]\n{TRUE}inputs = ["src/gen/x.txt"]\noutputs = ["src/gen/"]\n'},
         "once.toml:4",
-        ["rule.a.outputs: 'src/gen/' overlaps input 'src/**'"],
+        ["rule.a.outputs: 'src/gen/' covers input 'src/gen/x.txt'"],
     ),
     "outputs_of_two_rules_overlap": Case(
         {

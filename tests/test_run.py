@@ -266,3 +266,24 @@ def test_caret_deps_take_the_rule_from_the_packages_that_have_it(ws: Workspace) 
     done = ws.once("run", "build")
     assert done.code == 0, done.err
     assert ws.ran() == ["lib", "app"]
+
+
+def test_declared_outputs_are_subtracted_from_inputs(ws: Workspace) -> None:
+    """`inputs = ["**"]` with `outputs = ["dist/"]`: the rule reads everything but what it
+    writes, so its own output does not change its key."""
+    ws.write(
+        {
+            "once.toml": (
+                f'[rule.build]\ncmd = "{ws.marker("build")} && mkdir -p dist && cp a.txt dist/"\n'
+                'inputs = ["**"]\noutputs = ["dist/"]\n'
+            ),
+            "a.txt": "a\n",
+        }
+    )
+    assert ws.once("run", "build").code == 0
+    done = ws.once("run", "build")
+    assert done.code == 0, done.err
+    assert "cache hit" in done.out
+    (ws.root / "a.txt").write_text("b\n")
+    assert ws.once("run", "build").code == 0
+    assert ws.ran() == ["build", "build"]

@@ -690,10 +690,10 @@ def _output_problem(rule: Rule, output: str, normal: Mapping[str, str]) -> str |
     if compiled(output).is_match(CONFIG_NAME):
         return f"covers this package's {CONFIG_NAME}; restoring would delete it"
     for pattern in rule.inputs or ():
-        if _overlaps(pattern, output):
-            # Declared outputs are never inputs, so the overlap would be silently dropped
-            # from the inputs: the rule would not rebuild when those files change.
-            return f"overlaps input {pattern!r}: a rule cannot read what it writes"
+        # Declared outputs are subtracted from the inputs (`inputs = ["**"]` with `dist/`); an
+        # input wholly inside an output would be subtracted whole, and never read.
+        if compiled(output).is_match(_spelling(pattern)):
+            return f"covers input {pattern!r}: a rule cannot read what it writes"
     return None
 
 
