@@ -19,7 +19,7 @@ from once.config import compiled
 from once.errors import UsageError
 from once.fingerprint import input_patterns
 from once.graph import all_targets, dependency_graph, select_targets
-from once.layout import CONFIG_NAME, STATE_DIR
+from once.layout import CONFIG_NAME, STATE_DIR, WORKSPACE_PREFIX
 from once.model import Rule, Workspace
 
 # Tried in order when no --since is given; the first that exists is the default branch.
@@ -101,14 +101,12 @@ def directly_affected(workspace: Workspace, paths: Iterable[str]) -> set[str]:
     for package in workspace.packages.values():
         prefix = f"{package.path}/" if package.path else ""
         inside = [path.removeprefix(prefix) for path in paths if path.startswith(prefix)]
-        if not inside:
-            continue
         if CONFIG_NAME in inside:
             # The rules themselves changed; the root's file can also change members.
             labels.update(rule.label for rule in package.rules.values())
             continue
         for rule in package.rules.values():
-            if _reads_any(workspace, rule, inside):
+            if _reads_any(workspace, rule, inside, paths):
                 labels.add(rule.label)
     if CONFIG_NAME in paths:
         labels.update(
@@ -117,9 +115,20 @@ def directly_affected(workspace: Workspace, paths: Iterable[str]) -> set[str]:
     return labels
 
 
-def _reads_any(workspace: Workspace, rule: Rule, paths: list[str]) -> bool:
+def _reads_any(workspace: Workspace, rule: Rule, inside: list[str], paths: list[str]) -> bool:
+    """Whether the rule reads one of `inside` (relative to its package) or, through a `//`
+    input, one of `paths` (relative to the workspace root)."""
     include, exclude = input_patterns(workspace, rule)
-    return bool(compiled(*include).filter(paths, compiled(*exclude)))
+    rooted = [pattern[len(WORKSPACE_PREFIX) :] for pattern in include if _is_rooted(pattern)]
+    relative = [pattern for pattern in include if not _is_rooted(pattern)]
+    return bool(
+        (inside and compiled(*relative).filter(inside, compiled(*exclude)))
+        or (rooted and compiled(*rooted).filter(paths))
+    )
+
+
+def _is_rooted(pattern: str) -> bool:
+    return pattern.startswith(WORKSPACE_PREFIX)
 
 
 def with_dependents(graph: dict[str, tuple[str, ...]], labels: set[str]) -> set[str]:

@@ -18,8 +18,8 @@ from pathlib import Path, PurePosixPath
 
 from once import _core, layout, workspace_cache
 from once.errors import ConfigError
-from once.layout import CONFIG_NAME, STATE_DIR
-from once.model import Package, RemoteSettings, Rule, Workspace
+from once.layout import CONFIG_NAME, STATE_DIR, WORKSPACE_PREFIX
+from once.model import RULE_FIELDS, Package, RemoteSettings, Rule, Workspace
 from once.value import Value
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 ROOT_KEYS = ("workspace", "package", "rule", "remote")
 MEMBER_KEYS = ("package", "rule")
-WORKSPACE_KEYS = ("members",)
+WORKSPACE_KEYS = ("members", "inputs")
 PACKAGE_KEYS = ("deps",)
 REMOTE_KEYS = ("url", "read_only", "token_env", "endpoint", "region", "timeout")
 # What the remote cache can talk to (the backends of rust/once-core/src/remote).
@@ -152,8 +152,38 @@ def read_workspace(root: Path, reads: workspace_cache.Reads) -> Workspace:
         _check_keys(source, member_doc, MEMBER_KEYS)
         packages[member] = _package(member, source, member_doc)
     _check_package_deps(packages)
+    shared = _workspace_inputs(root_source, doc.get("workspace", {}))
+    if shared:
+        packages = {
+            path: _with_workspace_inputs(package, shared) for path, package in packages.items()
+        }
     remote = _remote(root_source, doc["remote"]) if "remote" in doc else None
     return Workspace(root=root, packages=packages, remote=remote)
+
+
+def _workspace_inputs(source: Source, workspace: object) -> tuple[str, ...]:
+    """`[workspace] inputs`: globs relative to the root that every rule's key holds (a root
+    lockfile, `tsconfig.base.json`), as `//` inputs."""
+    table = _table(source, workspace, "workspace")
+    patterns = _string_list(source, table.get("inputs", []), "workspace", "inputs")
+    for pattern in patterns:
+        problem = _input_problem(pattern.removeprefix(WORKSPACE_PREFIX))
+        if problem:
+            raise source.error(
+                f"workspace.inputs: {pattern!r} {problem}", "workspace", "inputs", value=pattern
+            )
+    return tuple(WORKSPACE_PREFIX + pattern.removeprefix(WORKSPACE_PREFIX) for pattern in patterns)
+
+
+def _with_workspace_inputs(package: Package, shared: tuple[str, ...]) -> Package:
+    rules = {
+        name: Rule(
+            **{field: getattr(rule, field) for field in RULE_FIELDS if field != "workspace_inputs"},
+            workspace_inputs=shared,
+        )
+        for name, rule in package.rules.items()
+    }
+    return Package(path=package.path, deps=package.deps, rules=rules, source=package.source)
 
 
 def _load(path: Path) -> Source:
@@ -643,11 +673,36 @@ def _overlaps(first: str, second: str) -> bool:
     )
 
 
+def _input_problem(pattern: str) -> str | None:
+    """Why an input pattern (relative to its package, or to the root after `//`) cannot name
+    files `once` can see, or None: a path leaving the workspace would match nothing, and a
+    change there would be a silent hit."""
+    path = PurePosixPath(pattern)
+    if path.is_absolute():
+        return "is an absolute path; name a workspace file as '//path/from/the/root'"
+    if ".." in path.parts:
+        return (
+            "leaves its folder through '..'; name a workspace file as '//path/from/the/root' "
+            "(files outside the workspace cannot be inputs)"
+        )
+    return None
+
+
 def _check_globs(source: Source, rule: Rule) -> None:
+    for pattern in rule.inputs or ():
+        problem = _input_problem(pattern.removeprefix(WORKSPACE_PREFIX))
+        if problem:
+            raise source.error(
+                f"rule.{rule.name}.inputs: {pattern!r} {problem}",
+                "rule",
+                rule.name,
+                "inputs",
+                value=pattern,
+            )
     for key in ("inputs", "outputs"):
         for pattern in getattr(rule, key) or ():
             try:
-                compiled(pattern)
+                compiled(pattern.removeprefix(WORKSPACE_PREFIX))
             except _core.GlobError as err:
                 raise source.error(
                     f"rule.{rule.name}.{key}: {err}",

@@ -96,12 +96,13 @@ def input_patterns(
 
     Excluded are the package's `excluded_paths` (computed here when not given). The package's
     once.toml is left out of the default inputs because what it says about this rule enters
-    the key directly.
+    the key directly. Includes starting with `//` (the rule's own and `[workspace] inputs`)
+    are relative to the workspace root, and the excludes do not apply to them.
     """
     exclude = list((excluded if excluded is not None else excluded_paths(workspace))[rule.package])
     if rule.inputs is None:
-        return ["**"], [*exclude, CONFIG_NAME]
-    return list(rule.inputs), exclude
+        return ["**", *rule.workspace_inputs], [*exclude, CONFIG_NAME]
+    return [*rule.inputs, *rule.workspace_inputs], exclude
 
 
 def plan_steps(workspace: Workspace, actions: list[Action]) -> list[Step]:

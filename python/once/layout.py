@@ -17,6 +17,8 @@ STATE_DIR = ".once"
 STAT_CACHE = "statcache"
 # In the state folder: stats and digests of outputs as last checked (OutputStats).
 OUTPUT_STATS = "outputs"
+# An input starting with this names files from the workspace root, not the package folder.
+WORKSPACE_PREFIX = "//"
 # The remote cache's URL, when the environment names one (remote.py).
 REMOTE_URL_ENV = "ONCE_REMOTE"
 

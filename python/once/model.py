@@ -27,6 +27,7 @@ RULE_FIELDS = (
     "tools",
     "cache",
     "source",
+    "workspace_inputs",
 )
 
 
@@ -50,6 +51,7 @@ class Rule(Value):
         tools: tuple[str, ...],
         cache: bool,
         source: Path,
+        workspace_inputs: tuple[str, ...] = (),
     ) -> None:
         self.package: Final = package  # relative to the workspace root, "" for the root
         self.name: Final = name
@@ -62,6 +64,8 @@ class Rule(Value):
         self.tools: Final = tools
         self.cache: Final = cache
         self.source: Final = source  # the once.toml it came from, for error messages
+        # `[workspace] inputs`: files of the workspace (root-relative) every rule reads.
+        self.workspace_inputs: Final = workspace_inputs
         # Asked ~7 times per action by graph, plan and run: made once, not 70,000 times for
         # 10,000 rules.
         self.label: Final = f"//{package}:{name}"

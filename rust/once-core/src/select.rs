@@ -29,16 +29,44 @@ enum Part {
     Pattern { base: String, matcher: GlobMatcher },
 }
 
+/// A pattern starting with this names files from the workspace root (`//tsconfig.base.json`)
+/// rather than from the package folder.
+pub const WORKSPACE_PREFIX: &str = "//";
+
 /// One list of globs (a rule's `inputs`, or what is excluded from them), compiled.
 #[derive(Default)]
 pub struct Globs {
     parts: Vec<Part>,
+    /// The `//` patterns, relative to the workspace root (without the prefix).
+    workspace: Option<Box<Globs>>,
 }
 
 impl Globs {
-    /// Compile package-relative patterns; the first that is not a valid glob is the error.
+    /// Compile package-relative patterns, and `//` ones relative to the workspace root; the
+    /// first that is not a valid glob is the error.
     pub fn compile(patterns: &[String]) -> Result<Globs> {
-        let mut parts = Vec::with_capacity(patterns.len());
+        let (rooted, relative): (Vec<&String>, Vec<&String>) = patterns
+            .iter()
+            .partition(|pattern| pattern.starts_with(WORKSPACE_PREFIX));
+        let mut globs = Globs::compile_relative(relative)?;
+        if !rooted.is_empty() {
+            let rooted: Vec<String> = rooted
+                .iter()
+                .map(|pattern| pattern[WORKSPACE_PREFIX.len()..].to_owned())
+                .collect();
+            globs.workspace = Some(Box::new(Globs::compile_relative(rooted.iter())?));
+        }
+        Ok(globs)
+    }
+
+    /// The `//` patterns, to select from the whole workspace, if there are any.
+    #[must_use]
+    pub fn workspace(&self) -> Option<&Globs> {
+        self.workspace.as_deref()
+    }
+
+    fn compile_relative<'a>(patterns: impl IntoIterator<Item = &'a String>) -> Result<Globs> {
+        let mut parts = Vec::new();
         for pattern in patterns {
             let trimmed = pattern.trim_start_matches("./");
             if let Some(folder) = trimmed.strip_suffix('/') {
@@ -66,12 +94,15 @@ impl Globs {
                 parts.push(Part::Below(format!("{trimmed}/")));
             }
         }
-        Ok(Globs { parts })
+        Ok(Globs {
+            parts,
+            workspace: None,
+        })
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
+        self.parts.is_empty() && self.workspace.is_none()
     }
 
     /// Whether `path` (package-relative) matches any of the globs.

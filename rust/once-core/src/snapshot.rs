@@ -57,16 +57,14 @@ impl Snapshot {
     /// (`src/**/*.rs`, `**`; a glob naming a folder such as `dist` or `dist/` means everything
     /// below it).
     pub fn select(&self, package: &str, include: &[String], exclude: &[String]) -> Result<FileSet> {
-        Ok(self.select_compiled(
-            package,
-            &Globs::compile(include)?,
-            &Globs::compile(exclude)?,
-        ))
+        self.select_many(&[(package.to_owned(), include.to_vec(), exclude.to_vec())])
+            .map(|mut sets| sets.pop().unwrap_or_default())
     }
 
     /// `select` for many (package, include, exclude) at once, in parallel; each distinct list
     /// of globs is compiled once (a monorepo's rules mostly share theirs, and compiling was
-    /// most of the cost of one `select`). The first glob that does not parse is the error.
+    /// most of the cost of one `select`), and the `//` (workspace) files of each distinct
+    /// include list are selected once. The first glob that does not parse is the error.
     pub fn select_many(
         &self,
         requests: &[(String, Vec<String>, Vec<String>)],
@@ -79,14 +77,34 @@ impl Snapshot {
                 }
             }
         }
+        // `//` inputs: workspace files, whatever package they lie in (a root lockfile, a
+        // shared tsconfig); a package's excludes are relative to it, and not theirs.
+        let mut workspace_files: HashMap<&[String], FileSet> = HashMap::new();
+        let mut all: Vec<&str> = Vec::new();
+        for (_, include, _) in requests {
+            if let Some(rooted) = compiled[include.as_slice()].workspace() {
+                if all.is_empty() {
+                    all = self.files.iter().map(|file| file.rel.as_str()).collect();
+                }
+                workspace_files
+                    .entry(include.as_slice())
+                    .or_insert_with(|| rooted.select(&all, &Globs::default()));
+            }
+        }
         Ok(requests
             .par_iter()
             .map(|(package, include, exclude)| {
-                self.select_compiled(
+                let mut set = self.select_compiled(
                     package,
                     &compiled[include.as_slice()],
                     &compiled[exclude.as_slice()],
-                )
+                );
+                if let Some(rooted) = workspace_files.get(include.as_slice()) {
+                    set.extend(rooted);
+                    set.sort_unstable();
+                    set.dedup();
+                }
+                set
             })
             .collect())
     }

@@ -620,3 +620,43 @@ fn a_few_new_digests_go_to_the_journal_until_it_outgrows_an_eighth() {
     );
     assert_eq!(hash(), 0);
 }
+
+#[test]
+fn workspace_inputs_are_selected_from_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for rel in [
+        "pnpm-lock.yaml",
+        "tsconfig.base.json",
+        "config/a.json",
+        "config/b.txt",
+        "libs/a/src/x.ts",
+        "libs/a/dist/x.js",
+        "libs/b/y.ts",
+    ] {
+        write(root, rel, "x");
+    }
+    let snapshot = Snapshot::scan(root, &[]).unwrap();
+    let include = [
+        "src/**".to_owned(),
+        "//tsconfig.base.json".to_owned(),
+        "//config/*.json".to_owned(),
+    ];
+    let set = snapshot
+        .select("libs/a", &include, &["dist/".to_owned()])
+        .unwrap();
+    assert_eq!(
+        snapshot.paths(&set).unwrap(),
+        ["config/a.json", "libs/a/src/x.ts", "tsconfig.base.json"]
+    );
+    let many = snapshot
+        .select_many(&[
+            ("libs/a".to_owned(), include.to_vec(), vec![]),
+            ("libs/b".to_owned(), include.to_vec(), vec![]),
+        ])
+        .unwrap();
+    assert_eq!(
+        snapshot.paths(&many[1]).unwrap(),
+        ["config/a.json", "tsconfig.base.json"]
+    );
+}
