@@ -285,10 +285,6 @@ impl Snapshot {
             .collect()
     }
 
-    /// Paths of `set` whose stat is no longer what the walk recorded (edited, replaced or
-    /// deleted since). Checked after a rule's command ran: a step whose inputs changed under
-    /// it must not be cached under the key computed from the earlier contents.
-    #[must_use]
     /// The workspace-relative paths of `set`, in order.
     pub fn paths(&self, set: &FileSet) -> Result<Vec<&str>> {
         set.iter()
@@ -300,6 +296,10 @@ impl Snapshot {
             .collect()
     }
 
+    /// Paths of `set` whose stat is no longer what the walk recorded (edited, replaced or
+    /// deleted since). Checked after a rule's command ran: a step whose inputs changed under
+    /// it must not be cached under the key computed from the earlier contents.
+    #[must_use]
     pub fn changed_since_scan(&self, set: &FileSet) -> Vec<String> {
         set.par_iter()
             .filter_map(|&index| {
