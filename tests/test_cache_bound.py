@@ -91,7 +91,8 @@ def test_entries_the_run_used_are_never_evicted(ws: Workspace) -> None:
 
 def test_malformed_max_size_is_a_one_line_usage_error(ws: Workspace) -> None:
     packages(ws, 1)
-    for bad in ("12X", "-1G", "G", "1.2.3M", "ten"):
+    # The last two were once an OverflowError with a traceback: past 64 bits, and infinity.
+    for bad in ("12X", "-1G", "G", "1.2.3M", "ten", "99999999999999999999T", "9" * 400):
         done = ws.once("run", "build", env={"ONCE_CACHE_MAX_SIZE": bad})
         assert done.code == 2, bad
         assert done.err.count("\n") == 1, done.err
