@@ -104,6 +104,21 @@ def test_malformed_max_size_is_a_one_line_usage_error(ws: Workspace) -> None:
         assert ws.once("run", "build", env={"ONCE_CACHE_MAX_SIZE": good}).code == 0, good
 
 
+def test_a_usage_tally_dated_past_every_clock_is_counted_again(ws: Workspace) -> None:
+    """A damaged `usage` whose count is dated 2^64 - 1 seconds after 1970 (adding that to the
+    epoch was a Rust panic) means the store is counted again, like any tally that is unreadable."""
+    packages(ws, 2, size_kib=1)
+    assert ws.once("run", "//p0:build").code == 0
+    (ws.cache / "usage").write_text(f"counted 1 {2**64 - 1}\n+5\n")
+    done = ws.once("run", "//p1:build")
+    assert done.code == 0, done.err
+    assert "panicked" not in done.err
+    count, bytes_, at = (ws.cache / "usage").read_text().split("\n")[0].split(" ")
+    assert count == "counted"
+    assert int(bytes_) > 2 * KIB
+    assert int(at) < 2**32
+
+
 def test_a_hit_whose_blob_is_gone_runs_again_and_repairs_the_entry(ws: Workspace) -> None:
     packages(ws, 1, size_kib=4)
     assert ws.once("run", "build").code == 0

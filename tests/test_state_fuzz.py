@@ -186,3 +186,25 @@ def test_damaged_state_never_breaks_a_run(which: str, how: tuple[str, Any], edit
         once(root, cache, "cache", "stats")
         once(root, cache, "run", "check")
         assert_outputs(root, expected)
+
+
+def test_a_flipped_byte_in_a_kept_value_is_never_trusted(tmp_path: Path) -> None:
+    """A byte changed inside a string of a kept plan or workspace leaves valid marshal, of the
+    right shape: read as it is, a step's input glob `src/` became `src?`, selected nothing, and
+    the step hit its old key after its input changed."""
+    for name in ("workspace-cache", "run-plans"):
+        root, cache = tmp_path / name / "ws", tmp_path / name / "cache"
+        for rel, text in WORKSPACE.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        time.sleep(0.05)  # past the racy window: the first run keeps what it read (stamps.py)
+        for _ in range(3):
+            once(root, cache, "run", "check")
+        kept = root / ".once" / name
+        data = kept.read_bytes()
+        assert b"src/" in data
+        kept.write_bytes(data.replace(b"src/", b"src?"))
+        (root / "libs/a/src/x.txt").write_text("22\n")
+        once(root, cache, "run", "check")
+        assert_outputs(root, "22\n")

@@ -36,7 +36,8 @@ pub(crate) fn estimate(root: &Path) -> Option<u64> {
     let mut lines = text.lines();
     let mut counted = lines.next()?.strip_prefix("counted ")?.split(' ');
     let mut total: u64 = counted.next()?.parse().ok()?;
-    let at = UNIX_EPOCH + Duration::from_secs(counted.next()?.parse().ok()?);
+    // Checked: a damaged file may date its count past the end of every clock.
+    let at = UNIX_EPOCH.checked_add(Duration::from_secs(counted.next()?.parse().ok()?))?;
     if SystemTime::now().duration_since(at).ok()? > RECOUNT_AFTER {
         return None;
     }
