@@ -3,9 +3,10 @@ its key is made of except the files' contents (input globs, command, env pattern
 dependencies, outputs).
 
 The plan of a command is kept in `.once/run-plans` (marshal, never pickle: loading it must not
-run code; sealed, see atomic_file.py) together with the stamps of every once.toml and folder the workspace was read from
-(stamps.py). While they hold, the same command in the same folder has the same plan, so the
-fast path (`quick.py`) keys its steps without importing click or reading any configuration.
+run code; sealed, see atomic_file.py) together with the stamps of every once.toml and folder
+the workspace was read from (stamps.py). While they hold, the same command in the same folder
+has the same plan, so the fast path (`quick.py`) keys its steps without importing click or
+reading any configuration.
 
 Light: loaded by that fast path before anything else of the front."""
 

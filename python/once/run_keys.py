@@ -10,8 +10,8 @@ stat cache vouches for them; a file it does not vouch for has no digest yet, so 
 differs from the one remembered, and the keys are computed as before.
 
 On a 100,000-file workspace this skips selecting, hashing and keying (~25 ms of a no-op run).
-Kept in `.once/run-keys` (marshal, sealed: see atomic_file.py); the context is kept as a digest (env values may be
-secrets). Light: loaded by the fast path (quick.py)."""
+Kept in `.once/run-keys` (marshal, sealed: see atomic_file.py); the context is kept as a
+digest (env values may be secrets). Light: loaded by the fast path (quick.py)."""
 
 from __future__ import annotations
 
