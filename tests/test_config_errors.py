@@ -137,6 +137,16 @@ CASES: dict[str, Case] = {
         "once.toml:3",
         ["rule.a.env: 'A\\n' is not a variable name"],
     ),
+    "newline_in_a_label_stays_one_line": Case(
+        {"once.toml": f'[rule.a]\n{TRUE}deps = ["//x\\ny"]\n'},
+        "once.toml:3",
+        ["rule.a.deps: '//x\\ny' names a package, not a rule (did you mean '//x\\ny:a'?)"],
+    ),
+    "line_separator_in_a_comment_moves_no_line": Case(
+        {"once.toml": f"# a\u2028b\n[rule.a]\n{TRUE}output = []\n"},
+        "once.toml:4",
+        ["unknown key 'output' in [rule.a]"],
+    ),
     # --- shapes and types ---
     "unknown_key": Case(
         {"once.toml": f'[rule.a]\n{TRUE}output = ["x"]\n'},
