@@ -90,7 +90,8 @@ def test_entries_the_run_used_are_never_evicted(ws: Workspace) -> None:
 
 def test_malformed_max_size_is_a_one_line_usage_error(ws: Workspace) -> None:
     packages(ws, 1)
-    for bad in ("12X", "-1G", "G", "1.2.3M", "ten"):
+    # The last two were once an OverflowError with a traceback: past 64 bits, and infinity.
+    for bad in ("12X", "-1G", "G", "1.2.3M", "ten", "99999999999999999999T", "9" * 400):
         done = ws.once("run", "build", env={"ONCE_CACHE_MAX_SIZE": bad})
         assert done.code == 2, bad
         assert done.err.count("\n") == 1, done.err
@@ -100,6 +101,21 @@ def test_malformed_max_size_is_a_one_line_usage_error(ws: Workspace) -> None:
     assert not (ws.root / "p0/dist").exists()
     for good in ("500M", "2G", "1.5g", "10GiB", "4096", " 3 M "):
         assert ws.once("run", "build", env={"ONCE_CACHE_MAX_SIZE": good}).code == 0, good
+
+
+def test_a_usage_tally_dated_past_every_clock_is_counted_again(ws: Workspace) -> None:
+    """A damaged `usage` whose count is dated 2^64 - 1 seconds after 1970 (adding that to the
+    epoch was a Rust panic) means the store is counted again, like any tally that is unreadable."""
+    packages(ws, 2, size_kib=1)
+    assert ws.once("run", "//p0:build").code == 0
+    (ws.cache / "usage").write_text(f"counted 1 {2**64 - 1}\n+5\n")
+    done = ws.once("run", "//p1:build")
+    assert done.code == 0, done.err
+    assert "panicked" not in done.err
+    count, bytes_, at = (ws.cache / "usage").read_text().split("\n")[0].split(" ")
+    assert count == "counted"
+    assert int(bytes_) > 2 * KIB
+    assert int(at) < 2**32
 
 
 def test_a_hit_whose_blob_is_gone_runs_again_and_repairs_the_entry(ws: Workspace) -> None:

@@ -56,6 +56,97 @@ CASES: dict[str, Case] = {
         "once.toml:2",
         ["not UTF-8 text: byte 0xe9"],
     ),
+    # --- hostile values: each once crashed with a traceback ---
+    "deep_arrays": Case(
+        {"once.toml": f"[rule.a]\n{TRUE}x = {'[' * 5000}{']' * 5000}\n"},
+        "once.toml:3",
+        ["invalid TOML: arrays or inline tables nested too deeply"],
+    ),
+    "deep_inline_tables": Case(
+        {"once.toml": f"[rule.a]\n{TRUE}x = {'{a = ' * 5000}1{'}' * 5000}\n"},
+        "once.toml:3",
+        ["invalid TOML: arrays or inline tables nested too deeply"],
+    ),
+    "deep_arrays_across_lines": Case(
+        {"once.toml": f"[rule.a]\n{TRUE}x = [\n{'[' * 3000}\n{'[' * 3000}{']' * 6001}\n"},
+        "once.toml:5",
+        ["invalid TOML: arrays or inline tables nested too deeply"],
+    ),
+    "huge_integer": Case(
+        {"once.toml": f"[rule.a]\n{TRUE}cache = {'7' * 5000}\n"},
+        "once.toml:3",
+        ["invalid TOML: an integer of more than 4300 digits"],
+    ),
+    "huge_hex_timeout": Case(
+        {"once.toml": f'[remote]\nurl = "http://h/c"\ntimeout = 0x{"f" * 5000}\n[rule.a]\n{TRUE}'},
+        "once.toml:3",
+        ["remote.timeout must be a positive number of seconds up to 86400, got a 20000-bit"],
+    ),
+    "nul_in_outputs": Case(
+        {"once.toml": f'[rule.a]\n{TRUE}outputs = ["x\\u0000y"]\n'},
+        "once.toml:3",
+        ["rule.a.outputs: 'x\\x00y' holds a NUL character"],
+    ),
+    "nul_in_cmd": Case(
+        {"once.toml": '[rule.a]\ncmd = "echo \\u0000"\n'},
+        "once.toml:2",
+        ["[rule.a] 'cmd' holds a NUL character"],
+    ),
+    "nul_in_inputs": Case(
+        {"once.toml": f'[rule.a]\n{TRUE}inputs = [\n  "src",\n  "x\\u0000y",\n]\n'},
+        "once.toml:5",
+        ["rule.a.inputs: 'x\\x00y' holds a NUL character"],
+    ),
+    "nul_in_tools": Case(
+        {"once.toml": f'[rule.a]\n{TRUE}tools = ["cc\\u0000"]\n'},
+        "once.toml:3",
+        ["rule.a.tools: 'cc\\x00' holds a NUL character"],
+    ),
+    "nul_in_env": Case(
+        {"once.toml": f'[rule.a]\n{TRUE}env = ["A\\u0000"]\n'},
+        "once.toml:3",
+        ["rule.a.env: 'A\\x00' holds a NUL character"],
+    ),
+    "nul_in_deps": Case(
+        {"once.toml": f'[rule.a]\n{TRUE}deps = ["b\\u0000"]\n'},
+        "once.toml:3",
+        ["rule.a.deps: 'b\\x00' holds a NUL character"],
+    ),
+    "nul_in_package_deps": Case(
+        {"once.toml": f'[package]\ndeps = ["//x\\u0000y"]\n[rule.a]\n{TRUE}'},
+        "once.toml:2",
+        ["package.deps: '//x\\x00y' holds a NUL character"],
+    ),
+    "nul_in_members": Case(
+        {"once.toml": '[workspace]\nmembers = ["libs/\\u0000*"]\n'},
+        "once.toml:2",
+        ["workspace.members: 'libs/\\x00*' holds a NUL character"],
+    ),
+    "nul_in_remote_url": Case(
+        {"once.toml": f'[remote]\nurl = "http://h\\u0000/c"\n[rule.a]\n{TRUE}'},
+        "once.toml:2",
+        ["remote.url: 'http://h\\x00/c' holds a NUL character"],
+    ),
+    "newline_in_rule_name": Case(
+        {"once.toml": f'[rule."a\\n"]\n{TRUE}'},
+        "once.toml",  # the header spells the name with an escape that locate() cannot read
+        ["rule name 'a\\n' may hold only letters"],
+    ),
+    "newline_in_env_name": Case(
+        {"once.toml": f'[rule.a]\n{TRUE}env = ["A\\n"]\n'},
+        "once.toml:3",
+        ["rule.a.env: 'A\\n' is not a variable name"],
+    ),
+    "newline_in_a_label_stays_one_line": Case(
+        {"once.toml": f'[rule.a]\n{TRUE}deps = ["//x\\ny"]\n'},
+        "once.toml:3",
+        ["rule.a.deps: '//x\\ny' names a package, not a rule (did you mean '//x\\ny:a'?)"],
+    ),
+    "line_separator_in_a_comment_moves_no_line": Case(
+        {"once.toml": f"# a\u2028b\n[rule.a]\n{TRUE}output = []\n"},
+        "once.toml:4",
+        ["unknown key 'output' in [rule.a]"],
+    ),
     # --- shapes and types ---
     "unknown_key": Case(
         {"once.toml": f'[rule.a]\n{TRUE}output = ["x"]\n'},

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from once import _core
 from once.errors import UsageError
 from once.model import RemoteSettings
 from once.remote import DEFAULT_TIMEOUT, choose
@@ -25,6 +26,11 @@ RULE = '[rule.a]\ncmd = "true"\n'
         ('[remote]\nurl = "http://h/c"\nread_only = "yes"\n', 3, "must be true or false"),
         ('[remote]\nurl = "http://h/c"\ntoken_env = "abc def"\n', 3, "is not a variable name"),
         ('[remote]\nurl = "http://h/c"\ntimeout = 0\n', 3, "positive number of seconds"),
+        # Past Duration's range: each was a Rust panic in the binding, with a traceback.
+        ('[remote]\nurl = "http://h/c"\ntimeout = 1e20\n', 3, "up to 86400, got 1e+20"),
+        ('[remote]\nurl = "http://h/c"\ntimeout = inf\n', 3, "up to 86400, got inf"),
+        ('[remote]\nurl = "http://h/c"\ntimeout = nan\n', 3, "up to 86400, got nan"),
+        ('[remote]\nurl = "http://h/c"\ntimeout = 86401\n', 3, "up to 86400, got 86401"),
         ('[remote]\nurl = "s3://b/p"\nendpoint = "127.0.0.1:9000"\n', 3, "not an http://"),
         ("[remote]\nurl = 3\n", 2, "must be a non-empty string"),
         ('remote = "http://h/c"\n', 1, "must be a [remote] table"),
@@ -57,13 +63,23 @@ def test_remote_only_in_the_root(ws: Workspace) -> None:
         ({"ONCE_REMOTE": "gopher://x"}, "ONCE_REMOTE: 'gopher://x' is not a remote cache URL"),
         ({"ONCE_REMOTE": "http://h/", "ONCE_REMOTE_READ_ONLY": "maybe"}, "ONCE_REMOTE_READ_ONLY"),
         ({"ONCE_REMOTE": "http://h/", "ONCE_REMOTE_TIMEOUT": "soon"}, "ONCE_REMOTE_TIMEOUT"),
+        (
+            {"ONCE_REMOTE": "http://h/", "ONCE_REMOTE_TIMEOUT": "1e300"},
+            "ONCE_REMOTE_TIMEOUT: '1e300' must be a positive number of seconds up to 86400",
+        ),
+        (
+            {"ONCE_REMOTE": "http://h/", "ONCE_REMOTE_TIMEOUT": "inf"},
+            "ONCE_REMOTE_TIMEOUT: 'inf' must be a positive number of seconds up to 86400",
+        ),
     ],
 )
 def test_bad_environment_is_a_usage_error(ws: Workspace, env: dict[str, str], says: str) -> None:
     ws.write({"once.toml": RULE})
     done = ws.once("run", "a", env=env)
     assert done.code == 2
-    assert says in done.err
+    assert done.err.startswith(f"once: error: {says}"), done.err
+    assert done.err.count("\n") == 1, done.err
+    assert not ws.cache.exists()
     assert ws.once("run", "a").code == 0
 
 
@@ -109,3 +125,10 @@ def test_read_only_from_flag_env_or_file() -> None:
 def test_bad_environment_raises() -> None:
     with pytest.raises(UsageError, match="ONCE_REMOTE_TIMEOUT"):
         choose(SETTINGS, {"ONCE_REMOTE_TIMEOUT": "-1"})
+
+
+@pytest.mark.parametrize("timeout", [1e300, float("inf"), float("nan"), 0.0, -1.0])
+def test_the_core_refuses_a_timeout_no_duration_holds(timeout: float) -> None:
+    """The binding's own check, for callers other than the CLI: an error, never a panic."""
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        _core.Remote("http://h/c", timeout=timeout)

@@ -1,4 +1,5 @@
-"""Writing a state file so that a reader sees the old contents or the new, never part of them.
+"""Writing a state file so that a reader sees the old contents or the new, never part of them;
+and sealing one so that a reader takes back exactly the bytes written, or nothing.
 
 Light: the fast path (quick.py) writes its run keys and history with it."""
 
@@ -6,6 +7,11 @@ from __future__ import annotations
 
 import _thread
 import os
+
+from once import _core
+
+# A sealed file starts with the BLAKE3 (hex) of the rest.
+_SEAL_SIZE = 64
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
@@ -25,3 +31,24 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         except OSError:
             pass  # never written, or gone
         raise
+
+
+def write_sealed(path: str | os.PathLike[str], data: bytes) -> None:
+    """`write_atomic` of `data` behind its seal, for `read_sealed`."""
+    write_atomic(path, _core.hash_bytes(data).encode() + data)
+
+
+def read_sealed(path: str | os.PathLike[str]) -> bytes | None:
+    """What `write_sealed` wrote to `path`; None when there is no such file, or its bytes are
+    not exactly those written (a flipped bit, a file cut short, another program's).
+
+    A kept plan or workspace is taken as the truth about what a step reads: a byte flipped
+    inside one of its strings still decodes, to a plausible value (an input glob that selects
+    nothing), and a run would hit a key that no longer covers the step's inputs."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    body = data[_SEAL_SIZE:]
+    return body if data[:_SEAL_SIZE] == _core.hash_bytes(body).encode() else None

@@ -24,6 +24,14 @@ RECENT_RUNS = 20
 SIZE_HELP = "SIZE is bytes, or a number with K, M, G or T (powers of 1024), e.g. 500M, 2G."
 
 
+def _count(value: object) -> int:
+    """A number of a run record: once writes only counts and Unix seconds, so anything else
+    (Infinity, 1e308, a string) is a damaged line."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 63:
+        raise ValueError(value)
+    return value
+
+
 def recent_runs(cache_dir: Path, count: int = RECENT_RUNS) -> list[dict[str, int]]:
     """The last `count` runs' records, oldest first; malformed lines are skipped."""
     try:
@@ -34,13 +42,7 @@ def recent_runs(cache_dir: Path, count: int = RECENT_RUNS) -> list[dict[str, int
     for line in reversed(lines):
         try:
             record = json.loads(line)
-            runs.append(
-                {
-                    "time": int(record["time"]),
-                    "hits": int(record["hits"]),
-                    "misses": int(record["misses"]),
-                }
-            )
+            runs.append({name: _count(record[name]) for name in ("time", "hits", "misses")})
         except (ValueError, KeyError, TypeError):
             continue
         if len(runs) == count:

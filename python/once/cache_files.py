@@ -21,6 +21,7 @@ KEEP_RUNS = 200
 RUNS_FILE_LIMIT = 64 << 10
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_BEYOND_SIZES = float(1 << 64)
 
 
 def cache_folder(environ: Mapping[str, str] = os.environ) -> str:
@@ -42,7 +43,11 @@ def parse_size(text: str) -> int:
         raise ValueError(
             f"{text!r} is not a size: give bytes, or a number with K, M, G or T, e.g. 500M or 2G"
         )
-    return int(float(number) * _UNITS[unit])
+    size = float(number) * _UNITS[unit]
+    # The core counts bytes in 64 bits; `not <` also refuses the infinity of 400 nines.
+    if not size < _BEYOND_SIZES:
+        raise ValueError(f"{text!r} is too large a size: the most is 16 EiB")
+    return int(size)
 
 
 def _digits(text: str) -> bool:

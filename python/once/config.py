@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 import shlex
+import sys
 from pathlib import Path, PurePosixPath
 
 from once import _core, layout, workspace_cache
@@ -36,11 +37,18 @@ REMOTE_KEYS = ("url", "read_only", "token_env", "endpoint", "region", "timeout")
 REMOTE_SCHEMES = ("http", "https", "s3", "redis", "rediss")
 RULE_KEYS = ("cmd", "inputs", "outputs", "deps", "env", "pass_env", "tools", "cache")
 LIST_KEYS = ("inputs", "outputs", "deps", "env", "pass_env", "tools")
-RULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# `\Z`, not `$`: `$` also matches before a final newline, which would let `"a\n"` through.
+RULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 # POSIX portable variable names, plus the `*` and `?` wildcards of a pattern such as `API_*`.
-ENV_PATTERN = re.compile(r"^[A-Za-z_*?][A-Za-z0-9_*?]*$")
-# What makes a member pattern a glob for `Path.glob`.
+ENV_PATTERN = re.compile(r"^[A-Za-z_*?][A-Za-z0-9_*?]*\Z")
+# What makes a member pattern a glob (the core's glob syntax).
 MEMBER_GLOB = re.compile(r"[*?\[\]{}\\]")
+# No path, argument, variable name or URL can hold one: the OS cuts a C string at it.
+NUL_PROBLEM = "holds a NUL character, which no path, command or name can hold"
+# The longest `[remote] timeout` taken: a day is already no timeout at all, and far larger
+# values (1e20) fit no clock.
+MAX_REMOTE_TIMEOUT = 86_400
+REMOTE_TIMEOUT_RANGE = f"must be a positive number of seconds up to {MAX_REMOTE_TIMEOUT}"
 
 
 class Source(Value):
@@ -211,6 +219,13 @@ def _parse(source: Source) -> dict[str, Any]:
 
     try:
         return tomllib.loads(source.text)
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ConfigError(
+            source.path,
+            "invalid TOML: arrays or inline tables nested too deeply",
+            _deepest_line(source.text),
+        ) from None
     except tomllib.TOMLDecodeError as err:
         # The message ends with "(at line L, column C)" or "(at end of document)"; lift the
         # line into the location so the message reads like every other one.
@@ -221,6 +236,37 @@ def _parse(source: Source) -> dict[str, Any]:
             line = int(match.group(1)) if match.group(1) else max(1, len(source.text.splitlines()))
             message = message[: match.start()]
         raise ConfigError(source.path, f"invalid TOML: {message}", line) from None
+    except ValueError as err:
+        # tomllib's int() refuses an integer of more digits than Python converts (4,300 by
+        # default), raising a plain ValueError rather than TOMLDecodeError.
+        limit = sys.get_int_max_str_digits()
+        long_number = re.search(rf"[0-9](?:_?[0-9]){{{limit},}}", source.text)
+        if long_number is None:
+            raise ConfigError(source.path, f"invalid TOML: {err}") from None
+        raise ConfigError(
+            source.path,
+            f"invalid TOML: an integer of more than {limit} digits",
+            source.text.count("\n", 0, long_number.start()) + 1,
+        ) from None
+
+
+def _deepest_line(text: str) -> int | None:
+    """The line where arrays and inline tables are nested deepest, skipping strings and
+    comments well enough to point at the culprit of a RecursionError."""
+    depth = deepest = 0
+    line = 1
+    found = None
+    for token in re.finditer(r"""\n|#[^\n]*|"(?:\\.|[^"\\\n])*"|'[^'\n]*'|[\[{]|[\]}]""", text):
+        char = token.group()[0]
+        if char == "\n":
+            line += 1
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, found = depth, line
+        elif char in "]}":
+            depth -= 1
+    return found
 
 
 # --- locating a key in the text -------------------------------------------------------------
@@ -249,7 +295,8 @@ def locate(text: str, keys: Sequence[str], value: str | None = None) -> int | No
     target = tuple(keys)
     if not target:
         return None
-    lines = text.splitlines()
+    # Only "\n" ends a line in TOML; splitlines() would also split at a U+2028 in a string.
+    lines = text.split("\n")
     table: tuple[str, ...] = ()
     best: tuple[int, int] | None = None  # (depth matched, line index)
     for index, line in enumerate(lines):
@@ -276,7 +323,10 @@ def _value_line(lines: list[str], start: int, value: str | None) -> int:
     """The line from `start` on, before the next key or table, that spells `value` quoted."""
     if value is None:
         return start
-    spellings = (f'"{value}"', f"'{value}'", repr(value))
+    import json  # noqa: PLC0415 - only an error message needs it
+
+    # JSON escapes control characters as TOML does (`"\u0000"`, `"\n"`).
+    spellings = (f'"{value}"', f"'{value}'", repr(value), json.dumps(value, ensure_ascii=False))
     for index in range(start, len(lines)):
         if index > start and (_HEADER.match(lines[index]) or _ASSIGNMENT.match(lines[index])):
             break
@@ -340,6 +390,8 @@ def _string_list(source: Source, value: object, *keys: str) -> tuple[str, ...]:
         raise source.error(f"{name} must be a list of strings, got {_toml_type(value)}", *keys)
     seen: set[str] = set()
     for item in value:
+        if "\0" in item:
+            raise source.error(f"{name}: {item!r} {NUL_PROBLEM}", *keys, value=item)
         if not item.strip():
             raise source.error(f"{name} has an empty entry {item!r}", *keys, value=item)
         if item in seen:
@@ -619,6 +671,8 @@ def _cmd(source: Source, name: str, cmd: object) -> str:
         raise source.error(f"[rule.{name}] 'cmd' must be a string, got {_toml_type(cmd)}", *where)
     if not cmd.strip():
         raise source.error(f"[rule.{name}] 'cmd' is empty", *where)
+    if "\0" in cmd:
+        raise source.error(f"[rule.{name}] 'cmd' {NUL_PROBLEM}", *where)
     return cmd
 
 
@@ -811,6 +865,8 @@ def _remote(source: Source, value: object) -> RemoteSettings:
             raise source.error(
                 f"remote.{key} must be a non-empty string, got {_toml_type(item)}", "remote", key
             )
+        if item is not None and "\0" in item:
+            raise source.error(f"remote.{key}: {item!r} {NUL_PROBLEM}", "remote", key)
         strings[key] = item
     url = strings["url"]
     if url is not None:
@@ -846,13 +902,9 @@ def _remote(source: Source, value: object) -> RemoteSettings:
             "read_only",
         )
     timeout = table.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
-    ):
+    if timeout is not None and not remote_timeout_fits(timeout):
         raise source.error(
-            f"remote.timeout must be a positive number of seconds, got {timeout!r}",
-            "remote",
-            "timeout",
+            f"remote.timeout {REMOTE_TIMEOUT_RANGE}, got {_shown(timeout)}", "remote", "timeout"
         )
     return RemoteSettings(
         url=url,
@@ -863,6 +915,23 @@ def _remote(source: Source, value: object) -> RemoteSettings:
         timeout=float(timeout) if timeout is not None else None,
         source=source.path,
     )
+
+
+def remote_timeout_fits(seconds: object) -> bool:
+    """Whether `seconds` is a remote timeout once takes (see MAX_REMOTE_TIMEOUT)."""
+    return (
+        isinstance(seconds, int | float)
+        and not isinstance(seconds, bool)
+        and 0 < seconds <= MAX_REMOTE_TIMEOUT
+    )
+
+
+def _shown(value: object) -> str:
+    """`value` for an error message. Python refuses to spell out an integer of more than 4,300
+    digits (TOML's hexadecimal has no such limit), and nobody would read one."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"a {value.bit_length()}-bit integer"
+    return repr(value)
 
 
 def remote_url_problem(url: str) -> str | None:

@@ -1,9 +1,10 @@
 """What each rule's key was made of when it last ran, so `once why` can name what changed.
 
 Kept in the workspace's state folder: `last-keys` maps each label to the key of its last run
-(marshal: every run reads it, and `json` would cost a no-op run ~10 ms of imports), and
-`specs/<key>.json` holds what went into that key. Specs are content-addressed by key, so a run
-that changes nothing writes nothing.
+(marshal, sealed: every run reads it, and `json` would cost a no-op run ~10 ms of imports), and
+`specs/<key>.json` holds what went into that key (JSON, sealed too: a damaged spec is no spec,
+never one of another shape). Specs are content-addressed by key, so a run that changes nothing
+writes nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import _thread
 import marshal
 import os
 
-from once.atomic_file import write_atomic
+from once.atomic_file import read_sealed, write_sealed
 
 TYPE_CHECKING = False  # not typing's: loaded by the fast path of a no-op run (quick.py)
 if TYPE_CHECKING:
@@ -33,11 +34,11 @@ class History:
         self._lock = _thread.allocate_lock()  # threading's Lock, without importing threading
         self._pending: dict[str, tuple[str, str]] = {}  # label -> (key, spec json)
         self._keys: dict[str, str] = {}
+        data = read_sealed(os.path.join(self._dir, LAST_KEYS))
         try:
-            with open(os.path.join(self._dir, LAST_KEYS), "rb") as file:
-                # `loads` of the whole file: `load` calls the file's `readinto` once per value.
-                loaded = marshal.loads(file.read())  # noqa: S302 - plain values only; runs no code
-        except (OSError, EOFError, ValueError, TypeError):
+            # `loads` of the whole file: `load` calls the file's `readinto` once per value.
+            loaded = marshal.loads(data or b"")  # noqa: S302 - plain values only; runs no code
+        except (EOFError, ValueError, TypeError):
             return  # no history yet, or a damaged file: explanations start afresh
         if isinstance(loaded, dict):
             self._keys = {str(label): str(key) for label, key in loaded.items()}
@@ -51,10 +52,10 @@ class History:
         key = self._keys.get(label)
         if key is None:
             return None
+        data = read_sealed(os.path.join(self._dir, SPECS, f"{key}.json"))
         try:
-            with open(os.path.join(self._dir, SPECS, f"{key}.json"), encoding="utf-8") as file:
-                spec = json.load(file)
-        except (OSError, ValueError):
+            spec = json.loads(data or b"")
+        except ValueError:
             return None
         return spec if isinstance(spec, dict) else None
 
@@ -73,10 +74,10 @@ class History:
             specs = os.path.join(self._dir, SPECS)
             os.makedirs(specs, exist_ok=True)
             for label, (key, spec_json) in self._pending.items():
-                write_atomic(os.path.join(specs, f"{key}.json"), spec_json.encode())
+                write_sealed(os.path.join(specs, f"{key}.json"), spec_json.encode())
                 self._keys[label] = key
             self._pending.clear()
-            write_atomic(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))
+            write_sealed(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))
             _unlink_quietly(os.path.join(self._dir, "last-keys.json"))  # earlier versions' name
             # Specs no label points at any more are only history of history.
             live = {f"{key}.json" for key in self._keys.values()}

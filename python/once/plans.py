@@ -3,9 +3,10 @@ its key is made of except the files' contents (input globs, command, env pattern
 dependencies, outputs).
 
 The plan of a command is kept in `.once/run-plans` (marshal, never pickle: loading it must not
-run code) together with the stamps of every once.toml and folder the workspace was read from
-(stamps.py). While they hold, the same command in the same folder has the same plan, so the
-fast path (`quick.py`) keys its steps without importing click or reading any configuration.
+run code; sealed, see atomic_file.py) together with the stamps of every once.toml and folder
+the workspace was read from (stamps.py). While they hold, the same command in the same folder
+has the same plan, so the fast path (`quick.py`) keys its steps without importing click or
+reading any configuration.
 
 Light: loaded by that fast path before anything else of the front."""
 
@@ -16,7 +17,7 @@ import os
 import sys
 
 from once import __version__, _core
-from once.atomic_file import write_atomic
+from once.atomic_file import read_sealed, write_sealed
 from once.key_context import ToolProbes, declared_env, platform_tag
 from once.stamps import Stamps, hold, signature
 
@@ -140,11 +141,13 @@ def spec_json(snapshot: _core.Snapshot, request: KeyRequest, deps: list[tuple[st
 def load(state_dir: str, key: PlanKey) -> tuple[list[Step], str] | None:
     """The kept plan of `key` and its id (the digest of its bytes, which `run_keys` keys on),
     or None when there is none or what it was made from changed (or the file is damaged)."""
+    # `loads` of the whole file: `load` calls the file's `readinto` once per value, which made
+    # it 100 times slower.
+    data = read_sealed(os.path.join(state_dir, PLANS_NAME))
+    if data is None:
+        return None
     try:
-        with open(os.path.join(state_dir, PLANS_NAME), "rb") as file:
-            # `loads` of the whole file: `load` calls the file's `readinto` once per value,
-            # which made it 100 times slower.
-            header, stamps, plans = marshal.loads(file.read())  # noqa: S302 - plain values only
+        header, stamps, plans = marshal.loads(data)  # noqa: S302 - plain values only
         kept = plans.get(key)
         if kept is None or header != _header(os.path.dirname(state_dir)) or not hold(stamps):
             return None
@@ -162,18 +165,17 @@ def save(state_dir: str, stamps: Stamps, key: PlanKey, steps: list[Step]) -> Non
     header = _header(os.path.dirname(state_dir))
     plans: dict[Any, Any] = {}
     try:
-        with open(path, "rb") as file:
-            old_header, old_stamps, old_plans = marshal.loads(file.read())  # noqa: S302
+        old_header, old_stamps, old_plans = marshal.loads(read_sealed(path) or b"")  # noqa: S302
         if old_header == header and old_stamps == stamps and isinstance(old_plans, dict):
             plans = old_plans
-    except (OSError, EOFError, ValueError, TypeError):
+    except (EOFError, ValueError, TypeError):
         pass  # none yet, or damaged: start afresh
     plans.pop(key, None)
     plans[key] = marshal.dumps(steps)  # dicts keep insertion order: the newest last
     for stale in list(plans)[:-KEEP]:
         del plans[stale]
     try:
-        write_atomic(path, marshal.dumps((header, stamps, plans)))
+        write_sealed(path, marshal.dumps((header, stamps, plans)))
     except OSError:
         pass  # a read-only checkout or a full disk: the next run plans again
 

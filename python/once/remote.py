@@ -15,7 +15,7 @@ import threading
 
 from once import _core
 from once.cache_bound import human_bytes
-from once.config import remote_url_problem
+from once.config import REMOTE_TIMEOUT_RANGE, remote_timeout_fits, remote_url_problem
 from once.errors import UsageError
 from once.layout import REMOTE_URL_ENV
 from once.value import Value
@@ -99,8 +99,8 @@ def choose(
             timeout = float(environ[TIMEOUT_ENV])
         except ValueError:
             timeout = -1.0
-        if not timeout > 0:
-            raise UsageError(f"{TIMEOUT_ENV}: {environ[TIMEOUT_ENV]!r} is not a positive number")
+        if not remote_timeout_fits(timeout):
+            raise UsageError(f"{TIMEOUT_ENV}: {environ[TIMEOUT_ENV]!r} {REMOTE_TIMEOUT_RANGE}")
     token_env = (settings.token_env if settings else None) or DEFAULT_TOKEN_ENV
     return RemoteChoice(
         url=url.strip(),

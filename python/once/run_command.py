@@ -135,5 +135,9 @@ def exit_reporting_errors(call: Callable[[], object]) -> NoReturn:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    print(f"once: error: {message}", file=sys.stderr)
+    print(f"once: error: {message.translate(_LINE_BREAKS)}", file=sys.stderr)
     sys.exit(code)
+
+
+# An error is one line, whatever a value quoted in it holds (a file name, a TOML string).
+_LINE_BREAKS = {ord(char): repr(char)[1:-1] for char in "\0\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}

@@ -10,8 +10,8 @@ stat cache vouches for them; a file it does not vouch for has no digest yet, so 
 differs from the one remembered, and the keys are computed as before.
 
 On a 100,000-file workspace this skips selecting, hashing and keying (~25 ms of a no-op run).
-Kept in `.once/run-keys` (marshal); the context is kept as a digest (env values may be
-secrets). Light: loaded by the fast path (quick.py)."""
+Kept in `.once/run-keys` (marshal, sealed: see atomic_file.py); the context is kept as a
+digest (env values may be secrets). Light: loaded by the fast path (quick.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import marshal
 import os
 
 from once import __version__, _core
-from once.atomic_file import write_atomic
+from once.atomic_file import read_sealed, write_sealed
 from once.stamps import Signature, signature
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
@@ -63,16 +63,16 @@ def keep(
     for stale in list(kept)[:-KEEP]:
         del kept[stale]
     try:
-        write_atomic(os.path.join(state_dir, KEYS_NAME), marshal.dumps((_header(), kept)))
+        write_sealed(os.path.join(state_dir, KEYS_NAME), marshal.dumps((_header(), kept)))
     except OSError:
         pass  # the next run computes them again
 
 
 def _load(state_dir: str) -> dict[PlanKey, tuple[str, str, str, list[str]]]:
+    data = read_sealed(os.path.join(state_dir, KEYS_NAME))
     try:
-        with open(os.path.join(state_dir, KEYS_NAME), "rb") as file:
-            header, kept = marshal.loads(file.read())  # noqa: S302 - plain values only
-    except (OSError, EOFError, ValueError, TypeError):
+        header, kept = marshal.loads(data or b"")  # noqa: S302 - plain values only
+    except (EOFError, ValueError, TypeError):
         return {}
     return kept if header == _header() and isinstance(kept, dict) else {}
 

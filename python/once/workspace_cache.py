@@ -9,6 +9,8 @@ rename changes one of them. It is written only when each of those stats is settl
 stamps.py).
 
 `marshal`, not `pickle`: the file lives in the workspace, and loading it must never run code.
+Sealed (atomic_file.py): a damaged copy is read as no copy, never as a slightly different
+workspace.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 from once import __version__
-from once.atomic_file import write_atomic
+from once.atomic_file import read_sealed, write_sealed
 from once.model import Package, RemoteSettings, Rule, Workspace
 from once.stamps import Stamps, hold, settled, signature
 
@@ -63,8 +65,10 @@ def _header(root: Path) -> tuple[Any, ...]:
 def load(root: Path, cache_file: Path) -> Workspace | None:
     """The workspace of `root` kept in `cache_file`, or None when there is none or anything it
     was read from changed (or the file is damaged: it is then simply rebuilt)."""
+    data = read_sealed(cache_file)
+    if data is None:
+        return None
     try:
-        data = cache_file.read_bytes()
         # Plain values only; marshal builds no objects that run code.
         header, stamps, encoded = marshal.loads(data)  # noqa: S302
         if header != _header(root) or not hold(stamps):
@@ -88,7 +92,7 @@ def save(root: Path, cache_file: Path, workspace: Workspace, reads: Reads) -> Wo
             if not settled(stamp, reads.started_ns):
                 return workspace  # edited just now: read it again until its stamp is past
             stamps.append((str(path), stamp))
-        write_atomic(cache_file, marshal.dumps((_header(root), stamps, _encode(workspace))))
+        write_sealed(cache_file, marshal.dumps((_header(root), stamps, _encode(workspace))))
     except OSError:
         # A read-only checkout or a full disk: the next command reads the files again.
         return workspace

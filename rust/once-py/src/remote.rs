@@ -35,18 +35,19 @@ impl Remote {
         retries: u32,
         concurrency: usize,
     ) -> PyResult<Remote> {
-        if !(timeout.is_finite() && timeout > 0.0) {
-            return Err(PyValueError::new_err(
-                "timeout must be a positive number of seconds",
-            ));
-        }
+        // `Duration::from_secs_f64` panics on a value past its range (1e300); the front checks
+        // the range too, but a panic must not be one bad argument away.
+        let timeout = Duration::try_from_secs_f64(timeout)
+            .ok()
+            .filter(|timeout| !timeout.is_zero())
+            .ok_or_else(|| PyValueError::new_err("timeout must be a positive number of seconds"))?;
         let config = RemoteConfig {
             read_only,
             bearer_token: token,
             signing_key,
             s3_endpoint: endpoint,
             s3_region: region,
-            timeout: Duration::from_secs_f64(timeout),
+            timeout,
             retries,
             concurrency,
             ..RemoteConfig::new(url)

@@ -574,7 +574,9 @@ impl Shared {
             .await
             .map_err(|err| local_io(&path, err))?
             .len();
-        let deadline = self.timeout + Duration::from_secs(size / SLOWEST_UPLOAD_BYTES_PER_SEC);
+        let deadline = self
+            .timeout
+            .saturating_add(Duration::from_secs(size / SLOWEST_UPLOAD_BYTES_PER_SEC));
         self.attempt("uploading a blob", deadline, || {
             self.backend.put_file(&name, &path, size)
         })
