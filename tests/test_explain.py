@@ -105,3 +105,21 @@ def test_output_logs_modes(ws: Workspace) -> None:
     assert "//libs/b:build | noisy" in errors.out
     assert "//libs/b:build | bad" in errors.out
     assert "//libs/a:build |" not in errors.out
+
+
+def test_why_compares_with_the_last_run_that_succeeded(ws: Workspace) -> None:
+    """After a failed run `once why` said "unchanged since its last run" about a step whose
+    source had changed since it last built."""
+    ws.write(
+        {
+            "once.toml": '[rule.build]\ncmd = "grep -q good src/a.txt"\n',
+            "src/a.txt": "good\n",
+        }
+    )
+    assert ws.once("run", "build").code == 0
+    (ws.root / "src/a.txt").write_text("bad\n")
+    assert ws.once("run", "build").code == 1
+    done = ws.once("why", "build")
+    assert done.code == 0, done.err
+    assert "input changed: src/a.txt" in done.out
+    assert "unchanged" not in done.out

@@ -69,7 +69,9 @@ def execute(
         finish_run(runner, actions, results, max_bytes)
         history = History(state_dir)
         for result in results:
-            if result.outcome != "skipped":
+            # Only a step that succeeded: `once why` compares with the last build that worked,
+            # so after a failure it still names what changed since then.
+            if result.outcome not in ("failed", "skipped"):
                 fingerprint = keyed.fingerprints[result.label]
                 history.record(result.label, fingerprint.key, fingerprint.spec)
         history.save()
