@@ -287,3 +287,24 @@ def test_declared_outputs_are_subtracted_from_inputs(ws: Workspace) -> None:
     (ws.root / "a.txt").write_text("b\n")
     assert ws.once("run", "build").code == 0
     assert ws.ran() == ["build", "build"]
+
+
+def test_a_declared_output_never_written_is_a_warning(ws: Workspace) -> None:
+    """A typo in `outputs` was cached silently: every hit then restored nothing."""
+    ws.write(
+        {
+            "once.toml": (
+                '[rule.build]\ncmd = "mkdir -p dist && echo x > dist/x"\n'
+                'outputs = ["dist/", "dist.txt", "gen/*.js"]\n'
+            ),
+        }
+    )
+    done = ws.once("run", "build")
+    assert done.code == 0, done.err
+    warnings = [line for line in done.err.splitlines() if "was not written" in line]
+    assert warnings == [
+        "once: warning: //:build: declared output 'dist.txt' was not written by its command",
+        "once: warning: //:build: declared output 'gen/*.js' was not written by its command",
+    ]
+    again = ws.once("run", "build")  # still stored: an output may be optional
+    assert "cache hit" in again.out

@@ -49,6 +49,23 @@ def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(cache_folder(environ))
 
 
+def unwritten_outputs(package_dir: Path, outputs: list[str]) -> list[str]:
+    """The declared outputs that name nothing on disk after the command: a plain path that
+    does not exist, or a glob matching nothing (`{a,b}` globs, which the standard glob cannot
+    read, are taken as written)."""
+    missing = []
+    for output in outputs:
+        if "{" in output:
+            continue
+        if any(char in output for char in "*?["):
+            written = next(package_dir.glob(output.rstrip("/")), None) is not None
+        else:
+            written = os.path.lexists(package_dir / output)
+        if not written:
+            missing.append(output)
+    return missing
+
+
 class Runner:
     """Executes actions in dependency order; one instance per `once run`."""
 
@@ -270,6 +287,14 @@ class Runner:
             self.console.failed(action.label, log)
             self.console.status(f"{action.label}: failed with exit code {exit_code}")
             return Result(action.label, "failed", time.monotonic() - started)
+        for output in unwritten_outputs(package_dir, outputs):
+            # Still stored (an output may be optional), but a typo here is a hit that restores
+            # nothing: say so.
+            print(
+                f"once: warning: {action.label}: declared output {output!r} was not written "
+                "by its command",
+                file=sys.stderr,
+            )
         edited = self.snapshot.changed_since_scan(fingerprint.inputs) if self.snapshot else []
         if edited:
             # Caching now would file outputs made from new contents under the old key.
