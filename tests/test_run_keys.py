@@ -122,13 +122,15 @@ def test_a_miss_runs_with_the_keys_the_fast_path_made(
 def test_keys_are_kept_only_for_their_plan_tree_and_context(tmp_path: Path) -> None:
     state = str(tmp_path)
     plan = ("/ws", ("build",))
-    context: plans.KeyContext = ("linux-x86_64", [([("TOKEN", "s3cr3t-value")], [])])
-    other: plans.KeyContext = ("linux-x86_64", [([("TOKEN", "another")], [])])
+    context: plans.KeyContext = ("linux-x86_64", [([("TOKEN", "s3cr3t-value")], [], "strict")])
+    other: plans.KeyContext = ("linux-x86_64", [([("TOKEN", "another")], [], "strict")])
+    loose: plans.KeyContext = ("linux-x86_64", [([("TOKEN", "s3cr3t-value")], [], "loose")])
     run_keys.keep(state, plan, plan_id="p1", tree="t1", context=context, keys=["k1"])
     assert run_keys.known(state, plan, "p1", "t1", context) == ["k1"]
     assert run_keys.known(state, plan, "p2", "t1", context) is None
     assert run_keys.known(state, plan, "p1", "t2", context) is None
     assert run_keys.known(state, plan, "p1", "t1", other) is None
+    assert run_keys.known(state, plan, "p1", "t1", loose) is None
     assert run_keys.known(state, ("/ws", ("test",)), "p1", "t1", context) is None
     # The values of declared variables (secrets, maybe) stay off the disk.
     kept_file = tmp_path / run_keys.KEYS_NAME

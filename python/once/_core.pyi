@@ -123,6 +123,7 @@ class KeyRequest:
         cmd: str,
         cwd: str,
         platform: str,
+        env_mode: str,
         env: list[tuple[str, str]],
         tools: list[tuple[str, str]],
         deps: list[str],
@@ -139,6 +140,9 @@ class KeyRequest:
         """The working folder relative to the workspace root ("" for the root)."""
     @property
     def platform(self) -> str: ...
+    @property
+    def env_mode(self) -> str:
+        """ "strict" (the command sees only declared and passed variables) or "loose"."""
     @property
     def env(self) -> list[tuple[str, str]]: ...
     @property

@@ -114,6 +114,14 @@ def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Pl
     "of HEAD with origin/HEAD, else main or master]. Uncommitted and untracked files count.",
 )
 @click.option(
+    "--env-mode",
+    type=click.Choice(["strict", "loose"]),
+    default=None,
+    help="What of the environment commands see, for this run: only the declared env and "
+    "pass_env variables and a base set (strict), or all of it (loose) [default: [workspace] "
+    "env_mode, else strict]; also $ONCE_ENV_MODE. It enters every key.",
+)
+@click.option(
     "--remote-read-only",
     is_flag=True,
     help="Restore from the remote cache but upload nothing (for untrusted builds such as pull "
@@ -131,6 +139,7 @@ def run(
     link: str,
     affected: bool,
     since: str | None,
+    env_mode: str | None,
     remote_read_only: bool,
 ) -> None:
     """Run TARGETS and everything they depend on, restoring from the cache what it has.
@@ -148,6 +157,11 @@ def run(
 
     if as_json and not dry_run:
         raise click.UsageError("--json needs --dry-run")
+    if env_mode is not None:
+        from once.key_context import ENV_MODE_VAR
+
+        # Through the variable, which the keys, the commands and any once run inside read alike.
+        os.environ[ENV_MODE_VAR] = env_mode
     if not targets and not (affected or since):
         raise click.UsageError("name a TARGET to run (a rule name or a label), or use --affected")
     max_bytes = run_cache_bound()

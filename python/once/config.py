@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from once import _core, layout, workspace_cache
 from once.errors import ConfigError
+from once.key_context import ENV_MODES
 from once.layout import CONFIG_NAME, STATE_DIR, WORKSPACE_PREFIX
 from once.model import RULE_FIELDS, Package, RemoteSettings, Rule, Workspace
 from once.value import Value
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 ROOT_KEYS = ("workspace", "package", "rule", "remote")
 MEMBER_KEYS = ("package", "rule")
-WORKSPACE_KEYS = ("members", "inputs")
+WORKSPACE_KEYS = ("members", "inputs", "env_mode")
 PACKAGE_KEYS = ("deps",)
 REMOTE_KEYS = ("url", "read_only", "token_env", "endpoint", "region", "timeout")
 # What the remote cache can talk to (the backends of rust/once-core/src/remote).
@@ -160,10 +161,13 @@ def read_workspace(root: Path, reads: workspace_cache.Reads) -> Workspace:
         _check_keys(source, member_doc, MEMBER_KEYS)
         packages[member] = _package(member, source, member_doc)
     _check_package_deps(packages)
-    shared = _workspace_inputs(root_source, doc.get("workspace", {}))
-    if shared:
+    settings = doc.get("workspace", {})
+    shared = _workspace_inputs(root_source, settings)
+    mode = _env_mode(root_source, settings)
+    if shared or mode != "strict":
         packages = {
-            path: _with_workspace_inputs(package, shared) for path, package in packages.items()
+            path: _with_workspace_settings(package, shared, mode)
+            for path, package in packages.items()
         }
     remote = _remote(root_source, doc["remote"]) if "remote" in doc else None
     return Workspace(root=root, packages=packages, remote=remote)
@@ -183,11 +187,30 @@ def _workspace_inputs(source: Source, workspace: object) -> tuple[str, ...]:
     return tuple(WORKSPACE_PREFIX + pattern.removeprefix(WORKSPACE_PREFIX) for pattern in patterns)
 
 
-def _with_workspace_inputs(package: Package, shared: tuple[str, ...]) -> Package:
+def _env_mode(source: Source, workspace: object) -> str:
+    """`[workspace] env_mode`: "strict" (the default), or "loose" for commands that see the
+    whole environment."""
+    mode = _table(source, workspace, "workspace").get("env_mode", "strict")
+    if mode not in ENV_MODES:
+        shown = repr(mode) if isinstance(mode, str) else _toml_type(mode)
+        raise source.error(
+            f'workspace.env_mode must be "strict" or "loose", not {shown}',
+            "workspace",
+            "env_mode",
+        )
+    return str(mode)
+
+
+def _with_workspace_settings(package: Package, shared: tuple[str, ...], mode: str) -> Package:
     rules = {
         name: Rule(
-            **{field: getattr(rule, field) for field in RULE_FIELDS if field != "workspace_inputs"},
+            **{
+                field: getattr(rule, field)
+                for field in RULE_FIELDS
+                if field not in ("workspace_inputs", "env_mode")
+            },
             workspace_inputs=shared,
+            env_mode=mode,
         )
         for name, rule in package.rules.items()
     }

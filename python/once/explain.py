@@ -45,6 +45,7 @@ def changes(old: Spec, new: Spec) -> list[str]:
         ("outputs", "outputs"),
         ("cwd", "working folder"),
         ("platform", "platform"),
+        ("env_mode", "environment mode"),
     ):
         if old.get(field) != new.get(field):
             lines.append(f"{what} changed: {old.get(field)!r} -> {new.get(field)!r}")

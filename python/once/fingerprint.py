@@ -110,17 +110,20 @@ def plan_steps(workspace: Workspace, actions: list[Action]) -> list[Step]:
     the files' contents. What `plans.py` keeps for the next identical command."""
     excluded = excluded_paths(workspace)
     return [
-        (
-            action.label,
-            action.deps,
-            action.rule.package,
-            *input_patterns(workspace, action.rule, excluded),
-            action.rule.cmd,
-            action.rule.env,
-            action.rule.tools,
-            action.rule.outputs,
+        Step(
+            label=action.label,
+            deps=action.deps,
+            package=action.rule.package,
+            include=include,
+            exclude=exclude,
+            cmd=action.rule.cmd,
+            env=action.rule.env,
+            tools=action.rule.tools,
+            outputs=action.rule.outputs,
+            env_mode=action.rule.env_mode,
         )
         for action in actions
+        for include, exclude in [input_patterns(workspace, action.rule, excluded)]
     ]
 
 

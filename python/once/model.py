@@ -28,6 +28,7 @@ RULE_FIELDS = (
     "cache",
     "source",
     "workspace_inputs",
+    "env_mode",
 )
 
 
@@ -52,6 +53,7 @@ class Rule(Value):
         cache: bool,
         source: Path,
         workspace_inputs: tuple[str, ...] = (),
+        env_mode: str = "strict",
     ) -> None:
         self.package: Final = package  # relative to the workspace root, "" for the root
         self.name: Final = name
@@ -66,6 +68,8 @@ class Rule(Value):
         self.source: Final = source  # the once.toml it came from, for error messages
         # `[workspace] inputs`: files of the workspace (root-relative) every rule reads.
         self.workspace_inputs: Final = workspace_inputs
+        # `[workspace] env_mode`: what of the environment the command sees ("strict", "loose").
+        self.env_mode: Final = env_mode
         # Asked ~7 times per action by graph, plan and run: made once, not 70,000 times for
         # 10,000 rules.
         self.label: Final = f"//{package}:{name}"

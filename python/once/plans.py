@@ -18,48 +18,95 @@ import sys
 
 from once import __version__, _core
 from once.atomic_file import read_sealed, write_sealed
-from once.key_context import ToolProbes, declared_env, platform_tag
+from once.key_context import ToolProbes, declared_env, env_mode, platform_tag
 from once.stamps import Stamps, hold, signature
+from once.value import Value
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from typing import Any
+    from typing import Any, Final
 
 PLANS_NAME = "run-plans"
 # Bump when the layout of a step, or of the file, changes.
-FORMAT = 2
+FORMAT = 3
 # Plans kept per workspace (the commands most recently planned); each is a few bytes per step.
 KEEP = 32
 # The modules whose code decides what a plan holds: a changed one (a development checkout)
 # makes every kept plan stale, as a new version does.
 _PLANNERS = ("config.py", "graph.py", "fingerprint.py", "plans.py")
 
-# A step: label, dependency labels, package, include globs, exclude globs, cmd, env patterns,
-# tools, outputs.
-Step = tuple[
-    str,
-    tuple[str, ...],
-    str,
-    list[str],
-    list[str],
-    str,
-    tuple[str, ...],
-    tuple[str, ...],
-    tuple[str, ...],
-]
+
+class Step(Value):
+    """One step of a plan: what its key is made of, but the files' contents. Kept between
+    runs as the tuple of its fields (`fields`)."""
+
+    __slots__ = (
+        "cmd",
+        "deps",
+        "env",
+        "env_mode",
+        "exclude",
+        "include",
+        "label",
+        "outputs",
+        "package",
+        "tools",
+    )
+    FIELDS = (
+        "label",
+        "deps",
+        "package",
+        "include",
+        "exclude",
+        "cmd",
+        "env",
+        "tools",
+        "outputs",
+        "env_mode",
+    )
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        deps: tuple[str, ...],
+        package: str,
+        include: list[str],
+        exclude: list[str],
+        cmd: str,
+        env: tuple[str, ...],
+        tools: tuple[str, ...],
+        outputs: tuple[str, ...],
+        env_mode: str,
+    ) -> None:
+        self.label: Final = label
+        self.deps: Final = deps  # labels of the steps it depends on
+        self.package: Final = package  # its folder, relative to the workspace root
+        self.include: Final = include  # input globs (`//` ones from the root)
+        self.exclude: Final = exclude
+        self.cmd: Final = cmd
+        self.env: Final = env  # declared variable names and patterns
+        self.tools: Final = tools  # tool probe commands
+        self.outputs: Final = outputs
+        self.env_mode: Final = env_mode  # as configured; `$ONCE_ENV_MODE` may override it
+
+    def fields(self) -> tuple[object, ...]:
+        return self._values()
+
+
 # Which plan: the working folder (resolved) and the targets as given.
 PlanKey = tuple[str, tuple[str, ...]]
 # What each step's key takes from outside the workspace's files: the platform, and per step
 # its declared environment variables and its tool probes' outputs, as (name, value) pairs.
-KeyContext = tuple[str, list[tuple[list[tuple[str, str]], list[tuple[str, str]]]]]
+KeyContext = tuple[str, list[tuple[list[tuple[str, str]], list[tuple[str, str]], str]]]
 # What `_core.action_keys` takes per step.
 KeyRequest = _core.KeyRequest
 
 
 def selections(steps: Sequence[Step]) -> list[tuple[str, list[str], list[str]]]:
     """What `Snapshot.select_many` takes to find each step's input files."""
-    return [(step[2], step[3], step[4]) for step in steps]
+    return [(step.package, step.include, step.exclude) for step in steps]
 
 
 class SourceUnderOutputGlob(Exception):
@@ -81,11 +128,11 @@ def select_inputs(snapshot: _core.Snapshot, steps: Sequence[Step]) -> list[_core
     globbed = [
         (index, output)
         for index, step in enumerate(steps)
-        for output in step[8]
+        for output in step.outputs
         if _GLOB_SYNTAX.intersection(output)
     ]
     found = snapshot.select_many(
-        [*selections(steps), *((steps[index][2], [output], []) for index, output in globbed)]
+        [*selections(steps), *((steps[index].package, [output], []) for index, output in globbed)]
     )
     for (index, output), files in zip(globbed, found[len(steps) :], strict=True):
         if len(files):
@@ -103,8 +150,12 @@ def key_context(
     return (
         platform_tag(),
         [
-            (declared_env(env, environ), [(tool, probes.output(tool)) for tool in tools])
-            for *_, env, tools, _ in steps
+            (
+                declared_env(step.env, environ),
+                [(tool, probes.output(tool)) for tool in step.tools],
+                env_mode(step.env_mode, environ),
+            )
+            for step in steps
         ],
     )
 
@@ -117,18 +168,17 @@ def key_requests(
     return [
         KeyRequest(
             inputs=files,
-            label=label,
-            cmd=cmd,
-            cwd=package,
+            label=step.label,
+            cmd=step.cmd,
+            cwd=step.package,
             platform=tag,
+            env_mode=mode,
             env=env,
             tools=tools,
-            deps=list(deps),
-            outputs=list(outputs),
+            deps=list(step.deps),
+            outputs=list(step.outputs),
         )
-        for (label, deps, package, _, _, cmd, _, _, outputs), files, (env, tools) in zip(
-            steps, inputs, per_step, strict=True
-        )
+        for step, files, (env, tools, mode) in zip(steps, inputs, per_step, strict=True)
     ]
 
 
@@ -152,10 +202,13 @@ def load(state_dir: str, key: PlanKey) -> tuple[list[Step], str] | None:
         if kept is None or header != _header(os.path.dirname(state_dir)) or not hold(stamps):
             return None
         # Each plan is kept as its own bytes: only the one asked for is decoded.
-        steps = marshal.loads(kept)  # noqa: S302
+        steps = [
+            Step(**dict(zip(Step.FIELDS, fields, strict=True)))
+            for fields in marshal.loads(kept)  # noqa: S302
+        ]
     except (OSError, EOFError, ValueError, TypeError, AttributeError):
         return None
-    return list(steps), _core.hash_bytes(kept)
+    return steps, _core.hash_bytes(kept)
 
 
 def save(state_dir: str, stamps: Stamps, key: PlanKey, steps: list[Step]) -> None:
@@ -171,7 +224,8 @@ def save(state_dir: str, stamps: Stamps, key: PlanKey, steps: list[Step]) -> Non
     except (EOFError, ValueError, TypeError):
         pass  # none yet, or damaged: start afresh
     plans.pop(key, None)
-    plans[key] = marshal.dumps(steps)  # dicts keep insertion order: the newest last
+    # dicts keep insertion order: the newest last
+    plans[key] = marshal.dumps([step.fields() for step in steps])
     for stale in list(plans)[:-KEEP]:
         del plans[stale]
     try:

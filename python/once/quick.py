@@ -168,8 +168,8 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
     # Settled in waves: a step after its dependencies, as the scheduler would. Worked out
     # during the walk too (~3 ms at 1,500 steps, on the core the walk leaves idle at times).
     waves: dict[str, int] = {}
-    for label, deps, *_ in steps:
-        waves[label] = max((waves[dep] + 1 for dep in deps), default=0)
+    for step in steps:
+        waves[step.label] = max((waves[dep] + 1 for dep in step.deps), default=0)
     snapshot = early.snapshot()
     requests = _Requests(early, steps, snapshot, context)
     keys = run_keys.known(early.state_dir, plan_key, plan_id, snapshot.tree_digest(), context)
@@ -185,10 +185,10 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
     entries = store.lookup_many(keys)
     early.entries = entries
     wanted = []
-    for (label, _, package, *_, outputs), entry in zip(steps, entries, strict=True):
+    for step, entry in zip(steps, entries, strict=True):
         if entry is None:
             return None
-        wanted.append((entry, package, list(outputs), waves[label]))
+        wanted.append((entry, step.package, list(step.outputs), waves[step.label]))
     output_stats = _core.OutputStats(os.path.join(early.state_dir, OUTPUT_STATS))
     try:
         reports = store.settle_hits(
@@ -208,7 +208,7 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
         }
         return None
     results = [
-        (hit_result(step[0], state, seconds, entry.duration_ms), log or b"")
+        (hit_result(step.label, state, seconds, entry.duration_ms), log or b"")
         for step, (entry, *_), (state, _, log, seconds) in zip(steps, wanted, reports, strict=True)
     ]
     return _Hits(
@@ -238,15 +238,15 @@ def _report(early: prelude.Early, hits: _Hits, mode: LogMode, started: float) ->
     changed = [
         index
         for index, (step, key) in enumerate(zip(hits.steps, hits.keys, strict=True))
-        if history.last_key(step[0]) != key
+        if history.last_key(step.label) != key
     ]
     if changed:
-        key_of = dict(zip((step[0] for step in hits.steps), hits.keys, strict=True))
+        key_of = dict(zip((step.label for step in hits.steps), hits.keys, strict=True))
         for index in changed:
             step = hits.steps[index]
-            deps = [(dep, key_of[dep]) for dep in step[1]]
+            deps = [(dep, key_of[dep]) for dep in step.deps]
             history.record(
-                step[0], key_of[step[0]], _spec(hits.snapshot, hits.requests, index, deps)
+                step.label, key_of[step.label], _spec(hits.snapshot, hits.requests, index, deps)
             )
     history.save()
     if early.fd is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from once import _core
 from once.cache_files import cache_folder
 from once.console import Console, Result, hit_line, hit_result
+from once.key_context import command_env, env_mode
 from once.layout import OUTPUT_STATS, STATE_DIR
 from once.workers import Workers
 
@@ -281,11 +282,21 @@ class Runner:
             # command private copies, or rewriting one in place would rewrite the blob.
             self.store.unshare_outputs(str(self.workspace.root), rule.package, outputs)
         self.console.started(action.label, rule.cmd)
-        exit_code, log = self._spawn(action, package_dir)
+        mode = env_mode(rule.env_mode, os.environ)
+        env, withheld = command_env(mode, rule.env, rule.pass_env, os.environ)
+        exit_code, log = self._spawn(action, package_dir, env)
         duration_ms = int((time.monotonic() - started) * 1000)
         if exit_code != 0:
             self.console.failed(action.label, log)
             self.console.status(f"{action.label}: failed with exit code {exit_code}")
+            if withheld:
+                # Last, where a reader of a failed build looks: a variable the command needed
+                # but did not see is the first thing to rule out.
+                self.console.status(
+                    f"{action.label}: ran in a strict environment without {', '.join(withheld)} "
+                    "(declare what it needs in env or pass_env, or set "
+                    '[workspace] env_mode = "loose")'
+                )
             return Result(action.label, "failed", time.monotonic() - started)
         for output in unwritten_outputs(package_dir, outputs):
             # Still stored (an output may be optional), but a typo here is a hit that restores
@@ -369,7 +380,7 @@ class Runner:
         if self.remote is not None and self.store is not None:
             self.remote.push(self.store, key)
 
-    def _spawn(self, action: Action, cwd: Path) -> tuple[int, bytes]:
+    def _spawn(self, action: Action, cwd: Path, env: dict[str, str]) -> tuple[int, bytes]:
         """Run the command with `sh -c` in its own process group, streaming prefixed lines."""
         # Imported here: a run of cache hits starts no command (~3 ms of start-up).
         import subprocess  # noqa: PLC0415
@@ -380,6 +391,7 @@ class Runner:
             proc = subprocess.Popen(
                 ["sh", "-c", action.rule.cmd],
                 cwd=cwd,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

@@ -31,6 +31,7 @@ fn request<'a>(inputs: &'a FileSet, label: &str, deps: &[&str]) -> KeyRequest<'a
         cmd: format!("make {label}"),
         cwd: String::new(),
         platform: "linux-x86_64".to_owned(),
+        env_mode: "strict".to_owned(),
         env: vec![
             ("B".to_owned(), "2".to_owned()),
             ("A".to_owned(), "1".to_owned()),

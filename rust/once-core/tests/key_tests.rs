@@ -13,6 +13,7 @@ fn spec() -> ActionSpec {
         cmd: "cargo build --release".to_owned(),
         cwd: "libs/core".to_owned(),
         platform: "linux-x86_64".to_owned(),
+        env_mode: "strict".to_owned(),
         env: vec![("RUSTFLAGS".to_owned(), "-Dwarnings".to_owned())],
         tools: vec![("rustc --version".to_owned(), "rustc 1.95.0".to_owned())],
         inputs: vec![
@@ -36,10 +37,10 @@ fn spec() -> ActionSpec {
 fn golden_key_is_stable() {
     // Pinned on purpose: if this changes, every cache entry ever written is silently invalid
     // (or worse, an old one matches a new meaning). Bump KEY_FORMAT_VERSION, then re-pin.
-    assert_eq!(KEY_FORMAT_VERSION, 1);
+    assert_eq!(KEY_FORMAT_VERSION, 2);
     assert_eq!(
         spec().key().to_hex(),
-        "b6d9c3c4515060efb0ec5f6b1598bc8935654992d1608b45b74c318ef959b5d7"
+        "2e492f71cb019fefd6990bdceefc2069d4901b8e4c39f67c3d087e31d2551d14"
     );
 }
 
@@ -56,11 +57,12 @@ fn key_is_blake3_of_encoding_with_magic_and_version() {
 #[test]
 fn every_field_changes_the_key() {
     type Change = fn(&mut ActionSpec);
-    let changes: [(&str, Change); 14] = [
+    let changes: [(&str, Change); 15] = [
         ("label", |s| s.label.push('x')),
         ("cmd", |s| s.cmd.push(' ')),
         ("cwd", |s| s.cwd = "libs".to_owned()),
         ("platform", |s| s.platform = "linux-aarch64".to_owned()),
+        ("env mode", |s| s.env_mode = "loose".to_owned()),
         ("env value", |s| s.env[0].1.push('x')),
         ("env name", |s| s.env[0].0 = "CFLAGS".to_owned()),
         ("env unset", |s| s.env.clear()),
@@ -176,6 +178,7 @@ fn encoding_layout_is_as_documented() {
         cmd: String::new(),
         cwd: String::new(),
         platform: "p".to_owned(),
+        env_mode: "m".to_owned(),
         env: vec![],
         tools: vec![],
         inputs: vec![InputFile {
@@ -196,6 +199,7 @@ fn encoding_layout_is_as_documented() {
         vec![2], len(0),
         vec![3], len(0),
         vec![4], len(1), b"p".to_vec(),
+        vec![10], len(1), b"m".to_vec(),
         vec![5], len(0),
         vec![6], len(0),
         vec![7], len(1), len(1), b"f".to_vec(), vec![7; 32], vec![1],
@@ -213,6 +217,7 @@ fn key_of_borrowed_parts_is_the_key_of_the_spec() {
         cmd: &spec.cmd,
         cwd: &spec.cwd,
         platform: &spec.platform,
+        env_mode: &spec.env_mode,
         env: &spec.env,
         tools: &spec.tools,
     };

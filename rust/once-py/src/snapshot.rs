@@ -215,6 +215,8 @@ pub struct KeyRequest {
     #[pyo3(get)]
     platform: String,
     #[pyo3(get)]
+    env_mode: String,
+    #[pyo3(get)]
     env: Vec<(String, String)>,
     #[pyo3(get)]
     tools: Vec<(String, String)>,
@@ -227,7 +229,7 @@ pub struct KeyRequest {
 #[pymethods]
 impl KeyRequest {
     #[new]
-    #[pyo3(signature = (*, inputs, label, cmd, cwd, platform, env, tools, deps, outputs))]
+    #[pyo3(signature = (*, inputs, label, cmd, cwd, platform, env_mode, env, tools, deps, outputs))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         inputs: Py<FileSet>,
@@ -235,6 +237,7 @@ impl KeyRequest {
         cmd: String,
         cwd: String,
         platform: String,
+        env_mode: String,
         env: Vec<(String, String)>,
         tools: Vec<(String, String)>,
         deps: Vec<String>,
@@ -246,6 +249,7 @@ impl KeyRequest {
             cmd,
             cwd,
             platform,
+            env_mode,
             env,
             tools,
             deps,
@@ -263,6 +267,7 @@ impl KeyRequest {
             cmd: self.cmd.clone(),
             cwd: self.cwd.clone(),
             platform: self.platform.clone(),
+            env_mode: self.env_mode.clone(),
             env: self.env.clone(),
             tools: self.tools.clone(),
             deps: self.deps.clone(),

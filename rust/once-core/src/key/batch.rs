@@ -23,6 +23,8 @@ pub struct KeyRequest<'a> {
     /// Working folder relative to the workspace root, `/`-separated ("" for the root).
     pub cwd: String,
     pub platform: String,
+    /// "strict" or "loose": what of the environment the command sees.
+    pub env_mode: String,
     /// Declared variables and their values, as (name, value).
     pub env: Vec<(String, String)>,
     /// Tool probes and their outputs, as (probe, output).
@@ -58,6 +60,7 @@ pub fn batch_keys(snapshot: &Snapshot, requests: &[KeyRequest<'_>]) -> Result<Ve
                     cmd: &request.cmd,
                     cwd: &request.cwd,
                     platform: &request.platform,
+                    env_mode: &request.env_mode,
                     env: &env,
                     tools: &tools,
                 };
@@ -102,6 +105,7 @@ pub fn spec_of(
         cmd: request.cmd.clone(),
         cwd: request.cwd.clone(),
         platform: request.platform.clone(),
+        env_mode: request.env_mode.clone(),
         env: request.env.clone(),
         tools: request.tools.clone(),
         inputs,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::hash::Digest;
 
 /// Bumped whenever the encoding changes, so old entries can never be mistaken for new ones.
-pub const KEY_FORMAT_VERSION: u32 = 1;
+pub const KEY_FORMAT_VERSION: u32 = 2;
 
 /// Leads every encoding, so a key can never collide with the hash of some other byte string
 /// that happens to parse the same way.
@@ -29,6 +29,7 @@ enum Tag {
     Inputs = 7,
     Deps = 8,
     Outputs = 9,
+    EnvMode = 10,
 }
 
 /// Writes the canonical encoding of a spec's parts into a buffer.
@@ -60,7 +61,8 @@ impl Encoder<'_> {
             self.str(string);
         }
     }
-    /// The head: magic, version, then label, cmd, cwd, platform, env and tools.
+    /// The head: magic, version, then label, cmd, cwd, platform, environment mode, env and
+    /// tools.
     fn head(&mut self, head: &KeyHead<'_>) {
         self.0.extend_from_slice(MAGIC);
         self.0.extend_from_slice(&KEY_FORMAT_VERSION.to_le_bytes());
@@ -72,6 +74,8 @@ impl Encoder<'_> {
         self.str(head.cwd);
         self.tag(Tag::Platform);
         self.str(head.platform);
+        self.tag(Tag::EnvMode);
+        self.str(head.env_mode);
         self.pairs(Tag::Env, head.env);
         self.pairs(Tag::Tools, head.tools);
     }
@@ -96,6 +100,8 @@ pub struct KeyHead<'a> {
     pub cmd: &'a str,
     pub cwd: &'a str,
     pub platform: &'a str,
+    /// "strict" (the command sees only declared and passed variables) or "loose".
+    pub env_mode: &'a str,
     pub env: &'a [(String, String)],
     pub tools: &'a [(String, String)],
 }
@@ -145,6 +151,10 @@ pub struct ActionSpec {
     pub cwd: String,
     /// e.g. "linux-x86_64".
     pub platform: String,
+    /// "strict" (the command sees only declared and passed variables) or "loose"; empty in a
+    /// spec kept before the mode entered the key.
+    #[serde(default)]
+    pub env_mode: String,
     /// (name, value) of each declared variable that is set; unset declared names are absent.
     pub env: Vec<(String, String)>,
     /// (probe command, its output).
@@ -191,6 +201,7 @@ impl ActionSpec {
             cmd: &self.cmd,
             cwd: &self.cwd,
             platform: &self.platform,
+            env_mode: &self.env_mode,
             env: &self.env,
             tools: &self.tools,
         }
