@@ -1,8 +1,9 @@
-//! How an entry travels: one header line, then the entry's JSON exactly as the local store
-//! keeps it. With a signing key the header carries a keyed BLAKE3 tag over the action key and
-//! the body, so an entry written by someone without the key (a pull-request build, a poisoned
-//! server) is recognised and ignored on read (Nx CVE-2025-36852; Turborepo's signing, off by
-//! default, is on here whenever a key is set).
+//! How an entry travels: one header line, then the entry's JSON. With a signing key the header
+//! carries a keyed BLAKE3 tag over the action key and the body, so an entry written by someone
+//! without the key (a pull-request build, a poisoned server) is recognised and ignored on read
+//! (Nx CVE-2025-36852; Turborepo's signing, off by default, is on here whenever a key is set).
+//! The local store's entry files are the same envelope, always tagged, with a key of their own
+//! (`Signer::local_store`).
 //!
 //! ```text
 //! once-entry 1 <64 hex digits of the tag, or "-" when unsigned>\n
