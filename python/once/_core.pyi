@@ -13,6 +13,7 @@ __all__ = [
     "Remote",
     "Snapshot",
     "Store",
+    "SymlinkedOutputError",
     "UnsafePathError",
     "__version__",
     "action_key",
@@ -31,6 +32,10 @@ class GlobError(ValueError):
 
 class UnsafePathError(ValueError):
     """A manifest path or symlink target would leave the workspace."""
+
+class SymlinkedOutputError(ValueError):
+    """A declared output is reached through a symlink, which once never writes or deletes
+    through."""
 
 def hash_bytes(data: bytes) -> str:
     """BLAKE3 of `data`, as 64 hex digits."""
@@ -215,13 +220,14 @@ class Store:
 
         `copy` clones (reflink) where the file system can, else copies; `hardlink` links files
         read-only (0o444) and clones executables read-only (0o555). A manifest path or link
-        leaving the workspace raises UnsafePathError before anything is touched; a missing blob
-        raises FileNotFoundError."""
+        leaving the workspace raises UnsafePathError, and an output reached through a symlink
+        below the package folder SymlinkedOutputError, before anything is touched; a missing
+        blob raises FileNotFoundError."""
     def read_blob(self, digest: str) -> bytes: ...
     def unshare_outputs(self, workspace: str, package: str, outputs: list[str]) -> int:
         """Before a command runs: replace read-only hard links among its declared outputs (from a
         `hardlink` restore) with writable copies, so rewriting one in place cannot reach the
-        store. Returns how many."""
+        store. The copies are made in the store, never among the outputs. Returns how many."""
     def touch(self, key: str) -> bool:
         """Mark the entry for `key` as used now (least-recently-used eviction); False if absent."""
     def usage(self) -> StoreUsage:

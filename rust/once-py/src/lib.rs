@@ -23,7 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use crate::errors::{GlobError, UnsafePathError};
+    use crate::errors::{GlobError, SymlinkedOutputError, UnsafePathError};
     #[pymodule_export]
     use crate::hashing::{b3sum_output, files_hashed, hash_bytes, hash_files};
     #[pymodule_export]

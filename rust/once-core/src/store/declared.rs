@@ -1,10 +1,12 @@
 //! A rule's declared outputs parsed once, and the checks every manifest must pass.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
 
+use super::outputs::lstat_if_exists;
 use super::{OutputEntry, OutputKind};
 use crate::error::Error;
 use crate::Result;
@@ -98,13 +100,10 @@ impl Declared {
         check_manifest(manifest)?;
         for output in manifest {
             let path = output.path.as_str();
-            let rel = if self.package.is_empty() {
-                Some(path)
-            } else {
-                path.strip_prefix(self.package.as_str())
-                    .and_then(|rest| rest.strip_prefix('/'))
-            };
-            if !rel.is_some_and(|rel| self.patterns.iter().any(|p| p.covers(rel))) {
+            if !self
+                .package_relative(path)
+                .is_some_and(|rel| self.covered(rel))
+            {
                 return Err(Error::Escape(format!(
                     "{path} (not among the declared outputs of {:?})",
                     self.package
@@ -112,6 +111,74 @@ impl Declared {
             }
         }
         Ok(())
+    }
+
+    /// Refuse when a declared output, or a manifest path, is reached through a symlink below
+    /// the package folder (`build -> ../outside` under the output `build/gen/`): deleting or
+    /// writing there would follow it. Folders the declared outputs cover are not looked at: a
+    /// restore deletes them first (a link itself, never what it points to), and the walks
+    /// below them never follow links. One `lstat` per folder above the outputs.
+    pub(super) fn check_parents(&self, workspace: &Path, manifest: &[OutputEntry]) -> Result<()> {
+        let package_dir = workspace.join(&self.package);
+        // A glob's base is walked (and written below) itself; a literal output may be a link.
+        let roots = self.patterns.iter().map(|pattern| match pattern {
+            Pattern::Literal(rel) => (rel.as_str(), false),
+            Pattern::Glob { base, .. } => (base.as_str(), true),
+        });
+        let paths = manifest
+            .iter()
+            .filter_map(|output| self.package_relative(&output.path))
+            .map(|rel| (rel, false));
+        // Whether each folder checked exists: below one that does not, nothing does.
+        let mut exists: HashMap<&str, bool> = HashMap::new();
+        for (rel, with_itself) in roots.chain(paths) {
+            let folders = rel
+                .match_indices('/')
+                .map(|(at, _)| &rel[..at])
+                .chain(with_itself.then_some(rel));
+            for folder in folders {
+                if folder.is_empty() || self.covered(folder) {
+                    break;
+                }
+                let found = if let Some(&found) = exists.get(folder) {
+                    found
+                } else {
+                    let abs = package_dir.join(folder);
+                    let found = match lstat_if_exists(&abs)? {
+                        Some(meta) if meta.file_type().is_symlink() => {
+                            return Err(Error::Symlinked {
+                                output: self.workspace_path(rel),
+                                link: self.workspace_path(folder),
+                                target: fs::read_link(&abs)
+                                    .map_or_else(|_| "?".to_owned(), |to| to.display().to_string()),
+                            });
+                        }
+                        found => found.is_some(),
+                    };
+                    exists.insert(folder, found);
+                    found
+                };
+                if !found {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `path` (workspace-relative) relative to the package folder, if it lies below it.
+    fn package_relative<'a>(&self, path: &'a str) -> Option<&'a str> {
+        if self.package.is_empty() {
+            Some(path)
+        } else {
+            path.strip_prefix(self.package.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+        }
+    }
+
+    /// Whether the package-relative `rel` is among what the declared outputs collect.
+    fn covered(&self, rel: &str) -> bool {
+        self.patterns.iter().any(|pattern| pattern.covers(rel))
     }
 }
 
