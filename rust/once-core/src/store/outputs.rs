@@ -125,7 +125,9 @@ impl Store {
         file_type: fs::FileType,
         collected: &mut Collected,
     ) -> Result<()> {
-        let name = path.rsplit_once('/').map_or(path.as_str(), |(_, name)| name);
+        let name = path
+            .rsplit_once('/')
+            .map_or(path.as_str(), |(_, name)| name);
         if file_type.is_file() && TempFile::is_temp_name(name) {
             collected.junk.push(abs);
             return Ok(());
