@@ -24,7 +24,7 @@ def files_below(root: Path) -> dict[str, bytes]:
             path = Path(dirpath) / name
             rel = str(path.relative_to(root))
             if path.is_symlink():
-                found[rel] = os.readlink(path).encode()
+                found[rel] = str(path.readlink()).encode()
             elif path.is_file():
                 found[rel] = path.read_bytes()
     return found
@@ -188,12 +188,12 @@ def test_temporary_files_a_kill_left_among_outputs_are_never_cached(ws: Workspac
 def copying(out: Path) -> bool:
     """Whether outputs restored as hard links are being copied: a temporary file is there, or
     one of a sample of the links is a file of its own already."""
-    names = os.listdir(out)
-    if any(name.startswith(".tmp-") for name in names):
+    paths = list(out.iterdir())
+    if any(path.name.startswith(".tmp-") for path in paths):
         return True
-    for name in names[:: max(1, len(names) // 8)]:
+    for path in paths[:: max(1, len(paths) // 8)]:
         try:
-            if (out / name).stat().st_nlink == 1:
+            if path.stat().st_nlink == 1:
                 return True
         except FileNotFoundError:
             pass  # a temporary file, renamed since
