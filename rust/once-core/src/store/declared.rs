@@ -129,41 +129,46 @@ impl Declared {
             .iter()
             .filter_map(|output| self.package_relative(&output.path))
             .map(|rel| (rel, false));
-        // Whether each folder checked exists: below one that does not, nothing does.
-        let mut exists: HashMap<&str, bool> = HashMap::new();
+        // What each folder was found to be: a restore writes many files into few folders.
+        let mut seen: HashMap<&str, Folder> = HashMap::new();
         for (rel, with_itself) in roots.chain(paths) {
             let folders = rel
                 .match_indices('/')
                 .map(|(at, _)| &rel[..at])
-                .chain(with_itself.then_some(rel));
+                .chain(with_itself.then_some(rel))
+                .filter(|folder| !folder.is_empty());
             for folder in folders {
-                if folder.is_empty() || self.covered(folder) {
-                    break;
-                }
-                let found = if let Some(&found) = exists.get(folder) {
+                let found = if let Some(&found) = seen.get(folder) {
                     found
                 } else {
-                    let abs = package_dir.join(folder);
-                    let found = match lstat_if_exists(&abs)? {
-                        Some(meta) if meta.file_type().is_symlink() => {
-                            return Err(Error::Symlinked {
-                                output: self.workspace_path(rel),
-                                link: self.workspace_path(folder),
-                                target: fs::read_link(&abs)
-                                    .map_or_else(|_| "?".to_owned(), |to| to.display().to_string()),
-                            });
-                        }
-                        found => found.is_some(),
-                    };
-                    exists.insert(folder, found);
+                    let found = self.folder(&package_dir, folder, rel)?;
+                    seen.insert(folder, found);
                     found
                 };
-                if !found {
+                if found != Folder::Real {
                     break;
                 }
             }
         }
         Ok(())
+    }
+
+    /// What the package-relative `folder` on the way to `rel` is; a symlink is refused.
+    fn folder(&self, package_dir: &Path, folder: &str, rel: &str) -> Result<Folder> {
+        if self.covered(folder) {
+            return Ok(Folder::Covered);
+        }
+        let abs = package_dir.join(folder);
+        match lstat_if_exists(&abs)? {
+            Some(meta) if meta.file_type().is_symlink() => Err(Error::Symlinked {
+                output: self.workspace_path(rel),
+                link: self.workspace_path(folder),
+                target: fs::read_link(&abs)
+                    .map_or_else(|_| "?".to_owned(), |to| to.display().to_string()),
+            }),
+            Some(_) => Ok(Folder::Real),
+            None => Ok(Folder::Absent),
+        }
     }
 
     /// `path` (workspace-relative) relative to the package folder, if it lies below it.
@@ -180,6 +185,17 @@ impl Declared {
     fn covered(&self, rel: &str) -> bool {
         self.patterns.iter().any(|pattern| pattern.covers(rel))
     }
+}
+
+/// A folder on the way to an output, as `check_parents` finds it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Folder {
+    /// Not among the outputs, and not a symlink: what lies below it is checked too.
+    Real,
+    /// Among the declared outputs: deleted whole before anything is restored below it.
+    Covered,
+    /// Not there: nothing below it is either.
+    Absent,
 }
 
 /// What any manifest must satisfy, whatever rule it is for: relative normalized paths, each
