@@ -284,3 +284,62 @@ fn unshare_makes_its_copies_outside_the_outputs() {
         .outputs_match(&fx.ws, "app", &outputs, &entry, None)
         .unwrap());
 }
+
+/// `source` mounted again at `target` until dropped.
+struct BindMount(std::path::PathBuf);
+
+impl BindMount {
+    /// `None` where mounting is refused (not root, or no mount namespace of one's own).
+    fn new(source: &Path, target: &Path) -> Option<BindMount> {
+        fs::create_dir_all(target).unwrap();
+        let done = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(source)
+            .arg(target)
+            .output()
+            .ok()?;
+        done.status
+            .success()
+            .then(|| BindMount(target.to_path_buf()))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn unshare_through_another_mount_of_the_store_file_system_copies_in_place() {
+    let fx = Fixture::new();
+    let outputs = strings(&["dist/"]);
+    write(&fx.ws.join("app/dist/a.txt"), b"alpha");
+    let entry = fx.save_outputs(&outputs);
+    fx.store
+        .restore_with(&fx.ws, "app", &outputs, &entry, LinkMode::Hardlink)
+        .unwrap();
+    // The workspace seen through a bind mount: the store's device, but no rename from the
+    // store's folder can cross into it (EXDEV).
+    let Some(mount) = BindMount::new(&fx.ws.join("app"), &fx.ws.join("bound/app")) else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("cannot bind-mount in CI");
+        }
+        eprintln!("skipped: mounting was refused");
+        return;
+    };
+    let bound = fx.ws.join("bound");
+    assert_eq!(
+        fx.store.unshare_outputs(&bound, "app", &outputs).unwrap(),
+        1
+    );
+    let copy = bound.join("app/dist/a.txt");
+    assert_eq!(fs::metadata(&copy).unwrap().nlink(), 1);
+    assert_eq!(fs::read(&copy).unwrap(), b"alpha");
+    assert!(fx
+        .store
+        .outputs_match(&bound, "app", &outputs, &entry, None)
+        .unwrap());
+    drop(mount);
+    assert_eq!(fs::read_dir(fx.ws.join("app/dist")).unwrap().count(), 1);
+}
