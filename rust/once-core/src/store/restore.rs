@@ -11,7 +11,7 @@ use super::declared::Declared;
 use super::outputs::FoundKind;
 use super::{
     is_executable, is_file, set_file_mode, set_mode, ActionEntry, LinkMode, OutputKind, Store,
-    TempFile, BLOB_MODE, CAS,
+    StoreLock, TempFile, BLOB_MODE, CAS,
 };
 use crate::error::{Error, IoContext};
 use crate::Result;
@@ -117,6 +117,11 @@ impl Store {
                 from_store.then_some((found.abs.as_path(), meta))
             })
             .collect();
+        if linked.is_empty() {
+            return Ok(0);
+        }
+        // Held while copies sit in `cas/`, where a clear would otherwise delete them midway.
+        let _copying = StoreLock::shared(&self.root)?;
         linked
             .par_iter()
             .try_for_each(|(abs, meta)| unshare(abs, meta, &spare))?;
