@@ -15,6 +15,7 @@ __all__ = [
     "Remote",
     "Snapshot",
     "Store",
+    "SymlinkedOutputError",
     "UnsafePathError",
     "__version__",
     "action_keys",
@@ -51,6 +52,10 @@ def settled(mtime_ns: int, ctime_ns: int, started_ns: int) -> bool:
     """The racy-timestamp rule: whether a file with these stamps was certainly last changed
     before a read that began at `started_ns` (a margin of two clock ticks, or two seconds for
     a whole-second stamp, from a file system that keeps no finer ones)."""
+
+class SymlinkedOutputError(ValueError):
+    """A declared output is reached through a symlink, which once never writes or deletes
+    through."""
 
 def hash_bytes(data: bytes) -> str:
     """BLAKE3 of `data`, as 64 hex digits."""
@@ -252,9 +257,10 @@ class Store:
 
         `copy` clones (reflink) where the file system can, else copies; `hardlink` links files
         read-only (0o444) and clones executables read-only (0o555). A manifest path or link
-        leaving the workspace raises UnsafePathError before anything is touched; a missing blob
-        raises FileNotFoundError, as does a blob whose bytes no longer hash to its name (it is
-        deleted) or a symlink in its place."""
+        leaving the workspace raises UnsafePathError, and an output reached through a symlink
+        below the package folder SymlinkedOutputError, before anything is touched; a missing
+        blob raises FileNotFoundError, as does a blob whose bytes no longer hash to its name
+        (it is deleted) or a symlink in its place."""
     def read_blob(self, digest: str) -> bytes:
         """The blob's bytes, checked against its name (FileNotFoundError as for `restore`)."""
     @staticmethod
@@ -266,7 +272,7 @@ class Store:
     def unshare_outputs(self, workspace: str, package: str, outputs: list[str]) -> int:
         """Before a command runs: replace read-only hard links among its declared outputs (from a
         `hardlink` restore) with writable copies, so rewriting one in place cannot reach the
-        store. Returns how many."""
+        store. The copies are made in the store, never among the outputs. Returns how many."""
     def touch(self, key: str) -> bool:
         """Mark the entry for `key` as used now (least-recently-used eviction); False if absent."""
     def usage(self) -> StoreUsage:

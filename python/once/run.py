@@ -14,6 +14,7 @@ from pathlib import Path
 from once import _core
 from once.cache_files import cache_folder
 from once.console import Console, Result, hit_line, hit_result
+from once.errors import OnceError
 from once.key_context import command_env, env_mode
 from once.layout import OUTPUT_STATS, STATE_DIR
 from once.workers import Workers
@@ -208,7 +209,7 @@ class Runner:
                 if dep in dependents:
                     dependents[dep].append(action.label)
         ready = [label for label, count in unfinished.items() if count == 0]
-        workers = Workers(self._execute, jobs)
+        workers = Workers(self._execute_or_refuse, jobs)
 
         def skip_dependents(label: str) -> None:
             for child in dependents[label]:
@@ -260,6 +261,14 @@ class Runner:
             # The group may outlive its leader (a backgrounded child), so always KILL it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+    def _execute_or_refuse(self, action: Action) -> Result:
+        """`_execute`, with an output reached through a symlink as the user's error it is: no
+        restore, removal or save may follow that link, and no other run would do better."""
+        try:
+            return self._execute(action)
+        except _core.SymlinkedOutputError as err:
+            raise OnceError(f"{action.label}: {err}") from None
 
     def _execute(self, action: Action) -> Result:
         started = time.monotonic()
@@ -327,6 +336,8 @@ class Runner:
                 self._share(fingerprint.key)  # never raises: the upload runs in the background
             except OSError as err:
                 self._warn_cache_off(err)
+            except _core.UnsafePathError as err:  # say an output symlink to an absolute path
+                raise OnceError(f"{action.label}: not cached: {err}") from None
         return Result(action.label, "ran", time.monotonic() - started)
 
     def _from_cache(

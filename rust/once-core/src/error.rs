@@ -21,6 +21,17 @@ pub enum Error {
     /// A batch of steps to key not in dependency order (a caller's mistake, never a user's).
     #[error("{label} depends on {dep}, which is not earlier in the batch")]
     KeyBatch { label: String, dep: String },
+    /// A declared output reached through a symlink below its package folder: a restore or a
+    /// removal there would follow the link, possibly out of the package.
+    #[error(
+        "output {output} is reached through the symlink {link} -> {target}; \
+         once never writes or deletes through a symlink"
+    )]
+    Symlinked {
+        output: String,
+        link: String,
+        target: String,
+    },
     /// A cache file that cannot be decoded; callers treat it as absent.
     #[error("corrupt cache record {}: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },

@@ -20,6 +20,12 @@ create_exception!(
     PyValueError,
     "A manifest path or symlink target would leave the workspace."
 );
+create_exception!(
+    once._core,
+    SymlinkedOutputError,
+    PyValueError,
+    "A declared output is reached through a symlink, which once never writes or deletes through."
+);
 
 /// Wraps a core error so this crate may implement `From` for `PyErr` (orphan rule).
 pub struct CoreError(pub Error);
@@ -46,6 +52,7 @@ impl From<CoreError> for PyErr {
             }
             Error::Glob { .. } => GlobError::new_err(message),
             Error::Escape(_) => UnsafePathError::new_err(message),
+            Error::Symlinked { .. } => SymlinkedOutputError::new_err(message),
             Error::Corrupt { .. } | Error::KeyBatch { .. } => PyValueError::new_err(message),
         }
     }

@@ -24,7 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use crate::errors::{GlobError, UnsafePathError};
+    use crate::errors::{GlobError, SymlinkedOutputError, UnsafePathError};
     #[pymodule_export]
     use crate::globs::Globs;
     #[pymodule_export]

@@ -1,10 +1,12 @@
 //! A rule's declared outputs parsed once, and the checks every manifest must pass.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use globset::GlobMatcher;
 
+use super::outputs::lstat_if_exists;
 use super::{OutputEntry, OutputKind};
 use crate::error::Error;
 use crate::select::{glob_matcher, GLOB_SYNTAX};
@@ -93,13 +95,10 @@ impl Declared {
         check_manifest(manifest)?;
         for output in manifest {
             let path = output.path.as_str();
-            let rel = if self.package.is_empty() {
-                Some(path)
-            } else {
-                path.strip_prefix(self.package.as_str())
-                    .and_then(|rest| rest.strip_prefix('/'))
-            };
-            if !rel.is_some_and(|rel| self.patterns.iter().any(|p| p.covers(rel))) {
+            if !self
+                .package_relative(path)
+                .is_some_and(|rel| self.covered(rel))
+            {
                 return Err(Error::Escape(format!(
                     "{path} (not among the declared outputs of {:?})",
                     self.package
@@ -108,6 +107,90 @@ impl Declared {
         }
         Ok(())
     }
+
+    /// Refuse when a declared output, or a manifest path, is reached through a symlink below
+    /// the package folder (`build -> ../outside` under the output `build/gen/`): deleting or
+    /// writing there would follow it. Folders the declared outputs cover are not looked at: a
+    /// restore deletes them first (a link itself, never what it points to), and the walks
+    /// below them never follow links. One `lstat` per folder above the outputs.
+    pub(super) fn check_parents(&self, workspace: &Path, manifest: &[OutputEntry]) -> Result<()> {
+        let package_dir = workspace.join(&self.package);
+        // A glob's base is walked (and written below) itself; a literal output may be a link.
+        let roots = self.patterns.iter().map(|pattern| match pattern {
+            Pattern::Literal(rel) => (rel.as_str(), false),
+            Pattern::Glob { base, .. } => (base.as_str(), true),
+        });
+        let paths = manifest
+            .iter()
+            .filter_map(|output| self.package_relative(&output.path))
+            .map(|rel| (rel, false));
+        // What each folder was found to be: a restore writes many files into few folders.
+        let mut seen: HashMap<&str, Folder> = HashMap::new();
+        for (rel, with_itself) in roots.chain(paths) {
+            let folders = rel
+                .match_indices('/')
+                .map(|(at, _)| &rel[..at])
+                .chain(with_itself.then_some(rel))
+                .filter(|folder| !folder.is_empty());
+            for folder in folders {
+                let found = if let Some(&found) = seen.get(folder) {
+                    found
+                } else {
+                    let found = self.folder(&package_dir, folder, rel)?;
+                    seen.insert(folder, found);
+                    found
+                };
+                if found != Folder::Real {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the package-relative `folder` on the way to `rel` is; a symlink is refused.
+    fn folder(&self, package_dir: &Path, folder: &str, rel: &str) -> Result<Folder> {
+        if self.covered(folder) {
+            return Ok(Folder::Covered);
+        }
+        let abs = package_dir.join(folder);
+        match lstat_if_exists(&abs)? {
+            Some(meta) if meta.file_type().is_symlink() => Err(Error::Symlinked {
+                output: self.workspace_path(rel),
+                link: self.workspace_path(folder),
+                target: fs::read_link(&abs)
+                    .map_or_else(|_| "?".to_owned(), |to| to.display().to_string()),
+            }),
+            Some(_) => Ok(Folder::Real),
+            None => Ok(Folder::Absent),
+        }
+    }
+
+    /// `path` (workspace-relative) relative to the package folder, if it lies below it.
+    fn package_relative<'a>(&self, path: &'a str) -> Option<&'a str> {
+        if self.package.is_empty() {
+            Some(path)
+        } else {
+            path.strip_prefix(self.package.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+        }
+    }
+
+    /// Whether the package-relative `rel` is among what the declared outputs collect.
+    fn covered(&self, rel: &str) -> bool {
+        self.patterns.iter().any(|pattern| pattern.covers(rel))
+    }
+}
+
+/// A folder on the way to an output, as `check_parents` finds it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Folder {
+    /// Not among the outputs, and not a symlink: what lies below it is checked too.
+    Real,
+    /// Among the declared outputs: deleted whole before anything is restored below it.
+    Covered,
+    /// Not there: nothing below it is either.
+    Absent,
 }
 
 /// What any manifest must satisfy, whatever rule it is for: relative normalized paths, each

@@ -284,7 +284,16 @@ impl Store {
         // Held from the first blob to the entry: until the entry is written nothing names those
         // blobs, and a collection running in between would delete them as unreferenced.
         let _writing = StoreLock::shared(&self.root)?;
-        let found: Vec<(String, Found)> = self.collect(workspace, &declared)?.into_iter().collect();
+        let collected = self.collect(workspace, &declared)?;
+        // Temporary files a killed `once` left among the outputs: never the command's, and
+        // once stored, every restore would bring them back.
+        for junk in &collected.junk {
+            match fs::remove_file(junk) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err).at(junk),
+                _ => {}
+            }
+        }
+        let found: Vec<(String, Found)> = collected.found.into_iter().collect();
         let mut manifest: Vec<OutputEntry> = found
             .iter()
             .map(|(path, found)| OutputEntry {
@@ -418,6 +427,19 @@ impl TempFile {
                 Err(err) => return Err(err).at(&path),
             }
         }
+    }
+
+    /// Whether `name` is one `create` makes.
+    pub(crate) fn is_temp_name(name: &str) -> bool {
+        let Some((pid, n)) = name
+            .strip_prefix(".tmp-")
+            .and_then(|rest| rest.split_once('-'))
+        else {
+            return false;
+        };
+        [pid, n]
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
     }
 
     /// `rename` is atomic: readers see no file or the whole file, also after `kill -9`.

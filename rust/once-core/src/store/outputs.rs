@@ -9,7 +9,7 @@ use globset::GlobMatcher;
 use rayon::prelude::*;
 
 use super::declared::{Declared, Pattern};
-use super::{is_executable, utf8, ActionEntry, OutputKind, Store};
+use super::{is_executable, utf8, ActionEntry, OutputKind, Store, TempFile};
 use crate::error::IoContext;
 use crate::outputstats::OutputStats;
 use crate::statcache::wall_clock_ns;
@@ -32,7 +32,7 @@ impl Store {
         let declared = Declared::parse(package, outputs)?;
         // Before the first stat: only a file stamped clearly before it can be vouched for.
         let checked_ns = wall_clock_ns();
-        let found = self.collect(workspace, &declared)?;
+        let found = self.collect(workspace, &declared)?.found;
         if found.len() != entry.outputs.len() {
             return Ok(false);
         }
@@ -86,31 +86,28 @@ impl Store {
     }
 
     /// What the declared outputs hold on disk now, keyed by workspace-relative path.
-    pub(super) fn collect(
-        &self,
-        workspace: &Path,
-        declared: &Declared,
-    ) -> Result<BTreeMap<String, Found>> {
+    pub(super) fn collect(&self, workspace: &Path, declared: &Declared) -> Result<Collected> {
+        declared.check_parents(workspace, &[])?;
         let package_dir = workspace.join(&declared.package);
-        let mut found = BTreeMap::new();
+        let mut collected = Collected::default();
         for pattern in &declared.patterns {
             match pattern {
                 Pattern::Literal(rel) => {
                     let abs = package_dir.join(rel);
                     if let Some(meta) = lstat_if_exists(&abs)? {
                         let path = declared.workspace_path(rel);
-                        self.record(path, abs, meta.file_type(), &mut found)?;
+                        self.record(path, abs, meta.file_type(), &mut collected)?;
                     }
                 }
                 Pattern::Glob { base, matcher } => {
                     for (rel, abs, file_type) in self.glob(&package_dir, base, matcher)? {
                         let path = declared.workspace_path(&rel);
-                        self.record(path, abs, file_type, &mut found)?;
+                        self.record(path, abs, file_type, &mut collected)?;
                     }
                 }
             }
         }
-        Ok(found)
+        Ok(collected)
     }
 
     fn record(
@@ -118,8 +115,15 @@ impl Store {
         path: String,
         abs: PathBuf,
         file_type: fs::FileType,
-        found: &mut BTreeMap<String, Found>,
+        collected: &mut Collected,
     ) -> Result<()> {
+        let name = path
+            .rsplit_once('/')
+            .map_or(path.as_str(), |(_, name)| name);
+        if file_type.is_file() && TempFile::is_temp_name(name) {
+            collected.junk.push(abs);
+            return Ok(());
+        }
         let kind = if file_type.is_symlink() {
             let target = fs::read_link(&abs).at(&abs)?;
             FoundKind::Symlink(utf8(target.into_os_string(), &abs)?)
@@ -133,7 +137,7 @@ impl Store {
                 let child = entry.path();
                 let name = utf8(entry.file_name(), &child)?;
                 let file_type = entry.file_type().at(&child)?;
-                self.record(format!("{path}/{name}"), child, file_type, found)?;
+                self.record(format!("{path}/{name}"), child, file_type, collected)?;
             }
             FoundKind::Dir
         } else if file_type.is_file() {
@@ -146,7 +150,7 @@ impl Store {
             // Sockets, fifos and devices are not build outputs anyone can restore.
             return Ok(());
         };
-        found.insert(path, Found { abs, kind });
+        collected.found.insert(path, Found { abs, kind });
         Ok(())
     }
 
@@ -191,20 +195,30 @@ impl Store {
     }
 
     /// Delete what the declared outputs hold now: matching files and links, folder outputs
-    /// whole. Nothing else is touched.
-    pub(super) fn remove_declared(&self, workspace: &Path, declared: &Declared) -> Result<()> {
+    /// whole, except that a folder in `kept` (workspace-relative) is emptied rather than
+    /// removed. Nothing else is touched.
+    pub(super) fn remove_declared(
+        &self,
+        workspace: &Path,
+        declared: &Declared,
+        kept: &HashSet<&str>,
+    ) -> Result<()> {
         let package_dir = workspace.join(&declared.package);
+        let remove = |rel: &str, abs: &Path, is_dir: bool| {
+            let keep = is_dir && kept.contains(declared.workspace_path(rel).as_str());
+            self.remove(abs, is_dir, keep)
+        };
         for pattern in &declared.patterns {
             match pattern {
                 Pattern::Literal(rel) => {
                     let abs = package_dir.join(rel);
                     if let Some(meta) = lstat_if_exists(&abs)? {
-                        self.remove(&abs, meta.is_dir())?;
+                        remove(rel, &abs, meta.is_dir())?;
                     }
                 }
                 Pattern::Glob { base, matcher } => {
-                    for (_, abs, file_type) in self.glob(&package_dir, base, matcher)? {
-                        self.remove(&abs, file_type.is_dir())?;
+                    for (rel, abs, file_type) in self.glob(&package_dir, base, matcher)? {
+                        remove(&rel, &abs, file_type.is_dir())?;
                     }
                 }
             }
@@ -212,13 +226,17 @@ impl Store {
         Ok(())
     }
 
-    fn remove(&self, abs: &Path, is_dir: bool) -> Result<()> {
-        let result = if !is_dir {
-            fs::remove_file(abs)
-        } else if self.identity.is_none() {
-            fs::remove_dir_all(abs)
+    /// Remove `abs`; a folder with `keep` is only emptied. An output folder may be a mount
+    /// point (a container volume), which no `rmdir` can remove (EBUSY).
+    fn remove(&self, abs: &Path, is_dir: bool, keep: bool) -> Result<()> {
+        let result = if is_dir {
+            let spared = self.empty_tree(abs)?;
+            if keep || spared {
+                return Ok(());
+            }
+            fs::remove_dir(abs)
         } else {
-            return self.remove_tree(abs);
+            fs::remove_file(abs)
         };
         match result {
             Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err).at(abs),
@@ -226,8 +244,9 @@ impl Store {
         }
     }
 
-    /// `remove_dir_all`, except that it spares the store should it live below `abs`.
-    fn remove_tree(&self, abs: &Path) -> Result<()> {
+    /// Delete everything below `abs`, never following a symlink, and sparing the store should
+    /// it live there; true when it did.
+    fn empty_tree(&self, abs: &Path) -> Result<bool> {
         let mut spared = false;
         for entry in fs::read_dir(abs).at(abs)? {
             let entry = entry.at(abs)?;
@@ -235,16 +254,26 @@ impl Store {
             if self.is_store(&entry) {
                 spared = true;
             } else if entry.file_type().at(&child)?.is_dir() {
-                self.remove_tree(&child)?;
+                if self.empty_tree(&child)? {
+                    spared = true;
+                } else {
+                    fs::remove_dir(&child).at(&child)?;
+                }
             } else {
                 fs::remove_file(&child).at(&child)?;
             }
         }
-        match fs::remove_dir(abs) {
-            Err(_) if spared => Ok(()),
-            result => result.at(abs),
-        }
+        Ok(spared)
     }
+}
+
+/// What the declared outputs hold, and the temporary files a killed `once` left among them.
+#[derive(Default)]
+pub(super) struct Collected {
+    /// Keyed by workspace-relative path.
+    pub(super) found: BTreeMap<String, Found>,
+    /// Never outputs: no run of the command made them.
+    pub(super) junk: Vec<PathBuf>,
 }
 
 /// A file or folder found under the declared outputs now.

@@ -1,6 +1,6 @@
 //! Putting a manifest back on disk from blobs, and taking hard-linked outputs back from the store.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use super::declared::Declared;
 use super::outputs::FoundKind;
 use super::{
-    drop_corrupt_blob, is_executable, is_file, parent_of, set_file_mode, set_mode, ActionEntry,
-    LinkMode, OutputKind, Store, TempFile, BLOB_MODE,
+    drop_corrupt_blob, is_executable, is_file, set_file_mode, set_mode, ActionEntry, LinkMode,
+    OutputKind, Store, StoreLock, TempFile, BLOB_MODE, CAS,
 };
 use crate::error::{Error, IoContext};
 use crate::hash::{hash_bytes, hash_file, Digest};
@@ -43,6 +43,7 @@ impl Store {
         let declared = Declared::parse(package, outputs)?;
         // Everything is checked before anything on disk is touched.
         declared.validate(&entry.outputs)?;
+        declared.check_parents(workspace, &entry.outputs)?;
         for output in &entry.outputs {
             if let OutputKind::File { digest, .. } = &output.kind {
                 let blob = self.blob_path(digest);
@@ -51,8 +52,15 @@ impl Store {
                 }
             }
         }
-        // No stale file survives a restore (Turborepo 10951).
-        self.remove_declared(workspace, &declared)?;
+        // No stale file survives a restore (Turborepo 10951). A folder the entry has is
+        // emptied rather than removed: it may be a mount point.
+        let kept: HashSet<&str> = entry
+            .outputs
+            .iter()
+            .filter(|output| matches!(output.kind, OutputKind::Dir))
+            .map(|output| output.path.as_str())
+            .collect();
+        self.remove_declared(workspace, &declared, &kept)?;
 
         let mut folders = BTreeSet::new();
         for output in &entry.outputs {
@@ -94,14 +102,30 @@ impl Store {
         outputs: &[String],
     ) -> Result<usize> {
         let declared = Declared::parse(package, outputs)?;
-        let found = self.collect(workspace, &declared)?;
-        let linked: Vec<&Path> = found
+        let found = self.collect(workspace, &declared)?.found;
+        // The copies are made in the store's `cas/`, never among the outputs, where a kill
+        // would leave one for the next save to take as an output. A link to a blob is on the
+        // store's file system, so a rename from there can replace it.
+        let spare = self.root.join(CAS);
+        let store_device = fs::metadata(&spare).ok().and_then(|meta| device(&meta));
+        let linked: Vec<(&Path, fs::Metadata)> = found
             .values()
             .filter(|found| matches!(found.kind, FoundKind::File { .. }))
-            .map(|found| found.abs.as_path())
-            .filter(|abs| fs::symlink_metadata(abs).is_ok_and(|meta| is_read_only_link(&meta)))
+            .filter_map(|found| {
+                let meta = fs::symlink_metadata(&found.abs).ok()?;
+                // Elsewhere it cannot share its bytes with a blob.
+                let from_store = is_read_only_link(&meta) && device(&meta) == store_device;
+                from_store.then_some((found.abs.as_path(), meta))
+            })
             .collect();
-        linked.par_iter().try_for_each(|abs| unshare(abs))?;
+        if linked.is_empty() {
+            return Ok(0);
+        }
+        // Held while copies sit in `cas/`, where a clear would otherwise delete them midway.
+        let _copying = StoreLock::shared(&self.root)?;
+        linked
+            .par_iter()
+            .try_for_each(|(abs, meta)| unshare(abs, meta, &spare))?;
         Ok(linked.len())
     }
 }
@@ -210,17 +234,50 @@ fn create(dest: &Path) -> Result<File> {
         .at(dest)
 }
 
-/// Replace `path` by a writable copy of itself (a clone where the file system can), renamed
-/// into place so the name never disappears.
-fn unshare(path: &Path) -> Result<()> {
-    let meta = fs::symlink_metadata(path).at(path)?;
-    let (file, temp) = TempFile::create(parent_of(path))?;
+/// Replace `path` (whose metadata is `meta`) by a writable copy of itself, a clone where the
+/// file system can, made in `spare` and renamed into place so the name never disappears.
+fn unshare(path: &Path, meta: &fs::Metadata, spare: &Path) -> Result<()> {
+    let mode = if is_executable(meta) { 0o755 } else { 0o644 };
+    let (file, temp) = TempFile::create(spare)?;
     drop(file);
     // `reflink_or_copy` wants to create the destination itself.
     fs::remove_file(&temp.path).at(&temp.path)?;
     reflink_copy::reflink_or_copy(path, &temp.path).at(&temp.path)?;
-    set_mode(&temp.path, if is_executable(&meta) { 0o755 } else { 0o644 })?;
-    temp.persist(path)
+    set_mode(&temp.path, mode)?;
+    match temp.persist(path) {
+        // The same file system mounted twice (a bind mount): no rename crosses that either.
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::CrossesDevices => {
+            unshare_in_place(path, mode)
+        }
+        result => result,
+    }
+}
+
+/// `unshare` without a rename: the name is missing for a moment, but the bytes are safe in the
+/// blob the link shares them with.
+fn unshare_in_place(path: &Path, mode: u32) -> Result<()> {
+    let mut linked = File::open(path).at(path)?;
+    fs::remove_file(path).at(path)?;
+    let mut copy = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .at(path)?;
+    io::copy(&mut linked, &mut copy).at(path)?;
+    set_file_mode(&copy, mode).at(path)
+}
+
+#[cfg(unix)]
+// `Option` for the platforms without devices, where it is always `None`.
+#[allow(clippy::unnecessary_wraps)]
+fn device(meta: &fs::Metadata) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Some(meta.dev())
+}
+
+#[cfg(not(unix))]
+fn device(_meta: &fs::Metadata) -> Option<u64> {
+    None
 }
 
 /// A file with more than one name and no write permission: what a hard-link restore makes.
