@@ -1,7 +1,7 @@
 """Type stubs for `once._core`, the Rust extension (rust/once-py). Every call that touches
 files releases the GIL; `scripts/test` checks this stub against the binary with mypy's stubtest."""
 
-from typing import Literal, TypedDict, final, type_check_only
+from typing import ClassVar, TypedDict, final, type_check_only
 
 __all__ = [
     "KEY_FORMAT_VERSION",
@@ -13,6 +13,8 @@ __all__ = [
     "OutputStats",
     "PendingScan",
     "Remote",
+    "SettleState",
+    "SettledHit",
     "Snapshot",
     "Store",
     "SymlinkedOutputError",
@@ -181,6 +183,37 @@ class Entry:
     def output_count(self) -> int: ...
 
 @final
+class SettleState:
+    """How `Store.settle_hits` settled one hit."""
+
+    Cached: ClassVar[SettleState]
+    """The outputs were in place."""
+    Restored: ClassVar[SettleState]
+    """The outputs were put back."""
+    Refused: ClassVar[SettleState]
+    """Restoring would leave the declared outputs: nothing was touched (a miss)."""
+    Gone: ClassVar[SettleState]
+    """A blob disappeared since the lookup, or no longer held its name (a miss)."""
+    Failed: ClassVar[SettleState]
+    """Another error (a miss)."""
+    def __int__(self) -> int: ...
+
+@final
+class SettledHit:
+    """One hit settled by `Store.settle_hits`."""
+
+    @property
+    def state(self) -> SettleState: ...
+    @property
+    def message(self) -> str | None:
+        """Why, for `Refused` and `Failed`."""
+    @property
+    def log(self) -> bytes | None:
+        """The replayed log, when asked for."""
+    @property
+    def seconds(self) -> float: ...
+
+@final
 class OutputStats:
     """Stats and digests of output files as last checked, kept in the workspace state folder,
     so that a hit whose outputs are in place is confirmed from metadata alone."""
@@ -208,21 +241,11 @@ class Store:
         link: str = "copy",
         known: OutputStats | None = None,
         read_logs: bool = False,
-    ) -> list[
-        tuple[
-            Literal["cached", "restored", "refused", "gone", "failed"],
-            str | None,
-            bytes | None,
-            float,
-        ]
-    ]:
+    ) -> list[SettledHit]:
         """Settle many hits, each (entry, package, declared outputs, wave), in one call: keep
         the outputs when they match (`outputs_match` with `known`), else restore them with
         `link`; then touch the entry and, with `read_logs`, read its log. Waves run in
-        increasing order, each in parallel. Per hit, in order: its state, the message of a
-        refusal (`refused`: restore would leave the declared outputs; nothing was touched) or
-        of another error (`failed`), its log, and its seconds. `gone`: a blob disappeared
-        since the lookup, a miss."""
+        increasing order, each in parallel. One report per hit, in order."""
     def save(
         self,
         key: str,

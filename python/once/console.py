@@ -114,9 +114,9 @@ class Console:
             self._stream.flush()
 
 
-def hit_result(label: str, state: str, seconds: float, saved_ms: int) -> Result:
-    """The result of a hit that `Store.settle_hits` reported as "cached" or "restored"."""
-    outcome: Outcome = "cached" if state == "cached" else "restored"
+def hit_result(label: str, restored: bool, seconds: float, saved_ms: int) -> Result:
+    """The result of a hit: its outputs were in place ("cached"), or put back ("restored")."""
+    outcome: Outcome = "restored" if restored else "cached"
     return Result(label, outcome, seconds, saved_ms=saved_ms)
 
 

@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 
     # What the fast path worked out before it left a run to the CLI (see `claim_keys`).
     Keyed = tuple[list[Step], list[str], Callable[[], tuple[list[KeyRequest], int]]]
-    # A hit the fast path settled before another step sent the run to the CLI: its
-    # `Store.settle_hits` report (state, message, log, seconds).
-    Settled = tuple[str, str | None, bytes | None, float]
 
 # Flags after which `run` does not take the lock or walk (it prints and exits).
 _NO_RUN = frozenset(("--dry-run", "--help", "-h"))
@@ -56,7 +53,7 @@ class Early:
         # (kept or restored) before a step it could not settle sent the run to the CLI.
         self.keyed: Keyed | None = None
         self.entries: list[_core.Entry | None] | None = None
-        self.settled: dict[str, Settled] = {}
+        self.settled: dict[str, _core.SettledHit] = {}
 
     def snapshot(self) -> _core.Snapshot:
         """The walk's snapshot, once it is done; its error (each time asked) if it failed."""
@@ -144,7 +141,7 @@ def claim_keys(root: Path, steps: list[Step]) -> tuple[list[str], list[KeyReques
 
 def claim_entries(
     keys: list[str],
-) -> tuple[dict[str, _core.Entry | None], dict[str, Settled]] | None:
+) -> tuple[dict[str, _core.Entry | None], dict[str, _core.SettledHit]] | None:
     """By key, the entry (or None) the fast path found for each of `keys`, the keys
     `claim_keys` handed over, looked up moments before under the same lock; and the hits it
     settled already; once. The run settles its hits with the entries rather than reading every

@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from once.console import Result
     from once.plans import KeyRequest, Step
 
-_SETTLED = ("cached", "restored")
-
 
 def run() -> int | None:
     """The exit status of the run the prelude started, when this path answered it; None to
@@ -199,17 +197,26 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
             output_stats.save()  # as the runner does: what was checked need not be again
         except OSError:
             pass
-    if any(state not in _SETTLED for state, *_ in reports):
+    settled = (_core.SettleState.Cached, _core.SettleState.Restored)
+    if any(report.state not in settled for report in reports):
         # The others are settled, some restored: the run continues from there, not anew.
         early.settled = {
             entry.key: report
             for (entry, *_), report in zip(wanted, reports, strict=True)
-            if report[0] in _SETTLED
+            if report.state in settled
         }
         return None
     results = [
-        (hit_result(step.label, state, seconds, entry.duration_ms), log or b"")
-        for step, (entry, *_), (state, _, log, seconds) in zip(steps, wanted, reports, strict=True)
+        (
+            hit_result(
+                step.label,
+                report.state == _core.SettleState.Restored,
+                report.seconds,
+                entry.duration_ms,
+            ),
+            report.log or b"",
+        )
+        for step, (entry, *_), report in zip(steps, wanted, reports, strict=True)
     ]
     return _Hits(
         steps=steps,

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from once.fingerprint import Fingerprint
     from once.graph import Action
     from once.model import Workspace
-    from once.prelude import Settled
     from once.remote import RemoteCache
 
 # How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
@@ -83,7 +82,7 @@ class Runner:
         link: str = "copy",  # how hits restore files: "copy" (reflink where possible) or "hardlink"
         remote: RemoteCache | None = None,  # asked on a local miss, given what a run saves
         entries: dict[str, _core.Entry | None] | None = None,  # found by key moments ago
-        settled: dict[str, Settled] | None = None,  # hits settled moments ago, by key
+        settled: dict[str, _core.SettledHit] | None = None,  # hits settled moments ago, by key
     ) -> None:
         self._entries = entries
         self._settled = settled or {}
@@ -176,20 +175,20 @@ class Runner:
         reports = [self._settled.get(entry.key) or next(fresh) for _, _, entry in bulk]
         results: dict[str, Result] = {}
         hits: list[tuple[Result, bytes]] = []
-        for (label, action, entry), (state, message, log, seconds) in zip(
-            bulk, reports, strict=True
-        ):
-            if state == "refused":
-                self._warn_refused(label, entry, message)
+        for (label, action, entry), report in zip(bulk, reports, strict=True):
+            state = report.state
+            if state == _core.SettleState.Refused:
+                self._warn_refused(label, entry, report.message)
                 self._uncached.add(label)
-            elif state == "gone":
+            elif state == _core.SettleState.Gone:
                 self._uncached.add(label)
             # A hit reports only when its dependencies did: after one that must run, it waits
             # for it (and is skipped if it fails), confirmed again by the normal path.
-            elif state != "failed" and all(dep in results for dep in action.deps):
-                result = hit_result(label, state, seconds, entry.duration_ms)
+            elif state != _core.SettleState.Failed and all(dep in results for dep in action.deps):
+                restored = state == _core.SettleState.Restored
+                result = hit_result(label, restored, report.seconds, entry.duration_ms)
                 results[label] = result
-                hits.append((result, log or b""))
+                hits.append((result, report.log or b""))
         self.console.hits(hits)
         return results
 

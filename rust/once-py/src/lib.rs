@@ -36,7 +36,7 @@ mod _core {
         action_keys, action_spec, settled, FileSet, KeyRequest, PendingScan, Snapshot,
     };
     #[pymodule_export]
-    use crate::store::{Entry, OutputStats, Store};
+    use crate::store::{Entry, OutputStats, SettleState, SettledHit, Store};
 
     #[pymodule_export]
     // Python expects this dunder name for a module version.

@@ -11,7 +11,7 @@ use once_core::outputstats;
 use once_core::store::{self, ActionEntry, Hit, HitReport, LinkMode, Settled};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors::CoreResult;
 
@@ -109,7 +109,10 @@ impl Store {
                 read_logs,
             )
         });
-        Ok(reports.into_iter().map(settled_hit).collect())
+        Ok(reports
+            .into_iter()
+            .map(|report| SettledHit::new(py, report))
+            .collect())
     }
 
     #[pyo3(signature = (key, workspace, package, outputs, log, exit_code, duration_ms))]
@@ -270,22 +273,53 @@ impl Store {
 }
 
 /// One settled hit as Python sees it: (state, message, log, seconds).
-type SettledHit = (
-    &'static str,
-    Option<String>,
-    Option<Cow<'static, [u8]>>,
-    f64,
-);
+/// How `Store.settle_hits` settled one hit.
+#[pyclass(frozen, eq, eq_int, module = "once._core")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SettleState {
+    /// The outputs were in place.
+    Cached,
+    /// The outputs were put back.
+    Restored,
+    /// Restoring would leave the declared outputs: nothing was touched (a miss).
+    Refused,
+    /// A blob disappeared since the lookup, or no longer held its name (a miss).
+    Gone,
+    /// Another error (a miss).
+    Failed,
+}
 
-fn settled_hit(report: HitReport) -> SettledHit {
-    let (state, message) = match report.settled {
-        Settled::Cached => ("cached", None),
-        Settled::Restored => ("restored", None),
-        Settled::Refused(message) => ("refused", Some(message)),
-        Settled::Gone => ("gone", None),
-        Settled::Failed(err) => ("failed", Some(err.to_string())),
-    };
-    (state, message, report.log.map(Cow::Owned), report.seconds)
+/// One hit settled by `Store.settle_hits`.
+#[pyclass(frozen, module = "once._core")]
+pub struct SettledHit {
+    #[pyo3(get)]
+    state: SettleState,
+    /// Why, for `Refused` and `Failed`.
+    #[pyo3(get)]
+    message: Option<String>,
+    /// The replayed log, when asked for.
+    #[pyo3(get)]
+    log: Option<Py<PyBytes>>,
+    #[pyo3(get)]
+    seconds: f64,
+}
+
+impl SettledHit {
+    fn new(py: Python<'_>, report: HitReport) -> SettledHit {
+        let (state, message) = match report.settled {
+            Settled::Cached => (SettleState::Cached, None),
+            Settled::Restored => (SettleState::Restored, None),
+            Settled::Refused(message) => (SettleState::Refused, Some(message)),
+            Settled::Gone => (SettleState::Gone, None),
+            Settled::Failed(err) => (SettleState::Failed, Some(err.to_string())),
+        };
+        SettledHit {
+            state,
+            message,
+            log: report.log.map(|log| PyBytes::new(py, &log).unbind()),
+            seconds: report.seconds,
+        }
+    }
 }
 
 /// Plain dicts rather than more classes: they go straight into `--json` output, and the stub
