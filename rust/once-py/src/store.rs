@@ -274,7 +274,7 @@ impl Store {
 
 /// One settled hit as Python sees it: (state, message, log, seconds).
 /// How `Store.settle_hits` settled one hit.
-#[pyclass(frozen, eq, eq_int, module = "once._core")]
+#[pyclass(frozen, eq, eq_int, skip_from_py_object, module = "once._core")]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum SettleState {
     /// The outputs were in place.
