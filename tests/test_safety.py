@@ -57,10 +57,49 @@ def test_input_edited_while_its_rule_runs_is_not_cached(ws: Workspace) -> None:
     )
     done = ws.once("run", "build")
     assert done.code == 0, done.err
-    assert "//:build: not cached: inputs changed while it ran (in.txt)" in done.out
+    assert "//:build: not cached: its inputs changed while it ran (in.txt)" in done.err
     # Back to the contents the key was computed from: nothing may be filed under that key.
     (ws.root / "in.txt").write_text("original\n")
     assert ws.once("run", "build").code == 0
+    assert ws.ran() == ["build", "build"]
+
+
+def test_input_added_while_its_rule_runs_is_not_cached(ws: Workspace, tmp_path: Path) -> None:
+    """`cat src/*.txt` reads a file another process creates after the walk: what it made
+    must not be filed under the key computed without that file."""
+    started, go = tmp_path / "started", tmp_path / "go"
+    ws.write(
+        {
+            "once.toml": (
+                f'[rule.build]\ncmd = "{ws.marker("build")} && touch {started} && '
+                f"while [ ! -e {go} ]; do sleep 0.01; done && "
+                'mkdir -p dist && cat src/*.txt > dist/all.txt"\n'
+                'inputs = ["src/**"]\noutputs = ["dist/"]\n'
+            ),
+            "src/one.txt": "one\n",
+            ".gitignore": "scratch/\n",
+        }
+    )
+    proc = spawn(ws, "run", "build")
+    wait_for(started)
+    (ws.root / "src/new.txt").write_text("new\n")
+    # Not inputs: an ignored folder, and a file no glob of the rule matches.
+    (ws.root / "src/scratch").mkdir()
+    (ws.root / "src/scratch/tmp.txt").write_text("tmp\n")
+    (ws.root / "notes.txt").write_text("notes\n")
+    go.touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert warnings == [
+        "once: warning: //:build: not cached: its inputs changed while it ran (src/new.txt)"
+    ], err
+    assert (ws.root / "dist/all.txt").read_text() == "new\none\n"  # the outputs stay
+    # Back to the tree the key was computed from: nothing may be filed under that key.
+    (ws.root / "src/new.txt").unlink()
+    done = ws.once("run", "build")
+    assert done.code == 0, done.err
+    assert (ws.root / "dist/all.txt").read_text() == "one\n"
     assert ws.ran() == ["build", "build"]
 
 

@@ -84,7 +84,8 @@ class Snapshot:
         """Every file's path, executable bit and digest (where known) in one digest: equal
         trees select the same files with the same contents."""
     def changed_since_scan(self, set: FileSet) -> list[str]:
-        """Paths of `set` edited, replaced or deleted since the scan."""
+        """Paths of the inputs `set` gained, lost, or saw edited or replaced since the scan
+        (its globs matched again over a new walk of its package folder), sorted."""
     def inputs(self, set: FileSet) -> list[tuple[str, str, bool]]:
         """(path, digest, executable) of each file of a hashed set."""
 

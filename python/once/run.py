@@ -260,12 +260,14 @@ class Runner:
             self.console.failed(action.label, log)
             self.console.status(f"{action.label}: failed with exit code {exit_code}")
             return Result(action.label, "failed", time.monotonic() - started)
-        edited = self.snapshot.changed_since_scan(fingerprint.inputs) if self.snapshot else []
+        edited = self._inputs_changed(fingerprint) if self.store is not None and rule.cache else []
         if edited:
             # Caching now would file outputs made from new contents under the old key.
             more = f" and {len(edited) - 1} more" if len(edited) > 1 else ""
-            self.console.status(
-                f"{action.label}: not cached: inputs changed while it ran ({edited[0]}{more})"
+            print(
+                f"once: warning: {action.label}: not cached: its inputs changed while it ran "
+                f"({edited[0]}{more})",
+                file=sys.stderr,
             )
         elif self.store is not None and rule.cache:
             try:
@@ -282,6 +284,16 @@ class Runner:
             except OSError as err:
                 self._warn_cache_off(err)
         return Result(action.label, "ran", time.monotonic() - started)
+
+    def _inputs_changed(self, fingerprint: Fingerprint) -> list[str]:
+        """The input files added, removed or changed since the walk the key came from."""
+        if self.snapshot is None:
+            return []
+        try:
+            return self.snapshot.changed_since_scan(fingerprint.inputs)
+        except OSError as err:
+            # Unsure what the command saw: a miss next time costs less than a wrong hit.
+            return [f"could not walk them again: {err}"]
 
     def _from_cache(
         self, store: _core.Store, action: Action, key: str, started: float

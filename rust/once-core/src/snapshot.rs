@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::hash::{hash_files, Digest};
 use crate::select::Globs;
 use crate::statcache::{wall_clock_ns, JournalRoom, SortedStatCache, StatCache};
-use crate::walk::{walk_workspace, FileStat, WalkedFile};
+use crate::walk::{walk_workspace, walk_workspace_below, WalkedFile};
 use crate::{Error, Result};
 
 /// Indices into `Snapshot::files`, sorted; one per rule's input set.
@@ -267,20 +267,65 @@ impl Snapshot {
             .collect()
     }
 
-    /// Paths of `set` whose stat is no longer what the walk recorded (edited, replaced or
-    /// deleted since). Checked after a rule's command ran: a step whose inputs changed under
-    /// it must not be cached under the key computed from the earlier contents.
-    #[must_use]
-    pub fn changed_since_scan(&self, set: &FileSet) -> Vec<String> {
-        set.par_iter()
-            .filter_map(|&index| {
-                let file = self.files.get(index as usize)?;
-                let now = std::fs::metadata(self.root.join(&file.rel))
-                    .ok()
-                    .map(|meta| FileStat::from_metadata(&meta));
-                (now != Some(file.stat)).then(|| file.rel.clone())
-            })
-            .collect()
+    /// Paths of the input files that `set` (selected from `package` by `include` and
+    /// `exclude`) gained, lost or saw edited or replaced since the scan, sorted. Checked after
+    /// a rule's command ran: a step whose inputs changed under it must not be cached under the
+    /// key computed from the earlier contents. The globs are matched again over a new walk of
+    /// the package folder (as the scan walked it: `skip_dirs`, ignore files), so a file
+    /// created while the command ran counts as much as one edited.
+    pub fn changed_since_scan(
+        &self,
+        set: &FileSet,
+        package: &str,
+        include: &[String],
+        exclude: &[String],
+        skip_dirs: &[String],
+    ) -> Result<Vec<String>> {
+        let folder = package.trim_start_matches("./").trim_matches('/');
+        let now = Snapshot {
+            root: self.root.clone(),
+            files: walk_workspace_below(&self.root, folder, skip_dirs)?,
+            digests: Vec::new(),
+            started_ns: self.started_ns,
+            primed: None,
+        };
+        let now_set = now.select(package, include, exclude)?;
+        let before: Vec<&WalkedFile> = set
+            .iter()
+            .filter_map(|&i| self.files.get(i as usize))
+            .collect();
+        let after: Vec<&WalkedFile> = now_set
+            .iter()
+            .filter_map(|&i| now.files.get(i as usize))
+            .collect();
+        let (mut i, mut j) = (0, 0);
+        let mut changed = Vec::new();
+        loop {
+            match (before.get(i), after.get(j)) {
+                (Some(then), Some(current)) if then.rel == current.rel => {
+                    if then.stat != current.stat {
+                        changed.push(then.rel.clone());
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                // Both are sorted by path: the smaller path is in one list only.
+                (Some(gone), Some(current)) if gone.rel < current.rel => {
+                    changed.push(gone.rel.clone());
+                    i += 1;
+                }
+                (Some(gone), None) => {
+                    changed.push(gone.rel.clone());
+                    i += 1;
+                }
+                (_, Some(added)) => {
+                    changed.push(added.rel.clone());
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        Ok(changed)
     }
 
     /// `files[start..end]` are the files below `package`, and `prefix_len` bytes of each path
