@@ -221,8 +221,8 @@ def test_cache_folder_unusable_still_builds_with_one_warning(ws: Workspace, tmp_
 
 
 @pytest.fixture
-def tiny_cache(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB file system for the cache, to fill up for real (needs root to mount)."""
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB file system, to fill up for real (needs root to mount)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
     done = subprocess.run(
@@ -238,7 +238,7 @@ def tiny_cache(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", str(mount)], check=False)
 
 
-def test_disk_full_cache_still_builds_and_loses_nothing(ws: Workspace, tiny_cache: Path) -> None:
+def test_disk_full_cache_still_builds_and_loses_nothing(ws: Workspace, tiny_fs: Path) -> None:
     ws.write(
         {
             "once.toml": (
@@ -248,12 +248,51 @@ def test_disk_full_cache_still_builds_and_loses_nothing(ws: Workspace, tiny_cach
             )
         }
     )
-    done = ws.once("run", "build", env={"ONCE_CACHE_DIR": str(tiny_cache)})
+    done = ws.once("run", "build", env={"ONCE_CACHE_DIR": str(tiny_fs)})
     assert done.code == 0, done.err
     assert done.err.count("caching is off for this run") == 1, done.err
     assert (ws.root / "big.bin").stat().st_size == 4_000_000
     assert (ws.root / "small.txt").read_text() == "small\n"
     # Nothing half-written is left to be mistaken for a hit.
-    again = ws.once("run", "build", env={"ONCE_CACHE_DIR": str(tiny_cache)})
+    again = ws.once("run", "build", env={"ONCE_CACHE_DIR": str(tiny_fs)})
     assert again.code == 0
     assert "1 steps: 1 ran" in again.out
+
+
+def fill(folder: Path) -> None:
+    """Write to `folder` until its file system is full."""
+    with (folder / "filler").open("wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+def test_state_folder_on_a_full_disk_still_hits(tmp_path: Path, tiny_fs: Path) -> None:
+    """`.once/` cannot take a byte more: the stat cache of a touched input, the history and the
+    rest of the kept state cannot be written, and every hit still succeeds."""
+    ws = Workspace(tiny_fs / "ws", tmp_path / "cache")
+    ws.root.mkdir()
+    ws.write(
+        {
+            "once.toml": (
+                f'[rule.build]\ncmd = "{ws.marker("build")} && mkdir -p out && '
+                'cat src/*.txt > out/all.txt"\ninputs = ["src/**"]\noutputs = ["out/"]\n'
+            ),
+            "src/a.txt": "a\n",
+        }
+    )
+    assert ws.once("run", "build").code == 0
+    fill(tiny_fs)
+    for _ in range(3):
+        (ws.root / "src/a.txt").touch()  # a new stat: its digest goes to the stat cache
+        done = ws.once("run", "build")
+        assert done.code == 0, done.err
+        assert "all 1 steps cached" in done.out, done.out
+        warnings = [line for line in done.err.splitlines() if line]
+        assert len(warnings) == 1, done.err
+        assert warnings[0].startswith("once: warning: could not save the "), done.err
+        assert "No space left on device" in warnings[0], done.err
+    assert ws.ran() == ["build"]
+    assert (ws.root / "out/all.txt").read_text() == "a\n"

@@ -83,6 +83,10 @@ class Snapshot:
     def tree_digest(self) -> str:
         """Every file's path, executable bit and digest (where known) in one digest: equal
         trees select the same files with the same contents."""
+    @property
+    def stat_cache_unsaved(self) -> str | None:
+        """Why `hash` could not write the stat cache (a full disk), if it could not: the
+        digests stand, and the next run reads those files again."""
     def changed_since_scan(self, set: FileSet) -> list[str]:
         """Paths of the inputs `set` gained, lost, or saw edited or replaced since the scan
         (its globs matched again over a new walk of its package folder), sorted."""

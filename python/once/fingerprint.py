@@ -6,6 +6,7 @@ from once import _core
 from once.errors import ConfigError
 from once.graph import Action
 from once.key_context import ToolProbes
+from once.kept_state import unsaved
 from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
 from once.model import Rule, Workspace
 from once.plans import KeyRequest, Step, key_context, key_requests, selections, spec_json
@@ -169,6 +170,8 @@ def _key(
                 raise ConfigError(action.rule.source, f"{action.label}: {err}") from None
         raise
     read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / STAT_CACHE))
+    if snapshot.stat_cache_unsaved is not None:
+        unsaved("the stat cache", snapshot.stat_cache_unsaved)
     context = key_context(steps, environ, ToolProbes(workspace.root))
     requests = key_requests(steps, filesets, context)
     return _core.action_keys(snapshot, requests), requests, read

@@ -13,6 +13,8 @@ import marshal
 import os
 
 from once.atomic_file import write_atomic
+from once.errors import os_error_message
+from once.kept_state import unsaved
 
 TYPE_CHECKING = False  # not typing's: loaded by the fast path of a no-op run (quick.py)
 if TYPE_CHECKING:
@@ -66,7 +68,14 @@ class History:
                 self._pending[label] = (key, spec_json())
 
     def save(self) -> None:
-        """Write the specs and keys recorded since loading; no-op when nothing changed."""
+        """Write the specs and keys recorded since loading; no-op when nothing changed. Best
+        effort: what cannot be written (a full disk) only leaves `once why` less to say."""
+        try:
+            self._write()
+        except OSError as err:
+            unsaved("the run history", os_error_message(err))
+
+    def _write(self) -> None:
         with self._lock:
             if not self._pending:
                 return

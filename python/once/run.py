@@ -14,6 +14,8 @@ from pathlib import Path
 from once import _core
 from once.cache_files import cache_folder
 from once.console import Console, Result, hit_line, hit_result
+from once.errors import os_error_message
+from once.kept_state import unsaved
 from once.layout import OUTPUT_STATS, STATE_DIR
 from once.workers import Workers
 
@@ -89,8 +91,10 @@ class Runner:
             self._schedule(actions, results, jobs)
         finally:
             # Losing these records costs one re-hash of the outputs next run, no more.
-            with contextlib.suppress(OSError):
+            try:
                 self.output_stats.save()
+            except OSError as err:
+                unsaved("the output stats", os_error_message(err))
         return [results[action.rule.label] for action in actions]
 
     def _entries_of(self, store: _core.Store, keys: list[str]) -> list[_core.Entry | None]:

@@ -25,6 +25,9 @@ pub struct Snapshot {
     pub started_ns: i64,
     /// The stat cache `prime` read already, and what `hash` needs of it to write it back.
     pub primed: Option<(PathBuf, CacheRead)>,
+    /// Why `hash` could not write the stat cache (a full disk), if it could not: the digests
+    /// stand, and only the next run pays, reading those files again.
+    pub stat_cache_unsaved: Option<Error>,
 }
 
 /// What `hash` needs to know of the stat cache it read, to write it back.
@@ -49,6 +52,7 @@ impl Snapshot {
             files,
             started_ns,
             primed: None,
+            stat_cache_unsaved: None,
         })
     }
 
@@ -109,7 +113,8 @@ impl Snapshot {
     /// Fill the digests of every file in `sets`, using `stat_cache` (a path) for unchanged files
     /// and hashing the rest in parallel; then record them in the stat cache (appended to its
     /// journal when they are few, else the whole cache rewritten). Returns how many files were
-    /// actually read.
+    /// actually read. A stat cache that cannot be written is no error (see
+    /// `stat_cache_unsaved`): it only makes later runs slower.
     ///
     /// Each call that finds unknown digests loads the stat cache and writes it, so callers pass
     /// all the sets of a run at once.
@@ -156,6 +161,20 @@ impl Snapshot {
         let Some(cache_path) = stat_cache.filter(|_| !(read.current && to_read.is_empty())) else {
             return Ok(to_read.len());
         };
+        if let Err(err) = self.record_in_stat_cache(cache_path, read, &to_read) {
+            self.stat_cache_unsaved = Some(err);
+        }
+        Ok(to_read.len())
+    }
+
+    /// Write the digests of the files just read (`to_read`) to the stat cache at `cache_path`,
+    /// whose state `read` describes.
+    fn record_in_stat_cache(
+        &self,
+        cache_path: &Path,
+        read: CacheRead,
+        to_read: &[usize],
+    ) -> Result<()> {
         // Recorded with this snapshot's start: a file stamped after it (or too close to it)
         // is written but not trusted next run, which hashes it again.
         let room = read
@@ -167,7 +186,7 @@ impl Snapshot {
                 let file = &self.files[i];
                 Some((file.rel.as_str(), &file.stat, self.digests[i].as_ref()?))
             });
-            StatCache::append(cache_path, room, self.started_ns, records)?;
+            StatCache::append(cache_path, room, self.started_ns, records)
         } else {
             let records = self
                 .files
@@ -178,8 +197,8 @@ impl Snapshot {
                 });
             StatCache::save(cache_path, self.started_ns, records)?;
             StatCache::remove_journal(cache_path);
+            Ok(())
         }
-        Ok(to_read.len())
     }
 
     /// Fill every digest the stat cache at `stat_cache` vouches for, reading no file: the part
@@ -288,6 +307,7 @@ impl Snapshot {
             digests: Vec::new(),
             started_ns: self.started_ns,
             primed: None,
+            stat_cache_unsaved: None,
         };
         let now_set = now.select(package, include, exclude)?;
         let before: Vec<&WalkedFile> = set

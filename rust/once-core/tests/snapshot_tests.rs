@@ -26,6 +26,7 @@ fn listing(rels: &[&str]) -> Snapshot {
         digests: vec![None; rels.len()],
         started_ns: 0,
         primed: None,
+        stat_cache_unsaved: None,
     }
 }
 

@@ -168,6 +168,18 @@ impl Snapshot {
         })
     }
 
+    /// Why `hash` could not write the stat cache (a full disk), if it could not.
+    #[getter]
+    fn stat_cache_unsaved(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        py.detach(|| {
+            Ok(self
+                .read()?
+                .stat_cache_unsaved
+                .as_ref()
+                .map(ToString::to_string))
+        })
+    }
+
     /// Fill the digests the stat cache vouches for, reading no file (see `Snapshot::prime`).
     fn prime(&self, py: Python<'_>, stat_cache: PathBuf) -> PyResult<()> {
         py.detach(|| {
