@@ -88,7 +88,7 @@ def test_input_added_while_its_rule_runs_is_not_cached(ws: Workspace, tmp_path: 
     (ws.root / "src/scratch/tmp.txt").write_text("tmp\n")
     (ws.root / "notes.txt").write_text("notes\n")
     go.touch()
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     warnings = [line for line in err.splitlines() if "warning" in line]
     assert warnings == [

@@ -5,8 +5,8 @@ from __future__ import annotations
 from once import _core
 from once.errors import ConfigError
 from once.graph import Action
-from once.key_context import ToolProbes
 from once.kept_state import unsaved
+from once.key_context import ToolProbes
 from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
 from once.model import Rule, Workspace
 from once.plans import KeyRequest, Step, key_context, key_requests, selections, spec_json

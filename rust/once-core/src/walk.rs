@@ -229,7 +229,10 @@ where
             .map_err(|(path, source)| Error::Io { path, source })?;
         let mut rel: Vec<u8> = Vec::new();
         let mut ignores = None;
-        for part in below.split('/').filter(|part| !part.is_empty() && *part != ".") {
+        for part in below
+            .split('/')
+            .filter(|part| !part.is_empty() && *part != ".")
+        {
             let listing = dir.list().at(dir.path())?;
             if self.rules.is_some() {
                 ignores = IgnoreRules::for_folder(&dir, &listing, &rel, ignores);
