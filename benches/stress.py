@@ -18,8 +18,10 @@ With the `once` process go the commands it started (their process groups), as in
 so that no orphan writes into the workspace afterwards. After every kill a run without a kill
 must succeed and give exactly the outputs of a clean build of the same variant (a separate
 workspace and cache, never killed); at the end every variant used is checked that way again
-from deleted outputs, and `once cache verify` must report nothing corrupt and nothing removed.
-Not a timed benchmark: its figures are kills and failures, not seconds.
+from deleted outputs, no temporary file of a killed process may be left once a full run (in
+`.once/`) and `once cache gc` (in the cache) have passed, and `once cache verify` must report
+nothing corrupt and nothing removed. Not a timed benchmark: its figures are kills and failures,
+not seconds.
 """
 
 from __future__ import annotations
@@ -220,6 +222,12 @@ class Stress:
             set_variant(self.ws, variant)
             drop_outputs(self.ws)
             self.check("final")
+        # What killed runs left half-written: the next full run (here, forced) removes it from
+        # the workspace's state, `once cache gc` from the cache.
+        self.once("run", "build", "--force")
+        self.leftovers("a full run", sorted((self.ws / ".once").rglob("*.tmp")))
+        self.once("cache", "gc")
+        self.leftovers("once cache gc", sorted(self.cache.rglob(".tmp-*")))
         done = self.once("cache", "verify", "--json")
         if done.returncode != 0:
             self.failures.append(f"cache verify: exit {done.returncode}: {done.stderr.strip()}")
@@ -228,6 +236,11 @@ class Stress:
         if report["corrupt_blobs"] or report["removed_entries"]:
             self.failures.append(f"cache verify repaired something: {report}")
         return report
+
+    def leftovers(self, after: str, found: list[Path]) -> None:
+        if found:
+            names = [path.name for path in found[:3]]
+            self.failures.append(f"after {after}: {len(found)} temporary files left: {names}")
 
 
 def kill_with_commands(proc: subprocess.Popen[str]) -> None:

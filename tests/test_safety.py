@@ -296,3 +296,26 @@ def test_state_folder_on_a_full_disk_still_hits(tmp_path: Path, tiny_fs: Path) -
         assert "No space left on device" in warnings[0], done.err
     assert ws.ran() == ["build"]
     assert (ws.root / "out/all.txt").read_text() == "a\n"
+
+
+def test_temporary_state_files_of_killed_runs_are_removed(ws: Workspace) -> None:
+    """A run killed between writing a state file and renaming it into place leaves
+    `NAME.PID.N.tmp` in `.once/`; the next run that gets to the end removes it."""
+    three_packages(ws)
+    assert ws.once("run", "build").code == 0
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    state = ws.root / ".once"
+    leftovers = [
+        state / f"statcache.{gone.pid}.0.tmp",
+        state / f".run-keys.{gone.pid}.140000000000000.tmp",
+        state / "specs" / f".{'0' * 64}.json.{gone.pid}.140000000000000.tmp",
+    ]
+    live = state / f"outputs.{os.getpid()}.0.tmp"  # a process still writing it: it stays
+    for path in [*leftovers, live]:
+        path.write_bytes(b"half a state file")
+    (ws.root / "libs/a/src/one.txt").write_text("changed\n")
+    done = ws.once("run", "build")
+    assert done.code == 0, done.err
+    assert [path.name for path in leftovers if path.exists()] == []
+    assert live.exists()

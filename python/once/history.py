@@ -14,7 +14,7 @@ import os
 
 from once.atomic_file import write_atomic
 from once.errors import os_error_message
-from once.kept_state import unsaved
+from once.kept_state import unlink_quietly, unsaved
 
 TYPE_CHECKING = False  # not typing's: loaded by the fast path of a no-op run (quick.py)
 if TYPE_CHECKING:
@@ -86,16 +86,9 @@ class History:
                 self._keys[label] = key
             self._pending.clear()
             write_atomic(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))
-            _unlink_quietly(os.path.join(self._dir, "last-keys.json"))  # earlier versions' name
+            unlink_quietly(os.path.join(self._dir, "last-keys.json"))  # earlier versions' name
             # Specs no label points at any more are only history of history.
             live = {f"{key}.json" for key in self._keys.values()}
             for stale in os.listdir(specs):
                 if stale not in live:
-                    _unlink_quietly(os.path.join(specs, stale))
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass  # gone already, or not ours to remove: either way nothing to do
+                    unlink_quietly(os.path.join(specs, stale))
