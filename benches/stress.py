@@ -10,7 +10,8 @@ package's inputs). Each round picks a phase and kills the process doing it at a 
 of its usual duration:
 
 - cold: a variant never built, so every step runs and saves;
-- restore: a variant in the cache, every output deleted, so every step is restored;
+- restore: a variant in the cache, every output deleted, so every step is restored (as
+  copies or as hard links into the cache, at random);
 - evict: a new variant under a small `ONCE_CACHE_MAX_SIZE`, so the end of the run evicts;
 - gc: `once cache gc --max-size` well below what the cache holds.
 
@@ -171,7 +172,7 @@ class Stress:
             set_variant(self.ws, self.variant)
             self.check("before a restore")  # builds what an earlier eviction dropped
             drop_outputs(self.ws)
-            return ["run", "build"], ROOMY
+            return ["run", "build", "--link", self.rng.choice(("copy", "hardlink"))], ROOMY
         return ["cache", "gc", "--max-size", GC_TO], ROOMY
 
     def round(self, phase: str) -> None:

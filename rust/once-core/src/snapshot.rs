@@ -300,6 +300,9 @@ impl Snapshot {
         exclude: &[String],
         skip_dirs: &[String],
     ) -> Result<Vec<String>> {
+        if include.is_empty() {
+            return Ok(Vec::new()); // no glob to match anything, now or then
+        }
         let folder = package.trim_start_matches("./").trim_matches('/');
         let now = Snapshot {
             root: self.root.clone(),
