@@ -264,15 +264,10 @@ class Runner:
             self.console.failed(action.label, log)
             self.console.status(f"{action.label}: failed with exit code {exit_code}")
             return Result(action.label, "failed", time.monotonic() - started)
-        edited = self._inputs_changed(fingerprint) if self.store is not None and rule.cache else []
-        if edited:
+        unsafe = self._inputs_moved(fingerprint) if self.store is not None and rule.cache else None
+        if unsafe is not None:
             # Caching now would file outputs made from new contents under the old key.
-            more = f" and {len(edited) - 1} more" if len(edited) > 1 else ""
-            print(
-                f"once: warning: {action.label}: not cached: its inputs changed while it ran "
-                f"({edited[0]}{more})",
-                file=sys.stderr,
-            )
+            print(f"once: warning: {action.label}: not cached: {unsafe}", file=sys.stderr)
         elif self.store is not None and rule.cache:
             try:
                 self.store.save(
@@ -289,15 +284,20 @@ class Runner:
                 self._warn_cache_off(err)
         return Result(action.label, "ran", time.monotonic() - started)
 
-    def _inputs_changed(self, fingerprint: Fingerprint) -> list[str]:
-        """The input files added, removed or changed since the walk the key came from."""
+    def _inputs_moved(self, fingerprint: Fingerprint) -> str | None:
+        """Why the step's result may not be filed under its key, computed before it ran: an
+        input file added, removed or changed since the walk the key came from."""
         if self.snapshot is None:
-            return []
+            return None
         try:
-            return self.snapshot.changed_since_scan(fingerprint.inputs)
+            changed = self.snapshot.changed_since_scan(fingerprint.inputs)
         except OSError as err:
             # Unsure what the command saw: a miss next time costs less than a wrong hit.
-            return [f"could not walk them again: {err}"]
+            return f"its inputs could not be walked again ({os_error_message(err)})"
+        if not changed:
+            return None
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        return f"its inputs changed while it ran ({changed[0]}{more})"
 
     def _from_cache(
         self, store: _core.Store, action: Action, key: str, started: float
