@@ -32,6 +32,7 @@ class Scripted(ThreadingHTTPServer):
         self.requests: list[str] = []  # "GET /ac/...", in order
         self.blob_pause = 0.0  # seconds between the chunks of a blob
         self.endless_entries = False
+        self.trickled_entries = False  # a byte at a time, each well within the timeout
         self.silent = False  # accept, read the request, never answer
         self.entry_bytes_sent = 0
         self.lock = threading.Lock()
@@ -86,6 +87,9 @@ class Handler(BaseHTTPRequestHandler):
         if name.startswith("ac/") and self.server.endless_entries:
             self._endless()
             return
+        if name.startswith("ac/") and self.server.trickled_entries:
+            self._trickle()
+            return
         body = self.server.objects.get(name)
         if body is None:
             self.send_response(404)
@@ -105,6 +109,17 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(pause)
         except OSError:
             self.close_connection = True  # the client gave up on it
+
+    def _trickle(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        try:
+            while not self.server.stopping.wait(0.1):
+                self.wfile.write(b"{")
+                self.wfile.flush()
+        except OSError:
+            self.close_connection = True
 
     def _endless(self) -> None:
         self.send_response(200)
@@ -211,3 +226,22 @@ def key_of(ws: Workspace) -> str:
     assert done.code == 0, done.err
     (action,) = json.loads(done.out)["actions"]
     return str(action["key"])
+
+
+def test_an_entry_trickling_in_is_cut_off(tmp_path: Path, scripted: Scripted) -> None:
+    """A byte every 0.1 s never lets the wait for the next chunk reach the timeout: the entry
+    must still arrive at a pace, not whenever the server likes."""
+    _, second = two_clones(tmp_path, 10)
+    scripted.trickled_entries = True
+    started = time.monotonic()
+    done = second.once(
+        "run", "build", env={"ONCE_REMOTE": scripted.url, "ONCE_REMOTE_TIMEOUT": "1"}
+    )
+    assert done.code == 0, done.err
+    assert second.ran() == ["build"]
+    warnings = remote_warnings(done)
+    assert len(warnings) == 1, done.err
+    assert "no answer within" in warnings[0], done.err
+    # Not a timing test: this only bounds a wait that would otherwise last 29 hours.
+    assert time.monotonic() - started < 60
+

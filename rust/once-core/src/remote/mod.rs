@@ -194,8 +194,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// each, so this holds a step of some 400,000 output files, while a server sending an endless
 /// body is cut off after a fraction of a second on a fast link instead of filling memory.
 const ENTRY_MAX_BYTES: usize = 64 << 20;
-/// Upload deadlines grow with size at this pace, so a big blob on a slow link is not cut off
-/// by the per-request timeout meant for small requests.
+/// Upload deadlines, and how long an entry may take to arrive, grow with size at this pace, so
+/// a big blob on a slow link is not cut off by the timeout meant for small requests.
 const SLOWEST_UPLOAD_BYTES_PER_SEC: u64 = 1 << 20;
 
 pub struct Remote {
@@ -444,8 +444,11 @@ impl Shared {
             .transpose()
     }
 
-    /// The entry `name` whole, `None` when absent; an error past `ENTRY_MAX_BYTES`.
+    /// The entry `name` whole, `None` when absent; an error past `ENTRY_MAX_BYTES`, or when
+    /// it comes slower than `SLOWEST_UPLOAD_BYTES_PER_SEC` after the first timeout: a server
+    /// trickling a byte now and then would otherwise hold the step for as long as it likes.
     async fn read_entry(&self, name: &str) -> Result<Option<Bytes>, RemoteError> {
+        let started = Instant::now();
         let Some(mut body) = self.answer(self.backend.get_stream(name)).await? else {
             return Ok(None);
         };
@@ -458,6 +461,11 @@ impl Shared {
                 });
             }
             entry.extend_from_slice(&chunk);
+            let allowed = self.timeout
+                + Duration::from_secs(entry.len() as u64 / SLOWEST_UPLOAD_BYTES_PER_SEC);
+            if started.elapsed() > allowed {
+                return Err(RemoteError::Timeout(allowed));
+            }
         }
         Ok(Some(entry.freeze()))
     }
