@@ -244,4 +244,3 @@ def test_an_entry_trickling_in_is_cut_off(tmp_path: Path, scripted: Scripted) ->
     assert "no answer within" in warnings[0], done.err
     # Not a timing test: this only bounds a wait that would otherwise last 29 hours.
     assert time.monotonic() - started < 60
-
