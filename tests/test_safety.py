@@ -57,10 +57,49 @@ def test_input_edited_while_its_rule_runs_is_not_cached(ws: Workspace) -> None:
     )
     done = ws.once("run", "build")
     assert done.code == 0, done.err
-    assert "//:build: not cached: inputs changed while it ran (in.txt)" in done.out
+    assert "//:build: not cached: its inputs changed while it ran (in.txt)" in done.err
     # Back to the contents the key was computed from: nothing may be filed under that key.
     (ws.root / "in.txt").write_text("original\n")
     assert ws.once("run", "build").code == 0
+    assert ws.ran() == ["build", "build"]
+
+
+def test_input_added_while_its_rule_runs_is_not_cached(ws: Workspace, tmp_path: Path) -> None:
+    """`cat src/*.txt` reads a file another process creates after the walk: what it made
+    must not be filed under the key computed without that file."""
+    started, go = tmp_path / "started", tmp_path / "go"
+    ws.write(
+        {
+            "once.toml": (
+                f'[rule.build]\ncmd = "{ws.marker("build")} && touch {started} && '
+                f"while [ ! -e {go} ]; do sleep 0.01; done && "
+                'mkdir -p dist && cat src/*.txt > dist/all.txt"\n'
+                'inputs = ["src/**"]\noutputs = ["dist/"]\n'
+            ),
+            "src/one.txt": "one\n",
+            ".gitignore": "scratch/\n",
+        }
+    )
+    proc = spawn(ws, "run", "build")
+    wait_for(started)
+    (ws.root / "src/new.txt").write_text("new\n")
+    # Not inputs: an ignored folder, and a file no glob of the rule matches.
+    (ws.root / "src/scratch").mkdir()
+    (ws.root / "src/scratch/tmp.txt").write_text("tmp\n")
+    (ws.root / "notes.txt").write_text("notes\n")
+    go.touch()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert warnings == [
+        "once: warning: //:build: not cached: its inputs changed while it ran (src/new.txt)"
+    ], err
+    assert (ws.root / "dist/all.txt").read_text() == "new\none\n"  # the outputs stay
+    # Back to the tree the key was computed from: nothing may be filed under that key.
+    (ws.root / "src/new.txt").unlink()
+    done = ws.once("run", "build")
+    assert done.code == 0, done.err
+    assert (ws.root / "dist/all.txt").read_text() == "one\n"
     assert ws.ran() == ["build", "build"]
 
 
@@ -182,8 +221,8 @@ def test_cache_folder_unusable_still_builds_with_one_warning(ws: Workspace, tmp_
 
 
 @pytest.fixture
-def tiny_cache(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB file system for the cache, to fill up for real (needs root to mount)."""
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB file system, to fill up for real (needs root to mount)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
     done = subprocess.run(
@@ -199,7 +238,7 @@ def tiny_cache(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", str(mount)], check=False)
 
 
-def test_disk_full_cache_still_builds_and_loses_nothing(ws: Workspace, tiny_cache: Path) -> None:
+def test_disk_full_cache_still_builds_and_loses_nothing(ws: Workspace, tiny_fs: Path) -> None:
     ws.write(
         {
             "once.toml": (
@@ -209,12 +248,74 @@ def test_disk_full_cache_still_builds_and_loses_nothing(ws: Workspace, tiny_cach
             )
         }
     )
-    done = ws.once("run", "build", env={"ONCE_CACHE_DIR": str(tiny_cache)})
+    done = ws.once("run", "build", env={"ONCE_CACHE_DIR": str(tiny_fs)})
     assert done.code == 0, done.err
     assert done.err.count("caching is off for this run") == 1, done.err
     assert (ws.root / "big.bin").stat().st_size == 4_000_000
     assert (ws.root / "small.txt").read_text() == "small\n"
     # Nothing half-written is left to be mistaken for a hit.
-    again = ws.once("run", "build", env={"ONCE_CACHE_DIR": str(tiny_cache)})
+    again = ws.once("run", "build", env={"ONCE_CACHE_DIR": str(tiny_fs)})
     assert again.code == 0
     assert "1 steps: 1 ran" in again.out
+
+
+def fill(folder: Path) -> None:
+    """Write to `folder` until its file system is full."""
+    with (folder / "filler").open("wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+def test_state_folder_on_a_full_disk_still_hits(tmp_path: Path, tiny_fs: Path) -> None:
+    """`.once/` cannot take a byte more: the stat cache of a touched input, the history and the
+    rest of the kept state cannot be written, and every hit still succeeds."""
+    ws = Workspace(tiny_fs / "ws", tmp_path / "cache")
+    ws.root.mkdir()
+    ws.write(
+        {
+            "once.toml": (
+                f'[rule.build]\ncmd = "{ws.marker("build")} && mkdir -p out && '
+                'cat src/*.txt > out/all.txt"\ninputs = ["src/**"]\noutputs = ["out/"]\n'
+            ),
+            "src/a.txt": "a\n",
+        }
+    )
+    assert ws.once("run", "build").code == 0
+    fill(tiny_fs)
+    for _ in range(3):
+        (ws.root / "src/a.txt").touch()  # a new stat: its digest goes to the stat cache
+        done = ws.once("run", "build")
+        assert done.code == 0, done.err
+        assert "all 1 steps cached" in done.out, done.out
+        warnings = [line for line in done.err.splitlines() if line]
+        assert len(warnings) == 1, done.err
+        assert warnings[0].startswith("once: warning: could not save the "), done.err
+        assert "No space left on device" in warnings[0], done.err
+    assert ws.ran() == ["build"]
+    assert (ws.root / "out/all.txt").read_text() == "a\n"
+
+
+def test_temporary_state_files_of_killed_runs_are_removed(ws: Workspace) -> None:
+    """A run killed between writing a state file and renaming it into place leaves
+    `NAME.PID.N.tmp` in `.once/`; the next run that gets to the end removes it."""
+    three_packages(ws)
+    assert ws.once("run", "build").code == 0
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    state = ws.root / ".once"
+    leftovers = [
+        state / f"statcache.{gone.pid}.0.tmp",
+        state / f".run-keys.{gone.pid}.140000000000000.tmp",
+        state / "specs" / f".{'0' * 64}.json.{gone.pid}.140000000000000.tmp",
+    ]
+    live = state / f"outputs.{os.getpid()}.0.tmp"  # a process still writing it: it stays
+    for path in [*leftovers, live]:
+        path.write_bytes(b"half a state file")
+    (ws.root / "libs/a/src/one.txt").write_text("changed\n")
+    done = ws.once("run", "build")
+    assert done.code == 0, done.err
+    assert [path.name for path in leftovers if path.exists()] == []
+    assert live.exists()

@@ -112,8 +112,13 @@ class Snapshot:
         trees select the same files with the same contents."""
     def paths(self, set: FileSet) -> list[str]:
         """The workspace-relative paths of `set`, in order."""
+    @property
+    def stat_cache_unsaved(self) -> str | None:
+        """Why `hash` could not write the stat cache (a full disk), if it could not: the
+        digests stand, and the next run reads those files again."""
     def changed_since_scan(self, set: FileSet) -> list[str]:
-        """Paths of `set` edited, replaced or deleted since the scan."""
+        """Paths of the inputs `set` gained, lost, or saw edited or replaced since the scan
+        (its globs matched again over a new walk of its package folder), sorted."""
     def inputs(self, set: FileSet) -> list[tuple[str, str, bool]]:
         """(path, digest, executable) of each file of a hashed set."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from once import _core
 from once.errors import ConfigError
 from once.graph import Action
+from once.kept_state import unsaved
 from once.key_context import ToolProbes
 from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
 from once.model import Rule, Workspace
@@ -189,6 +190,8 @@ def _key(
             "ignore them in .gitignore or .onceignore)",
         ) from None
     read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / STAT_CACHE))
+    if snapshot.stat_cache_unsaved is not None:
+        unsaved("the stat cache", snapshot.stat_cache_unsaved)
     context = key_context(steps, environ, ToolProbes(workspace.root))
     requests = key_requests(steps, filesets, context)
     return _core.action_keys(snapshot, requests), requests, read

@@ -14,6 +14,8 @@ import marshal
 import os
 
 from once.atomic_file import read_sealed, write_sealed
+from once.errors import os_error_message
+from once.kept_state import unlink_quietly, unsaved
 
 TYPE_CHECKING = False  # not typing's: loaded by the fast path of a no-op run (quick.py)
 if TYPE_CHECKING:
@@ -67,7 +69,14 @@ class History:
                 self._pending[label] = (key, spec_json())
 
     def save(self) -> None:
-        """Write the specs and keys recorded since loading; no-op when nothing changed."""
+        """Write the specs and keys recorded since loading; no-op when nothing changed. Best
+        effort: what cannot be written (a full disk) only leaves `once why` less to say."""
+        try:
+            self._write()
+        except OSError as err:
+            unsaved("the run history", os_error_message(err))
+
+    def _write(self) -> None:
         with self._lock:
             if not self._pending:
                 return
@@ -78,16 +87,9 @@ class History:
                 self._keys[label] = key
             self._pending.clear()
             write_sealed(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))
-            _unlink_quietly(os.path.join(self._dir, "last-keys.json"))  # earlier versions' name
+            unlink_quietly(os.path.join(self._dir, "last-keys.json"))  # earlier versions' name
             # Specs no label points at any more are only history of history.
             live = {f"{key}.json" for key in self._keys.values()}
             for stale in os.listdir(specs):
                 if stale not in live:
-                    _unlink_quietly(os.path.join(specs, stale))
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass  # gone already, or not ours to remove: either way nothing to do
+                    unlink_quietly(os.path.join(specs, stale))

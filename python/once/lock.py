@@ -42,8 +42,11 @@ def acquire(state_dir: str) -> int:
                 flush=True,
             )
             fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass  # a full disk: the pid only tells a waiting run whom it waits for
     except BaseException:
         os.close(fd)
         raise

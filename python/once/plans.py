@@ -18,6 +18,8 @@ import sys
 
 from once import __version__, _core
 from once.atomic_file import read_sealed, write_sealed
+from once.errors import os_error_message
+from once.kept_state import unsaved
 from once.key_context import ToolProbes, declared_env, env_mode, platform_tag
 from once.stamps import Stamps, hold, signature
 from once.value import Value
@@ -230,8 +232,8 @@ def save(state_dir: str, stamps: Stamps, key: PlanKey, steps: list[Step]) -> Non
         del plans[stale]
     try:
         write_sealed(path, marshal.dumps((header, stamps, plans)))
-    except OSError:
-        pass  # a read-only checkout or a full disk: the next run plans again
+    except OSError as err:
+        unsaved("the run plan", os_error_message(err))  # the next run plans again
 
 
 def _header(root: str) -> tuple[Any, ...]:

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-from once import _core, plans, prelude, run_keys
+from once import _core, kept_state, plans, prelude, run_keys
 from once.cache_files import MAX_SIZE_ENV, cache_folder, parse_size, record_run
 from once.console import hit_result, log_mode, summary
 from once.errors import EXIT_INTERRUPTED, os_error_message
@@ -122,6 +122,8 @@ class _Requests:
             inputs = plans.select_inputs(self._snapshot, self._steps)
             stat_cache = os.path.join(self._early.state_dir, STAT_CACHE)
             self.files_read = self._snapshot.hash(inputs, stat_cache)
+            if self._snapshot.stat_cache_unsaved is not None:
+                kept_state.unsaved("the stat cache", self._snapshot.stat_cache_unsaved)
             self._requests = plans.key_requests(self._steps, inputs, self._context)
         return self._requests
 
@@ -195,8 +197,8 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
     finally:
         try:
             output_stats.save()  # as the runner does: what was checked need not be again
-        except OSError:
-            pass
+        except OSError as err:
+            kept_state.unsaved("the output stats", os_error_message(err))
     settled = (_core.SettleState.Cached, _core.SettleState.Restored)
     if any(report.state not in settled for report in reports):
         # The others are settled, some restored: the run continues from there, not anew.

@@ -14,7 +14,8 @@ from pathlib import Path
 from once import _core
 from once.cache_files import cache_folder
 from once.console import Console, Result, hit_line, hit_result
-from once.errors import OnceError
+from once.errors import OnceError, os_error_message
+from once.kept_state import unsaved
 from once.key_context import command_env, env_mode
 from once.layout import OUTPUT_STATS, STATE_DIR
 from once.workers import Workers
@@ -110,8 +111,10 @@ class Runner:
             self._schedule(actions, results, jobs)
         finally:
             # Losing these records costs one re-hash of the outputs next run, no more.
-            with contextlib.suppress(OSError):
+            try:
                 self.output_stats.save()
+            except OSError as err:
+                unsaved("the output stats", os_error_message(err))
         return [results[action.rule.label] for action in actions]
 
     def _entries_of(self, store: _core.Store, keys: list[str]) -> list[_core.Entry | None]:
@@ -314,13 +317,10 @@ class Runner:
                 "by its command",
                 file=sys.stderr,
             )
-        edited = self.snapshot.changed_since_scan(fingerprint.inputs) if self.snapshot else []
-        if edited:
+        unsafe = self._inputs_moved(fingerprint) if self.store is not None and rule.cache else None
+        if unsafe is not None:
             # Caching now would file outputs made from new contents under the old key.
-            more = f" and {len(edited) - 1} more" if len(edited) > 1 else ""
-            self.console.status(
-                f"{action.label}: not cached: inputs changed while it ran ({edited[0]}{more})"
-            )
+            print(f"once: warning: {action.label}: not cached: {unsafe}", file=sys.stderr)
         elif self.store is not None and rule.cache:
             try:
                 self.store.save(
@@ -338,6 +338,21 @@ class Runner:
             except _core.UnsafePathError as err:  # say an output symlink to an absolute path
                 raise OnceError(f"{action.label}: not cached: {err}") from None
         return Result(action.label, "ran", time.monotonic() - started)
+
+    def _inputs_moved(self, fingerprint: Fingerprint) -> str | None:
+        """Why the step's result may not be filed under its key, computed before it ran: an
+        input file added, removed or changed since the walk the key came from."""
+        if self.snapshot is None:
+            return None
+        try:
+            changed = self.snapshot.changed_since_scan(fingerprint.inputs)
+        except OSError as err:
+            # Unsure what the command saw: a miss next time costs less than a wrong hit.
+            return f"its inputs could not be walked again ({os_error_message(err)})"
+        if not changed:
+            return None
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        return f"its inputs changed while it ran ({changed[0]}{more})"
 
     def _from_cache(
         self, store: _core.Store, action: Action, key: str, started: float

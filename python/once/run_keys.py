@@ -20,6 +20,8 @@ import os
 
 from once import __version__, _core
 from once.atomic_file import read_sealed, write_sealed
+from once.errors import os_error_message
+from once.kept_state import unsaved
 from once.stamps import Signature, signature
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
@@ -64,8 +66,8 @@ def keep(
         del kept[stale]
     try:
         write_sealed(os.path.join(state_dir, KEYS_NAME), marshal.dumps((_header(), kept)))
-    except OSError:
-        pass  # the next run computes them again
+    except OSError as err:
+        unsaved("the run keys", os_error_message(err))  # the next run computes them again
 
 
 def _load(state_dir: str) -> dict[PlanKey, tuple[str, str, str, list[str]]]:

@@ -11,7 +11,8 @@ from once.cache_bound import finish_run
 from once.console import Console, Result
 from once.fingerprint import plan
 from once.graph import Action
-from once.history import History
+from once.history import SPECS, History
+from once.kept_state import remove_leftovers
 from once.layout import STATE_DIR
 from once.lock import workspace_lock
 from once.model import Workspace
@@ -75,4 +76,6 @@ def execute(
                 fingerprint = keyed.fingerprints[result.label]
                 history.record(result.label, fingerprint.key, fingerprint.spec)
         history.save()
+        # Under the lock: no other run of this workspace is writing its state meanwhile.
+        remove_leftovers([str(state_dir), str(state_dir / SPECS)])
     return results

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from once import __version__
 from once.atomic_file import read_sealed, write_sealed
+from once.errors import os_error_message
+from once.kept_state import unsaved
 from once.model import Package, RemoteSettings, Rule, Workspace
 from once.stamps import Stamps, hold, settled, signature
 
@@ -93,8 +95,9 @@ def save(root: Path, cache_file: Path, workspace: Workspace, reads: Reads) -> Wo
                 return workspace  # edited just now: read it again until its stamp is past
             stamps.append((str(path), stamp))
         write_sealed(cache_file, marshal.dumps((_header(root), stamps, _encode(workspace))))
-    except OSError:
+    except OSError as err:
         # A read-only checkout or a full disk: the next command reads the files again.
+        unsaved("the validated configuration", os_error_message(err))
         return workspace
     return Workspace(workspace.root, workspace.packages, workspace.remote, stamps)
 

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::hash::{hash_files, Digest};
 use crate::select::Globs;
 use crate::statcache::{wall_clock_ns, JournalRoom, SortedStatCache, StatCache};
-use crate::walk::{walk_workspace, FileStat, WalkedFile};
+use crate::walk::{walk_workspace, walk_workspace_below, FileStat, WalkedFile};
 use crate::{Error, Result};
 
 /// Indices into `Snapshot::files`, sorted; one per rule's input set.
@@ -25,6 +25,9 @@ pub struct Snapshot {
     pub started_ns: i64,
     /// The stat cache `prime` read already, and what `hash` needs of it to write it back.
     pub primed: Option<(PathBuf, CacheRead)>,
+    /// Why `hash` could not write the stat cache (a full disk), if it could not: the digests
+    /// stand, and only the next run pays, reading those files again.
+    pub stat_cache_unsaved: Option<Error>,
 }
 
 /// What `hash` needs to know of the stat cache it read, to write it back.
@@ -49,6 +52,7 @@ impl Snapshot {
             files,
             started_ns,
             primed: None,
+            stat_cache_unsaved: None,
         })
     }
 
@@ -127,7 +131,8 @@ impl Snapshot {
     /// Fill the digests of every file in `sets`, using `stat_cache` (a path) for unchanged files
     /// and hashing the rest in parallel; then record them in the stat cache (appended to its
     /// journal when they are few, else the whole cache rewritten). Returns how many files were
-    /// actually read.
+    /// actually read. A stat cache that cannot be written is no error (see
+    /// `stat_cache_unsaved`): it only makes later runs slower.
     ///
     /// Each call that finds unknown digests loads the stat cache and writes it, so callers pass
     /// all the sets of a run at once.
@@ -174,6 +179,20 @@ impl Snapshot {
         let Some(cache_path) = stat_cache.filter(|_| !(read.current && to_read.is_empty())) else {
             return Ok(to_read.len());
         };
+        if let Err(err) = self.record_in_stat_cache(cache_path, read, &to_read) {
+            self.stat_cache_unsaved = Some(err);
+        }
+        Ok(to_read.len())
+    }
+
+    /// Write the digests of the files just read (`to_read`) to the stat cache at `cache_path`,
+    /// whose state `read` describes.
+    fn record_in_stat_cache(
+        &self,
+        cache_path: &Path,
+        read: CacheRead,
+        to_read: &[usize],
+    ) -> Result<()> {
         // Recorded with this snapshot's start: a file stamped after it (or too close to it)
         // is written but not trusted next run, which hashes it again.
         let room = read
@@ -185,7 +204,7 @@ impl Snapshot {
                 let file = &self.files[i];
                 Some((file.rel.as_str(), &file.stat, self.digests[i].as_ref()?))
             });
-            StatCache::append(cache_path, room, self.started_ns, records)?;
+            StatCache::append(cache_path, room, self.started_ns, records)
         } else {
             let records = self
                 .files
@@ -196,8 +215,8 @@ impl Snapshot {
                 });
             StatCache::save(cache_path, self.started_ns, records)?;
             StatCache::remove_journal(cache_path);
+            Ok(())
         }
-        Ok(to_read.len())
     }
 
     /// Fill every digest the stat cache at `stat_cache` vouches for, reading no file: the part
@@ -296,20 +315,87 @@ impl Snapshot {
             .collect()
     }
 
-    /// Paths of `set` whose stat is no longer what the walk recorded (edited, replaced or
-    /// deleted since). Checked after a rule's command ran: a step whose inputs changed under
-    /// it must not be cached under the key computed from the earlier contents.
-    #[must_use]
-    pub fn changed_since_scan(&self, set: &FileSet) -> Vec<String> {
-        set.par_iter()
-            .filter_map(|&index| {
-                let file = self.files.get(index as usize)?;
+    /// Paths of the input files that `set` (selected from `package` by `include` and
+    /// `exclude`) gained, lost or saw edited or replaced since the scan, sorted. Checked after
+    /// a rule's command ran: a step whose inputs changed under it must not be cached under the
+    /// key computed from the earlier contents. The globs are matched again over a new walk of
+    /// the package folder (as the scan walked it: `skip_dirs`, ignore files), so a file
+    /// created while the command ran counts as much as one edited.
+    pub fn changed_since_scan(
+        &self,
+        set: &FileSet,
+        package: &str,
+        include: &[String],
+        exclude: &[String],
+        skip_dirs: &[String],
+    ) -> Result<Vec<String>> {
+        if include.is_empty() {
+            return Ok(Vec::new()); // no glob to match anything, now or then
+        }
+        let folder = package.trim_start_matches("./").trim_matches('/');
+        let now = Snapshot {
+            root: self.root.clone(),
+            files: walk_workspace_below(&self.root, folder, skip_dirs)?,
+            digests: Vec::new(),
+            started_ns: self.started_ns,
+            primed: None,
+            stat_cache_unsaved: None,
+        };
+        let now_set = now.select(package, include, exclude)?;
+        // `//` inputs outside the package folder are not walked again (that would be the
+        // whole workspace): their stat is checked, so an edit or a removal counts, a file
+        // added there while the command ran does not.
+        let prefix = if folder.is_empty() {
+            String::new()
+        } else {
+            format!("{folder}/")
+        };
+        let (before, outside): (Vec<&WalkedFile>, Vec<&WalkedFile>) = set
+            .iter()
+            .filter_map(|&i| self.files.get(i as usize))
+            .partition(|file| file.rel.starts_with(&prefix));
+        let mut changed: Vec<String> = outside
+            .iter()
+            .filter(|file| {
                 let now = std::fs::metadata(self.root.join(&file.rel))
                     .ok()
                     .map(|meta| FileStat::from_metadata(&meta));
-                (now != Some(file.stat)).then(|| file.rel.clone())
+                now != Some(file.stat)
             })
-            .collect()
+            .map(|file| file.rel.clone())
+            .collect();
+        let after: Vec<&WalkedFile> = now_set
+            .iter()
+            .filter_map(|&i| now.files.get(i as usize))
+            .collect();
+        let (mut i, mut j) = (0, 0);
+        loop {
+            match (before.get(i), after.get(j)) {
+                (Some(then), Some(current)) if then.rel == current.rel => {
+                    if then.stat != current.stat {
+                        changed.push(then.rel.clone());
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                // Both are sorted by path: the smaller path is in one list only.
+                (Some(gone), Some(current)) if gone.rel < current.rel => {
+                    changed.push(gone.rel.clone());
+                    i += 1;
+                }
+                (Some(gone), None) => {
+                    changed.push(gone.rel.clone());
+                    i += 1;
+                }
+                (_, Some(added)) => {
+                    changed.push(added.rel.clone());
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        changed.sort();
+        Ok(changed)
     }
 
     /// `files[start..end]` are the files below `package`, and `prefix_len` bytes of each path

@@ -103,6 +103,23 @@ pub struct WalkedFile {
 /// `.git/info/exclude`, and `.onceignore`; includes hidden files; never enters `.git` or any
 /// folder named in `skip_dirs` (relative to root). Result sorted by `rel` (bytes).
 pub fn walk_workspace(root: &Path, skip_dirs: &[String]) -> Result<Vec<WalkedFile>> {
+    workspace_walker(skip_dirs).run(root)
+}
+
+/// The files `walk_workspace(root, skip_dirs)` finds below the folder `below` (relative to
+/// `root`, `/`-separated; "" for all), found by walking only that folder: the ignore files of
+/// the folders above it are read, their other entries are not. Paths stay relative to `root`.
+pub fn walk_workspace_below(
+    root: &Path,
+    below: &str,
+    skip_dirs: &[String],
+) -> Result<Vec<WalkedFile>> {
+    workspace_walker(skip_dirs).run_below(root, below)
+}
+
+fn workspace_walker(
+    skip_dirs: &[String],
+) -> Walker<impl Fn(Found<'_>) -> Result<Option<WalkedFile>> + Sync> {
     let skip = skip_dirs
         .iter()
         .map(|dir| {
@@ -114,7 +131,7 @@ pub fn walk_workspace(root: &Path, skip_dirs: &[String]) -> Result<Vec<WalkedFil
         })
         .filter(|dir| !dir.is_empty())
         .collect();
-    let walker = Walker {
+    Walker {
         rules: Some(WorkspaceRules { skip }),
         visit: |found: Found<'_>| {
             // A symlink is followed for its target's stat; dangling links, links to folders
@@ -143,8 +160,7 @@ pub fn walk_workspace(root: &Path, skip_dirs: &[String]) -> Result<Vec<WalkedFil
             })?;
             Ok(Some(WalkedFile { rel, stat }))
         },
-    };
-    walker.run(root)
+    }
 }
 
 /// A file (or a symlink, not yet followed) that the walk found and did not filter out.
@@ -202,11 +218,50 @@ where
         let dir = Directory::open(root.to_path_buf(), true)
             .map_err(|(path, source)| Error::Io { path, source })?;
         let runs = self.walk_dir(dir, &[], None)?;
-        let mut items = Vec::with_capacity(runs.iter().map(Vec::len).sum());
-        for run in runs {
-            items.extend(run);
+        Ok(concatenated(runs))
+    }
+
+    /// `run`, but only below the folder `below` of `root`: each folder on the way down is
+    /// listed for its ignore files and for the next folder, which must be a kept folder as
+    /// `run` would have entered it (else nothing is below it, as far as `run` knows).
+    fn run_below(&self, root: &Path, below: &str) -> Result<Vec<T>> {
+        let mut dir = Directory::open(root.to_path_buf(), true)
+            .map_err(|(path, source)| Error::Io { path, source })?;
+        let mut rel: Vec<u8> = Vec::new();
+        let mut ignores = None;
+        for part in below
+            .split('/')
+            .filter(|part| !part.is_empty() && *part != ".")
+        {
+            let listing = dir.list().at(dir.path())?;
+            if self.rules.is_some() {
+                ignores = IgnoreRules::for_folder(&dir, &listing, &rel, ignores);
+            }
+            let kept = self.keep(&dir, &listing, &rel, ignores.as_deref());
+            let mut child = rel.clone();
+            if !child.is_empty() {
+                child.push(b'/');
+            }
+            child.extend_from_slice(part.as_bytes());
+            let Some((path, _)) = kept.folders.into_iter().find(|(_, kept)| *kept == child) else {
+                return Ok(Vec::new()); // a file, an ignored or skipped folder
+            };
+            dir = match Directory::open(path, false) {
+                Ok(sub) => sub,
+                Err((_, err))
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Ok(Vec::new());
+                }
+                Err((path, source)) => return Err(Error::Io { path, source }),
+            };
+            rel = child;
         }
-        Ok(items)
+        let runs = self.walk_dir(dir, &rel, ignores)?;
+        Ok(concatenated(runs))
     }
 
     fn walk_dir(
@@ -327,6 +382,14 @@ where
         }
         kept
     }
+}
+
+fn concatenated<T>(runs: Runs<T>) -> Vec<T> {
+    let mut items = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+    for run in runs {
+        items.extend(run);
+    }
+    items
 }
 
 /// A folder's entries that the walk keeps (see `Walker::keep`).

@@ -26,6 +26,7 @@ fn listing(rels: &[&str]) -> Snapshot {
         digests: vec![None; rels.len()],
         started_ns: 0,
         primed: None,
+        stat_cache_unsaved: None,
     }
 }
 
@@ -659,4 +660,70 @@ fn workspace_inputs_are_selected_from_the_root() {
         snapshot.paths(&many[1]).unwrap(),
         ["config/a.json", "tsconfig.base.json"]
     );
+}
+
+/// After a command ran: the inputs it gained (a new file its globs match), lost and saw
+/// edited, and none of the files its globs do not match or that are ignored.
+#[test]
+fn changed_since_scan_finds_inputs_added_removed_and_edited() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    let skip = vec![".once".to_owned()];
+    write(root, ".gitignore", "tmp/\n");
+    for rel in [
+        "pkg/src/a.txt",
+        "pkg/src/b.txt",
+        "pkg/src/c.txt",
+        "pkg/README",
+    ] {
+        write(root, rel, "before");
+    }
+    let globs = (vec!["src/**".to_owned()], vec!["src/out/".to_owned()]);
+    let snapshot = Snapshot::scan(root, &skip).unwrap();
+    let set = snapshot.select("pkg", &globs.0, &globs.1).unwrap();
+    let changed = |snapshot: &Snapshot| {
+        snapshot
+            .changed_since_scan(&set, "pkg", &globs.0, &globs.1, &skip)
+            .unwrap()
+    };
+    assert!(changed(&snapshot).is_empty());
+    write(root, "pkg/README", "not an input");
+    write(root, "pkg/src/out/made.txt", "excluded");
+    write(root, "pkg/src/tmp/scratch.txt", "ignored");
+    write(root, "other/src/x.txt", "another package");
+    assert!(changed(&snapshot).is_empty());
+    write(root, "pkg/src/0-new.txt", "added");
+    fs::remove_file(root.join("pkg/src/b.txt")).unwrap();
+    write(root, "pkg/src/c.txt", "edited, longer");
+    write(root, "pkg/src/d.txt", "added");
+    assert_eq!(
+        changed(&snapshot),
+        vec![
+            "pkg/src/0-new.txt",
+            "pkg/src/b.txt",
+            "pkg/src/c.txt",
+            "pkg/src/d.txt"
+        ]
+    );
+}
+
+/// A `//` input outside the package is not walked again after the command: its stat is
+/// checked, so an edit counts and an unchanged one never makes the step look changed.
+#[test]
+fn changed_since_scan_checks_workspace_inputs_by_their_stat() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    write(root, "tsconfig.base.json", "{}");
+    write(root, "pkg/src/a.ts", "a");
+    let snapshot = Snapshot::scan(root, &[]).unwrap();
+    let include = vec!["src/**".to_owned(), "//tsconfig.base.json".to_owned()];
+    let set = snapshot.select("pkg", &include, &[]).unwrap();
+    let changed = |snapshot: &Snapshot| {
+        snapshot
+            .changed_since_scan(&set, "pkg", &include, &[], &[])
+            .unwrap()
+    };
+    assert_eq!(changed(&snapshot), Vec::<String>::new());
+    fs::write(root.join("tsconfig.base.json"), "{\"strict\": true}").unwrap();
+    assert_eq!(changed(&snapshot), ["tsconfig.base.json"]);
 }

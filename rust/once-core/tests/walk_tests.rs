@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use once_core::walk::{walk_workspace, FileStat};
+use once_core::walk::{walk_workspace, walk_workspace_below, FileStat};
 use once_core::Error;
 
 fn write(root: &Path, rel: &str, text: &str) {
@@ -496,4 +496,58 @@ fn a_deep_tree_is_walked_whole_and_in_order() {
     }
     expected.sort();
     assert_eq!(walked(root, &[]), expected);
+}
+
+/// Walking one folder finds what the whole walk finds below it, ignore files of the folders
+/// above it included, and nothing below a folder the whole walk would not enter.
+#[test]
+fn a_walk_below_a_folder_finds_what_the_whole_walk_finds_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, ".gitignore", "*.log\nscratch/\n");
+    write(root, "apps/.onceignore", "cache/\n");
+    write(root, "apps/web/src/a.ts", "a");
+    write(root, "apps/web/src/debug.log", "ignored by the root");
+    write(root, "apps/web/cache/c.bin", "ignored by apps/");
+    write(root, "apps/web/scratch/x", "ignored by the root");
+    write(root, "apps/web/.gitignore", "/local\n");
+    write(root, "apps/web/local", "ignored by its own folder");
+    write(root, "apps/web-legacy/b.ts", "a sibling, not below");
+    write(root, "apps/other.ts", "not below");
+    write(root, "skipped/x.txt", "skipped");
+    let skip = vec!["skipped".to_owned(), ".once".to_owned()];
+    let whole: Vec<(String, FileStat)> = walk_workspace(root, &skip)
+        .unwrap()
+        .into_iter()
+        .filter(|file| file.rel.starts_with("apps/web/"))
+        .map(|file| (file.rel, file.stat))
+        .collect();
+    for below in ["apps/web", "apps/web/", "./apps/web"] {
+        let part: Vec<(String, FileStat)> = walk_workspace_below(root, below, &skip)
+            .unwrap()
+            .into_iter()
+            .map(|file| (file.rel, file.stat))
+            .collect();
+        assert_eq!(part, whole, "{below}");
+    }
+    let names: Vec<&str> = whole.iter().map(|(rel, _)| rel.as_str()).collect();
+    assert_eq!(names, vec!["apps/web/.gitignore", "apps/web/src/a.ts"]);
+    for nothing in [
+        "apps/web/cache",
+        "apps/web/scratch",
+        "skipped",
+        "apps/missing",
+        "apps/other.ts",
+    ] {
+        assert!(
+            walk_workspace_below(root, nothing, &skip)
+                .unwrap()
+                .is_empty(),
+            "{nothing}"
+        );
+    }
+    assert_eq!(
+        walk_workspace_below(root, "", &skip).unwrap().len(),
+        walk_workspace(root, &skip).unwrap().len()
+    );
 }

@@ -20,13 +20,19 @@ use crate::errors::{CoreError, CoreResult};
 #[pyclass(frozen, module = "once._core")]
 pub struct Snapshot {
     inner: RwLock<snapshot::Snapshot>,
+    /// The folders the walk left out, for walking again as it did (`changed_since_scan`).
+    skip_dirs: Vec<String>,
 }
 
-/// The files one rule reads: indices into its snapshot, sorted.
+/// The files one rule reads: indices into its snapshot, sorted, and what selected them.
 #[pyclass(frozen, module = "once._core")]
 pub struct FileSet {
     indices: snapshot::FileSet,
+    selection: Selection,
 }
+
+/// A package folder, and the include and exclude globs of a rule's inputs within it.
+type Selection = (String, Vec<String>, Vec<String>);
 
 fn poisoned() -> PyErr {
     PyRuntimeError::new_err("snapshot poisoned by an earlier panic")
@@ -50,6 +56,7 @@ impl Snapshot {
 #[pyclass(frozen, module = "once._core")]
 pub struct PendingScan {
     thread: Mutex<Option<JoinHandle<once_core::Result<snapshot::Snapshot>>>>,
+    skip_dirs: Vec<String>,
 }
 
 #[pymethods]
@@ -65,6 +72,7 @@ impl PendingScan {
                 .map_err(|_| PyRuntimeError::new_err("the workspace walk panicked"))?;
             Ok(Snapshot {
                 inner: RwLock::new(scanned.map_err(CoreError)?),
+                skip_dirs: self.skip_dirs.clone(),
             })
         })
     }
@@ -76,13 +84,15 @@ impl Snapshot {
     #[staticmethod]
     #[pyo3(signature = (root, skip_dirs, stat_cache))]
     fn start_scan(root: PathBuf, skip_dirs: Vec<String>, stat_cache: PathBuf) -> PendingScan {
+        let skipped = skip_dirs.clone();
         let thread = std::thread::spawn(move || {
-            let mut scanned = snapshot::Snapshot::scan(&root, &skip_dirs)?;
+            let mut scanned = snapshot::Snapshot::scan(&root, &skipped)?;
             scanned.prime(&stat_cache);
             Ok(scanned)
         });
         PendingScan {
             thread: Mutex::new(Some(thread)),
+            skip_dirs,
         }
     }
 
@@ -93,6 +103,7 @@ impl Snapshot {
             py.detach(|| Ok(snapshot::Snapshot::scan(&root, &skip_dirs)?));
         Ok(Snapshot {
             inner: RwLock::new(scanned?),
+            skip_dirs,
         })
     }
 
@@ -114,7 +125,10 @@ impl Snapshot {
                 .read()?
                 .select(package, &include, &exclude)
                 .map_err(CoreError)?;
-            Ok(FileSet { indices })
+            Ok(FileSet {
+                indices,
+                selection: (package.to_owned(), include, exclude),
+            })
         })
     }
 
@@ -128,7 +142,8 @@ impl Snapshot {
             let sets = self.read()?.select_many(&requests).map_err(CoreError)?;
             Ok(sets
                 .into_iter()
-                .map(|indices| FileSet { indices })
+                .zip(requests)
+                .map(|(indices, selection)| FileSet { indices, selection })
                 .collect())
         })
     }
@@ -149,6 +164,18 @@ impl Snapshot {
                 .hash(&refs, stat_cache.as_deref())
                 .map_err(CoreError)?;
             Ok(read)
+        })
+    }
+
+    /// Why `hash` could not write the stat cache (a full disk), if it could not.
+    #[getter]
+    fn stat_cache_unsaved(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        py.detach(|| {
+            Ok(self
+                .read()?
+                .stat_cache_unsaved
+                .as_ref()
+                .map(ToString::to_string))
         })
     }
 
@@ -175,9 +202,17 @@ impl Snapshot {
         })
     }
 
-    /// Paths of `set` edited, replaced or deleted since the scan.
+    /// Paths of the inputs `set` gained, lost, or saw edited or replaced since the scan (its
+    /// globs matched again over a new walk of its package folder).
     fn changed_since_scan(&self, py: Python<'_>, set: &FileSet) -> PyResult<Vec<String>> {
-        py.detach(|| Ok(self.read()?.changed_since_scan(&set.indices)))
+        py.detach(|| {
+            let (package, include, exclude) = &set.selection;
+            let changed = self
+                .read()?
+                .changed_since_scan(&set.indices, package, include, exclude, &self.skip_dirs)
+                .map_err(CoreError)?;
+            Ok(changed)
+        })
     }
 
     /// (path, digest hex, executable) of each file of `set`.

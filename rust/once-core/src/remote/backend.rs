@@ -1,6 +1,5 @@
-//! The three kinds of server, behind five operations on names such as `cas/<digest>` and
-//! `ac/<key>`: get a small object whole, stream a large one, check existence, put bytes, and
-//! put a file streamed from disk. Memory stays bounded whatever the blob size: downloads are
+//! The three kinds of server, behind four operations on names such as `cas/<digest>` and
+//! `ac/<key>`: stream an object, check existence, put bytes, and put a file streamed from disk. Memory stays bounded whatever the blob size: downloads are
 //! chunk streams, and uploads above `WHOLE_UPLOAD_MAX` are sent in pieces.
 
 use std::path::Path;
@@ -56,16 +55,8 @@ impl Backend {
         }
     }
 
-    /// A small object whole (an entry), `None` when absent.
-    pub async fn get_small(&self, name: &str) -> Result<Option<Bytes>, RemoteError> {
-        match self {
-            Backend::Http(http) => http.get_small(name).await,
-            Backend::S3(s3) => s3.get_small(name).await,
-            Backend::Redis(redis) => redis.get_small(name).await,
-        }
-    }
-
-    /// An object as a stream of chunks, `None` when absent.
+    /// An object as a stream of chunks, `None` when absent. Nothing here bounds its size or
+    /// its pace: the caller times each chunk, and caps what it keeps.
     pub async fn get_stream(&self, name: &str) -> Result<Option<ByteStream>, RemoteError> {
         match self {
             Backend::Http(http) => http.get_stream(name).await,
@@ -206,16 +197,6 @@ impl Http {
                 status: status.as_u16(),
                 what: name.to_owned(),
             }),
-        }
-    }
-
-    async fn get_small(&self, name: &str) -> Result<Option<Bytes>, RemoteError> {
-        match self
-            .send(self.request(reqwest::Method::GET, name), name)
-            .await?
-        {
-            Some(response) => Ok(Some(response.bytes().await.map_err(|err| transport(&err))?)),
-            None => Ok(None),
         }
     }
 
@@ -393,14 +374,6 @@ impl S3 {
         }
     }
 
-    async fn get_small(&self, name: &str) -> Result<Option<Bytes>, RemoteError> {
-        match self.store.get(&self.path(name)).await {
-            Ok(result) => Ok(Some(result.bytes().await.map_err(|err| s3_error(&err))?)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(err) => Err(s3_error(&err)),
-        }
-    }
-
     async fn get_stream(&self, name: &str) -> Result<Option<ByteStream>, RemoteError> {
         match self.store.get(&self.path(name)).await {
             Ok(result) => Ok(Some(
@@ -519,34 +492,30 @@ impl Redis {
         format!("{REDIS_PREFIX}{}", name.replace('/', ":"))
     }
 
-    async fn get_small(&self, name: &str) -> Result<Option<Bytes>, RemoteError> {
-        let mut connection = self.connection().await?;
-        let value: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(Self::key(name))
-            .query_async(&mut connection)
-            .await
-            .map_err(|err| redis_error(&err))?;
-        Ok(value.map(Bytes::from))
-    }
-
-    /// `GETRANGE` by `REDIS_RANGE`: the value never sits whole in memory on either side.
+    /// `GETRANGE` by `REDIS_RANGE`: the value never sits whole in memory on either side. The
+    /// first range comes in the same round trip as the existence check, so an entry (a few
+    /// kilobytes) costs one.
     async fn get_stream(&self, name: &str) -> Result<Option<ByteStream>, RemoteError> {
         let mut connection = self.connection().await?;
         let key = Self::key(name);
-        let (exists, length): (bool, usize) = redis::pipe()
+        let (exists, length, first): (bool, usize, Vec<u8>) = redis::pipe()
             .cmd("EXISTS")
             .arg(&key)
             .cmd("STRLEN")
             .arg(&key)
+            .cmd("GETRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(REDIS_RANGE - 1)
             .query_async(&mut connection)
             .await
             .map_err(|err| redis_error(&err))?;
         if !exists {
             return Ok(None);
         }
-        let ranges = (0..length.div_ceil(REDIS_RANGE))
+        let ranges = (1..length.div_ceil(REDIS_RANGE))
             .map(move |i| (i * REDIS_RANGE, ((i + 1) * REDIS_RANGE).min(length) - 1));
-        let stream = futures::stream::iter(ranges).then(move |(start, end)| {
+        let rest = futures::stream::iter(ranges).then(move |(start, end)| {
             let mut connection = connection.clone();
             let key = key.clone();
             async move {
@@ -560,7 +529,8 @@ impl Redis {
                 Ok(Bytes::from(piece))
             }
         });
-        Ok(Some(stream.boxed()))
+        let first = futures::stream::once(futures::future::ready(Ok(Bytes::from(first))));
+        Ok(Some(first.chain(rest).boxed()))
     }
 
     async fn exists(&self, name: &str) -> Result<bool, RemoteError> {

@@ -4,8 +4,9 @@
 //! Async inside (one small tokio runtime), blocking outside: every public method is called
 //! from Python with the GIL released and returns when its work is done, except `push` and
 //! `prefetch`, which start background tasks that `finish` and `fetch` wait for. A remote never
-//! fails a build: every error is retried a few times, then the remote switches itself off for
-//! the rest of the run and remembers why, once.
+//! fails a build: an error that came quickly is retried a few times, a server silent for a
+//! whole timeout is not asked again, and then the remote switches itself off for the rest of
+//! the run (stopping every transfer still in flight) and remembers why, once.
 
 mod backend;
 pub(crate) mod envelope;
@@ -15,19 +16,21 @@ use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use futures::{stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::hash::Digest;
 use crate::store::{self, ActionEntry, OutputKind, Store, StoreLock, TempFile, BLOB_MODE, CAS};
 use crate::usage_ledger;
 
-use backend::Backend;
+use backend::{Backend, ByteStream};
 pub use envelope::Signer;
 
 /// How `Remote::new` is configured; built by the bindings from `once.toml` and the environment.
@@ -42,7 +45,7 @@ pub struct RemoteConfig {
     /// The S3 endpoint of a non-AWS server (else `AWS_ENDPOINT_URL`, else AWS itself).
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
-    /// The limit on one request, and on each wait for the next chunk of a download.
+    /// The limit on each wait for an answer: a request's, and the next chunk's of a download.
     pub timeout: Duration,
     /// Further attempts after a failed one, before the remote is switched off.
     pub retries: u32,
@@ -83,6 +86,8 @@ pub enum RemoteError {
     Transport(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    #[error("{what} is larger than {limit} bytes")]
+    Oversized { what: String, limit: usize },
     #[error("{0}")]
     Local(#[from] crate::Error),
     #[error("the remote cache is off for this run")]
@@ -174,6 +179,9 @@ struct Shared {
     transfers: Semaphore,
     /// Set once, by the first failure that switches the remote off; never cleared.
     off: OnceLock<String>,
+    /// Cancelled with `off`: what is still waiting on the server stops at once, rather than
+    /// each transfer in flight waiting out a timeout of its own.
+    switched_off: CancellationToken,
     counters: Counters,
 }
 
@@ -182,8 +190,12 @@ struct Shared {
 const PREFETCH_CONCURRENCY: usize = 32;
 /// First pause before a retry; each later pause is four times longer (100 ms, 400 ms, ...).
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// Upload deadlines grow with size at this pace, so a big blob on a slow link is not cut off
-/// by the per-request timeout meant for small requests.
+/// The most an entry may take, downloaded: an entry lists a step's outputs at ~150 bytes
+/// each, so this holds a step of some 400,000 output files, while a server sending an endless
+/// body is cut off after a fraction of a second on a fast link instead of filling memory.
+const ENTRY_MAX_BYTES: usize = 64 << 20;
+/// Upload deadlines, and how long an entry may take to arrive, grow with size at this pace, so
+/// a big blob on a slow link is not cut off by the timeout meant for small requests.
 const SLOWEST_UPLOAD_BYTES_PER_SEC: u64 = 1 << 20;
 
 pub struct Remote {
@@ -222,6 +234,7 @@ impl Remote {
             concurrency: config.concurrency.max(1),
             transfers: Semaphore::new(config.concurrency.max(1)),
             off: OnceLock::new(),
+            switched_off: CancellationToken::new(),
             counters: Counters::default(),
         };
         Ok(Remote {
@@ -343,40 +356,59 @@ impl Shared {
 
     fn switch_off(&self, why: String) {
         let _ = self.off.set(why);
+        self.switched_off.cancel();
     }
 
     fn is_off(&self) -> bool {
         self.off.get().is_some()
     }
 
-    /// Run `op` with the per-request timeout, retrying what may succeed next time with
+    /// Run `op` (within `deadline`, when given), retrying an error that came quickly with
     /// growing pauses; on final failure the remote goes off for the rest of the run.
+    ///
+    /// A dead server costs about one timeout, however many retries are allowed: one that let
+    /// a whole timeout pass without answering is not asked again, and the pauses between quick
+    /// failures end within one timeout of the first try.
     async fn attempt<T, F, Fut>(
         &self,
         what: &str,
-        deadline: Duration,
+        deadline: Option<Duration>,
         mut op: F,
     ) -> Result<T, RemoteError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, RemoteError>>,
     {
+        let started = Instant::now();
         let mut pause = FIRST_BACKOFF;
         let mut tries = 0;
         loop {
             if self.is_off() {
                 return Err(RemoteError::Off);
             }
-            let error = match tokio::time::timeout(deadline, op()).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(err)) => err,
-                Err(_) => RemoteError::Timeout(deadline),
+            let timed = async {
+                match deadline {
+                    Some(deadline) => tokio::time::timeout(deadline, op())
+                        .await
+                        .unwrap_or(Err(RemoteError::Timeout(deadline))),
+                    None => op().await,
+                }
+            };
+            let error = match self.switched_off.run_until_cancelled(timed).await {
+                Some(Ok(value)) => return Ok(value),
+                Some(Err(err)) => err,
+                None => return Err(RemoteError::Off),
             };
             if matches!(error, RemoteError::Off) {
                 return Err(error);
             }
-            if !error.transient() || tries >= self.retries {
-                if !matches!(error, RemoteError::Local(_)) {
+            let retry = error.transient()
+                && !matches!(error, RemoteError::Timeout(_))
+                && tries < self.retries
+                && started.elapsed() + pause < self.timeout;
+            if !retry {
+                // The local store's trouble, or one entry too large, says nothing of the server.
+                if !matches!(error, RemoteError::Local(_) | RemoteError::Oversized { .. }) {
                     let attempts = tries + 1;
                     let note = if attempts == 1 {
                         String::new()
@@ -393,10 +425,56 @@ impl Shared {
         }
     }
 
+    /// `fut` (a request), failing when the server has not answered within the timeout.
+    async fn answer<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| RemoteError::Timeout(self.timeout))?
+    }
+
+    /// The next chunk of `body`, failing when none came within the timeout: a download is
+    /// timed by its pauses, not its length, so a big blob on a slow link still arrives.
+    async fn next_chunk(&self, body: &mut ByteStream) -> Result<Option<Bytes>, RemoteError> {
+        tokio::time::timeout(self.timeout, body.next())
+            .await
+            .map_err(|_| RemoteError::Timeout(self.timeout))?
+            .transpose()
+    }
+
+    /// The entry `name` whole, `None` when absent; an error past `ENTRY_MAX_BYTES`, or when
+    /// it comes slower than `SLOWEST_UPLOAD_BYTES_PER_SEC` after the first timeout: a server
+    /// trickling a byte now and then would otherwise hold the step for as long as it likes.
+    async fn read_entry(&self, name: &str) -> Result<Option<Bytes>, RemoteError> {
+        let started = Instant::now();
+        let Some(mut body) = self.answer(self.backend.get_stream(name)).await? else {
+            return Ok(None);
+        };
+        let mut entry = BytesMut::new();
+        while let Some(chunk) = self.next_chunk(&mut body).await? {
+            if entry.len() + chunk.len() > ENTRY_MAX_BYTES {
+                return Err(RemoteError::Oversized {
+                    what: format!("the entry {name}"),
+                    limit: ENTRY_MAX_BYTES,
+                });
+            }
+            entry.extend_from_slice(&chunk);
+            let allowed = self.timeout
+                + Duration::from_secs(entry.len() as u64 / SLOWEST_UPLOAD_BYTES_PER_SEC);
+            if started.elapsed() > allowed {
+                return Err(RemoteError::Timeout(allowed));
+            }
+        }
+        Ok(Some(entry.freeze()))
+    }
+
     async fn fetch(&self, store: &Store, key: &str) -> FetchOutcome {
         match self.try_fetch(store, key).await {
             Ok(outcome) => outcome,
             Err(RemoteError::Local(err)) => FetchOutcome::Invalid(err.to_string()),
+            Err(err @ RemoteError::Oversized { .. }) => FetchOutcome::Invalid(err.to_string()),
             Err(_) => FetchOutcome::Off,
         }
     }
@@ -404,9 +482,7 @@ impl Shared {
     async fn try_fetch(&self, store: &Store, key: &str) -> Result<FetchOutcome, RemoteError> {
         let name = entry_name(key);
         let wire = self
-            .attempt("reading an entry", self.timeout, || {
-                self.backend.get_small(&name)
-            })
+            .attempt("reading an entry", None, || self.read_entry(&name))
             .await?;
         let Some(wire) = wire else {
             return Ok(FetchOutcome::Miss);
@@ -476,22 +552,17 @@ impl Shared {
         let name = blob_name(&digest);
         let dest = store.blob_path(&digest);
         let cas = store.root().join(CAS);
-        // The timeout covers the wait for an answer; the body is then timed chunk by chunk,
-        // so a large blob is not cut off merely for being large.
-        self.attempt("downloading a blob", self.timeout, || async {
-            let Some(mut body) = self.backend.get_stream(&name).await? else {
+        // Timed by the wait for an answer and then for each chunk, never as a whole: a large
+        // blob is not cut off merely for being large.
+        self.attempt("downloading a blob", None, || async {
+            let Some(mut body) = self.answer(self.backend.get_stream(&name)).await? else {
                 return Ok(Download::Missing);
             };
             let (file, temp) = TempFile::create(&cas)?;
             let mut file = tokio::fs::File::from_std(file);
             let mut hasher = blake3::Hasher::new();
             let mut bytes = 0u64;
-            loop {
-                let next = tokio::time::timeout(self.timeout, body.next())
-                    .await
-                    .map_err(|_| RemoteError::Timeout(self.timeout))?;
-                let Some(chunk) = next else { break };
-                let chunk = chunk?;
+            while let Some(chunk) = self.next_chunk(&mut body).await? {
                 hasher.update(&chunk);
                 bytes += chunk.len() as u64;
                 file.write_all(&chunk)
@@ -547,7 +618,7 @@ impl Shared {
         // Blobs first, entry last: a reader never finds an entry whose blobs are not there yet.
         let wire = envelope::seal(key, body, self.signer.as_ref());
         let name = entry_name(key);
-        self.attempt("uploading an entry", self.timeout, || {
+        self.attempt("uploading an entry", Some(self.timeout), || {
             self.backend.put_bytes(&name, wire.clone().into())
         })
         .await?;
@@ -561,7 +632,7 @@ impl Shared {
         };
         let name = blob_name(&digest);
         let present = self
-            .attempt("checking a blob", self.timeout, || {
+            .attempt("checking a blob", Some(self.timeout), || {
                 self.backend.exists(&name)
             })
             .await?;
@@ -577,7 +648,7 @@ impl Shared {
         let deadline = self
             .timeout
             .saturating_add(Duration::from_secs(size / SLOWEST_UPLOAD_BYTES_PER_SEC));
-        self.attempt("uploading a blob", deadline, || {
+        self.attempt("uploading a blob", Some(deadline), || {
             self.backend.put_file(&name, &path, size)
         })
         .await?;
