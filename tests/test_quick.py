@@ -1,8 +1,8 @@
 """The fast path of `once run TARGET...` (quick.py): a run whose steps are all local cache hits
 is answered from the kept plan without loading the CLI, prints exactly what the full run
 prints, and leaves everything else to the full run: a changed config, a changed input, an
-option it does not take, a remote cache. A plain run left to the full run does not load click
-either (run_command.py); one with an option does."""
+option it does not take (with a remote cache: test_remote_noop.py). A plain run left to the full
+run does not load click either (run_command.py); one with an option does."""
 
 from __future__ import annotations
 
@@ -239,15 +239,6 @@ def test_a_malformed_cache_bound_is_the_full_runs_error(built: Workspace) -> Non
     assert done.code == 2
     assert path == "run"
     assert done.err.startswith("once: error: ONCE_CACHE_MAX_SIZE: 'lots' is not a size")
-
-
-def test_a_remote_cache_is_left_to_the_full_run(built: Workspace) -> None:
-    once_main(built, "run", "build")
-    done, path = once_main(
-        built, "run", "build", env={"ONCE_REMOTE": f"file://{built.root.parent / 'remote'}"}
-    )
-    assert path == "run"
-    assert done.code in (0, 2), done.err
 
 
 def test_why_reads_the_history_the_fast_path_keeps(built: Workspace) -> None:

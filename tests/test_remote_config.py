@@ -9,7 +9,7 @@ import pytest
 from once import _core
 from once.errors import UsageError
 from once.model import RemoteSettings
-from once.remote import DEFAULT_TIMEOUT, choose
+from once.remote_choice import DEFAULT_TIMEOUT, choose
 
 from tests.helpers import Workspace
 

@@ -22,6 +22,7 @@ from once.errors import ConfigError
 from once.key_context import ENV_MODES
 from once.layout import CONFIG_NAME, STATE_DIR, WORKSPACE_PREFIX
 from once.model import RULE_FIELDS, Package, RemoteSettings, Rule, Workspace
+from once.remote_choice import REMOTE_TIMEOUT_RANGE, remote_timeout_fits, remote_url_problem
 from once.value import Value
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
@@ -35,7 +36,6 @@ WORKSPACE_KEYS = ("members", "inputs", "env_mode")
 PACKAGE_KEYS = ("deps",)
 REMOTE_KEYS = ("url", "read_only", "token_env", "endpoint", "region", "timeout")
 # What the remote cache can talk to (the backends of rust/once-core/src/remote).
-REMOTE_SCHEMES = ("http", "https", "s3", "redis", "rediss")
 RULE_KEYS = ("cmd", "inputs", "outputs", "deps", "env", "pass_env", "tools", "cache")
 LIST_KEYS = ("inputs", "outputs", "deps", "env", "pass_env", "tools")
 # `\Z`, not `$`: `$` also matches before a final newline, which would let `"a\n"` through.
@@ -46,10 +46,6 @@ ENV_PATTERN = re.compile(r"^[A-Za-z_*?][A-Za-z0-9_*?]*\Z")
 MEMBER_GLOB = re.compile(r"[*?\[\]{}\\]")
 # No path, argument, variable name or URL can hold one: the OS cuts a C string at it.
 NUL_PROBLEM = "holds a NUL character, which no path, command or name can hold"
-# The longest `[remote] timeout` taken: a day is already no timeout at all, and far larger
-# values (1e20) fit no clock.
-MAX_REMOTE_TIMEOUT = 86_400
-REMOTE_TIMEOUT_RANGE = f"must be a positive number of seconds up to {MAX_REMOTE_TIMEOUT}"
 
 
 class Source(Value):
@@ -940,31 +936,9 @@ def _remote(source: Source, value: object) -> RemoteSettings:
     )
 
 
-def remote_timeout_fits(seconds: object) -> bool:
-    """Whether `seconds` is a remote timeout once takes (see MAX_REMOTE_TIMEOUT)."""
-    return (
-        isinstance(seconds, int | float)
-        and not isinstance(seconds, bool)
-        and 0 < seconds <= MAX_REMOTE_TIMEOUT
-    )
-
-
 def _shown(value: object) -> str:
     """`value` for an error message. Python refuses to spell out an integer of more than 4,300
     digits (TOML's hexadecimal has no such limit), and nobody would read one."""
     if isinstance(value, int) and value.bit_length() > 64:
         return f"a {value.bit_length()}-bit integer"
     return repr(value)
-
-
-def remote_url_problem(url: str) -> str | None:
-    """Why `url` cannot name a remote cache, or None when it can."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in REMOTE_SCHEMES:
-        return (
-            f"{url!r} is not a remote cache URL: use http(s)://HOST/PATH, s3://BUCKET/PREFIX "
-            "or redis://HOST:PORT"
-        )
-    if not rest.strip("/"):
-        return f"{url!r} names no host or bucket"
-    return None

@@ -10,9 +10,9 @@ The output, the run log, the history and the exit status are those of the full r
 writes them with the same code (console.py, cache_files.py, history.py).
 
 Anything else leaves the run to the full run (run_command.py, or the CLI for another option), which
-then reuses the walk: an option this path does not take, no kept plan, a remote cache, a step
-that is not a local hit (or whose entry is refused, gone or fails to restore), or any surprise
-before the first line is printed.
+then reuses the walk: an option this path does not take, no kept plan, a malformed remote cache
+variable, a step that is not a local hit (or whose entry is refused, gone or fails to restore;
+the remote cache, if any, is asked then), or any surprise before the first line is printed.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from once.console import hit_result, log_mode, summary
 from once.errors import EXIT_INTERRUPTED, os_error_message
 from once.history import History
 from once.key_context import ToolProbes
-from once.layout import OUTPUT_STATS, REMOTE_URL_ENV, STAT_CACHE
+from once.layout import OUTPUT_STATS, STAT_CACHE
+from once.remote_choice import check_environment
 from once.terminal import make_console
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
@@ -153,8 +154,9 @@ class _Hits:
 
 
 def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | None:
-    if os.environ.get(REMOTE_URL_ENV):
-        return None  # the remote cache's settings and warnings are the CLI's
+    # A remote cache is asked only on a local miss, which this path leaves to the full run;
+    # a malformed remote variable is left to it too, to be refused there as on any run.
+    check_environment(os.environ)
     bound = os.environ.get(MAX_SIZE_ENV, "").strip()
     if bound:
         parse_size(bound)  # malformed: the CLI refuses it (exit 2) before the run

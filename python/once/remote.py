@@ -1,7 +1,6 @@
-"""The remote cache as a `once run` sees it: which server (the root once.toml's `[remote]`,
-the environment winning), and the three moments it is used: prefetch every key the local cache
-lacks when the run starts, fetch on a local miss, upload after a step succeeds, and wait for
-the uploads before the run ends.
+"""The remote cache as a `once run` uses it (which server is remote_choice.py's): prefetch
+every key the local cache lacks when the run starts, fetch on a local miss, upload after a step
+succeeds, and wait for the uploads before the run ends.
 
 The transfers themselves are Rust (`_core.Remote`, over a tokio runtime, with the GIL
 released). A remote never fails a build: the core retries, then switches the remote off for the
@@ -15,102 +14,17 @@ import threading
 
 from once import _core
 from once.cache_bound import human_bytes
-from once.config import REMOTE_TIMEOUT_RANGE, remote_timeout_fits, remote_url_problem
 from once.errors import UsageError
-from once.layout import REMOTE_URL_ENV
-from once.value import Value
+from once.remote_choice import SIGNING_KEY_ENV, choose
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Final
 
     from once.fingerprint import Plan
     from once.graph import Action
-    from once.model import RemoteSettings, Workspace
-
-READ_ONLY_ENV = "ONCE_REMOTE_READ_ONLY"
-TIMEOUT_ENV = "ONCE_REMOTE_TIMEOUT"
-SIGNING_KEY_ENV = "ONCE_SIGNING_KEY"
-# Where the bearer token is read from unless `[remote] token_env` names another variable.
-DEFAULT_TOKEN_ENV = "ONCE_REMOTE_TOKEN"  # noqa: S105 - a variable name, not a token
-# Per request, and per wait for the next chunk of a download: long enough for a loaded server
-# across an ocean, short enough that a dead one costs a CI job seconds, not minutes.
-DEFAULT_TIMEOUT = 10.0
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("", "0", "false", "no", "off")
-
-
-class RemoteChoice(Value):
-    """The remote this run uses, with everything resolved."""
-
-    __slots__ = ("endpoint", "read_only", "region", "signing_key", "timeout", "token", "url")
-    FIELDS = ("url", "read_only", "token", "endpoint", "region", "timeout", "signing_key")
-
-    def __init__(
-        self,
-        *,
-        url: str,
-        read_only: bool,
-        token: str | None,
-        endpoint: str | None,
-        region: str | None,
-        timeout: float,
-        signing_key: str | None,
-    ) -> None:
-        self.url: Final = url
-        self.read_only: Final = read_only
-        self.token: Final = token
-        self.endpoint: Final = endpoint
-        self.region: Final = region
-        self.timeout: Final = timeout
-        self.signing_key: Final = signing_key
-
-    def __repr__(self) -> str:
-        # The token and the signing key are secrets: a traceback or a log must not show them.
-        return f"RemoteChoice(url={self.url!r}, read_only={self.read_only!r})"
-
-
-def choose(
-    settings: RemoteSettings | None, environ: Mapping[str, str], *, read_only_flag: bool = False
-) -> RemoteChoice | None:
-    """The remote for this run, or None. `$ONCE_REMOTE` wins over `[remote] url`
-    (`ONCE_REMOTE=` set but empty turns a configured remote off); read-only when the flag, the
-    environment or the config says so. A malformed variable is a usage error (exit 2)."""
-    url = environ.get(REMOTE_URL_ENV)
-    if url is None:
-        url = settings.url if settings else None
-    elif url.strip():
-        problem = remote_url_problem(url.strip())
-        if problem:
-            raise UsageError(f"{REMOTE_URL_ENV}: {problem}")
-    if not url or not url.strip():
-        return None
-    read_only = read_only_flag or (settings.read_only if settings else False)
-    raw = environ.get(READ_ONLY_ENV)
-    if raw is not None:
-        if raw.strip().lower() not in (*_TRUE, *_FALSE):
-            raise UsageError(f"{READ_ONLY_ENV}: {raw!r} is not 1/true/yes or 0/false/no")
-        # The environment wins over the config, never over the command line's flag.
-        read_only = read_only_flag or raw.strip().lower() in _TRUE
-    timeout = settings.timeout if settings and settings.timeout else DEFAULT_TIMEOUT
-    if environ.get(TIMEOUT_ENV):
-        try:
-            timeout = float(environ[TIMEOUT_ENV])
-        except ValueError:
-            timeout = -1.0
-        if not remote_timeout_fits(timeout):
-            raise UsageError(f"{TIMEOUT_ENV}: {environ[TIMEOUT_ENV]!r} {REMOTE_TIMEOUT_RANGE}")
-    token_env = (settings.token_env if settings else None) or DEFAULT_TOKEN_ENV
-    return RemoteChoice(
-        url=url.strip(),
-        read_only=read_only,
-        token=environ.get(token_env) or None,
-        endpoint=settings.endpoint if settings else None,
-        region=settings.region if settings else None,
-        timeout=timeout,
-        signing_key=environ.get(SIGNING_KEY_ENV) or None,
-    )
+    from once.model import Workspace
+    from once.remote_choice import RemoteChoice
 
 
 class RemoteCache:

@@ -37,14 +37,15 @@ def keep_plan(
     cwd: Path, targets: tuple[str, ...], workspace: Workspace, actions: list[Action]
 ) -> list[Step] | None:
     """Keep this command's plan for the fast path (quick.py) when that path could answer it
-    next time: the workspace is kept under stamps, and no step needs the remote cache or the
-    scheduler (a step that is never cached always runs). Returns the steps it kept, which the
+    next time: the workspace is kept under stamps, and no step needs the scheduler (a step
+    that is never cached always runs). A remote cache does not stop it: a run whose steps are
+    all local hits never asks the remote. Returns the steps it kept, which the
     run keys without working them out again."""
     from once import plans, prelude
     from once.fingerprint import plan_steps
     from once.layout import STATE_DIR
 
-    if workspace.stamps is None or workspace.remote is not None or not actions:
+    if workspace.stamps is None or not actions:
         return None
     if not all(action.rule.cache for action in actions):
         return None
