@@ -308,3 +308,24 @@ def test_a_declared_output_never_written_is_a_warning(ws: Workspace) -> None:
     ]
     again = ws.once("run", "build")  # still stored: an output may be optional
     assert "cache hit" in again.out
+
+
+def test_an_input_glob_matching_no_file_is_a_warning(ws: Workspace) -> None:
+    """A typo in `inputs` is a key that never sees the file meant: a silent wrong hit."""
+    ws.write(
+        {
+            "once.toml": (
+                '[rule.build]\ncmd = "true"\n'
+                'inputs = ["src/**", "cofnig.json", "//tsconfig.base.jsn"]\n'
+            ),
+            "src/a.txt": "a\n",
+            "config.json": "{}\n",
+        }
+    )
+    done = ws.once("run", "build")
+    assert done.code == 0, done.err
+    warnings = [line for line in done.err.splitlines() if "matches no file" in line]
+    assert warnings == [
+        "once: warning: //:build: input 'cofnig.json' matches no file",
+        "once: warning: //:build: input '//tsconfig.base.jsn' matches no file",
+    ]

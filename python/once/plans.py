@@ -126,19 +126,40 @@ def select_inputs(snapshot: _core.Snapshot, steps: Sequence[Step]) -> list[_core
     """Each step's input files, in one call. Raises `SourceUnderOutputGlob` when an output
     glob (not a plain path or folder, which name exactly what the step writes) matches a file
     the walk saw: files an output glob covers must be ignored (by .gitignore or .onceignore),
-    since what they are now is removed whenever the step is restored."""
+    since what they are now is removed whenever the step is restored. Warns of each declared
+    input glob that matches no file: a typo there is a key that never sees the file meant."""
     globbed = [
         (index, output)
         for index, step in enumerate(steps)
         for output in step.outputs
         if _GLOB_SYNTAX.intersection(output)
     ]
+    # Each (package, glob) once: `[workspace] inputs` are in every step's, and `//` ones
+    # select alike from every package.
+    declared: dict[tuple[str, str], int] = {}
+    for index, step in enumerate(steps):
+        for pattern in step.include:
+            if pattern != "**":
+                package = "" if pattern.startswith("//") else step.package
+                declared.setdefault((package, pattern), index)
     found = snapshot.select_many(
-        [*selections(steps), *((steps[index].package, [output], []) for index, output in globbed)]
+        [
+            *selections(steps),
+            *((steps[index].package, [output], []) for index, output in globbed),
+            *((package, [pattern], []) for package, pattern in declared),
+        ]
     )
-    for (index, output), files in zip(globbed, found[len(steps) :], strict=True):
+    under_outputs = found[len(steps) : len(steps) + len(globbed)]
+    for (index, output), files in zip(globbed, under_outputs, strict=True):
         if len(files):
             raise SourceUnderOutputGlob(index, output, snapshot.paths(files)[0])
+    by_input = found[len(steps) + len(globbed) :]
+    for ((_, pattern), index), files in zip(declared.items(), by_input, strict=True):
+        if not len(files):
+            print(
+                f"once: warning: {steps[index].label}: input {pattern!r} matches no file",
+                file=sys.stderr,
+            )
     return found[: len(steps)]
 
 
