@@ -43,6 +43,8 @@ def test_scale_prints_every_case_on_a_tiny_tree(tmp_path: Path) -> None:
         "floor:",
         "restore-all",
         "--link=hardlink",
+        "p95 s",
+        "max s",
     ):
         assert case in done.stdout, done.stdout
 
@@ -59,3 +61,13 @@ def test_a_paired_ratio_is_the_median_of_its_pairs() -> None:
     assert Row("case", once, "ref", ref, "", lambda _s, _r: True).ratio() == 1.5
     rate = Row("case", once, "ref", ref, "", lambda _s, _r: True, throughput=True, paired=True)
     assert rate.ratio() == 2.0
+
+
+def test_p95_and_max_show_the_slow_run_a_median_hides() -> None:
+    from benches.scale import Measured  # noqa: PLC0415 - the module parses no argv on import
+
+    runs = (0.2,) * 19 + (3.5,)
+    measured = Measured(0.2, 0.0, runs)
+    assert measured.p95() == 0.2  # 19 of 20 runs
+    assert measured.slowest() == 3.5
+    assert Measured(0.2, 0.0, (*runs[:18], 3.5, 3.5)).p95() == 3.5
