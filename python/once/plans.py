@@ -18,7 +18,7 @@ import sys
 
 from once import __version__, _core
 from once.atomic_file import read_sealed, write_sealed
-from once.errors import os_error_message
+from once.errors import UsageError, os_error_message
 from once.kept_state import unsaved
 from once.key_context import ToolProbes, declared_env, env_mode, platform_tag
 from once.stamps import Stamps, hold, signature
@@ -133,9 +133,12 @@ def select_inputs(snapshot: _core.Snapshot, steps: Sequence[Step]) -> list[_core
         for output in step.outputs
         if _GLOB_SYNTAX.intersection(output)
     ]
-    found = snapshot.select_many(
-        [*selections(steps), *((steps[index].package, [output], []) for index, output in globbed)]
-    )
+    try:
+        found = snapshot.select_many(
+            [*selections(steps), *((steps[index].package, [output], []) for index, output in globbed)]
+        )
+    except _core.UnsafePathError as err:  # an input below a folder link leaving the workspace
+        raise UsageError(str(err)) from None
     for (index, output), files in zip(globbed, found[len(steps) :], strict=True):
         if len(files):
             raise SourceUnderOutputGlob(index, output, snapshot.paths(files)[0])
