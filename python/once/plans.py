@@ -135,7 +135,10 @@ def select_inputs(snapshot: _core.Snapshot, steps: Sequence[Step]) -> list[_core
     ]
     try:
         found = snapshot.select_many(
-            [*selections(steps), *((steps[index].package, [output], []) for index, output in globbed)]
+            [
+                *selections(steps),
+                *((steps[index].package, [output], []) for index, output in globbed),
+            ]
         )
     except _core.UnsafePathError as err:  # an input below a folder link leaving the workspace
         raise UsageError(str(err)) from None

@@ -23,9 +23,10 @@ pub struct Snapshot {
     pub digests: Vec<Option<Digest>>,
     /// Wall clock (ns since epoch) taken before the walk; the racy-mtime rule compares to it.
     pub started_ns: i64,
-    /// Followed links to folders outside the workspace: the files below them are in `files`,
-    /// and selecting one is an error (an input once cannot vouch for).
-    pub leaving: Vec<FolderLink>,
+    /// The links to folders the walk followed: the files below them are in `files` under the
+    /// link's path. Selecting one below a link leaving the workspace is an error (an input
+    /// once cannot vouch for).
+    pub links: Vec<FolderLink>,
     /// The stat cache `prime` read already, and what `hash` needs of it to write it back.
     pub primed: Option<(PathBuf, CacheRead)>,
     /// Why `hash` could not write the stat cache (a full disk), if it could not: the digests
@@ -51,7 +52,7 @@ impl Snapshot {
         let (files, links) = walk_workspace_links(root, skip_dirs)?;
         Ok(Snapshot {
             root: root.to_path_buf(),
-            leaving: links.into_iter().filter(|link| !link.inside).collect(),
+            links,
             digests: vec![None; files.len()],
             files,
             started_ns,
@@ -122,12 +123,17 @@ impl Snapshot {
     /// An error naming the first folder link leaving the workspace that one of `sets` selects
     /// a file below.
     fn refuse_leaving(&self, sets: &[FileSet]) -> Result<()> {
-        if self.leaving.is_empty() {
+        let leaving: Vec<&FolderLink> = self
+            .links
+            .iter()
+            .filter(|link| link.target_rel.is_none())
+            .collect();
+        if leaving.is_empty() {
             return Ok(());
         }
         for &index in sets.iter().flatten() {
             let rel = &self.files[index as usize].rel;
-            for link in &self.leaving {
+            for link in &leaving {
                 if rel
                     .strip_prefix(link.link.as_str())
                     .is_some_and(|rest| rest.starts_with('/'))
@@ -369,7 +375,7 @@ impl Snapshot {
             files: walk_workspace_below(&self.root, folder, skip_dirs)?,
             digests: Vec::new(),
             started_ns: self.started_ns,
-            leaving: Vec::new(),
+            links: Vec::new(),
             primed: None,
             stat_cache_unsaved: None,
         };

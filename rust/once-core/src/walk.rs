@@ -107,8 +107,8 @@ pub struct FolderLink {
     pub link: String,
     /// The folder it resolves to, with no symlink left in the path.
     pub target: PathBuf,
-    /// Whether `target` lies inside the walk root.
-    pub inside: bool,
+    /// The target's path below the walk root (`/`-separated); `None` when it lies outside.
+    pub target_rel: Option<String>,
 }
 
 /// Walk `root` in parallel. Honours `.gitignore` (also outside a git repository),
@@ -304,11 +304,13 @@ impl WorkspaceRules {
         if holder.starts_with(&target) || on_the_way.any(|folder| folder.starts_with(&target)) {
             return None;
         }
-        let inside = match target.strip_prefix(root_real) {
+        let target_rel = match target.strip_prefix(root_real) {
             Ok(below) => {
-                let below = below.to_string_lossy();
+                let below = below
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/");
                 let mut prefix = String::new();
-                for part in below.split(std::path::MAIN_SEPARATOR) {
+                for part in below.split('/') {
                     if part == ".git"
                         || self
                             .skip
@@ -319,9 +321,9 @@ impl WorkspaceRules {
                     prefix.push_str(part);
                     prefix.push('/');
                 }
-                true
+                Some(below)
             }
-            Err(_) => false,
+            Err(_) => None,
         };
         let below = Arc::new(LinkChain {
             rel_len: child.len(),
@@ -332,7 +334,7 @@ impl WorkspaceRules {
         let link = FolderLink {
             link: String::from_utf8_lossy(child).into_owned(),
             target,
-            inside,
+            target_rel,
         };
         Some((link, below))
     }

@@ -585,7 +585,7 @@ fn a_folder_link_inside_the_workspace_is_walked_under_its_path_with_ignore_files
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].link, "src/shared");
     assert_eq!(links[0].target, root.join("shared").canonicalize().unwrap());
-    assert!(links[0].inside);
+    assert_eq!(links[0].target_rel.as_deref(), Some("shared"));
     let below: Vec<String> = walk_workspace_below(root, "src/shared", &[])
         .unwrap()
         .into_iter()
@@ -647,5 +647,5 @@ fn a_folder_link_leaving_the_workspace_is_walked_and_reported_outside() {
     assert_eq!(rels, vec!["src/ext/y.ts", "src/main.ts"]);
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].link, "src/ext");
-    assert!(!links[0].inside);
+    assert_eq!(links[0].target_rel, None);
 }
