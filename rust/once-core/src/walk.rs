@@ -138,7 +138,7 @@ pub fn walk_workspace_links(
             rules
                 .followed
                 .into_inner()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         })
         .unwrap_or_default();
     Ok((files, links))
@@ -178,8 +178,9 @@ fn workspace_walker(
             followed: Mutex::new(Vec::new()),
         }),
         visit: |found: Found<'_>| {
-            // A symlink is followed for its target's stat (links to folders reach here only
-            // when cut as a cycle); dangling links and links to devices are not inputs.
+            // A symlink is followed for its target's stat (a link to a folder reaches here
+            // only when `walk_workspace` does not follow it); dangling links and links to
+            // devices are not inputs.
             let follow = found.kind == Kind::Symlink;
             let stat = match found.dir.stat_file(found.name, follow) {
                 Ok(Some(stat)) => stat,
@@ -415,7 +416,7 @@ where
             };
             rel = child;
         }
-        let runs = self.walk_dir(dir, &rel, ignores, chain)?;
+        let runs = self.walk_dir(dir, &rel, ignores, chain.as_ref())?;
         Ok(concatenated(runs))
     }
 
@@ -424,7 +425,7 @@ where
         dir: Directory,
         rel: &[u8],
         ignores: Option<Arc<IgnoreRules>>,
-        chain: Option<Arc<LinkChain>>,
+        chain: Option<&Arc<LinkChain>>,
     ) -> Result<Runs<T>> {
         let mut listing = dir.list().at(dir.path())?;
         let ignores = match &self.rules {
@@ -436,7 +437,7 @@ where
             files,
             folders,
             order,
-        } = self.keep(&dir, &listing, rel, ignores.as_deref(), chain.as_ref());
+        } = self.keep(&dir, &listing, rel, ignores.as_deref(), chain);
         let (no_files, no_folders) = (files.is_empty(), folders.is_empty());
         // One result per file and per folder, collected in order: an indexed collect fills
         // one buffer of the right size (collecting into `Result<Vec<_>>` grows one), and the
@@ -463,7 +464,7 @@ where
             }
         };
         let walk_folder = |(path, rel, below): Folder| match Directory::open(path, false) {
-            Ok(sub) => self.walk_dir(sub, &rel, ignores.clone(), below.or_else(|| chain.clone())),
+            Ok(sub) => self.walk_dir(sub, &rel, ignores.clone(), below.as_ref().or(chain)),
             // Deleted (or replaced by a file) since the listing: nothing below it.
             Err((_, err))
                 if matches!(
