@@ -97,6 +97,9 @@ class Snapshot:
         """`scan`, then `prime` with `stat_cache`, on a thread of its own."""
     @property
     def file_count(self) -> int: ...
+    def folder_links(self) -> list[tuple[str, str]]:
+        """The followed links to folders inside the workspace, as (link, target) paths below
+        it."""
     def select(self, package: str, include: list[str], exclude: list[str]) -> FileSet:
         """Files of `package` matching any `include` glob and no `exclude` glob."""
     def select_many(self, requests: list[tuple[str, list[str], list[str]]]) -> list[FileSet]:

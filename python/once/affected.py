@@ -3,7 +3,9 @@ depending on them (Nx's `affected`, Turborepo's `--affected`).
 
 Changed files are what `git diff --name-only REF` lists (committed, staged and unstaged changes
 against REF, deletions included) plus untracked files git does not ignore. A rule is affected
-when a changed path matches its inputs, or when its package's once.toml changed. This errs on
+when a changed path matches its inputs, or when its package's once.toml changed; a file below
+the target of a symlinked folder also changed at each path the walk reaches it through such a
+link (git names the target, a rule's globs may name the link). This errs on
 the side of running: a rule selected needlessly costs one cache hit, a rule missed is a stale
 build.
 """
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from once import _core
 from once.config import compiled
 from once.errors import UsageError
 from once.fingerprint import input_patterns
@@ -72,6 +75,21 @@ def changed_files(root: Path, since: str | None) -> Changes:
         }
     )
     return Changes(base, sha, tuple(paths))
+
+
+def through_links(root: Path, paths: tuple[str, ...]) -> tuple[str, ...]:
+    """`paths` and, for each below the target of a folder link the workspace walk follows, the
+    same file at the link's path. The walk reports every link path it follows (one inside a
+    linked folder included), so one pass reaches them all."""
+    links = _core.Snapshot.scan(str(root), [STATE_DIR]).folder_links()
+    if not links:
+        return paths
+    seen = set(paths)
+    for path in paths:
+        for link, target in links:
+            if path.startswith(f"{target}/"):
+                seen.add(link + path[len(target) :])
+    return tuple(sorted(seen))
 
 
 def _is_state(path: str) -> bool:
@@ -154,6 +172,7 @@ def select_affected(
     that they affect, in the order the targets name them."""
     changes = changed_files(workspace.root, since)
     graph = dependency_graph(workspace)
-    affected = with_dependents(graph, directly_affected(workspace, changes.paths))
+    paths = through_links(workspace.root, changes.paths)
+    affected = with_dependents(graph, directly_affected(workspace, paths))
     scope = select_targets(workspace, targets, cwd) if targets else all_targets(workspace, cwd)
     return changes, [label for label in scope if label in affected]

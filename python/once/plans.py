@@ -18,7 +18,7 @@ import sys
 
 from once import __version__, _core
 from once.atomic_file import read_sealed, write_sealed
-from once.errors import os_error_message
+from once.errors import UsageError, os_error_message
 from once.kept_state import unsaved
 from once.key_context import ToolProbes, declared_env, env_mode, platform_tag
 from once.stamps import Stamps, hold, signature
@@ -142,13 +142,16 @@ def select_inputs(snapshot: _core.Snapshot, steps: Sequence[Step]) -> list[_core
             if pattern != "**":
                 package = "" if pattern.startswith("//") else step.package
                 declared.setdefault((package, pattern), index)
-    found = snapshot.select_many(
-        [
-            *selections(steps),
-            *((steps[index].package, [output], []) for index, output in globbed),
-            *((package, [pattern], []) for package, pattern in declared),
-        ]
-    )
+    try:
+        found = snapshot.select_many(
+            [
+                *selections(steps),
+                *((steps[index].package, [output], []) for index, output in globbed),
+                *((package, [pattern], []) for package, pattern in declared),
+            ]
+        )
+    except _core.UnsafePathError as err:  # an input below a folder link leaving the workspace
+        raise UsageError(str(err)) from None
     under_outputs = found[len(steps) : len(steps) + len(globbed)]
     for (index, output), files in zip(globbed, under_outputs, strict=True):
         if len(files):

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::hash::{hash_files, Digest};
 use crate::select::Globs;
 use crate::statcache::{wall_clock_ns, JournalRoom, SortedStatCache, StatCache};
-use crate::walk::{walk_workspace, walk_workspace_below, FileStat, WalkedFile};
+use crate::walk::{walk_workspace_below, walk_workspace_links, FileStat, FolderLink, WalkedFile};
 use crate::{Error, Result};
 
 /// Indices into `Snapshot::files`, sorted; one per rule's input set.
@@ -23,6 +23,10 @@ pub struct Snapshot {
     pub digests: Vec<Option<Digest>>,
     /// Wall clock (ns since epoch) taken before the walk; the racy-mtime rule compares to it.
     pub started_ns: i64,
+    /// The links to folders the walk followed: the files below them are in `files` under the
+    /// link's path. Selecting one below a link leaving the workspace is an error (an input
+    /// once cannot vouch for).
+    pub links: Vec<FolderLink>,
     /// The stat cache `prime` read already, and what `hash` needs of it to write it back.
     pub primed: Option<(PathBuf, CacheRead)>,
     /// Why `hash` could not write the stat cache (a full disk), if it could not: the digests
@@ -45,9 +49,10 @@ impl Snapshot {
         // Taken before the first stat: a file changed after this instant may still show a stat
         // the walk saw, so only timestamps older than this one can vouch for a digest.
         let started_ns = wall_clock_ns();
-        let files = walk_workspace(root, skip_dirs)?;
+        let (files, links) = walk_workspace_links(root, skip_dirs)?;
         Ok(Snapshot {
             root: root.to_path_buf(),
+            links,
             digests: vec![None; files.len()],
             files,
             started_ns,
@@ -95,7 +100,7 @@ impl Snapshot {
                     .or_insert_with(|| rooted.select(&all, &Globs::default()));
             }
         }
-        Ok(requests
+        let sets: Vec<FileSet> = requests
             .par_iter()
             .map(|(package, include, exclude)| {
                 let mut set = self.select_compiled(
@@ -110,7 +115,39 @@ impl Snapshot {
                 }
                 set
             })
-            .collect())
+            .collect();
+        self.refuse_leaving(&sets)?;
+        Ok(sets)
+    }
+
+    /// An error naming the first folder link leaving the workspace that one of `sets` selects
+    /// a file below.
+    fn refuse_leaving(&self, sets: &[FileSet]) -> Result<()> {
+        let leaving: Vec<&FolderLink> = self
+            .links
+            .iter()
+            .filter(|link| link.target_rel.is_none())
+            .collect();
+        if leaving.is_empty() {
+            return Ok(());
+        }
+        for &index in sets.iter().flatten() {
+            let rel = &self.files[index as usize].rel;
+            for link in &leaving {
+                if rel
+                    .strip_prefix(link.link.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+                {
+                    return Err(Error::Escape(format!(
+                        "input {rel} is reached through the symlink {} -> {}, which leaves \
+                         the workspace",
+                        link.link,
+                        link.target.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn select_compiled(&self, package: &str, includes: &Globs, excludes: &Globs) -> FileSet {
@@ -338,6 +375,7 @@ impl Snapshot {
             files: walk_workspace_below(&self.root, folder, skip_dirs)?,
             digests: Vec::new(),
             started_ns: self.started_ns,
+            links: Vec::new(),
             primed: None,
             stat_cache_unsaved: None,
         };

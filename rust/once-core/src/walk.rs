@@ -2,7 +2,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
@@ -99,11 +99,49 @@ pub struct WalkedFile {
     pub stat: FileStat,
 }
 
+/// A symlink to a folder that the walk followed: the files below `target` are in the walk
+/// under `link`'s path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderLink {
+    /// Path of the link relative to the walk root, `/`-separated.
+    pub link: String,
+    /// The folder it resolves to, with no symlink left in the path.
+    pub target: PathBuf,
+    /// The target's path below the walk root (`/`-separated); `None` when it lies outside.
+    pub target_rel: Option<String>,
+}
+
 /// Walk `root` in parallel. Honours `.gitignore` (also outside a git repository),
 /// `.git/info/exclude`, and `.onceignore`; includes hidden files; never enters `.git` or any
 /// folder named in `skip_dirs` (relative to root). Result sorted by `rel` (bytes).
+///
+/// A symlink to a folder is walked as if the folder were there, its files under the link's
+/// path, with the ignore files in force at the link (and those of the target folder and
+/// below it). A link is not followed when its target is a folder the walk is already inside
+/// on the way to it (the folder holding the link, an ancestor of it, or an ancestor of a
+/// folder holding a link followed on the way): that is a cycle, and the files there are
+/// reached by another path. Nor is a link into `.git` or a skipped folder followed.
 pub fn walk_workspace(root: &Path, skip_dirs: &[String]) -> Result<Vec<WalkedFile>> {
-    workspace_walker(skip_dirs).run(root)
+    walk_workspace_links(root, skip_dirs).map(|(files, _)| files)
+}
+
+/// `walk_workspace`, and the folder links it followed (in no particular order).
+pub fn walk_workspace_links(
+    root: &Path,
+    skip_dirs: &[String],
+) -> Result<(Vec<WalkedFile>, Vec<FolderLink>)> {
+    let walker = workspace_walker(root, skip_dirs);
+    let files = walker.run(root)?;
+    let links = walker
+        .rules
+        .map(|rules| {
+            rules
+                .followed
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+        .unwrap_or_default();
+    Ok((files, links))
 }
 
 /// The files `walk_workspace(root, skip_dirs)` finds below the folder `below` (relative to
@@ -114,10 +152,11 @@ pub fn walk_workspace_below(
     below: &str,
     skip_dirs: &[String],
 ) -> Result<Vec<WalkedFile>> {
-    workspace_walker(skip_dirs).run_below(root, below)
+    workspace_walker(root, skip_dirs).run_below(root, below)
 }
 
 fn workspace_walker(
+    root: &Path,
     skip_dirs: &[String],
 ) -> Walker<impl Fn(Found<'_>) -> Result<Option<WalkedFile>> + Sync> {
     let skip = skip_dirs
@@ -132,10 +171,16 @@ fn workspace_walker(
         .filter(|dir| !dir.is_empty())
         .collect();
     Walker {
-        rules: Some(WorkspaceRules { skip }),
+        rules: Some(WorkspaceRules {
+            skip,
+            root: root.to_path_buf(),
+            root_real: OnceLock::new(),
+            followed: Mutex::new(Vec::new()),
+        }),
         visit: |found: Found<'_>| {
-            // A symlink is followed for its target's stat; dangling links, links to folders
-            // (which could loop) and links to devices are not inputs.
+            // A symlink is followed for its target's stat (a link to a folder reaches here
+            // only when `walk_workspace` does not follow it); dangling links and links to
+            // devices are not inputs.
             let follow = found.kind == Kind::Symlink;
             let stat = match found.dir.stat_file(found.name, follow) {
                 Ok(Some(stat)) => stat,
@@ -189,6 +234,111 @@ where
 struct WorkspaceRules {
     /// `/`-separated paths below the root, normalized (no `./`, no trailing `/`).
     skip: Vec<Vec<u8>>,
+    root: PathBuf,
+    /// The root with no symlink in its path, resolved at the first folder link (a walk
+    /// without one never pays for it); `None` when it cannot be resolved.
+    root_real: OnceLock<Option<PathBuf>>,
+    followed: Mutex<Vec<FolderLink>>,
+}
+
+/// The folder links followed on the way down to a folder, newest first.
+struct LinkChain {
+    /// Length of the link's path below the walk root.
+    rel_len: usize,
+    target: PathBuf,
+    /// The real path of the folder holding the link.
+    holder: PathBuf,
+    parent: Option<Arc<LinkChain>>,
+}
+
+/// The real path of the folder at `rel` below the walk root, reached through `chain`.
+fn real_folder(root_real: &Path, chain: Option<&LinkChain>, rel: &[u8]) -> PathBuf {
+    let (base, suffix) = match chain {
+        Some(link) => (
+            link.target.as_path(),
+            rel.get(link.rel_len..).unwrap_or_default(),
+        ),
+        None => (root_real, rel),
+    };
+    let suffix = suffix.strip_prefix(b"/").unwrap_or(suffix);
+    if suffix.is_empty() {
+        base.to_path_buf()
+    } else {
+        base.join(bytes_path(suffix))
+    }
+}
+
+#[cfg(unix)]
+fn bytes_path(bytes: &[u8]) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
+#[cfg(not(unix))]
+fn bytes_path(bytes: &[u8]) -> &Path {
+    Path::new(std::str::from_utf8(bytes).unwrap_or_default())
+}
+
+impl WorkspaceRules {
+    /// Where the symlink `link` (at `child` below the root, in the folder at `rel` reached
+    /// through `chain`) leads when it is a folder to walk: its real path and the chain below
+    /// it. `None` for a link to a file, a dangling link, or a link cut by the rules of
+    /// `walk_workspace`.
+    fn folder_link(
+        &self,
+        link: &Path,
+        rel: &[u8],
+        child: &[u8],
+        chain: Option<&Arc<LinkChain>>,
+    ) -> Option<(FolderLink, Arc<LinkChain>)> {
+        let target = std::fs::canonicalize(link).ok()?;
+        if !target.is_dir() {
+            return None;
+        }
+        let root_real = self
+            .root_real
+            .get_or_init(|| std::fs::canonicalize(&self.root).ok())
+            .as_ref()?;
+        let holder = real_folder(root_real, chain.map(AsRef::as_ref), rel);
+        let mut on_the_way = std::iter::successors(chain, |link| link.parent.as_ref())
+            .map(|link| link.holder.as_path());
+        if holder.starts_with(&target) || on_the_way.any(|folder| folder.starts_with(&target)) {
+            return None;
+        }
+        let target_rel = match target.strip_prefix(root_real) {
+            Ok(below) => {
+                let below = below
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/");
+                let mut prefix = String::new();
+                for part in below.split('/') {
+                    if part == ".git"
+                        || self
+                            .skip
+                            .contains(&[prefix.as_bytes(), part.as_bytes()].concat())
+                    {
+                        return None;
+                    }
+                    prefix.push_str(part);
+                    prefix.push('/');
+                }
+                Some(below)
+            }
+            Err(_) => None,
+        };
+        let below = Arc::new(LinkChain {
+            rel_len: child.len(),
+            target: target.clone(),
+            holder,
+            parent: chain.cloned(),
+        });
+        let link = FolderLink {
+            link: String::from_utf8_lossy(child).into_owned(),
+            target,
+            target_rel,
+        };
+        Some((link, below))
+    }
 }
 
 /// One parallel walk: one rayon task per folder, entries sorted per folder so the results
@@ -217,7 +367,7 @@ where
     fn run(&self, root: &Path) -> Result<Vec<T>> {
         let dir = Directory::open(root.to_path_buf(), true)
             .map_err(|(path, source)| Error::Io { path, source })?;
-        let runs = self.walk_dir(dir, &[], None)?;
+        let runs = self.walk_dir(dir, &[], None, None)?;
         Ok(concatenated(runs))
     }
 
@@ -229,6 +379,7 @@ where
             .map_err(|(path, source)| Error::Io { path, source })?;
         let mut rel: Vec<u8> = Vec::new();
         let mut ignores = None;
+        let mut chain = None;
         for part in below
             .split('/')
             .filter(|part| !part.is_empty() && *part != ".")
@@ -237,15 +388,20 @@ where
             if self.rules.is_some() {
                 ignores = IgnoreRules::for_folder(&dir, &listing, &rel, ignores);
             }
-            let kept = self.keep(&dir, &listing, &rel, ignores.as_deref());
+            let kept = self.keep(&dir, &listing, &rel, ignores.as_deref(), chain.as_ref());
             let mut child = rel.clone();
             if !child.is_empty() {
                 child.push(b'/');
             }
             child.extend_from_slice(part.as_bytes());
-            let Some((path, _)) = kept.folders.into_iter().find(|(_, kept)| *kept == child) else {
+            let Some((path, _, below)) =
+                kept.folders.into_iter().find(|(_, kept, _)| *kept == child)
+            else {
                 return Ok(Vec::new()); // a file, an ignored or skipped folder
             };
+            if below.is_some() {
+                chain = below;
+            }
             dir = match Directory::open(path, false) {
                 Ok(sub) => sub,
                 Err((_, err))
@@ -260,7 +416,7 @@ where
             };
             rel = child;
         }
-        let runs = self.walk_dir(dir, &rel, ignores)?;
+        let runs = self.walk_dir(dir, &rel, ignores, chain.as_ref())?;
         Ok(concatenated(runs))
     }
 
@@ -269,6 +425,7 @@ where
         dir: Directory,
         rel: &[u8],
         ignores: Option<Arc<IgnoreRules>>,
+        chain: Option<&Arc<LinkChain>>,
     ) -> Result<Runs<T>> {
         let mut listing = dir.list().at(dir.path())?;
         let ignores = match &self.rules {
@@ -280,7 +437,7 @@ where
             files,
             folders,
             order,
-        } = self.keep(&dir, &listing, rel, ignores.as_deref());
+        } = self.keep(&dir, &listing, rel, ignores.as_deref(), chain);
         let (no_files, no_folders) = (files.is_empty(), folders.is_empty());
         // One result per file and per folder, collected in order: an indexed collect fills
         // one buffer of the right size (collecting into `Result<Vec<_>>` grows one), and the
@@ -306,8 +463,8 @@ where
                     .collect()
             }
         };
-        let walk_folder = |(path, rel): (PathBuf, Vec<u8>)| match Directory::open(path, false) {
-            Ok(sub) => self.walk_dir(sub, &rel, ignores.clone()),
+        let walk_folder = |(path, rel, below): Folder| match Directory::open(path, false) {
+            Ok(sub) => self.walk_dir(sub, &rel, ignores.clone(), below.as_ref().or(chain)),
             // Deleted (or replaced by a file) since the listing: nothing below it.
             Err((_, err))
                 if matches!(
@@ -345,6 +502,7 @@ where
         listing: &Listing,
         rel: &[u8],
         ignores: Option<&IgnoreRules>,
+        chain: Option<&Arc<LinkChain>>,
     ) -> Kept {
         let mut kept = Kept {
             files: Vec::with_capacity(listing.entries().len()),
@@ -366,17 +524,31 @@ where
                 child.push(b'/');
             }
             child.extend_from_slice(name);
+            // Only the workspace walk follows links to folders, and it stats only symlinks
+            // for it: a tree without any pays nothing.
+            let mut linked = None;
             if let Some(rules) = &self.rules {
-                let is_dir = entry.kind == Kind::Dir;
+                if entry.kind == Kind::Symlink {
+                    let link = dir.child_path(listing.name_arg(entry));
+                    linked = rules.folder_link(&link, rel, &child, chain);
+                }
+                let is_dir = entry.kind == Kind::Dir || linked.is_some();
                 if rules.skip.contains(&child) || is_ignored(ignores, &child, is_dir) {
                     continue;
                 }
             }
-            kept.order.push(entry.kind == Kind::Dir);
-            if entry.kind == Kind::Dir {
+            if let (Some((link, below)), Some(rules)) = (linked, &self.rules) {
+                kept.order.push(true);
+                kept.folders.push((link.target.clone(), child, Some(below)));
+                if let Ok(mut followed) = rules.followed.lock() {
+                    followed.push(link);
+                }
+            } else if entry.kind == Kind::Dir {
+                kept.order.push(true);
                 kept.folders
-                    .push((dir.child_path(listing.name_arg(entry)), child));
+                    .push((dir.child_path(listing.name_arg(entry)), child, None));
             } else {
+                kept.order.push(false);
                 kept.files.push((*entry, child));
             }
         }
@@ -392,10 +564,14 @@ fn concatenated<T>(runs: Runs<T>) -> Vec<T> {
     items
 }
 
+/// A folder to descend: where to open it, its path below the root, and the links followed on
+/// the way to it when it is reached through a new one (else those of its parent).
+type Folder = (PathBuf, Vec<u8>, Option<Arc<LinkChain>>);
+
 /// A folder's entries that the walk keeps (see `Walker::keep`).
 struct Kept {
     files: Vec<(Entry, Vec<u8>)>,
-    folders: Vec<(PathBuf, Vec<u8>)>,
+    folders: Vec<Folder>,
     /// Per kept entry, in path order: whether it is a folder (else a file).
     order: Vec<bool>,
 }

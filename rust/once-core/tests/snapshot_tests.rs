@@ -25,6 +25,7 @@ fn listing(rels: &[&str]) -> Snapshot {
             .collect(),
         digests: vec![None; rels.len()],
         started_ns: 0,
+        links: Vec::new(),
         primed: None,
         stat_cache_unsaved: None,
     }
@@ -162,6 +163,42 @@ fn root_package_sees_the_whole_workspace() {
         vec!["libs/core/Cargo.toml", "libs/core/src/lib.rs"]
     );
     assert_eq!(select(&snap, "", &[], &[]), Vec::<String>::new());
+}
+
+#[cfg(unix)]
+#[test]
+fn selecting_a_file_below_a_folder_link_leaving_the_workspace_is_an_error() {
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "lib/y.ts", "y");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "web/src/main.ts", "main");
+    write(root, "api/main.ts", "main");
+    std::os::unix::fs::symlink(outside.path().join("lib"), root.join("web/src/ext")).unwrap();
+    let snap = Snapshot::scan(root, &[]).unwrap();
+    assert_eq!(select(&snap, "api", &["**"], &[]), vec!["api/main.ts"]);
+    assert_eq!(
+        select(&snap, "web", &["src/*.ts"], &[]),
+        vec!["web/src/main.ts"]
+    );
+    match snap.select("web", &["src/**".to_owned()], &[]) {
+        Err(Error::Escape(message)) => {
+            assert!(message.contains("web/src/ext ->"), "{message}");
+            assert!(
+                message.contains(
+                    &outside
+                        .path()
+                        .join("lib")
+                        .canonicalize()
+                        .unwrap()
+                        .display()
+                        .to_string()
+                ),
+                "{message}"
+            );
+        }
+        other => panic!("expected Error::Escape, got {other:?}"),
+    }
 }
 
 #[test]

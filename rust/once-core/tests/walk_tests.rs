@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use once_core::walk::{walk_workspace, walk_workspace_below, FileStat};
+use once_core::walk::{walk_workspace, walk_workspace_below, walk_workspace_links, FileStat};
 use once_core::Error;
 
 fn write(root: &Path, rel: &str, text: &str) {
@@ -120,7 +120,7 @@ fn many_files_are_all_found() {
 
 #[cfg(unix)]
 #[test]
-fn symlinks_to_files_are_followed_and_others_skipped() {
+fn symlinks_to_files_and_folders_are_followed_and_dangling_ones_skipped() {
     use std::os::unix::fs::symlink;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -130,12 +130,16 @@ fn symlinks_to_files_are_followed_and_others_skipped() {
     symlink("real", root.join("dirlink")).unwrap();
     let files = walk_workspace(root, &[]).unwrap();
     let rels: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
-    assert_eq!(rels, vec!["link.txt", "real/target.txt"]);
     assert_eq!(
-        files[0].stat, files[1].stat,
+        rels,
+        vec!["dirlink/target.txt", "link.txt", "real/target.txt"]
+    );
+    assert_eq!(
+        files[1].stat, files[2].stat,
         "a link reports its target's stat"
     );
-    assert_eq!(files[0].stat.size, 12);
+    assert_eq!(files[0].stat, files[2].stat);
+    assert_eq!(files[1].stat.size, 12);
 }
 
 #[cfg(unix)]
@@ -447,7 +451,7 @@ fn non_utf8_names_are_refused_unless_ignored() {
 
 #[cfg(unix)]
 #[test]
-fn fifos_and_links_to_folders_are_not_files() {
+fn fifos_are_not_files_and_a_link_to_its_own_folder_is_cut() {
     use std::os::unix::fs::symlink;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -461,7 +465,7 @@ fn fifos_and_links_to_folders_are_not_files() {
     if made {
         symlink("pipe", root.join("pipe-link")).unwrap();
     }
-    assert_eq!(walked(root, &[]), vec!["real/a.txt"]);
+    assert_eq!(walked(root, &[]), vec!["loop/a.txt", "real/a.txt"]);
 }
 
 #[cfg(unix)]
@@ -550,4 +554,98 @@ fn a_walk_below_a_folder_finds_what_the_whole_walk_finds_there() {
         walk_workspace_below(root, "", &skip).unwrap().len(),
         walk_workspace(root, &skip).unwrap().len()
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_folder_link_inside_the_workspace_is_walked_under_its_path_with_ignore_files() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, ".gitignore", "src/shared/gen/\n");
+    write(root, "shared/x.ts", "x");
+    write(root, "shared/.gitignore", "*.log\n");
+    write(root, "shared/debug.log", "noise");
+    write(root, "shared/gen/out.ts", "generated");
+    write(root, "src/main.ts", "main");
+    symlink("../shared", root.join("src/shared")).unwrap();
+    assert_eq!(
+        walked(root, &[]),
+        vec![
+            ".gitignore",
+            "shared/.gitignore",
+            "shared/gen/out.ts",
+            "shared/x.ts",
+            "src/main.ts",
+            "src/shared/.gitignore",
+            "src/shared/x.ts",
+        ]
+    );
+    let (_, links) = walk_workspace_links(root, &[]).unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].link, "src/shared");
+    assert_eq!(links[0].target, root.join("shared").canonicalize().unwrap());
+    assert_eq!(links[0].target_rel.as_deref(), Some("shared"));
+    let below: Vec<String> = walk_workspace_below(root, "src/shared", &[])
+        .unwrap()
+        .into_iter()
+        .map(|file| file.rel)
+        .collect();
+    assert_eq!(below, vec!["src/shared/.gitignore", "src/shared/x.ts"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn link_cycles_are_cut_and_each_path_walked_once() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "a/f.txt", "a");
+    write(root, "x/f.txt", "x");
+    write(root, "z/f.txt", "z");
+    symlink("..", root.join("a/loop")).unwrap();
+    symlink("../z", root.join("x/to-z")).unwrap();
+    symlink("../x", root.join("z/to-x")).unwrap();
+    assert_eq!(
+        walked(root, &[]),
+        vec![
+            "a/f.txt",
+            "x/f.txt",
+            "x/to-z/f.txt",
+            "z/f.txt",
+            "z/to-x/f.txt",
+        ]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_into_git_or_a_skipped_folder_is_not_followed() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, ".git/HEAD", "ref");
+    write(root, ".once/state", "s");
+    write(root, "src/a.txt", "a");
+    symlink("../.git", root.join("src/git")).unwrap();
+    symlink("../.once", root.join("src/state")).unwrap();
+    assert_eq!(walked(root, &[".once"]), vec!["src/a.txt"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_folder_link_leaving_the_workspace_is_walked_and_reported_outside() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "lib/y.ts", "y");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "src/main.ts", "main");
+    symlink(outside.path().join("lib"), root.join("src/ext")).unwrap();
+    let (files, links) = walk_workspace_links(root, &[]).unwrap();
+    let rels: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    assert_eq!(rels, vec!["src/ext/y.ts", "src/main.ts"]);
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].link, "src/ext");
+    assert_eq!(links[0].target_rel, None);
 }

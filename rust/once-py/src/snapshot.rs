@@ -107,6 +107,18 @@ impl Snapshot {
         })
     }
 
+    /// The followed links to folders inside the workspace, as (link, target) paths below it.
+    fn folder_links(&self, py: Python<'_>) -> PyResult<Vec<(String, String)>> {
+        py.detach(|| {
+            Ok(self
+                .read()?
+                .links
+                .iter()
+                .filter_map(|link| Some((link.link.clone(), link.target_rel.clone()?)))
+                .collect())
+        })
+    }
+
     #[getter]
     fn file_count(&self, py: Python<'_>) -> PyResult<usize> {
         py.detach(|| Ok(self.read()?.files.len()))
