@@ -6,12 +6,18 @@ Light (`quick.py` keys actions before anything else of the front loads): `fnmatc
 
 from __future__ import annotations
 
+import marshal
 import os
 import sys
+import time
+
+from once.layout import STATE_DIR
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from once.stamps import Signature
 
 
 # What of the environment a command sees. "strict": the declared `env` and `pass_env`
@@ -99,11 +105,18 @@ def declared_env(patterns: tuple[str, ...], environ: Mapping[str, str]) -> list[
 
 
 class ToolProbes:
-    """Runs each `tools` probe once per run; its output (and failure) enters the key."""
+    """Runs each `tools` probe once per run; its output (and failure) enters the key. Also
+    digests the program each command starts (`executables`): a tool upgrade that changes
+    results is a miss even when no probe was declared."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self._root = root
+        self._root = os.fspath(root)
         self._outputs: dict[str, str] = {}
+        self._programs: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+        # Digests of programs by their stat, kept in `.once/executables` between runs, so a
+        # no-op stats each program instead of reading it (a `node` binary is ~100 MB).
+        self._known: dict[str, tuple[Signature, str]] | None = None
+        self._changed = False
 
     def output(self, command: str) -> str:
         if command not in self._outputs:
@@ -118,3 +131,122 @@ class ToolProbes:
             text = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
             self._outputs[command] = f"{text}\n[exit {done.returncode}]"
         return self._outputs[command]
+
+    def executables(self, cmd: str, package: str, path: str) -> list[tuple[str, str]]:
+        """("executable WORD", digest) of the program `cmd` starts (its first word, found on
+        `path` as the shell would), and ("interpreter WORD", digest) of the interpreter of a
+        `#!` script; none for a shell builtin or a first word the shell expands."""
+        word = _first_word(cmd)
+        if word is None:
+            return []
+        # Worked out once per program: a thousand steps start a handful of programs.
+        key = (word, package if "/" in word else "", path)
+        if key not in self._programs:
+            self._programs[key] = self._digest_programs(word, package, path)
+        return self._programs[key]
+
+    def _digest_programs(self, word: str, package: str, path: str) -> list[tuple[str, str]]:
+        found = _which(word, os.path.join(self._root, package), path)
+        if found is None:
+            return []
+        pairs = [(f"executable {word}", self._digest(found))]
+        interpreter = _interpreter(found)
+        if interpreter is not None:
+            program = _which(interpreter, os.path.dirname(found), path)
+            if program is not None:
+                pairs.append((f"interpreter {interpreter}", self._digest(program)))
+        return pairs
+
+    def _digest(self, program: str) -> str:
+        from once import _core  # noqa: PLC0415 - loaded already by every run
+        from once.stamps import settled, signature  # noqa: PLC0415
+
+        real = os.path.realpath(program)
+        known = self._load()
+        try:
+            sig = signature(real)
+        except OSError:
+            return "unreadable"
+        kept = known.get(real)
+        if kept is not None and kept[0] == sig:
+            return kept[1]
+        digest = _core.hash_files([real])[0]
+        # A program replaced in the same clock tick as this read could keep its stat: such a
+        # digest is used now but not kept (the racy-timestamp rule).
+        if settled(sig, time.time_ns()):
+            known[real] = (sig, digest)
+            self._changed = True
+        return digest
+
+    def _load(self) -> dict[str, tuple[Signature, str]]:
+        if self._known is None:
+            from once.atomic_file import read_sealed  # noqa: PLC0415
+
+            self._known = {}
+            data = read_sealed(os.path.join(self._root, STATE_DIR, EXECUTABLES_NAME))
+            try:
+                loaded = marshal.loads(data) if data else {}  # noqa: S302 - plain values only
+                if isinstance(loaded, dict):
+                    self._known = loaded
+            except (EOFError, ValueError, TypeError):
+                pass  # damaged: digest again
+        return self._known
+
+    def save(self) -> None:
+        """Keep the digests worked out this run, where a run has made the state folder."""
+        state = os.path.join(self._root, STATE_DIR)
+        if not self._changed or self._known is None or not os.path.isdir(state):
+            return
+        from once.atomic_file import write_sealed  # noqa: PLC0415
+
+        try:
+            write_sealed(os.path.join(state, EXECUTABLES_NAME), marshal.dumps(self._known))
+        except OSError:
+            pass  # the next run reads the programs again
+        self._changed = False
+
+
+# In the state folder: program digests by stat (`ToolProbes.executables`).
+EXECUTABLES_NAME = "executables"
+# Characters that make a first word something the shell expands or a construct, not a program.
+_SHELL_SYNTAX = frozenset("$`'\"(){}[]<>|&;*?~!\\")
+
+
+def _first_word(cmd: str) -> str | None:
+    """The program a `sh -c` command starts, past `NAME=value` assignments; None when the
+    shell would expand it (a variable, a subshell, quotes), since then only running it tells."""
+    for word in cmd.split():
+        if "=" in word and not word.startswith("="):
+            continue  # an assignment for the command
+        return None if _SHELL_SYNTAX.intersection(word) else word
+    return None
+
+
+def _which(word: str, cwd: str, path: str) -> str | None:
+    """Where the shell finds `word`: itself when it holds a `/` (relative to `cwd`), else the
+    first executable file of that name on `path`; None for a builtin or a typo."""
+    if "/" in word:
+        candidate = os.path.join(cwd, word)
+        return candidate if os.path.isfile(candidate) else None
+    for folder in path.split(os.pathsep):
+        candidate = os.path.join(folder or ".", word)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _interpreter(program: str) -> str | None:
+    """The interpreter a `#!` line names (`#!/usr/bin/env python3` names `python3`)."""
+    try:
+        with open(program, "rb") as file:
+            head = file.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env" and len(words) > 1:
+        return next((word for word in words[1:] if not word.startswith("-")), None)
+    return words[0]

@@ -172,18 +172,24 @@ _GLOB_SYNTAX = frozenset("*?[]{}\\")  # as the core reads a pattern as a glob
 def key_context(
     steps: Sequence[Step], environ: Mapping[str, str], probes: ToolProbes
 ) -> KeyContext:
-    """What the keys of `steps` take from the environment (see `KeyContext`)."""
-    return (
+    """What the keys of `steps` take from the environment (see `KeyContext`), the digests of
+    the programs their commands start among their tools."""
+    context: KeyContext = (
         platform_tag(),
         [
             (
                 declared_env(step.env, environ),
-                [(tool, probes.output(tool)) for tool in step.tools],
+                [
+                    *((tool, probes.output(tool)) for tool in step.tools),
+                    *probes.executables(step.cmd, step.package, environ.get("PATH", "")),
+                ],
                 env_mode(step.env_mode, environ),
             )
             for step in steps
         ],
     )
+    probes.save()
+    return context
 
 
 def key_requests(
