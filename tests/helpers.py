@@ -71,6 +71,31 @@ class Workspace:
         return Done(done.returncode, done.stdout, done.stderr)
 
 
+def once_traced(
+    ws: Workspace, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> tuple[Done, set[str]]:
+    """`once ARGS` (`python -m once`) and the modules it imported, told by `-X importtime`,
+    which lists every import however the process exits (the fast path skips Python's
+    finalization, and atexit with it); the import lines are left out of `err`."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "once", *args],
+        cwd=cwd or ws.root,
+        env={**os.environ, "ONCE_CACHE_DIR": str(ws.cache), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    err, imported = [], set()
+    for line in done.stderr.splitlines():
+        if line.startswith("import time:"):
+            imported.add(line.rsplit("|", 1)[-1].strip())
+        else:
+            err.append(line)
+    assert "once.prelude" in imported, done.stderr  # importtime did list the imports
+    return Done(done.returncode, done.stdout, "".join(f"{line}\n" for line in err)), imported
+
+
 def read_entry(path: Path) -> dict[str, Any]:
     """The entry in the cache's entry file `path`, its tag checked."""
     data = _core.Store.entry_json(path.stem, path.read_bytes())

@@ -5,14 +5,11 @@ run needs."""
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import once
 
-from tests.helpers import Workspace, three_packages
+from tests.helpers import Workspace, once_traced, three_packages
 
 PACKAGE = Path(once.__file__).parent
 
@@ -114,22 +111,9 @@ NOT_IN_A_NO_OP = (
 
 def test_a_no_op_imports_none_of_the_run_machinery(ws: Workspace) -> None:
     three_packages(ws)
-    env = {**os.environ, "ONCE_CACHE_DIR": str(ws.cache)}
     for _ in range(3):  # builds, then keeps the plan, then answers from it
-        done = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "once", "run", "build", "-j", "2"],
-            cwd=ws.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-    imported = {
-        line.rsplit("|", 1)[-1].strip()
-        for line in done.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+        done, imported = once_traced(ws, "run", "build", "-j", "2")
+        assert done.code == 0, done.err
     assert "once.quick" in imported
-    assert done.stdout.splitlines()[-1].startswith("once: all 3 steps cached")
+    assert done.out.splitlines()[-1].startswith("once: all 3 steps cached")
     assert sorted(imported.intersection(NOT_IN_A_NO_OP)) == []

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,35 +16,17 @@ import pytest
 from once import _core, quick
 from once.api import OutputLogs as LogMode
 
-from tests.helpers import Done, Workspace, three_packages
+from tests.helpers import Done, Workspace, once_traced, three_packages
 
 
 def once_main(
     ws: Workspace, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> tuple[Done, str]:
     """Run `once ARGS` (`python -m once`), and which path answered: "quick" (the fast path),
-    "run" (the full run without click, `run_command`) or "cli" (click). Told by
-    `-X importtime`, which lists every import however the process exits (the fast path skips
-    Python's finalization, and atexit with it)."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "once", *args],
-        cwd=cwd or ws.root,
-        env={**os.environ, "ONCE_CACHE_DIR": str(ws.cache), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    err, imported = [], set()
-    for line in done.stderr.splitlines():
-        if line.startswith("import time:"):
-            imported.add(line.rsplit("|", 1)[-1].strip())
-        else:
-            err.append(line)
-    assert "once.prelude" in imported, done.stderr  # importtime did list the imports
-    err_text = "".join(f"{line}\n" for line in err)
+    "run" (the full run without click, `run_command`) or "cli" (click)."""
+    done, imported = once_traced(ws, *args, env=env, cwd=cwd)
     path = "cli" if "click" in imported else "run" if "once.run_command" in imported else "quick"
-    return Done(done.returncode, done.stdout, err_text), path
+    return done, path
 
 
 def timeless(text: str) -> str:

@@ -5,44 +5,17 @@ fetches from the remote; a malformed remote variable is still the full run's one
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Done, Workspace, three_packages
+from tests.helpers import Workspace, once_traced, three_packages
 from tests.remote_cases import remote_warnings
 from tests.remote_servers import Server, nginx
 from tests.test_imports import NOT_IN_A_NO_OP
 from tests.test_quick import timeless
-
-
-def run_traced(
-    ws: Workspace, *args: str, env: dict[str, str] | None = None
-) -> tuple[Done, set[str]]:
-    """`once ARGS` and the modules it imported (`-X importtime` lists them however the process
-    exits)."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "once", *args],
-        cwd=ws.root,
-        env={**os.environ, "ONCE_CACHE_DIR": str(ws.cache), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    err, imported = [], set()
-    for line in done.stderr.splitlines():
-        if line.startswith("import time:"):
-            imported.add(line.rsplit("|", 1)[-1].strip())
-        else:
-            err.append(line)
-    assert "once.prelude" in imported, done.stderr  # importtime did list the imports
-    return Done(done.returncode, done.stdout, "".join(f"{line}\n" for line in err)), imported
 
 
 def fast_path_answered(imported: set[str]) -> bool:
@@ -78,11 +51,11 @@ def test_a_no_op_with_a_remote_is_answered_by_the_fast_path(
     assert first.code == 0, first.err
     assert "uploaded 3 entries" in first.err
     assert sorted(ws.ran()) == ["a", "app", "b"]
-    full, imported = run_traced(ws, "run", "build", "--link", "copy", env=env)  # the CLI's run
+    full, imported = once_traced(ws, "run", "build", "--link", "copy", env=env)  # the CLI's run
     assert "click" in imported
     # Nothing is asked of the server on a no-op: with it gone, nothing changes.
     server.stop()
-    done, imported = run_traced(ws, "run", "build", env=env)
+    done, imported = once_traced(ws, "run", "build", env=env)
     assert (done.code, full.code) == (0, 0), done.err + full.err
     assert fast_path_answered(imported)
     assert timeless(done.out) == timeless(full.out)
@@ -98,10 +71,10 @@ def test_a_local_miss_with_a_kept_plan_still_fetches_from_the_remote(
     assert ws.once("run", "build").code == 0
     assert sorted(ws.ran()) == ["a", "app", "b"]
     assert ws.once("run", "build").code == 0  # keeps the plan
-    done, imported = run_traced(ws, "run", "build")
+    done, imported = once_traced(ws, "run", "build")
     assert fast_path_answered(imported)
     shutil.rmtree(ws.cache)  # every step now a local miss, and a hit on the server
-    done, imported = run_traced(ws, "run", "build")
+    done, imported = once_traced(ws, "run", "build")
     assert done.code == 0, done.err
     assert "once.remote" in imported
     assert "restored 3 entries" in done.err
@@ -124,10 +97,10 @@ def test_a_malformed_remote_variable_on_a_no_op_is_the_full_runs_error(
     with_remote_in_toml(ws, "http://127.0.0.1:9/cache")  # nothing listens: never asked
     assert ws.once("run", "build").code == 0
     assert ws.once("run", "build").code == 0  # keeps the plan
-    done, imported = run_traced(ws, "run", "build")
+    done, imported = once_traced(ws, "run", "build")
     assert done.code == 0, done.err
     assert fast_path_answered(imported)
-    done, imported = run_traced(ws, "run", "build", env=env)
+    done, imported = once_traced(ws, "run", "build", env=env)
     assert done.code == 2
     assert done.err.startswith(f"once: error: {says}"), done.err
     assert done.err.count("\n") == 1, done.err

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from once import _core, layout, workspace_cache
 from once.errors import ConfigError
 from once.key_context import ENV_MODES
-from once.layout import CONFIG_NAME, STATE_DIR, WORKSPACE_PREFIX
+from once.layout import CONFIG_NAME, STATE_DIR, WORKSPACE_PREFIX, is_glob
 from once.model import RULE_FIELDS, Package, RemoteSettings, Rule, Workspace
 from once.remote_choice import REMOTE_TIMEOUT_RANGE, remote_timeout_fits, remote_url_problem
 from once.value import Value
@@ -42,8 +42,6 @@ LIST_KEYS = ("inputs", "outputs", "deps", "env", "pass_env", "tools")
 RULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 # POSIX portable variable names, plus the `*` and `?` wildcards of a pattern such as `API_*`.
 ENV_PATTERN = re.compile(r"^[A-Za-z_*?][A-Za-z0-9_*?]*\Z")
-# What makes a member pattern a glob (the core's glob syntax).
-MEMBER_GLOB = re.compile(r"[*?\[\]{}\\]")
 # No path, argument, variable name or URL can hold one: the OS cuts a C string at it.
 NUL_PROBLEM = "holds a NUL character, which no path, command or name can hold"
 
@@ -450,7 +448,7 @@ def _expand_member(root: Path, source: Source, pattern: str) -> list[str]:
         raise error("leaves the workspace through '..'; members must be folders inside it")
     if posixpath.normpath(pattern) == ".":
         raise error("is the workspace root itself; its rules go in this file as [rule.NAME] tables")
-    if not MEMBER_GLOB.search(pattern):
+    if not is_glob(pattern):
         # A plain path names one package: anything but a folder with a once.toml is a typo.
         folder = root / pattern
         if not folder.is_dir():
@@ -479,7 +477,7 @@ def _note_listed(root: Path, pattern: str, reads: workspace_cache.Reads) -> None
     A package folder's own stat is not noted: its once.toml's stat says all, and the folder's
     changes with every output a step creates or deletes in it (a restore, a `rm -rf dist`).
     A `**` lists folders at any depth; such a workspace is simply not cached."""
-    if not MEMBER_GLOB.search(pattern):
+    if not is_glob(pattern):
         return  # a plain path: its once.toml's own stat says all
     if "**" in pattern:
         reads.cacheable = False
@@ -496,7 +494,7 @@ def _glob_folders(root: Path, pattern: str) -> tuple[list[Path], list[Path]]:
     (unless it has a `**`); a symlinked folder is matched but not listed, so a link cycle
     cannot loop."""
     parts = PurePosixPath(pattern.rstrip("/")).parts
-    first = next(index for index, part in enumerate(parts) if MEMBER_GLOB.search(part))
+    first = next(index for index, part in enumerate(parts) if is_glob(part))
     matcher = compiled("/".join(parts))
     depth = None if any("**" in part for part in parts) else len(parts) - first
     base = root.joinpath(*parts[:first])
@@ -523,7 +521,7 @@ def _did_you_mean_member(root: Path, pattern: str) -> str:
     parts = PurePosixPath(pattern).parts
     folder = root
     for index, part in enumerate(parts):
-        if MEMBER_GLOB.search(part):
+        if is_glob(part):
             return ""  # past the first wildcard every spelling might be meant
         if (folder / part).is_dir():
             folder = folder / part

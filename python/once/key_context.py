@@ -201,8 +201,11 @@ class ToolProbes:
 
         try:
             write_sealed(os.path.join(state, EXECUTABLES_NAME), marshal.dumps(self._known))
-        except OSError:
-            pass  # the next run reads the programs again
+        except OSError as err:
+            from once.errors import os_error_message  # noqa: PLC0415
+            from once.kept_state import unsaved  # noqa: PLC0415
+
+            unsaved("the program digests", os_error_message(err))  # read again next time
         self._changed = False
 
 

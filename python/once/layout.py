@@ -17,6 +17,15 @@ STATE_DIR = ".once"
 STAT_CACHE = "statcache"
 # In the state folder: stats and digests of outputs as last checked (OutputStats).
 OUTPUT_STATS = "outputs"
+# The characters that make a pattern a glob rather than a literal path, as the core reads it
+# (`GLOB_SYNTAX` in rust/once-core/src/select.rs).
+GLOB_SYNTAX = frozenset("*?[]{}\\")
+
+
+def is_glob(pattern: str) -> bool:
+    return not GLOB_SYNTAX.isdisjoint(pattern)
+
+
 # An input starting with this names files from the workspace root, not the package folder.
 WORKSPACE_PREFIX = "//"
 # The remote cache's URL, when the environment names one (remote.py).

@@ -21,6 +21,7 @@ from once.atomic_file import read_sealed, write_sealed
 from once.errors import UsageError, os_error_message
 from once.kept_state import unsaved
 from once.key_context import ToolProbes, declared_env, env_mode, platform_tag
+from once.layout import is_glob
 from once.stamps import Stamps, hold, signature
 from once.value import Value
 
@@ -132,7 +133,7 @@ def select_inputs(snapshot: _core.Snapshot, steps: Sequence[Step]) -> list[_core
         (index, output)
         for index, step in enumerate(steps)
         for output in step.outputs
-        if _GLOB_SYNTAX.intersection(output)
+        if is_glob(output)
     ]
     # Each (package, glob) once: `[workspace] inputs` are in every step's, and `//` ones
     # select alike from every package.
@@ -164,9 +165,6 @@ def select_inputs(snapshot: _core.Snapshot, steps: Sequence[Step]) -> list[_core
                 file=sys.stderr,
             )
     return found[: len(steps)]
-
-
-_GLOB_SYNTAX = frozenset("*?[]{}\\")  # as the core reads a pattern as a glob
 
 
 def key_context(

@@ -17,7 +17,7 @@ from once.console import Console, Result, hit_line, hit_result
 from once.errors import OnceError, os_error_message
 from once.kept_state import unsaved
 from once.key_context import command_env, env_mode
-from once.layout import OUTPUT_STATS, STATE_DIR
+from once.layout import OUTPUT_STATS, STATE_DIR, is_glob
 from once.workers import Workers
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
@@ -59,7 +59,7 @@ def unwritten_outputs(package_dir: Path, outputs: list[str]) -> list[str]:
     for output in outputs:
         if "{" in output:
             continue
-        if any(char in output for char in "*?["):
+        if is_glob(output):
             written = next(package_dir.glob(output.rstrip("/")), None) is not None
         else:
             written = os.path.lexists(package_dir / output)
