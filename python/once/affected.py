@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from once import _core
+from once import _core, prelude
 from once.config import compiled
 from once.errors import UsageError
 from once.fingerprint import input_patterns
@@ -81,7 +81,14 @@ def through_links(root: Path, paths: tuple[str, ...]) -> tuple[str, ...]:
     """`paths` and, for each below the target of a folder link the workspace walk follows, the
     same file at the link's path. The walk reports every link path it follows (one inside a
     linked folder included), so one pass reaches them all."""
-    links = _core.Snapshot.scan(str(root), [STATE_DIR]).folder_links()
+    # The run's own walk, when the prelude started one for this workspace: a second walk of
+    # a large tree costs what the first did.
+    early = prelude.started()
+    if early is not None and early.root == str(root):
+        snapshot = early.snapshot()
+    else:
+        snapshot = _core.Snapshot.scan(str(root), [STATE_DIR])
+    links = snapshot.folder_links()
     if not links:
         return paths
     seen = set(paths)
