@@ -141,6 +141,7 @@ class KeyRequest:
         env_mode: str,
         env: list[tuple[str, str]],
         tools: list[tuple[str, str]],
+        lockfiles: list[tuple[str, str]],
         deps: list[str],
         outputs: list[str],
     ) -> KeyRequest: ...
@@ -162,6 +163,10 @@ class KeyRequest:
     def env(self) -> list[tuple[str, str]]: ...
     @property
     def tools(self) -> list[tuple[str, str]]: ...
+    @property
+    def lockfiles(self) -> list[tuple[str, str]]:
+        """(lockfile path, "slice:DIGEST" or "whole:DIGEST") of each lockfile governing the
+        package."""
     @property
     def deps(self) -> list[str]: ...
     @property

@@ -140,6 +140,53 @@ def directly_affected(workspace: Workspace, paths: Iterable[str]) -> set[str]:
     return labels
 
 
+def by_lockfiles(workspace: Workspace, changes: Changes) -> set[str]:
+    """Labels of the rules of every package whose slice of a changed lockfile differs from
+    the one at the base revision (the whole file, where it is read whole)."""
+    from once import lockfiles  # noqa: PLC0415
+
+    rules = [rule for package in workspace.packages.values() for rule in package.rules.values()]
+    if not rules or rules[0].lockfiles == ():
+        return set()
+    named = rules[0].lockfiles  # a workspace setting: the same for every rule
+    changed = [
+        path
+        for path in changes.paths
+        if (path in named if named is not None else lockfiles.ecosystem(path) is not None)
+    ]
+    if not changed:
+        return set()
+    root = str(workspace.root)
+    present = lockfiles.present(root, workspace.packages, changed)
+    labels: set[str] = set()
+    for path in changed:
+        base = _git_show(workspace.root, changes.commit, path)
+        now = lockfiles.read(root, path)
+        for package in workspace.packages.values():
+            governing = lockfiles.governing(package.path, present, named)
+            kind = next((kind for lock, kind in governing if lock == path), None)
+            if kind is None or not lockfiles.governs(package.path, kind, present):
+                continue
+            if (
+                base is None
+                or now is None
+                or lockfiles.part_differs(root, path, package.path, kind, old=base, new=now)
+            ):
+                labels.update(rule.label for rule in package.rules.values())
+    return labels
+
+
+def _git_show(root: Path, commit: str, path: str) -> bytes | None:
+    """`path` (workspace-relative) as it was at `commit`, or None where it did not exist."""
+    try:
+        done = subprocess.run(
+            ["git", "show", f"{commit}:./{path}"], cwd=root, capture_output=True, check=False
+        )
+    except FileNotFoundError:
+        raise UsageError("--affected needs git, and git is not installed") from None
+    return done.stdout if done.returncode == 0 else None
+
+
 def _reads_any(workspace: Workspace, rule: Rule, inside: list[str], paths: list[str]) -> bool:
     """Whether the rule reads one of `inside` (relative to its package) or, through a `//`
     input, one of `paths` (relative to the workspace root)."""
@@ -180,6 +227,7 @@ def select_affected(
     changes = changed_files(workspace.root, since)
     graph = dependency_graph(workspace)
     paths = through_links(workspace.root, changes.paths)
-    affected = with_dependents(graph, directly_affected(workspace, paths))
+    direct = directly_affected(workspace, paths) | by_lockfiles(workspace, changes)
+    affected = with_dependents(graph, direct)
     scope = select_targets(workspace, targets, cwd) if targets else all_targets(workspace, cwd)
     return changes, [label for label in scope if label in affected]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 ROOT_KEYS = ("workspace", "package", "rule", "remote")
 MEMBER_KEYS = ("package", "rule")
-WORKSPACE_KEYS = ("members", "inputs", "env_mode")
+WORKSPACE_KEYS = ("members", "inputs", "env_mode", "lockfiles")
 PACKAGE_KEYS = ("deps",)
 REMOTE_KEYS = ("url", "read_only", "token_env", "endpoint", "region", "timeout")
 # What the remote cache can talk to (the backends of rust/once-core/src/remote).
@@ -158,9 +158,10 @@ def read_workspace(root: Path, reads: workspace_cache.Reads) -> Workspace:
     settings = doc.get("workspace", {})
     shared = _workspace_inputs(root_source, settings)
     mode = _env_mode(root_source, settings)
-    if shared or mode != "strict":
+    lockfiles = _lockfiles(root_source, settings)
+    if shared or mode != "strict" or lockfiles is not None:
         packages = {
-            path: _with_workspace_settings(package, shared, mode)
+            path: _with_workspace_settings(package, shared, mode, lockfiles)
             for path, package in packages.items()
         }
     remote = _remote(root_source, doc["remote"]) if "remote" in doc else None
@@ -195,16 +196,42 @@ def _env_mode(source: Source, workspace: object) -> str:
     return str(mode)
 
 
-def _with_workspace_settings(package: Package, shared: tuple[str, ...], mode: str) -> Package:
+def _lockfiles(source: Source, workspace: object) -> tuple[str, ...] | None:
+    """`[workspace] lockfiles`: true (the default) finds the lockfiles governing each package
+    (None); false, none (); a list names them, relative to the root."""
+    value = _table(source, workspace, "workspace").get("lockfiles", True)
+    if isinstance(value, bool):
+        return None if value else ()
+    if not isinstance(value, list):
+        raise source.error(
+            f"workspace.lockfiles must be true, false or a list of paths, not {_toml_type(value)}",
+            "workspace",
+            "lockfiles",
+        )
+    paths = _string_list(source, value, "workspace", "lockfiles")
+    for path in paths:
+        plain = path.removeprefix(WORKSPACE_PREFIX)
+        problem = _input_problem(plain) or ("is a glob, not a path" if is_glob(plain) else None)
+        if problem:
+            raise source.error(
+                f"workspace.lockfiles: {path!r} {problem}", "workspace", "lockfiles", value=path
+            )
+    return tuple(dict.fromkeys(path.removeprefix(WORKSPACE_PREFIX) for path in paths))
+
+
+def _with_workspace_settings(
+    package: Package, shared: tuple[str, ...], mode: str, lockfiles: tuple[str, ...] | None
+) -> Package:
     rules = {
         name: Rule(
             **{
                 field: getattr(rule, field)
                 for field in RULE_FIELDS
-                if field not in ("workspace_inputs", "env_mode")
+                if field not in ("workspace_inputs", "env_mode", "lockfiles")
             },
             workspace_inputs=shared,
             env_mode=mode,
+            lockfiles=lockfiles,
         )
         for name, rule in package.rules.items()
     }

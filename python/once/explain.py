@@ -38,6 +38,7 @@ def changes(old: Spec, new: Spec) -> list[str]:
     if old.get("cmd") != new.get("cmd"):
         lines.append(f"command changed: {old.get('cmd')!r} -> {new.get('cmd')!r}")
     lines += _input_changes(_inputs(old), _inputs(new))
+    lines += _lockfile_changes(_pairs(old, "lockfiles"), _pairs(new, "lockfiles"))
     lines += _env_changes(_pairs(old, "env"), _pairs(new, "env"))
     lines += _tool_changes(_pairs(old, "tools"), _pairs(new, "tools"))
     lines += _dep_changes(_pairs(old, "deps"), _pairs(new, "deps"))
@@ -102,6 +103,23 @@ def _tool_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
         lambda tool: f"tool probe removed: {tool!r}",
         lambda tool, before, after: (
             f"tool output changed: {tool!r}: {_first_line(before)!r} -> {_first_line(after)!r}"
+        ),
+    )
+
+
+def _lockfile_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    def what(part: str) -> str:
+        return "the part the package resolves" if part.startswith("slice:") else "the whole file"
+
+    return _keyed_changes(
+        old,
+        new,
+        lambda path: f"lockfile now in the key: {path} ({what(new[path])})",
+        lambda path: f"lockfile no longer in the key: {path}",
+        lambda path, before, after: (
+            f"lockfile changed: {path}: {what(after)} changed"
+            if what(before) == what(after)
+            else f"lockfile changed: {path}: {what(before)} -> {what(after)}"
         ),
     )
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from once import _core
 from once.errors import ConfigError
 from once.graph import Action
-from once.kept_state import unsaved
 from once.key_context import ToolProbes
-from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
+from once.layout import CONFIG_NAME, STATE_DIR
 from once.model import Rule, Workspace
 from once.plans import (
     KeyRequest,
     SourceUnderOutputGlob,
     Step,
+    hash_inputs,
     key_context,
     key_requests,
     select_inputs,
@@ -122,6 +122,7 @@ def plan_steps(workspace: Workspace, actions: list[Action]) -> list[Step]:
             tools=action.rule.tools,
             outputs=action.rule.outputs,
             env_mode=action.rule.env_mode,
+            lockfiles=action.rule.lockfiles,
         )
         for action in actions
         for include, exclude in [input_patterns(workspace, action.rule, excluded)]
@@ -189,9 +190,7 @@ def _key(
             "not ignored: restoring the rule would replace it (name the outputs exactly, or "
             "ignore them in .gitignore or .onceignore)",
         ) from None
-    read = snapshot.hash(filesets, str(workspace.root / STATE_DIR / STAT_CACHE))
-    if snapshot.stat_cache_unsaved is not None:
-        unsaved("the stat cache", snapshot.stat_cache_unsaved)
+    read, slices = hash_inputs(str(workspace.root), snapshot, steps, filesets)
     context = key_context(steps, environ, ToolProbes(workspace.root))
-    requests = key_requests(steps, filesets, context)
+    requests = key_requests(steps, filesets, context, slices)
     return _core.action_keys(snapshot, requests), requests, read

@@ -29,6 +29,7 @@ RULE_FIELDS = (
     "source",
     "workspace_inputs",
     "env_mode",
+    "lockfiles",
 )
 
 
@@ -54,6 +55,7 @@ class Rule(Value):
         source: Path,
         workspace_inputs: tuple[str, ...] = (),
         env_mode: str = "strict",
+        lockfiles: tuple[str, ...] | None = None,
     ) -> None:
         self.package: Final = package  # relative to the workspace root, "" for the root
         self.name: Final = name
@@ -70,6 +72,9 @@ class Rule(Value):
         self.workspace_inputs: Final = workspace_inputs
         # `[workspace] env_mode`: what of the environment the command sees ("strict", "loose").
         self.env_mode: Final = env_mode
+        # `[workspace] lockfiles`: None finds the lockfiles governing the package (the
+        # default), else exactly these (root-relative; none for `lockfiles = false`).
+        self.lockfiles: Final = lockfiles
         # Asked ~7 times per action by graph, plan and run: made once, not 70,000 times for
         # 10,000 rules.
         self.label: Final = f"//{package}:{name}"

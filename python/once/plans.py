@@ -21,7 +21,7 @@ from once.atomic_file import read_sealed, write_sealed
 from once.errors import UsageError, os_error_message
 from once.kept_state import unsaved
 from once.key_context import ToolProbes, declared_env, env_mode, platform_tag
-from once.layout import is_glob
+from once.layout import STAT_CACHE, STATE_DIR, is_glob
 from once.stamps import Stamps, hold, signature
 from once.value import Value
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 PLANS_NAME = "run-plans"
 # Bump when the layout of a step, or of the file, changes.
-FORMAT = 3
+FORMAT = 4
 # Plans kept per workspace (the commands most recently planned); each is a few bytes per step.
 KEEP = 32
 # The modules whose code decides what a plan holds: a changed one (a development checkout)
@@ -52,6 +52,7 @@ class Step(Value):
         "exclude",
         "include",
         "label",
+        "lockfiles",
         "outputs",
         "package",
         "tools",
@@ -67,6 +68,7 @@ class Step(Value):
         "tools",
         "outputs",
         "env_mode",
+        "lockfiles",
     )
 
     def __init__(
@@ -82,6 +84,7 @@ class Step(Value):
         tools: tuple[str, ...],
         outputs: tuple[str, ...],
         env_mode: str,
+        lockfiles: tuple[str, ...] | None,
     ) -> None:
         self.label: Final = label
         self.deps: Final = deps  # labels of the steps it depends on
@@ -93,6 +96,8 @@ class Step(Value):
         self.tools: Final = tools  # tool probe commands
         self.outputs: Final = outputs
         self.env_mode: Final = env_mode  # as configured; `$ONCE_ENV_MODE` may override it
+        # `[workspace] lockfiles`: None to find the governing ones (lockfiles.py), else these.
+        self.lockfiles: Final = lockfiles
 
     def fields(self) -> tuple[object, ...]:
         return self._values()
@@ -191,9 +196,13 @@ def key_context(
 
 
 def key_requests(
-    steps: Sequence[Step], inputs: Sequence[_core.FileSet], context: KeyContext
+    steps: Sequence[Step],
+    inputs: Sequence[_core.FileSet],
+    context: KeyContext,
+    lockfiles: Sequence[list[tuple[str, str]]],
 ) -> list[KeyRequest]:
-    """Each step's request for `_core.action_keys`, given its input files."""
+    """Each step's request for `_core.action_keys`, given its input files and the slices of
+    the lockfiles governing its package (`lockfiles.slices`)."""
     tag, per_step = context
     return [
         KeyRequest(
@@ -205,11 +214,29 @@ def key_requests(
             env_mode=mode,
             env=env,
             tools=tools,
+            lockfiles=slices,
             deps=list(step.deps),
             outputs=list(step.outputs),
         )
-        for step, files, (env, tools, mode) in zip(steps, inputs, per_step, strict=True)
+        for step, files, (env, tools, mode), slices in zip(
+            steps, inputs, per_step, lockfiles, strict=True
+        )
     ]
+
+
+def hash_inputs(
+    root: str, snapshot: _core.Snapshot, steps: Sequence[Step], inputs: list[_core.FileSet]
+) -> tuple[int, list[list[tuple[str, str]]]]:
+    """Hash the steps' input files and the lockfiles governing their packages in one call:
+    (files read, each step's lockfile slices)."""
+    from once import lockfiles  # noqa: PLC0415 - not on a run over an unchanged tree
+
+    found = lockfiles.select(snapshot, steps)
+    stat_cache = os.path.join(root, STATE_DIR, STAT_CACHE)
+    read = snapshot.hash([*inputs, found] if found is not None else inputs, stat_cache)
+    if snapshot.stat_cache_unsaved is not None:
+        unsaved("the stat cache", snapshot.stat_cache_unsaved)
+    return read, lockfiles.slices(root, snapshot, found, steps)
 
 
 def spec_json(snapshot: _core.Snapshot, request: KeyRequest, deps: list[tuple[str, str]]) -> str:

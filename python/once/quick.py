@@ -28,7 +28,7 @@ from once.console import hit_result, log_mode, summary
 from once.errors import EXIT_INTERRUPTED, os_error_message
 from once.history import History
 from once.key_context import ToolProbes
-from once.layout import OUTPUT_STATS, STAT_CACHE
+from once.layout import OUTPUT_STATS
 from once.remote_choice import check_environment
 from once.terminal import make_console
 
@@ -121,11 +121,10 @@ class _Requests:
     def get(self) -> list[KeyRequest]:
         if self._requests is None:
             inputs = plans.select_inputs(self._snapshot, self._steps)
-            stat_cache = os.path.join(self._early.state_dir, STAT_CACHE)
-            self.files_read = self._snapshot.hash(inputs, stat_cache)
-            if self._snapshot.stat_cache_unsaved is not None:
-                kept_state.unsaved("the stat cache", self._snapshot.stat_cache_unsaved)
-            self._requests = plans.key_requests(self._steps, inputs, self._context)
+            self.files_read, slices = plans.hash_inputs(
+                self._early.root, self._snapshot, self._steps, inputs
+            )
+            self._requests = plans.key_requests(self._steps, inputs, self._context, slices)
         return self._requests
 
     def with_files_read(self) -> tuple[list[KeyRequest], int]:

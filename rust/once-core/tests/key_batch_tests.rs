@@ -37,6 +37,7 @@ fn request<'a>(inputs: &'a FileSet, label: &str, deps: &[&str]) -> KeyRequest<'a
             ("A".to_owned(), "1".to_owned()),
         ],
         tools: vec![],
+        lockfiles: vec![],
         deps: deps.iter().map(|dep| (*dep).to_owned()).collect(),
         outputs: vec!["out/".to_owned()],
     }

@@ -16,6 +16,7 @@ fn spec() -> ActionSpec {
         env_mode: "strict".to_owned(),
         env: vec![("RUSTFLAGS".to_owned(), "-Dwarnings".to_owned())],
         tools: vec![("rustc --version".to_owned(), "rustc 1.95.0".to_owned())],
+        lockfiles: vec![("Cargo.lock".to_owned(), "cd".repeat(32))],
         inputs: vec![
             InputFile {
                 path: "libs/core/Cargo.toml".to_owned(),
@@ -37,10 +38,10 @@ fn spec() -> ActionSpec {
 fn golden_key_is_stable() {
     // Pinned on purpose: if this changes, every cache entry ever written is silently invalid
     // (or worse, an old one matches a new meaning). Bump KEY_FORMAT_VERSION, then re-pin.
-    assert_eq!(KEY_FORMAT_VERSION, 2);
+    assert_eq!(KEY_FORMAT_VERSION, 3);
     assert_eq!(
         spec().key().to_hex(),
-        "2e492f71cb019fefd6990bdceefc2069d4901b8e4c39f67c3d087e31d2551d14"
+        "99519228ae45e8e8217f796ce051eec7d709853bd8169c74df32b1e21dace736"
     );
 }
 
@@ -57,7 +58,7 @@ fn key_is_blake3_of_encoding_with_magic_and_version() {
 #[test]
 fn every_field_changes_the_key() {
     type Change = fn(&mut ActionSpec);
-    let changes: [(&str, Change); 15] = [
+    let changes: [(&str, Change); 17] = [
         ("label", |s| s.label.push('x')),
         ("cmd", |s| s.cmd.push(' ')),
         ("cwd", |s| s.cwd = "libs".to_owned()),
@@ -67,6 +68,8 @@ fn every_field_changes_the_key() {
         ("env name", |s| s.env[0].0 = "CFLAGS".to_owned()),
         ("env unset", |s| s.env.clear()),
         ("tool output", |s| s.tools[0].1 = "rustc 1.96.0".to_owned()),
+        ("lockfile slice", |s| s.lockfiles[0].1 = "ef".repeat(32)),
+        ("lockfile path", |s| s.lockfiles[0].0 = "rust/Cargo.lock".to_owned()),
         ("input path", |s| s.inputs[0].path.push('x')),
         ("input digest", |s| {
             s.inputs[0].digest = digest_of(b"[workspace]");
@@ -106,6 +109,13 @@ fn field_boundaries_are_unambiguous() {
     right.env = vec![];
     right.tools = vec![("A".to_owned(), "1".to_owned())];
     assert_ne!(left.key(), right.key());
+    let mut left = spec();
+    left.tools = vec![("A".to_owned(), "1".to_owned())];
+    left.lockfiles = vec![];
+    let mut right = spec();
+    right.tools = vec![];
+    right.lockfiles = vec![("A".to_owned(), "1".to_owned())];
+    assert_ne!(left.key(), right.key());
 
     // One output "a/b" vs two outputs whose bytes concatenate the same.
     let mut left = spec();
@@ -129,6 +139,9 @@ fn normalized_sorts_so_order_does_not_matter() {
     shuffled
         .tools
         .insert(0, ("python --version".to_owned(), "3.12".to_owned()));
+    shuffled
+        .lockfiles
+        .insert(0, ("uv.lock".to_owned(), "12".repeat(32)));
     shuffled.inputs.reverse();
     shuffled
         .deps
@@ -136,6 +149,7 @@ fn normalized_sorts_so_order_does_not_matter() {
     let mut sorted = shuffled.clone();
     sorted.env.sort();
     sorted.tools.sort();
+    sorted.lockfiles.sort();
     sorted.inputs.sort_by(|a, b| a.path.cmp(&b.path));
     sorted.deps.sort();
     let normalized = shuffled.clone().normalized();
@@ -155,6 +169,7 @@ fn normalized_sorts_so_order_does_not_matter() {
     again.inputs.reverse();
     again.deps.reverse();
     again.tools.reverse();
+    again.lockfiles.reverse();
     assert_eq!(again.normalized().key(), normalized.key());
 }
 
@@ -181,6 +196,7 @@ fn encoding_layout_is_as_documented() {
         env_mode: "m".to_owned(),
         env: vec![],
         tools: vec![],
+        lockfiles: vec![],
         inputs: vec![InputFile {
             path: "f".to_owned(),
             digest: Digest([7; 32]),
@@ -202,6 +218,7 @@ fn encoding_layout_is_as_documented() {
         vec![10], len(1), b"m".to_vec(),
         vec![5], len(0),
         vec![6], len(0),
+        vec![11], len(0),
         vec![7], len(1), len(1), b"f".to_vec(), vec![7; 32], vec![1],
         vec![8], len(0),
         vec![9], len(1), len(1), b"o".to_vec(),
@@ -220,6 +237,7 @@ fn key_of_borrowed_parts_is_the_key_of_the_spec() {
         env_mode: &spec.env_mode,
         env: &spec.env,
         tools: &spec.tools,
+        lockfiles: &spec.lockfiles,
     };
     let inputs = spec
         .inputs

@@ -268,6 +268,8 @@ pub struct KeyRequest {
     #[pyo3(get)]
     tools: Vec<(String, String)>,
     #[pyo3(get)]
+    lockfiles: Vec<(String, String)>,
+    #[pyo3(get)]
     deps: Vec<String>,
     #[pyo3(get)]
     outputs: Vec<String>,
@@ -276,7 +278,7 @@ pub struct KeyRequest {
 #[pymethods]
 impl KeyRequest {
     #[new]
-    #[pyo3(signature = (*, inputs, label, cmd, cwd, platform, env_mode, env, tools, deps, outputs))]
+    #[pyo3(signature = (*, inputs, label, cmd, cwd, platform, env_mode, env, tools, lockfiles, deps, outputs))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         inputs: Py<FileSet>,
@@ -287,6 +289,7 @@ impl KeyRequest {
         env_mode: String,
         env: Vec<(String, String)>,
         tools: Vec<(String, String)>,
+        lockfiles: Vec<(String, String)>,
         deps: Vec<String>,
         outputs: Vec<String>,
     ) -> KeyRequest {
@@ -299,6 +302,7 @@ impl KeyRequest {
             env_mode,
             env,
             tools,
+            lockfiles,
             deps,
             outputs,
         }
@@ -317,6 +321,7 @@ impl KeyRequest {
             env_mode: self.env_mode.clone(),
             env: self.env.clone(),
             tools: self.tools.clone(),
+            lockfiles: self.lockfiles.clone(),
             deps: self.deps.clone(),
             outputs: self.outputs.clone(),
         }

@@ -29,6 +29,8 @@ pub struct KeyRequest<'a> {
     pub env: Vec<(String, String)>,
     /// Tool probes and their outputs, as (probe, output).
     pub tools: Vec<(String, String)>,
+    /// The lockfiles governing its package, as (path, digest of the slice it resolves).
+    pub lockfiles: Vec<(String, String)>,
     /// Labels of the steps it depends on, each earlier in the batch.
     pub deps: Vec<String>,
     pub outputs: Vec<String>,
@@ -52,8 +54,10 @@ pub fn batch_keys(snapshot: &Snapshot, requests: &[KeyRequest<'_>]) -> Result<Ve
                     .collect();
                 deps.sort();
                 let (mut env, mut tools) = (request.env.clone(), request.tools.clone());
+                let mut lockfiles = request.lockfiles.clone();
                 env.sort();
                 tools.sort();
+                lockfiles.sort();
                 let files = snapshot.inputs(request.inputs)?;
                 let head = KeyHead {
                     label: &request.label,
@@ -63,6 +67,7 @@ pub fn batch_keys(snapshot: &Snapshot, requests: &[KeyRequest<'_>]) -> Result<Ve
                     env_mode: &request.env_mode,
                     env: &env,
                     tools: &tools,
+                    lockfiles: &lockfiles,
                 };
                 let key = key_of(
                     &head,
@@ -108,6 +113,7 @@ pub fn spec_of(
         env_mode: request.env_mode.clone(),
         env: request.env.clone(),
         tools: request.tools.clone(),
+        lockfiles: request.lockfiles.clone(),
         inputs,
         deps,
         outputs: request.outputs.clone(),

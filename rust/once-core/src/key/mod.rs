@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::hash::Digest;
 
 /// Bumped whenever the encoding changes, so old entries can never be mistaken for new ones.
-pub const KEY_FORMAT_VERSION: u32 = 2;
+pub const KEY_FORMAT_VERSION: u32 = 3;
 
 /// Leads every encoding, so a key can never collide with the hash of some other byte string
 /// that happens to parse the same way.
@@ -30,6 +30,7 @@ enum Tag {
     Deps = 8,
     Outputs = 9,
     EnvMode = 10,
+    Lockfiles = 11,
 }
 
 /// Writes the canonical encoding of a spec's parts into a buffer.
@@ -61,8 +62,8 @@ impl Encoder<'_> {
             self.str(string);
         }
     }
-    /// The head: magic, version, then label, cmd, cwd, platform, environment mode, env and
-    /// tools.
+    /// The head: magic, version, then label, cmd, cwd, platform, environment mode, env, tools
+    /// and lockfile slices.
     fn head(&mut self, head: &KeyHead<'_>) {
         self.0.extend_from_slice(MAGIC);
         self.0.extend_from_slice(&KEY_FORMAT_VERSION.to_le_bytes());
@@ -78,6 +79,7 @@ impl Encoder<'_> {
         self.str(head.env_mode);
         self.pairs(Tag::Env, head.env);
         self.pairs(Tag::Tools, head.tools);
+        self.pairs(Tag::Lockfiles, head.lockfiles);
     }
     fn inputs<'a>(
         &mut self,
@@ -94,7 +96,8 @@ impl Encoder<'_> {
     }
 }
 
-/// What enters a key besides inputs, deps and outputs, borrowed; env and tools sorted.
+/// What enters a key besides inputs, deps and outputs, borrowed; env, tools and lockfiles
+/// sorted.
 pub struct KeyHead<'a> {
     pub label: &'a str,
     pub cmd: &'a str,
@@ -104,6 +107,7 @@ pub struct KeyHead<'a> {
     pub env_mode: &'a str,
     pub env: &'a [(String, String)],
     pub tools: &'a [(String, String)],
+    pub lockfiles: &'a [(String, String)],
 }
 
 /// The key `ActionSpec::normalized().key()` gives, computed from borrowed parts without
@@ -159,6 +163,10 @@ pub struct ActionSpec {
     pub env: Vec<(String, String)>,
     /// (probe command, its output).
     pub tools: Vec<(String, String)>,
+    /// (lockfile path from the workspace root, digest of the part of it the package resolves);
+    /// empty in a spec kept before lockfiles entered the key.
+    #[serde(default)]
+    pub lockfiles: Vec<(String, String)>,
     pub inputs: Vec<InputFile>,
     /// (label, key hex) of each rule this one depends on.
     pub deps: Vec<(String, String)>,
@@ -166,11 +174,13 @@ pub struct ActionSpec {
 }
 
 impl ActionSpec {
-    /// Sort env, tools, inputs (by path), deps (by label); keep outputs in declared order.
+    /// Sort env, tools, lockfiles, inputs (by path), deps (by label); keep outputs in declared
+    /// order.
     #[must_use]
     pub fn normalized(mut self) -> ActionSpec {
         self.env.sort();
         self.tools.sort();
+        self.lockfiles.sort();
         // Ties on path (which a caller should never produce) still sort deterministically.
         self.inputs.sort_by(|a, b| {
             (&a.path, &a.digest, a.executable).cmp(&(&b.path, &b.digest, b.executable))
@@ -204,6 +214,7 @@ impl ActionSpec {
             env_mode: &self.env_mode,
             env: &self.env,
             tools: &self.tools,
+            lockfiles: &self.lockfiles,
         }
     }
     #[must_use]
