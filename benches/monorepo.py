@@ -23,6 +23,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from benches.treegen import pnpm_workspace_lockfile
+
 # Contents are slices of one seeded pool, each led by its own path: generating 740 MB from a
 # PRNG byte by byte would take minutes, and the bytes need only be incompressible and distinct.
 POOL_BYTES = 16 << 20
@@ -101,6 +103,10 @@ def generate(
         (package / "once.toml").write_text(_package_toml(name, deps, has_test=has_test))
         rules += 1 + has_test
     (root / "once.toml").write_text('[workspace]\nmembers = ["packages/*/*"]\n')
+    # A JavaScript workspace's lockfile: each package's key holds the slice it resolves.
+    for name in names:
+        (root / name / "package.json").write_text(f'{{"name": "{name.rsplit("/", 1)[1]}"}}\n')
+    (root / "pnpm-lock.yaml").write_text(pnpm_workspace_lockfile(rng, names))
     (root / ".gitignore").write_text(f"dist/\nreports/\n.once/\n{MARKER}\n")
     if git:
         _git_init(root)
@@ -119,7 +125,9 @@ def load(root: Path) -> Monorepo | None:
     sources = sorted(
         str(path.relative_to(root))
         for path in (root / "packages").rglob("*")
-        if path.is_file() and path.name != "once.toml" and not _is_output(path)
+        if path.is_file()
+        and path.name not in ("once.toml", "package.json")
+        and not _is_output(path)
     )
     rules = sum((root / name / "once.toml").read_text().count("[rule.") for name in names)
     return Monorepo(root, names, sources, rules)
