@@ -158,21 +158,23 @@ def by_lockfiles(workspace: Workspace, changes: Changes) -> set[str]:
         return set()
     root = str(workspace.root)
     present = lockfiles.present(root, workspace.packages, changed)
+    folders = lockfiles.by_folder(present)
     labels: set[str] = set()
     for path in changed:
+        governed = [
+            (package.path, kind)
+            for package in workspace.packages.values()
+            for lock, kind in lockfiles.governing(package.path, folders, named, present)
+            if lock == path and lockfiles.governs(package.path, kind, present)
+        ]
         base = _git_show(workspace.root, changes.commit, path)
         now = lockfiles.read(root, path)
-        for package in workspace.packages.values():
-            governing = lockfiles.governing(package.path, present, named)
-            kind = next((kind for lock, kind in governing if lock == path), None)
-            if kind is None or not lockfiles.governs(package.path, kind, present):
-                continue
-            if (
-                base is None
-                or now is None
-                or lockfiles.part_differs(root, path, package.path, kind, old=base, new=now)
-            ):
-                labels.update(rule.label for rule in package.rules.values())
+        if base is None or now is None:
+            differ = {package for package, _ in governed}  # added or removed
+        else:
+            differ = lockfiles.parts_differ(root, path, governed, old=base, new=now)
+        for package in differ:
+            labels.update(rule.label for rule in workspace.packages[package].rules.values())
     return labels
 
 

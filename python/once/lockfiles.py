@@ -4,15 +4,16 @@ no other, and a pull request that only bumps a dependency still tests what it to
 
 A package is governed, per ecosystem, by the lockfiles of the nearest folder at or above it (up
 to the workspace root) that holds one: pnpm-lock.yaml, package-lock.json, npm-shrinkwrap.json,
-yarn.lock, bun.lock, bun.lockb (JavaScript); uv.lock, poetry.lock, requirements*.txt (Python);
-Cargo.lock (Rust); go.sum (Go). A package whose folder has a manifest of other ecosystems only
-(a Rust crate under a pnpm workspace) is not governed by that ecosystem's lockfile.
+yarn.lock, bun.lock, bun.lockb (JavaScript); uv.lock, poetry.lock, requirements.txt,
+requirements-dev.txt, requirements-test.txt (Python); Cargo.lock (Rust); go.sum (Go). A package
+whose folder has a manifest of other ecosystems only (a Rust crate under a pnpm workspace) is
+not governed by that ecosystem's lockfile.
 
 Sliced: pnpm-lock.yaml (the package's importer and the packages it reaches), package-lock.json
 and npm-shrinkwrap.json v2/v3 (the workspace entry and what node resolution reaches from it),
 yarn.lock v1 and v2+ (the package.json dependencies resolved through it), bun.lock (the workspace
 entry and its packages), uv.lock (the project and its dependencies), Cargo.lock (the crate and
-its dependencies). Whole: bun.lockb, poetry.lock, requirements*.txt, go.sum, and any lockfile
+its dependencies). Whole: bun.lockb, poetry.lock, requirements files, go.sum, and any lockfile
 that cannot be parsed or does not name the package: never less than the package could use.
 
 Slices are kept in `.once/lockfiles` by the lockfile's and the manifest's digests (which the
@@ -24,14 +25,16 @@ from __future__ import annotations
 import marshal
 import os
 import posixpath
+import sys
 
 from once import __version__, _core
 from once.atomic_file import read_sealed, write_sealed
 from once.layout import STATE_DIR
+from once.stamps import signature
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Container, Iterable, Sequence
+    from collections.abc import Callable, Container, Iterable, Sequence
 
     from once.plans import Step
 
@@ -61,14 +64,10 @@ MANIFESTS = {
     "go": "go.mod",
 }
 _MANIFEST_NAMES = frozenset(MANIFESTS.values())
-# pip-tools' compiled requirements (`requirements.txt`, `requirements-dev.txt`).
-_REQUIREMENTS = ("requirements", ".txt")
-# What the walk is asked for: every lockfile and manifest of the workspace.
-_PATTERNS = [
-    *(f"**/{name}" for name in LOCKFILE_NAMES),
-    f"**/{_REQUIREMENTS[0]}*{_REQUIREMENTS[1]}",
-    *(f"**/{name}" for name in MANIFESTS.values()),
-]
+# pip-tools' compiled requirements, by the names it is usually run to write: exact names, since
+# a glob (`requirements*.txt`) would be matched against every walked path of every folder above
+# a package, on every run that keys (12 ms of a one-file-changed run at 10,000 files).
+REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-test.txt")
 SLICES_NAME = "lockfiles"
 # Bump when what a slice holds changes: kept slices of another format are worked out again.
 FORMAT = 1
@@ -80,21 +79,24 @@ _Kept = dict[tuple[str, str], dict[tuple[str, str], str]]
 def ecosystem(path: str) -> str | None:
     """The ecosystem of a lockfile by its name, or None when it is not a lockfile."""
     name = posixpath.basename(path)
-    if name.startswith(_REQUIREMENTS[0]) and name.endswith(_REQUIREMENTS[1]):
-        return "python"
-    return LOCKFILE_NAMES.get(name)
+    return "python" if name in REQUIREMENTS else LOCKFILE_NAMES.get(name)
 
 
 def select(snapshot: _core.Snapshot, steps: Sequence[Step]) -> _core.FileSet | None:
-    """The lockfiles and manifests the steps' keys may need, to hash with their inputs; None
-    when every step has lockfiles turned off."""
-    named = {path for step in steps if step.lockfiles for path in step.lockfiles}
+    """The lockfiles and manifests the steps' keys may need, to hash with their inputs: the
+    lockfiles in every package folder and above, the manifests in every package folder, by
+    exact path (each a binary search over the walk's sorted paths, never a glob over them);
+    None when every step has lockfiles turned off."""
+    packages = {step.package for step in steps if step.lockfiles != ()}
+    if not packages:
+        return None
+    wanted = [posixpath.join(package, name) for package in packages for name in _MANIFEST_NAMES]
     if any(step.lockfiles is None for step in steps):
-        return snapshot.select("", _PATTERNS, [])
-    if named:
-        manifests = [f"**/{name}" for name in MANIFESTS.values()]
-        return snapshot.select("", [*sorted(named), *manifests], [])
-    return None
+        folders = {folder for package in packages for folder in _folders_up(package)}
+        names = (*LOCKFILE_NAMES, *REQUIREMENTS)
+        wanted += [posixpath.join(folder, name) for folder in folders for name in names]
+    wanted += {path for step in steps if step.lockfiles for path in step.lockfiles}
+    return snapshot.select("", wanted, [])
 
 
 def slices(
@@ -106,6 +108,10 @@ def slices(
     if found is None:
         return [[] for _ in steps]
     digests = {path: digest for path, digest, _ in snapshot.inputs(found)}
+    named = {path for step in steps if step.lockfiles for path in step.lockfiles}
+    for path in sorted(named - digests.keys()):
+        # As an input glob matching nothing: a typo here is a bump no key would see.
+        print(f"once: warning: [workspace] lockfiles: {path!r} is not a file", file=sys.stderr)
     resolver = _Resolver(root, digests)
     try:
         per_step = [resolver.key_parts(step.package, step.lockfiles) for step in steps]
@@ -114,24 +120,35 @@ def slices(
     return per_step
 
 
-def governing(
-    package: str, present: Collection[str], named: Sequence[str] | None
-) -> list[tuple[str, str]]:
-    """(lockfile, ecosystem) of each lockfile governing `package`, among the `present` ones:
-    per ecosystem those of the nearest folder at or above it that holds any; with `named`
-    lockfiles, every one of them that is present (a file of another name read whole)."""
-    if named is not None:
-        return [(path, ecosystem(path) or "named") for path in named if path in present]
-    by_folder: dict[str, list[tuple[str, str]]] = {}
+def by_folder(present: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+    """The lockfiles among `present` paths, as (path, ecosystem) by folder: what `governing`
+    looks up, made once for all packages."""
+    found: dict[str, list[tuple[str, str]]] = {}
     for path in present:
         kind = ecosystem(path)
         if kind is not None:
-            by_folder.setdefault(posixpath.dirname(path), []).append((path, kind))
+            found.setdefault(posixpath.dirname(path), []).append((path, kind))
+    for here in found.values():
+        here.sort()
+    return found
+
+
+def governing(
+    package: str,
+    folders: dict[str, list[tuple[str, str]]],
+    named: Sequence[str] | None,
+    present: Container[str],
+) -> list[tuple[str, str]]:
+    """(lockfile, ecosystem) of each lockfile governing `package`: per ecosystem those of the
+    nearest folder at or above it that holds any (`folders`, from `by_folder`); with `named`
+    lockfiles, every one of them that is `present` (a file of another name read whole)."""
+    if named is not None:
+        return [(path, ecosystem(path) or "named") for path in named if path in present]
     found: list[tuple[str, str]] = []
     taken: set[str] = set()
     for folder in _folders_up(package):
-        here = by_folder.get(folder, [])
-        found.extend((path, kind) for path, kind in sorted(here) if kind not in taken)
+        here = folders.get(folder, ())
+        found.extend((path, kind) for path, kind in here if kind not in taken)
         taken.update(kind for _, kind in here)
     return found
 
@@ -171,18 +188,29 @@ def read(root: str, path: str) -> bytes | None:
     return _read(os.path.join(root, path))
 
 
-def part_differs(root: str, path: str, package: str, kind: str, *, old: bytes, new: bytes) -> bool:
-    """Whether what `package`'s keys take from lockfile `path` differs between its `old` and
-    `new` contents (the package's manifest as it is now)."""
-    manifest = _manifest_path(package, kind)
-    manifest_data = read(root, manifest) if manifest else None
-    where = posixpath.relpath(package or ".", posixpath.dirname(path) or ".")
+def parts_differ(
+    root: str, path: str, packages: list[tuple[str, str]], *, old: bytes, new: bytes
+) -> set[str]:
+    """The `packages` ((package, ecosystem) pairs) whose part of lockfile `path` differs
+    between its `old` and `new` contents (each package's manifest as it is now). Each
+    version is parsed once."""
     name = posixpath.basename(path)
-    before = slice_of(name, old, where, manifest_data)
-    after = slice_of(name, new, where, manifest_data)
-    if before is None or after is None:
-        return old != new
-    return _slice_digest(before, {}) != _slice_digest(after, {})
+    before, after = _parse(name, old), _parse(name, new)
+    differ: set[str] = set()
+    known_before: dict[str, str] = {}
+    known_after: dict[str, str] = {}
+    for package, kind in packages:
+        manifest = _manifest_path(package, kind)
+        manifest_data = read(root, manifest) if manifest else None
+        where = posixpath.relpath(package or ".", posixpath.dirname(path) or ".")
+        part_before = _slice(before, where, manifest_data)
+        part_after = _slice(after, where, manifest_data)
+        if part_before is None or part_after is None:
+            if old != new:
+                differ.add(package)
+        elif _slice_digest(part_before, known_before) != _slice_digest(part_after, known_after):
+            differ.add(package)
+    return differ
 
 
 def _folders_up(package: str) -> list[str]:
@@ -200,6 +228,7 @@ class _Resolver:
     def __init__(self, root: str, digests: dict[str, str]) -> None:
         self._root = root
         self._digests = digests  # walked lockfiles and manifests, by path
+        self._folders = by_folder(digests)
         self._path = os.path.join(root, STATE_DIR, SLICES_NAME)
         self._kept = _load(self._path)
         self._changed = False
@@ -214,7 +243,7 @@ class _Resolver:
         if done is None:
             done = [
                 (path, part)
-                for path, kind in governing(package, self._digests, named)
+                for path, kind in governing(package, self._folders, named, self._digests)
                 for part in [self._part(path, kind, package)]
                 if part is not None
             ]
@@ -257,10 +286,7 @@ class _Resolver:
             if manifest_data is None or _core.hash_bytes(manifest_data) != manifest_digest:
                 return f"whole:{digest}", False
         where = posixpath.relpath(package or ".", posixpath.dirname(path) or ".")
-        try:
-            part = lockfile(where, manifest_data)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
-            part = None  # a shape this parser does not know: the whole file
+        part = _slice(lockfile, where, manifest_data)
         if part is None:
             return f"whole:{digest}", True
         return f"slice:{_slice_digest(part, self._entry_digests.setdefault(path, {}))}", True
@@ -289,7 +315,13 @@ def _load(path: str) -> _Kept:
 
 
 def _header() -> tuple[object, ...]:
-    return (FORMAT, __version__)
+    # The parsers' file by its stat: in a development checkout, a changed parser makes every
+    # kept slice stale, as a new version does.
+    try:
+        parsers = signature(os.path.join(os.path.dirname(__file__), "lockfile_formats.py"))
+    except OSError:
+        parsers = None
+    return (FORMAT, __version__, parsers)
 
 
 def _manifest_path(package: str, kind: str) -> str | None:
@@ -328,15 +360,10 @@ def _parse(path: str, data: bytes) -> Slicer | None:
     return lockfile_formats.parse(posixpath.basename(path), data)
 
 
-def slice_of(
-    name: str, data: bytes, where: str, manifest: bytes | None
-) -> dict[str, object] | None:
-    """The part of the lockfile `data` (named `name`) the package at `where` (relative to the
-    lockfile's folder) resolves, or None for the whole file: what `--affected` compares."""
-    lockfile = _parse(name, data)
-    if lockfile is None:
+def _slice(slicer: Slicer | None, where: str, manifest: bytes | None) -> dict[str, object] | None:
+    if slicer is None:
         return None
     try:
-        return lockfile(where, manifest)
+        return slicer(where, manifest)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
-        return None
+        return None  # a shape the parser does not know: the whole file
