@@ -102,6 +102,9 @@ class Snapshot:
         it."""
     def select(self, package: str, include: list[str], exclude: list[str]) -> FileSet:
         """Files of `package` matching any `include` glob and no `exclude` glob."""
+    def select_named(self, names: list[str]) -> FileSet:
+        """The files named one of `names` (the last part of their path), wherever they lie:
+        `select("", ["**/NAME", ...], [])` without matching a glob per file."""
     def select_many(self, requests: list[tuple[str, list[str], list[str]]]) -> list[FileSet]:
         """`select` for each (package, include, exclude) in one call; each distinct list of
         globs is compiled once. Raises GlobError for the first glob that does not parse."""

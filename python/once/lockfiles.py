@@ -64,9 +64,10 @@ MANIFESTS = {
     "go": "go.mod",
 }
 _MANIFEST_NAMES = frozenset(MANIFESTS.values())
-# pip-tools' compiled requirements, by the names it is usually run to write: exact names, since
-# a glob (`requirements*.txt`) would be matched against every walked path of every folder above
-# a package, on every run that keys (12 ms of a one-file-changed run at 10,000 files).
+# pip-tools' compiled requirements, by the names it is usually run to write: exact names, so
+# that finding them is a set lookup per walked file (`Snapshot.select_named`), never a glob
+# (`**/requirements*.txt`) matched against every path on every run that keys (globs for the
+# lockfile names cost 12 ms of a one-file-changed run at 10,000 files).
 REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-test.txt")
 SLICES_NAME = "lockfiles"
 # Bump when what a slice holds changes: kept slices of another format are worked out again.
@@ -83,20 +84,16 @@ def ecosystem(path: str) -> str | None:
 
 
 def select(snapshot: _core.Snapshot, steps: Sequence[Step]) -> _core.FileSet | None:
-    """The lockfiles and manifests the steps' keys may need, to hash with their inputs: the
-    lockfiles in every package folder and above, the manifests in every package folder, by
-    exact path (each a binary search over the walk's sorted paths, never a glob over them);
-    None when every step has lockfiles turned off."""
-    packages = {step.package for step in steps if step.lockfiles != ()}
-    if not packages:
+    """The lockfiles and manifests the steps' keys may need, to hash with their inputs,
+    wherever they lie (only those in a package folder or above matter; the others cost one
+    stat per run); None when every step has lockfiles turned off."""
+    if all(step.lockfiles == () for step in steps):
         return None
-    wanted = [posixpath.join(package, name) for package in packages for name in _MANIFEST_NAMES]
+    named = {path for step in steps if step.lockfiles for path in step.lockfiles}
+    names = {posixpath.basename(path) for path in named} | _MANIFEST_NAMES
     if any(step.lockfiles is None for step in steps):
-        folders = {folder for package in packages for folder in _folders_up(package)}
-        names = (*LOCKFILE_NAMES, *REQUIREMENTS)
-        wanted += [posixpath.join(folder, name) for folder in folders for name in names]
-    wanted += {path for step in steps if step.lockfiles for path in step.lockfiles}
-    return snapshot.select("", wanted, [])
+        names.update(LOCKFILE_NAMES, REQUIREMENTS)
+    return snapshot.select_named(sorted(names))
 
 
 def slices(

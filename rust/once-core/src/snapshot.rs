@@ -1,6 +1,6 @@
 //! A run's one view of the workspace: every file's stat from one walk, digests filled on demand.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -118,6 +118,35 @@ impl Snapshot {
             .collect();
         self.refuse_leaving(&sets)?;
         Ok(sets)
+    }
+
+    /// The files whose name (the last part of their path) is one of `names`, wherever they
+    /// lie: what `select` of `**/NAME` globs gives, with one set lookup per file instead of
+    /// matching every path against every glob (a lockfile and a manifest in every package
+    /// folder and above). Files below a folder link leaving the workspace are left out.
+    #[must_use]
+    pub fn select_named(&self, names: &[String]) -> FileSet {
+        let names: HashSet<&str> = names.iter().map(String::as_str).collect();
+        let leaving: Vec<&str> = self
+            .links
+            .iter()
+            .filter(|link| link.target_rel.is_none())
+            .map(|link| link.link.as_str())
+            .collect();
+        self.files
+            .iter()
+            .enumerate()
+            .filter(|(_, file)| {
+                let name = file.rel.rsplit('/').next().unwrap_or_default();
+                names.contains(name)
+                    && !leaving.iter().any(|link| {
+                        file.rel
+                            .strip_prefix(link)
+                            .is_some_and(|rest| rest.starts_with('/'))
+                    })
+            })
+            .map(|(index, _)| index as u32)
+            .collect()
     }
 
     /// An error naming the first folder link leaving the workspace that one of `sets` selects

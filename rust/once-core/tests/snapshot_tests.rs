@@ -764,3 +764,33 @@ fn changed_since_scan_checks_workspace_inputs_by_their_stat() {
     fs::write(root.join("tsconfig.base.json"), "{\"strict\": true}").unwrap();
     assert_eq!(changed(&snapshot), ["tsconfig.base.json"]);
 }
+
+#[test]
+fn select_named_is_double_star_slash_name() {
+    let snap = listing(&[
+        "Cargo.lock",
+        "once.toml",
+        "apps/web/once.toml",
+        "apps/web/src/once.toml.bak",
+        "apps/web/xonce.toml",
+        "libs/core/Cargo.lock",
+        "libs/core/src/lib.rs",
+    ]);
+    let names = vec!["once.toml".to_owned(), "Cargo.lock".to_owned()];
+    let named: Vec<&str> = snap
+        .select_named(&names)
+        .iter()
+        .map(|&i| snap.files[i as usize].rel.as_str())
+        .collect();
+    let globs: Vec<&str> = ["**/once.toml", "**/Cargo.lock"].to_vec();
+    assert_eq!(named, select(&snap, "", &globs, &[]));
+    assert_eq!(
+        named,
+        vec![
+            "Cargo.lock",
+            "apps/web/once.toml",
+            "libs/core/Cargo.lock",
+            "once.toml"
+        ]
+    );
+}

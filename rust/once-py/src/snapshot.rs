@@ -144,6 +144,19 @@ impl Snapshot {
         })
     }
 
+    /// The files named one of `names`, wherever they lie (`**/NAME` for each, without
+    /// matching a glob per file).
+    fn select_named(&self, py: Python<'_>, names: Vec<String>) -> PyResult<FileSet> {
+        py.detach(|| {
+            let indices = self.read()?.select_named(&names);
+            let include = names.iter().map(|name| format!("**/{name}")).collect();
+            Ok(FileSet {
+                indices,
+                selection: (String::new(), include, Vec::new()),
+            })
+        })
+    }
+
     /// `select` for many (package, include, exclude) in one call, each glob list compiled once.
     fn select_many(
         &self,
