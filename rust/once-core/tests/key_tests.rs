@@ -29,8 +29,12 @@ fn spec() -> ActionSpec {
                 executable: true,
             },
         ],
-        deps: vec![("//libs/gen:gen".to_owned(), "ab".repeat(32))],
+        deps: vec![(
+            "//libs/gen:gen".to_owned(),
+            format!("key {}", "ab".repeat(32)),
+        )],
         outputs: vec!["target/release".to_owned(), "dist/*.whl".to_owned()],
+        dep_outputs: std::collections::BTreeMap::default(),
     }
 }
 
@@ -38,11 +42,8 @@ fn spec() -> ActionSpec {
 fn golden_key_is_stable() {
     // Pinned on purpose: if this changes, every cache entry ever written is silently invalid
     // (or worse, an old one matches a new meaning). Bump KEY_FORMAT_VERSION, then re-pin.
-    assert_eq!(KEY_FORMAT_VERSION, 3);
-    assert_eq!(
-        spec().key().to_hex(),
-        "99519228ae45e8e8217f796ce051eec7d709853bd8169c74df32b1e21dace736"
-    );
+    assert_eq!(KEY_FORMAT_VERSION, 4);
+    assert_eq!(spec().key().to_hex(), "943851fa0d499fc849d7479168814c5107fcb87ad87476164c331699951e62db");
 }
 
 #[test]
@@ -206,6 +207,7 @@ fn encoding_layout_is_as_documented() {
         }],
         deps: vec![],
         outputs: vec!["o".to_owned()],
+        dep_outputs: std::collections::BTreeMap::default(),
     };
     let len = |n: u64| n.to_le_bytes().to_vec();
     // One field per line: tag, then counts and lengths as u64 LE.
