@@ -6,7 +6,8 @@ The default shape is the one of the performance targets: 1,000 packages,
 100,000 source files (~740 MB) of a few hundred bytes to a few hundred KB, with a few multi-MB
 files, in nested folders; a dependency DAG between packages; a `build` rule in every package
 and a `test` rule in every other one, with cheap shell commands so that the tool's own cost
-dominates; outputs (`dist/`, `reports/`) ignored by `.gitignore`; and a git repository holding
+dominates; a `package.json` in every package and a `pnpm-lock.yaml` at the root, so that every
+key holds its package's slice of the lockfile; outputs (`dist/`, `reports/`) ignored by `.gitignore`; and a git repository holding
 every source file, so that `git status` can be measured on the very same tree.
 
 The same seed gives the same tree (paths, sizes, contents, DAG); change the seed or the size
@@ -116,7 +117,8 @@ def generate(
 
 def load(root: Path) -> Monorepo | None:
     """The monorepo generated earlier in `root`, or None when there is none (or half of one)."""
-    if not (root / MARKER).is_file():
+    # A tree generated before the lockfile was part of it is generated again.
+    if not (root / MARKER).is_file() or not (root / "pnpm-lock.yaml").is_file():
         return None
     names = sorted(
         str(path.parent.relative_to(root)) for path in root.glob("packages/*/*/once.toml")

@@ -43,7 +43,10 @@ fn golden_key_is_stable() {
     // Pinned on purpose: if this changes, every cache entry ever written is silently invalid
     // (or worse, an old one matches a new meaning). Bump KEY_FORMAT_VERSION, then re-pin.
     assert_eq!(KEY_FORMAT_VERSION, 4);
-    assert_eq!(spec().key().to_hex(), "943851fa0d499fc849d7479168814c5107fcb87ad87476164c331699951e62db");
+    assert_eq!(
+        spec().key().to_hex(),
+        "943851fa0d499fc849d7479168814c5107fcb87ad87476164c331699951e62db"
+    );
 }
 
 #[test]
