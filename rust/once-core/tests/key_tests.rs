@@ -74,7 +74,7 @@ fn every_field_changes_the_key() {
         ("tool output", |s| s.tools[0].1 = "rustc 1.96.0".to_owned()),
         ("lockfile slice", |s| s.lockfiles[0].1 = "ef".repeat(32)),
         ("lockfile path", |s| {
-            s.lockfiles[0].0 = "rust/Cargo.lock".to_owned()
+            s.lockfiles[0].0 = "rust/Cargo.lock".to_owned();
         }),
         ("input path", |s| s.inputs[0].path.push('x')),
         ("input digest", |s| {

@@ -776,16 +776,16 @@ fn select_named_is_double_star_slash_name() {
         "libs/core/Cargo.lock",
         "libs/core/src/lib.rs",
     ]);
-    let names = vec!["once.toml".to_owned(), "Cargo.lock".to_owned()];
-    let named: Vec<&str> = snap
-        .select_named(&names)
+    let wanted = vec!["once.toml".to_owned(), "Cargo.lock".to_owned()];
+    let found: Vec<&str> = snap
+        .select_named(&wanted)
         .iter()
         .map(|&i| snap.files[i as usize].rel.as_str())
         .collect();
     let globs: Vec<&str> = ["**/once.toml", "**/Cargo.lock"].to_vec();
-    assert_eq!(named, select(&snap, "", &globs, &[]));
+    assert_eq!(found, select(&snap, "", &globs, &[]));
     assert_eq!(
-        named,
+        found,
         vec![
             "Cargo.lock",
             "apps/web/once.toml",
