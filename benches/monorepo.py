@@ -7,8 +7,9 @@ The default shape is the one of the performance targets: 1,000 packages,
 files, in nested folders; a dependency DAG between packages; a `build` rule in every package
 and a `test` rule in every other one, with cheap shell commands so that the tool's own cost
 dominates; a `package.json` in every package and a `pnpm-lock.yaml` at the root, so that every
-key holds its package's slice of the lockfile; outputs (`dist/`, `reports/`) ignored by `.gitignore`; and a git repository holding
-every source file, so that `git status` can be measured on the very same tree.
+key holds its package's slice of the lockfile; outputs (`dist/`, `reports/`) ignored by
+`.gitignore`; and a git repository holding every source file, so that `git status` can be
+measured on the very same tree.
 
 The same seed gives the same tree (paths, sizes, contents, DAG); change the seed or the size
 knobs to check that a figure is not an artefact of one tree.
