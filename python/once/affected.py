@@ -22,7 +22,7 @@ from once.config import compiled
 from once.errors import UsageError
 from once.fingerprint import input_patterns
 from once.graph import all_targets, dependency_graph, select_targets
-from once.layout import CONFIG_NAME, STATE_DIR, WORKSPACE_PREFIX
+from once.layout import CONFIG_NAME, STATE_DIR, TRACKED_CACHE, WORKSPACE_PREFIX
 from once.model import Rule, Workspace
 
 # Tried in order when no --since is given; the first that exists is the default branch.
@@ -87,7 +87,8 @@ def through_links(root: Path, paths: tuple[str, ...]) -> tuple[str, ...]:
     if early is not None and early.root == str(root):
         snapshot = early.snapshot()
     else:
-        snapshot = _core.Snapshot.scan(str(root), [STATE_DIR])
+        tracked = root / STATE_DIR / TRACKED_CACHE
+        snapshot = _core.Snapshot.scan(str(root), [STATE_DIR], str(tracked))
     links = snapshot.folder_links()
     if not links:
         return paths

@@ -7,7 +7,7 @@ from once.errors import ConfigError
 from once.graph import Action
 from once.kept_state import unsaved
 from once.key_context import ToolProbes
-from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
+from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR, TRACKED_CACHE
 from once.model import Rule, Workspace
 from once.plans import (
     KeyRequest,
@@ -142,7 +142,8 @@ def plan(
     (select, hash, keys), not one per action. `steps`: their `plan_steps`, when known; `known`:
     their keys, key requests and files read, when the fast path worked them out already."""
     if snapshot is None:
-        snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR])
+        tracked = workspace.root / STATE_DIR / TRACKED_CACHE
+        snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR], str(tracked))
     if known is not None:
         key_list, requests, read = known
     else:
