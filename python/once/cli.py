@@ -162,6 +162,10 @@ def run(
 
         # Through the variable, which the keys, the commands and any once run inside read alike.
         os.environ[ENV_MODE_VAR] = env_mode
+    if force:
+        from once.key_context import ToolProbes
+
+        ToolProbes.reprobe = True  # a forced run trusts no kept probe output either
     if not targets and not (affected or since):
         raise click.UsageError("name a TARGET to run (a rule name or a label), or use --affected")
     max_bytes = run_cache_bound()
