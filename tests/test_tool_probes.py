@@ -53,6 +53,9 @@ def test_an_unchanged_probe_program_is_not_started_on_a_no_op(
         done = ws.once("run", "build", env=env)
         assert "cache hit" in done.out, done.err
     assert starts(count) == 1  # was one start per run
+    why = ws.once("why", "build", env=env)
+    assert "tool probe 'tool-a --version': 'tool-a 1.0' [exit 0]" in why.out, why.out
+    assert starts(count) == 1
     assert ws.once("run", "build", "--force", env=env).code == 0
     assert starts(count) == 2  # --force runs the probe again
 

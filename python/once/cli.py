@@ -300,6 +300,12 @@ def why(cwd: Path, target: str) -> None:
         if last and last != key:
             head += f"; last run had key {last[:12]}"
         click.echo(head)
+        spec = now(label) or {}
+        for tool, output in spec.get("tools", []):
+            if not tool.startswith(("executable ", "interpreter ")):  # those are digests
+                text, _, status = output.rpartition("\n")
+                first = text.splitlines()[0] if text else ""
+                click.echo(f"  tool probe {tool!r}: {first!r} {status}")
         lines = explain(label, history.last_spec, now)
         # The headline above already names the label; keep only what changed under it.
         for line in lines[1:] if lines[0] == f"{label}:" else lines:
