@@ -441,9 +441,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads b
     print_table(rows, header, markdown=args.markdown)
 
 
-# Version probes of programs this benchmark needs anyway; each is a plain command, whose
-# output is kept between runs while its program is unchanged.
-PROBES = ("python3 --version", "git --version", "b3sum --version", "once --version")
+# Version probes of programs this benchmark needs anyway: plain commands starting native
+# programs by their own name, whose output is kept between runs while the program is unchanged
+# (not `python3`, often a version manager's shim, which is probed every run).
+PROBES = ("git --version", "b3sum --version", "tar --version", "xargs --version")
 
 
 def probes_row(work: Path, env: dict[str, str], once: str, repeat: int) -> Row:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,11 +14,23 @@ from tests.helpers import Workspace
 
 
 def probe_program(folder: Path, name: str, version: str, count: Path, sleep: float = 0) -> None:
-    """A program on PATH printing `version`, recording each start in `count`."""
-    path = folder / name
-    nap = f"sleep {sleep}\n" if sleep else ""
-    path.write_text(f"#!/bin/sh\necho run >> {count}\n{nap}echo {name} {version}\n")
-    path.chmod(0o755)
+    """A native program on PATH printing `NAME VERSION`, recording each start in `count`
+    (compiled: a `#!` script's output is never kept, since version managers' shims are
+    scripts that pick the real program from files of their own)."""
+    source = folder / f"{name}.c"
+    source.write_text(
+        "#include <stdio.h>\n#include <unistd.h>\n"
+        "int main(void) {\n"
+        f'  FILE *f = fopen("{count}", "a");\n'
+        '  if (f) { fputs("run\\n", f); fclose(f); }\n'
+        f"  usleep({int(sleep * 1e6)});\n"
+        f'  puts("{name} {version}");\n'
+        "  return 0;\n}\n"
+    )
+    target = folder / name
+    built = folder / f"{name}.new"
+    subprocess.run(["cc", "-O0", "-o", str(built), str(source)], check=True)
+    built.replace(target)  # a new inode, as an upgrade by a package manager
 
 
 def starts(count: Path) -> int:
@@ -121,3 +134,28 @@ def test_a_failed_probe_is_not_kept(ws: Workspace, tmp_path: Path) -> None:
     assert ws.once("run", "build", env=env).code == 0
     assert ws.once("run", "build", env=env).code == 0
     assert starts(count) == 2
+
+
+def test_a_probe_naming_a_file_runs_every_time(ws: Workspace, tmp_path: Path) -> None:
+    """`tool-a VERSION` may print what the file holds: its program's stat cannot vouch."""
+    env = setup(ws, tmp_path, ["tool-a VERSION"])
+    ws.write({"VERSION": "1\n"})
+    count = tmp_path / "tool-a.count"
+    assert ws.once("run", "build", env=env).code == 0
+    assert ws.once("run", "build", env=env).code == 0
+    assert starts(count) == 2
+
+
+def test_a_script_or_a_proxy_is_probed_every_time(ws: Workspace, tmp_path: Path) -> None:
+    """A pyenv shim is a script and rustup's `rustc` a link to `rustup`: which program they
+    start depends on files their stat does not cover."""
+    env = setup(ws, tmp_path, ["tool-shim --version", "tool-proxy --version"])
+    bin_dir = tmp_path / "bin"
+    shim_count = tmp_path / "shim.count"
+    (bin_dir / "tool-shim").write_text(f"#!/bin/sh\necho run >> {shim_count}\necho shim\n")
+    (bin_dir / "tool-shim").chmod(0o755)
+    (bin_dir / "tool-proxy").symlink_to(bin_dir / "tool-b")
+    assert ws.once("run", "build", env=env).code == 0
+    assert ws.once("run", "build", env=env).code == 0
+    assert starts(shim_count) == 2
+    assert starts(tmp_path / "tool-b.count") == 2

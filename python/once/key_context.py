@@ -111,9 +111,12 @@ class ToolProbes:
     while the program it starts (its first word on PATH, and a `#!` script's interpreter) has
     the same stat and digest, and the probe sees the same command and environment: a no-op
     starts no probe. A probe whose first word is not a program on PATH (a shell builtin, a
-    variable) runs every time, and so does a probe that failed. `once run --force` runs every
-    probe again (`reprobe`). Also digests the program each command starts (`executables`): a
-    tool upgrade that changes results is a miss even when no probe was declared."""
+    variable), whose program is a script or a link to a program of another name (a version
+    manager's shim or proxy, which picks the real program from files of its own), that names
+    a file (`cat VERSION`), or that failed runs every time. `once run
+    --force` runs every probe again (`reprobe`). Also digests the program each command starts
+    (`executables`): a tool upgrade that changes results is a miss even when no probe was
+    declared."""
 
     # Set by `once run --force`: no kept probe output is used.
     reprobe = False
@@ -148,7 +151,10 @@ class ToolProbes:
         for command in dict.fromkeys(commands):
             if command in self._outputs:
                 continue
-            programs = tuple(self.executables(command, "", path)) if _simple(command) else ()
+            simple = _simple(command) and not _names_a_file(command, self._root)
+            programs = tuple(self.executables(command, "", path)) if simple else ()
+            if len(programs) != 1 or _may_dispatch(command, self._root, path):
+                programs = ()  # a script or a proxy: run it
             key = (command, programs, env_items) if programs else None
             known = kept.get(command)
             if key is not None and known is not None and known[0] == key and not self.reprobe:
@@ -344,6 +350,32 @@ def _simple(command: str) -> bool:
         and word not in _SHELL_BUILTINS
         and not _SHELL_SYNTAX.intersection(command)
         and "=" not in command.split(maxsplit=1)[0]
+    )
+
+
+def _may_dispatch(command: str, cwd: str, path: str) -> bool:
+    """Whether the program `command` starts may hand over to another one chosen by a file its
+    stat does not cover: a link to a program of another name (rustup's `rustc`, volta's
+    `node`), or one of several hard links to it. Scripts (pyenv's shims) are told apart by
+    their interpreter (`executables`)."""
+    word = _first_word(command)
+    found = _which(word, cwd, path) if word is not None else None
+    if word is None or found is None:
+        return True
+    real = os.path.realpath(found)
+    try:
+        links = os.stat(real).st_nlink
+    except OSError:
+        return True
+    return os.path.basename(real) != os.path.basename(word) or links > 1
+
+
+def _names_a_file(command: str, cwd: str) -> bool:
+    """Whether an argument of `command` names a file (a path with `/`, or a name found in
+    `cwd`, where probes run): `cat VERSION` prints what the file holds, which the program's
+    stat cannot vouch for."""
+    return any(
+        "/" in word or os.path.lexists(os.path.join(cwd, word)) for word in command.split()[1:]
     )
 
 
