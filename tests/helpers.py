@@ -118,7 +118,9 @@ def three_packages(ws: Workspace) -> None:
             "once.toml": '[workspace]\nmembers = ["libs/*", "app"]\n',
             "libs/a/once.toml": (
                 "[rule.build]\n"
-                f'cmd = "{ws.marker("a")} && mkdir -p dist && cat src/*.txt > dist/a.out"\n'
+                f'cmd = "{ws.marker("a")} && mkdir -p dist && cat src/*.txt > dist/a.out '
+                '&& printf %s \\"$A_MODE\\" >> dist/a.out"\n'
+                # A_MODE reaches the output, as a declared variable would in a real build.
                 'inputs = ["src/**"]\noutputs = ["dist/"]\nenv = ["A_MODE"]\n'
             ),
             "libs/a/src/one.txt": "one\n",

@@ -64,11 +64,14 @@ if TYPE_CHECKING:
 
 
 def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Plan]:
-    """`run_command.load`, then key every action."""
+    """`run_command.load`, then key every action (by what the cache has of their
+    dependencies' outputs)."""
     from once.fingerprint import plan
+    from once.run import open_store
 
     workspace, actions = load(cwd, targets)
-    return workspace, actions, plan(workspace, actions, os.environ)
+    store = open_store(quiet=True)
+    return workspace, actions, plan(workspace, actions, os.environ, store=store)
 
 
 @cli.command()
@@ -182,9 +185,10 @@ def run(
             else keep_plan(cwd, targets, workspace, actions)
         )
     if dry_run:
-        _print_dry_run(
-            workspace, actions, plan_keys(workspace, actions, os.environ), as_json=as_json
-        )
+        from once.run import open_store
+
+        keyed = plan_keys(workspace, actions, os.environ, store=open_store(quiet=True))
+        _print_dry_run(workspace, actions, keyed, as_json=as_json)
         return
     if not actions:
         return
@@ -236,24 +240,28 @@ def _print_dry_run(
     rows = []
     for action in actions:
         fingerprint = plan.fingerprints[action.label]
-        cached = bool(action.rule.cache and store and store.lookup(fingerprint.key))
+        key = fingerprint.key
+        cached = bool(action.rule.cache and store and key and store.lookup(key))
         spec = json.loads(fingerprint.spec_json)
+        waits_for = fingerprint.waits_for()
         rows.append(
             {
                 "label": action.label,
-                "key": fingerprint.key,
+                "key": key,
                 "cached": cached,
                 "cache": action.rule.cache,
                 "deps": list(action.deps),
+                "waits_for": waits_for,
                 "spec": spec,
             }
         )
         if not as_json:
-            why = (
-                "cached"
-                if cached
-                else f"would run: {summary(history.last_spec(action.label), spec)}"
-            )
+            if cached:
+                why = "cached"
+            elif key is None:
+                why = f"would run after {waits_for}: its key holds what that produces"
+            else:
+                why = f"would run: {summary(history.last_spec(action.label), spec)}"
             click.echo(f"{action.label}: {why}")
     if as_json:
         click.echo(json.dumps({"actions": rows}, indent=2))
@@ -293,12 +301,19 @@ def why(cwd: Path, target: str) -> None:
 
     store = open_store(quiet=True)
     for label in select_targets(workspace, [target], cwd):
-        key = plan.fingerprints[label].key
-        cached = store is not None and store.lookup(key) is not None
+        fingerprint = plan.fingerprints[label]
+        key = fingerprint.key
         last = history.last_key(label)
-        head = f"{label}: key {key[:12]}, {'cached' if cached else 'not cached'}"
-        if last and last != key:
-            head += f"; last run had key {last[:12]}"
+        if key is None:
+            head = (
+                f"{label}: not keyed yet: its key holds what {fingerprint.waits_for()} "
+                "produces, which the cache does not have"
+            )
+        else:
+            cached = store is not None and store.lookup(key) is not None
+            head = f"{label}: key {key[:12]}, {'cached' if cached else 'not cached'}"
+            if last and last != key:
+                head += f"; last run had key {last[:12]}"
         click.echo(head)
         spec = now(label) or {}
         for tool, output in spec.get("tools", []):

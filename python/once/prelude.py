@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from once.plans import KeyRequest, Step
+    from once.plans import KeyAndResult, KeyRequest, Step
 
     # What the fast path worked out before it left a run to the CLI (see `claim_keys`).
-    Keyed = tuple[list[Step], list[str], Callable[[], tuple[list[KeyRequest], int]]]
+    Keyed = tuple[list[Step], list[KeyAndResult], Callable[[], tuple[list[KeyRequest], int]]]
 
 # Flags after which `run` does not take the lock or walk (it prints and exits).
 _NO_RUN = frozenset(("--dry-run", "--help", "-h"))
@@ -126,11 +126,14 @@ def keyed_steps() -> list[Step] | None:
     return _early.keyed[0] if _early is not None and _early.keyed is not None else None
 
 
-def claim_keys(root: Path, steps: list[Step]) -> tuple[list[str], list[KeyRequest], int] | None:
-    """The keys and key requests (and the count of files hashed for them) that the fast path
-    worked out for exactly `steps` in the workspace at `root`, under the lock `claim_lock`
-    handed over; once, and before `claim_snapshot`. The edit-and-run case: the fast path keys
-    the plan, finds a miss, and the CLI need not key it again (~40 ms at 100,000 files)."""
+def claim_keys(
+    root: Path, steps: list[Step]
+) -> tuple[list[KeyAndResult], list[KeyRequest], int] | None:
+    """The (key, result) pairs and key requests (and the count of files hashed for them) that
+    the fast path worked out for exactly `steps` in the workspace at `root`, under the lock
+    `claim_lock` handed over; once, and before `claim_snapshot`. The edit-and-run case: the
+    fast path keys the plan, finds a miss, and the CLI need not key it again (~40 ms at
+    100,000 files)."""
     early = _early
     if early is None or early.root != str(root) or early.fd is not None or early.keyed is None:
         return None
@@ -143,7 +146,7 @@ def claim_keys(root: Path, steps: list[Step]) -> tuple[list[str], list[KeyReques
 
 
 def claim_entries(
-    keys: list[str],
+    keys: list[str | None],
 ) -> tuple[dict[str, _core.Entry | None], dict[str, _core.SettledHit]] | None:
     """By key, the entry (or None) the fast path found for each of `keys`, the keys
     `claim_keys` handed over, looked up moments before under the same lock; and the hits it
@@ -155,7 +158,8 @@ def claim_entries(
         return None
     entries, early.entries = early.entries, None
     settled, early.settled = early.settled, {}
-    return dict(zip(keys, entries, strict=True)), settled
+    found = {key: entry for key, entry in zip(keys, entries, strict=True) if key is not None}
+    return found, settled
 
 
 def claim_snapshot(root: Path) -> _core.Snapshot | None:

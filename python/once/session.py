@@ -38,8 +38,9 @@ def execute(
     with workspace_lock(state_dir, held=prelude.claim_lock(state_dir)):
         # Keyed under the lock: a run that waited must see what the run before it left.
         known = prelude.claim_keys(workspace.root, steps) if steps is not None else None
-        claimed = prelude.claim_entries(known[0]) if known is not None else None
+        claimed = prelude.claim_entries([key for key, _ in known[0]]) if known is not None else None
         entries, settled = claimed if claimed is not None else (None, {})
+        store = open_store()
         keyed = plan(
             workspace,
             actions,
@@ -47,8 +48,8 @@ def execute(
             snapshot=prelude.claim_snapshot(workspace.root),
             steps=steps,
             known=known,
+            store=store,
         )
-        store = open_store()
         runner = Runner(
             workspace,
             keyed.fingerprints,
@@ -72,8 +73,10 @@ def execute(
         for result in results:
             # Only a step that succeeded: `once why` compares with the last build that worked,
             # so after a failure it still names what changed since then.
-            if result.outcome not in ("failed", "skipped"):
-                fingerprint = keyed.fingerprints[result.label]
+            # Keys as the run used them: a step keyed after its dependencies ran is in the
+            # runner's fingerprints, and one never keyed (a dependency not cached) has none.
+            fingerprint = runner.fingerprints[result.label]
+            if result.outcome not in ("failed", "skipped") and fingerprint.key is not None:
                 history.record(result.label, fingerprint.key, fingerprint.spec)
         history.save()
         # Under the lock: no other run of this workspace is writing its state meanwhile.
