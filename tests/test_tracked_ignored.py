@@ -6,10 +6,14 @@ in a subfolder of the repository, a linked worktree whose `.git` is a file."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
-from tests.helpers import Workspace
+import pytest
+
+from tests.helpers import ONCE, Workspace
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -169,3 +173,29 @@ def test_affected_names_a_rule_whose_tracked_ignored_input_changed(ws: Workspace
     assert "copy" in done.out
     assert "cache hit" not in done.out
     assert (ws.root / "out.txt").read_text() == "b\n"
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see the files opened")
+def test_a_no_op_reads_the_kept_answers_not_the_index(ws: Workspace, tmp_path: Path) -> None:
+    ws.write({".gitignore": "build/\nout.txt\n", "once.toml": copy_rule("build/keep.txt")})
+    ws.write({"build/keep.txt": "a\n"})
+    git(ws.root, "init", "-q")
+    git(ws.root, "add", ".")
+    git(ws.root, "add", "-f", "build/keep.txt")
+    time.sleep(0.1)  # past the racy-timestamp margin: the index's stat may vouch for it
+    assert not hit(ws)
+    assert hit(ws)
+    trace = tmp_path / "trace"
+    done = subprocess.run(
+        ["strace", "-f", "-e", "trace=openat", "-o", str(trace), ONCE, "run", "copy"],
+        cwd=ws.root,
+        env={**os.environ, "ONCE_CACHE_DIR": str(ws.cache)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "cache hit" in done.stdout
+    opened = trace.read_text()
+    assert ".once/tracked" in opened
+    assert ".git/index" not in opened
