@@ -41,12 +41,11 @@ if TYPE_CHECKING:
     from once.plans import DepResult, KeyAndResult, KeyRequest, Step
 
 
-def run() -> int | None:
+def run(early: prelude.Early) -> int | None:
     """The exit status of the run the prelude started, when this path answered it; None to
-    leave it to the CLI (nothing has been printed then)."""
-    early = prelude.started()
-    parsed = parse(early.argv) if early is not None else None
-    if early is None or parsed is None:
+    leave it to the full run, handed `early` (nothing has been printed then)."""
+    parsed = parse(early.argv)
+    if parsed is None:
         return None
     targets, mode, _ = parsed
     started = time.monotonic()
