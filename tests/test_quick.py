@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from once import _core, quick
+from once import _core, plans, quick
 from once.api import OutputLogs as LogMode
 
-from tests.helpers import Done, Workspace, once_traced, three_packages
+from tests.helpers import Done, Workspace, once_traced, prelude_started, three_packages
 
 
 def once_main(
@@ -291,3 +291,22 @@ def test_hits_settled_before_a_step_is_refused_are_reported_as_settled(
         assert (built.root / "libs/a/dist/a.out").read_text() == "one\ntwo\n"
         assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
         assert built.ran() == ["app"]
+
+
+def test_a_bug_in_the_fast_path_is_said_and_the_full_run_answers(
+    built: Workspace, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A surprise there (here a TypeError planted in the keying) must not pass for slowness:
+    one warning names it, and the run still succeeds through the full path."""
+    assert built.once("run", "build").code == 0  # keeps the plan
+    monkeypatch.setenv("ONCE_CACHE_DIR", str(built.cache))
+    monkeypatch.chdir(built.root)
+
+    def broken(*_: object) -> None:
+        raise TypeError("planted")
+
+    monkeypatch.setattr(plans, "key_context", broken)
+    with prelude_started(["run", "build"]) as early:
+        assert quick.run(early) is None
+    err = capfd.readouterr().err
+    assert "once: warning: the no-op path failed (TypeError: planted); running the full path" in err

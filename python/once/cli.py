@@ -15,6 +15,10 @@ from once.errors import EXIT_INTERRUPTED, EXIT_USAGE
 from once.run_command import exit_reporting_errors, fail, keep_plan, load, run_steps
 from once.workspace_cli import complete_targets, completion_command, graph_command, init_command
 
+# Where the prelude handed to `main` is kept for `run` (click's context meta is shared by
+# every command of one invocation).
+_EARLY = "once.early"
+
 
 def _version() -> str:
     from once._core import __version__
@@ -49,6 +53,8 @@ def _print_version(ctx: click.Context) -> None:
 def cli(ctx: click.Context, directory: Path | None) -> None:
     """once runs every build step once: it restores outputs and replays logs of steps whose
     inputs it has seen before."""
+    # `main` hands in the prelude of a run (its lock and walk), for `run` to claim.
+    ctx.meta[_EARLY] = ctx.obj
     if directory is not None:
         if not directory.is_dir():
             raise click.BadParameter(f"{directory} is not a folder", param_hint="-C")
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
     from once.fingerprint import Plan
     from once.graph import Action
     from once.model import Workspace
+    from once.prelude import Early
 
 
 def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Plan]:
@@ -172,17 +179,20 @@ def run(
     if not targets and not (affected or since):
         raise click.UsageError("name a TARGET to run (a rule name or a label), or use --affected")
     max_bytes = run_cache_bound()
+    early: Early | None = click.get_current_context().meta.get(_EARLY)
     started = time.monotonic()
     if affected or since:
         # With --json, stdout is the JSON document alone; the headline goes to stderr.
-        workspace, actions = _load_affected(cwd, list(targets), since, to_stderr=as_json)
+        workspace, actions = _load_affected(
+            cwd, list(targets), since, early=early, to_stderr=as_json
+        )
         steps = None
     else:
         workspace, actions = load(cwd, list(targets))
         steps = (
             None
             if dry_run or force or remote_read_only or link != "copy"
-            else keep_plan(cwd, targets, workspace, actions)
+            else keep_plan(cwd, targets, workspace, actions, early)
         )
     if dry_run:
         from once.run import open_store
@@ -203,11 +213,17 @@ def run(
         force=force,
         link=link,
         remote_read_only=remote_read_only,
+        early=early,
     )
 
 
 def _load_affected(
-    cwd: Path, targets: list[str], since: str | None, *, to_stderr: bool = False
+    cwd: Path,
+    targets: list[str],
+    since: str | None,
+    *,
+    early: Early | None,
+    to_stderr: bool = False,
 ) -> tuple[Workspace, list[Action]]:
     """`run_command.load` for `--affected`: only the targets the changes since `since` reach."""
     from once.affected import select_affected
@@ -215,7 +231,9 @@ def _load_affected(
     from once.graph import build_graph
 
     workspace = load_workspace(cwd)
-    changes, labels = select_affected(workspace, cwd, targets, since)
+    # The run's own walk, when its prelude walked this workspace.
+    walked = early.snapshot if early is not None and early.root == str(workspace.root) else None
+    changes, labels = select_affected(workspace, cwd, targets, since, walked)
     count = len(changes.paths)
     click.echo(
         f"once: {count} changed file{'' if count == 1 else 's'} since {changes.base} "
@@ -347,10 +365,12 @@ cli.add_command(init_command)
 cli.add_command(completion_command)
 
 
-def main() -> NoReturn:
+def main(early: Early | None = None) -> NoReturn:
+    """The CLI; `early`: the prelude `__main__` started for a run, if it did."""
+
     def run_cli() -> None:
         try:
-            cli.main(standalone_mode=False, prog_name="once")
+            cli.main(standalone_mode=False, prog_name="once", obj=early)
         except click.ClickException as err:
             fail(_one_line(err), EXIT_USAGE)
         except click.exceptions.Abort:

@@ -25,7 +25,7 @@ import time
 from once import _core, kept_state, plans, prelude, run_keys
 from once.cache_files import MAX_SIZE_ENV, cache_folder, parse_size, record_run
 from once.console import hit_result, log_mode, summary
-from once.errors import EXIT_INTERRUPTED, os_error_message
+from once.errors import EXIT_INTERRUPTED, OnceError, os_error_message
 from once.history import History
 from once.key_context import ToolProbes
 from once.layout import OUTPUT_STATS, STAT_CACHE
@@ -41,12 +41,11 @@ if TYPE_CHECKING:
     from once.plans import DepResult, KeyAndResult, KeyRequest, Step
 
 
-def run() -> int | None:
+def run(early: prelude.Early) -> int | None:
     """The exit status of the run the prelude started, when this path answered it; None to
-    leave it to the CLI (nothing has been printed then)."""
-    early = prelude.started()
-    parsed = parse(early.argv) if early is not None else None
-    if early is None or parsed is None:
+    leave it to the full run, handed `early` (nothing has been printed then)."""
+    parsed = parse(early.argv)
+    if parsed is None:
         return None
     targets, mode, _ = parsed
     started = time.monotonic()
@@ -58,7 +57,14 @@ def run() -> int | None:
     except KeyboardInterrupt:
         print("once: error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception:  # any surprise: the CLI does it again and words the error
+    except (OSError, ValueError, EOFError, OnceError, plans.SourceUnderOutputGlob):
+        hits = None  # what a user can cause: the full run meets it again and words it
+    except Exception as err:
+        print(
+            f"once: warning: the no-op path failed ({type(err).__name__}: {err}); "
+            "running the full path",
+            file=sys.stderr,
+        )
         hits = None
     if hits is None:
         gc.enable()  # the full run may run for hours
