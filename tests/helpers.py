@@ -142,20 +142,12 @@ def three_packages(ws: Workspace) -> None:
     )
 
 
-def release_prelude() -> None:
-    """Drop what the prelude of an in-process run left unclaimed, releasing its lock as the
-    process exit would."""
-    early = prelude.started()
-    if early is not None and early.fd is not None:
-        os.close(early.fd)
-    prelude._early = None
-
-
 @contextmanager
-def prelude_started(argv: list[str]) -> Iterator[None]:
+def prelude_started(argv: list[str]) -> Iterator[prelude.Early]:
     """An in-process `once ARGV`'s prelude (lock and walk), released on the way out."""
-    prelude.start(argv)
+    early = prelude.start(argv)
+    assert early is not None, argv
     try:
-        yield
+        yield early
     finally:
-        release_prelude()
+        early.release()

@@ -35,8 +35,8 @@ def quick_run(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> int | None:
     """`once run build` through the fast path, in this process."""
     monkeypatch.setenv("ONCE_CACHE_DIR", str(ws.cache))
     monkeypatch.chdir(ws.root)
-    with prelude_started(["run", "build"]):
-        return quick.run()
+    with prelude_started(["run", "build"]) as early:
+        return quick.run(early)
 
 
 def test_an_unchanged_tree_takes_the_kept_keys(
@@ -98,8 +98,8 @@ def test_a_miss_runs_with_the_keys_the_fast_path_made(
     (kept.root / "libs/a/src/one.txt").write_text("ONE\n")
     monkeypatch.setenv("ONCE_CACHE_DIR", str(kept.cache))
     monkeypatch.chdir(kept.root)
-    with prelude_started(["run", "build"]):
-        assert quick.run() is None  # a miss: nothing printed, left to the CLI
+    with prelude_started(["run", "build"]) as early:
+        assert quick.run(early) is None  # a miss: nothing printed, left to the CLI
 
         def no_keying(*_: object) -> None:
             raise AssertionError("the CLI keyed the plan again")
@@ -116,7 +116,7 @@ def test_a_miss_runs_with_the_keys_the_fast_path_made(
 
         monkeypatch.setattr(_core, "action_keys", no_keying)
         monkeypatch.setattr(session, "open_store", lambda: NoLookups(open_store()))
-        result = CliRunner().invoke(cli, ["run", "build"], catch_exceptions=False)
+        result = CliRunner().invoke(cli, ["run", "build"], obj=early, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert sorted(kept.ran()) == ["a", "app"]
     assert (kept.root / "app/out/app.txt").read_text() == "ONE\ntwo\nbee\n"

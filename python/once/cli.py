@@ -4,8 +4,9 @@ so `once --version` stays as cheap as importing click."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -13,7 +14,12 @@ from once.cache_bound import run_cache_bound
 from once.cache_cli import cache_group
 from once.errors import EXIT_INTERRUPTED, EXIT_USAGE
 from once.run_command import exit_reporting_errors, fail, keep_plan, load, run_steps
+from once.run_options import RUN_OPTIONS
 from once.workspace_cli import complete_targets, completion_command, graph_command, init_command
+
+# Where the prelude handed to `main` is kept for `run` (click's context meta is shared by
+# every command of one invocation).
+_EARLY = "once.early"
 
 
 def _version() -> str:
@@ -49,6 +55,8 @@ def _print_version(ctx: click.Context) -> None:
 def cli(ctx: click.Context, directory: Path | None) -> None:
     """once runs every build step once: it restores outputs and replays logs of steps whose
     inputs it has seen before."""
+    # `main` hands in the prelude of a run (its lock and walk), for `run` to claim.
+    ctx.meta[_EARLY] = ctx.obj
     if directory is not None:
         if not directory.is_dir():
             raise click.BadParameter(f"{directory} is not a folder", param_hint="-C")
@@ -61,6 +69,7 @@ if TYPE_CHECKING:
     from once.fingerprint import Plan
     from once.graph import Action
     from once.model import Workspace
+    from once.prelude import Early
 
 
 def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Plan]:
@@ -74,62 +83,30 @@ def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Pl
     return workspace, actions, plan(workspace, actions, os.environ, store=store)
 
 
+def _run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`run`'s click options, made from their one description (`run_options.RUN_OPTIONS`)."""
+    for option in reversed(RUN_OPTIONS):
+        kind: click.ParamType[Any] | None = None
+        if option.choices is not None:
+            kind = click.Choice(option.choices)
+        elif option.minimum is not None:
+            kind = click.IntRange(min=option.minimum)
+        command = click.option(
+            *option.names,
+            option.dest,
+            is_flag=not option.takes_value,
+            type=kind,
+            default=option.default,
+            show_default=option.show_default,
+            metavar=option.metavar,
+            help=option.help,
+        )(command)
+    return command
+
+
 @cli.command()
 @click.argument("targets", nargs=-1, shell_complete=complete_targets)
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Commands to run at once [default: number of CPUs].",
-)
-@click.option("--force", is_flag=True, help="Run every command even if the cache has it.")
-@click.option(
-    "--output-logs",
-    type=click.Choice(["full", "new-only", "errors-only", "none"]),
-    default="full",
-    show_default=True,
-    help="Command output to show: live and replayed (full), only of commands that run "
-    "(new-only), only of failures (errors-only), or none.",
-)
-@click.option("--dry-run", is_flag=True, help="Print what would run and why; run nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: every action as JSON.")
-@click.option(
-    "--link",
-    type=click.Choice(["copy", "hardlink"]),
-    default="copy",
-    show_default=True,
-    help="How restored files are made: copies (copy-on-write where the file system can), or "
-    "read-only hard links into the cache.",
-)
-@click.option(
-    "--affected",
-    is_flag=True,
-    help="Only the rules whose inputs changed in git since --since, and the rules depending on "
-    "them (with the dependencies they need, normally cache hits). TARGETS narrow it; without "
-    "TARGETS, every rule here.",
-)
-@click.option(
-    "--since",
-    metavar="REF",
-    default=None,
-    help="With --affected (implied): the git revision to compare with [default: the merge base "
-    "of HEAD with origin/HEAD, else main or master]. Uncommitted and untracked files count.",
-)
-@click.option(
-    "--env-mode",
-    type=click.Choice(["strict", "loose"]),
-    default=None,
-    help="What of the environment commands see, for this run: only the declared env and "
-    "pass_env variables and a base set (strict), or all of it (loose) [default: [workspace] "
-    "env_mode, else strict]; also $ONCE_ENV_MODE. It enters every key.",
-)
-@click.option(
-    "--remote-read-only",
-    is_flag=True,
-    help="Restore from the remote cache but upload nothing (for untrusted builds such as pull "
-    "requests); also $ONCE_REMOTE_READ_ONLY=1 or [remote] read_only.",
-)
+@_run_options
 @click.pass_obj
 def run(
     cwd: Path,
@@ -165,20 +142,27 @@ def run(
 
         # Through the variable, which the keys, the commands and any once run inside read alike.
         os.environ[ENV_MODE_VAR] = env_mode
+    if force:
+        from once.key_context import ToolProbes
+
+        ToolProbes.reprobe = True  # a forced run trusts no kept probe output either
     if not targets and not (affected or since):
         raise click.UsageError("name a TARGET to run (a rule name or a label), or use --affected")
     max_bytes = run_cache_bound()
+    early: Early | None = click.get_current_context().meta.get(_EARLY)
     started = time.monotonic()
     if affected or since:
         # With --json, stdout is the JSON document alone; the headline goes to stderr.
-        workspace, actions = _load_affected(cwd, list(targets), since, to_stderr=as_json)
+        workspace, actions = _load_affected(
+            cwd, list(targets), since, early=early, to_stderr=as_json
+        )
         steps = None
     else:
         workspace, actions = load(cwd, list(targets))
         steps = (
             None
             if dry_run or force or remote_read_only or link != "copy"
-            else keep_plan(cwd, targets, workspace, actions)
+            else keep_plan(cwd, targets, workspace, actions, early)
         )
     if dry_run:
         from once.run import open_store
@@ -199,11 +183,17 @@ def run(
         force=force,
         link=link,
         remote_read_only=remote_read_only,
+        early=early,
     )
 
 
 def _load_affected(
-    cwd: Path, targets: list[str], since: str | None, *, to_stderr: bool = False
+    cwd: Path,
+    targets: list[str],
+    since: str | None,
+    *,
+    early: Early | None,
+    to_stderr: bool = False,
 ) -> tuple[Workspace, list[Action]]:
     """`run_command.load` for `--affected`: only the targets the changes since `since` reach."""
     from once.affected import select_affected
@@ -211,7 +201,9 @@ def _load_affected(
     from once.graph import build_graph
 
     workspace = load_workspace(cwd)
-    changes, labels = select_affected(workspace, cwd, targets, since)
+    # The run's own walk, when its prelude walked this workspace.
+    walked = early.snapshot if early is not None and early.root == str(workspace.root) else None
+    changes, labels = select_affected(workspace, cwd, targets, since, walked)
     count = len(changes.paths)
     click.echo(
         f"once: {count} changed file{'' if count == 1 else 's'} since {changes.base} "
@@ -311,6 +303,12 @@ def why(cwd: Path, target: str) -> None:
             if last and last != key:
                 head += f"; last run had key {last[:12]}"
         click.echo(head)
+        spec = now(label) or {}
+        for tool, output in spec.get("tools", []):
+            if not tool.startswith(("executable ", "interpreter ")):  # those are digests
+                text, _, status = output.rpartition("\n")
+                first = text.splitlines()[0] if text else ""
+                click.echo(f"  tool probe {tool!r}: {first!r} {status}")
         lines = explain(label, history.last_spec, now)
         # The headline above already names the label; keep only what changed under it.
         for line in lines[1:] if lines[0] == f"{label}:" else lines:
@@ -337,10 +335,12 @@ cli.add_command(init_command)
 cli.add_command(completion_command)
 
 
-def main() -> NoReturn:
+def main(early: Early | None = None) -> NoReturn:
+    """The CLI; `early`: the prelude `__main__` started for a run, if it did."""
+
     def run_cli() -> None:
         try:
-            cli.main(standalone_mode=False, prog_name="once")
+            cli.main(standalone_mode=False, prog_name="once", obj=early)
         except click.ClickException as err:
             fail(_one_line(err), EXIT_USAGE)
         except click.exceptions.Abort:

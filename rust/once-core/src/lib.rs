@@ -12,11 +12,11 @@ pub mod key;
 mod mapped;
 mod mapped_hash;
 pub mod outputstats;
-pub mod remote;
 pub mod select;
 pub mod snapshot;
 pub mod statcache;
 pub mod store;
+pub mod tracked;
 pub mod usage_ledger;
 pub mod walk;
 

@@ -2,15 +2,19 @@
 //!
 //! Split by domain: `declared` (a rule's outputs and the manifest checks), `outputs` (what is on
 //! disk now, compared or removed), `restore` (putting a manifest back), `hits` (many hits
-//! settled in one parallel pass).
+//! settled in one parallel pass), `ingest` (what comes in from another store, written with the
+//! same protocol as a save), `envelope` (how an entry file and a shared entry are framed).
 
 mod declared;
+pub mod envelope;
 mod hits;
+mod ingest;
 mod outputs;
 mod restore;
 
 pub(crate) use declared::check_manifest;
 pub use hits::{Hit, HitReport, Settled};
+pub use ingest::{check_entry, BlobWriter, Ingesting};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -25,10 +29,10 @@ use serde::{Deserialize, Serialize};
 use crate::directory::{is_symlink_refusal, mark_used_path, name_arg, open_no_follow, Directory};
 use crate::error::{Error, IoContext};
 use crate::hash::{hash_open_file, Digest};
-use crate::remote::envelope::{self, Signer};
 use crate::usage_ledger;
 use crate::Result;
 use declared::Declared;
+use envelope::Signer;
 use outputs::{Found, FoundKind};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
