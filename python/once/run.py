@@ -93,6 +93,8 @@ class Runner:
         self.snapshot = snapshot
         self.fingerprints = fingerprints
         self.store = store
+        # Kept when caching turns off mid-run: saves handed over before still need finishing.
+        self._saving_store = store
         self.console = console
         self.force = force
         self._procs: set[subprocess.Popen[bytes]] = set()
@@ -110,6 +112,7 @@ class Runner:
             results = self._settle_in_bulk(actions)
             self._schedule(actions, results, jobs)
         finally:
+            self._finish_saves()
             # Losing these records costs one re-hash of the outputs next run, no more.
             try:
                 self.output_stats.save()
@@ -331,6 +334,9 @@ class Runner:
                     log,
                     exit_code,
                     duration_ms,
+                    # Made durable on the store's threads while the next steps run (see
+                    # `_finish_saves`); an upload needs the entry in place first.
+                    deferred=self.remote is None,
                 )
                 self._share(fingerprint.key)  # never raises: the upload runs in the background
             except OSError as err:
@@ -436,6 +442,16 @@ class Runner:
                 proc.stdout.close()
             with self._procs_lock:
                 self._procs.discard(proc)
+
+    def _finish_saves(self) -> None:
+        """Wait until every save of this run is durable and its entry in place: the run's end
+        (collection, history, the summary) and the next run count on them."""
+        if self._saving_store is None:
+            return
+        try:
+            self._saving_store.finish_saves()
+        except OSError as err:
+            self._warn_cache_off(err)
 
     def _warn_cache_off(self, err: OSError) -> None:
         if not self._cache_warned:
