@@ -104,6 +104,10 @@ class Runner:
         # Steps whose local entry the bulk pass already found unusable (refused, or a blob
         # gone): they run without asking the cache again, as they would have before.
         self._uncached: set[str] = set()
+        self._absent: set[str] = set()  # keys the bulk lookup did not find
+        self._envs: dict[
+            tuple[str, tuple[str, ...], tuple[str, ...]], tuple[dict[str, str], list[str]]
+        ] = {}
         # Lets a hit whose outputs are in place be confirmed by stat, without reading them.
         self.output_stats = _core.OutputStats(str(workspace.root / STATE_DIR / OUTPUT_STATS))
 
@@ -144,6 +148,7 @@ class Runner:
             for (label, _), entry in zip(cacheable, self._entries_of(store, keys), strict=True)
             if entry is not None
         }
+        self._absent = set(keys).difference(entry.key for entry in found.values())
         # Wave: settled after its dependencies' (the order the scheduler would keep). Actions
         # come in dependency order; one whose dependency is not settled here is not either.
         waves: dict[str, int] = {}
@@ -286,6 +291,9 @@ class Runner:
             and rule.cache
             and not self.force
             and action.label not in self._uncached
+            # Looked up moments ago in bulk, not there: asking again is a miss (or, should a run
+            # elsewhere have saved it since, a miss that costs one run of the command).
+            and (fingerprint.key not in self._absent or self.remote is not None)
         ):
             hit = self._from_cache(self.store, action, fingerprint.key, started)
             if hit is not None:
@@ -296,8 +304,7 @@ class Runner:
             # command private copies, or rewriting one in place would rewrite the blob.
             self.store.unshare_outputs(str(self.workspace.root), rule.package, outputs)
         self.console.started(action.label, rule.cmd)
-        mode = env_mode(rule.env_mode, os.environ)
-        env, withheld = command_env(mode, rule.env, rule.pass_env, os.environ)
+        env, withheld = self._command_env(rule.env_mode, rule.env, rule.pass_env)
         exit_code, log = self._spawn(action, package_dir, env)
         duration_ms = int((time.monotonic() - started) * 1000)
         if exit_code != 0:
@@ -344,6 +351,18 @@ class Runner:
             except _core.UnsafePathError as err:  # say an output symlink to an absolute path
                 raise OnceError(f"{action.label}: not cached: {err}") from None
         return Result(action.label, "ran", time.monotonic() - started)
+
+    def _command_env(
+        self, configured_mode: str, env: tuple[str, ...], pass_env: tuple[str, ...]
+    ) -> tuple[dict[str, str], list[str]]:
+        """`command_env` for a rule, worked out once per run for each set of declarations:
+        matching every variable against every pattern per step cost more than its `sh`."""
+        declared = (configured_mode, env, pass_env)
+        known = self._envs.get(declared)
+        if known is None:
+            mode = env_mode(configured_mode, os.environ)
+            known = self._envs[declared] = command_env(mode, env, pass_env, os.environ)
+        return known
 
     def _inputs_moved(self, fingerprint: Fingerprint) -> str | None:
         """Why the step's result may not be filed under its key, computed before it ran: an
@@ -416,19 +435,26 @@ class Runner:
         # Imported here: a run of cache hits starts no command (~3 ms of start-up).
         import subprocess  # noqa: PLC0415
 
+        if self._stopping:
+            return INTERRUPTED, b""
+        # Started outside the lock, so that steps start in parallel (a start is a fork and an
+        # exec: holding the lock through it made the other step threads wait, py-spy).
+        proc = subprocess.Popen(
+            ["sh", "-c", action.rule.cmd],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so an interrupt can stop the command and its children
+        )
         with self._procs_lock:
-            if self._stopping:
-                return INTERRUPTED, b""
-            proc = subprocess.Popen(
-                ["sh", "-c", action.rule.cmd],
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # so an interrupt can stop the command and its children
-            )
             self._procs.add(proc)
+            stopping = self._stopping
+        if stopping:
+            # Started as `interrupt` ran, after it listed the commands to stop: stopped here.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         log = bytearray()
         try:
             assert proc.stdout is not None  # noqa: S101 - guaranteed by stdout=PIPE
