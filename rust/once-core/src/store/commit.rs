@@ -15,7 +15,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 
-use super::{StoreLock, TempFile};
+use std::io::Write;
+
+use super::{parent_of, set_file_mode, StoreLock, TempFile, ENTRY_MODE};
 use crate::error::{Error, IoContext};
 use crate::usage_ledger;
 use crate::Result;
@@ -51,7 +53,10 @@ pub(crate) struct StagedSave {
     pub(crate) lock: StoreLock,
     /// New blobs (those the store held already, sound, are not written again).
     pub(crate) blobs: Vec<Staged>,
-    pub(crate) entry: Staged,
+    /// The entry file's bytes and its final name. Written here, not staged by the step's
+    /// thread: creating a file waits for the file system's journal, which the flushes keep
+    /// busy (half of a deferred save's time was that `open`, py-spy).
+    pub(crate) entry: (Vec<u8>, PathBuf),
     pub(crate) root: PathBuf,
     /// What the save may have added to the store (see `usage_ledger`).
     pub(crate) bytes: u64,
@@ -63,7 +68,12 @@ impl StagedSave {
         for blob in self.blobs {
             blob.commit()?;
         }
-        self.entry.commit()?;
+        let (bytes, dest) = self.entry;
+        let (mut file, temp) = TempFile::create(parent_of(&dest))?;
+        file.write_all(&bytes).at(&temp.path)?;
+        set_file_mode(&file, ENTRY_MODE).at(&temp.path)?;
+        drop(file);
+        Staged { temp, dest }.commit()?;
         drop(self.lock);
         usage_ledger::add(&self.root, self.bytes);
         Ok(())

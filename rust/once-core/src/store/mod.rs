@@ -404,9 +404,6 @@ impl Store {
             message: err.to_string(),
         })?;
         let sealed = encode_entry(key, &json);
-        let (mut file, temp) = TempFile::create(parent_of(&entry_path))?;
-        file.write_all(&sealed).at(&temp.path)?;
-        set_file_mode(&file, ENTRY_MODE).at(&temp.path)?;
         // Every blob it names, new or not (see usage_ledger.rs): the tally may only overcount.
         let outputs: u64 = found
             .iter()
@@ -418,12 +415,9 @@ impl Store {
         let staged = StagedSave {
             lock: writing,
             blobs,
-            entry: Staged {
-                temp,
-                dest: entry_path,
-            },
             root: self.root.clone(),
             bytes: outputs + log.len() as u64 + sealed.len() as u64,
+            entry: (sealed, entry_path),
         };
         Ok((entry, staged))
     }
