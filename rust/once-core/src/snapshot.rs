@@ -475,11 +475,14 @@ impl Snapshot {
             });
         }
         let mut before: HashMap<&str, &FileStat> = HashMap::with_capacity(set.len());
-        for &index in set.iter() {
+        for &index in set {
             let file = self.files.get(index as usize)?;
             before.insert(file.rel.as_str(), &file.stat);
         }
-        if before.keys().any(|rel| !named.iter().any(|path| path == rel)) {
+        if before
+            .keys()
+            .any(|rel| !named.iter().any(|path| path == rel))
+        {
             return None;
         }
         let mut changed = Vec::new();

@@ -102,7 +102,7 @@ impl Committer {
         let sender = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
             if queue.is_none() {
-                *queue = self.start();
+                *queue = Self::start();
             }
             queue.clone()
         };
@@ -144,7 +144,7 @@ impl Committer {
 
     /// The queue's sender, with `COMMIT_THREADS` threads taking from it; `None` when not even
     /// one thread could be started.
-    fn start(&self) -> Option<SyncSender<Job>> {
+    fn start() -> Option<SyncSender<Job>> {
         let (sender, receiver) = sync_channel::<Job>(BACKLOG);
         let receiver = Arc::new(Mutex::new(receiver));
         let mut started = 0;

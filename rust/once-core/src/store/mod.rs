@@ -295,8 +295,15 @@ impl Store {
         exit_code: i32,
         duration_ms: u64,
     ) -> Result<ActionEntry> {
-        let (entry, staged) =
-            self.stage_save(key, workspace, package, outputs, log, exit_code, duration_ms)?;
+        let (entry, staged) = self.stage_save(
+            key,
+            workspace,
+            package,
+            outputs,
+            log,
+            exit_code,
+            duration_ms,
+        )?;
         staged.commit()?;
         Ok(entry)
     }
@@ -314,13 +321,21 @@ impl Store {
         exit_code: i32,
         duration_ms: u64,
     ) -> Result<ActionEntry> {
-        let (entry, staged) =
-            self.stage_save(key, workspace, package, outputs, log, exit_code, duration_ms)?;
+        let (entry, staged) = self.stage_save(
+            key,
+            workspace,
+            package,
+            outputs,
+            log,
+            exit_code,
+            duration_ms,
+        )?;
         self.committer.submit(staged)?;
         Ok(entry)
     }
     /// Wait until every `save_deferred` of this store (and its clones) is durable and visible;
     /// what failed since the last call (those saves left no entry: a miss next time).
+    #[must_use]
     pub fn finish_saves(&self) -> Vec<Error> {
         self.committer.finish()
     }
