@@ -10,9 +10,10 @@ outputs present) and `git status`, without and with options and with a remote ca
 in this shape (a Python process that only imports the extension and walks) and `git status`
 again, restore-all (every output deleted) by copy and by hard link, one source file changed,
 `once hash` of the whole tree without a stat cache and `b3sum` over the same files, one big
-file, `once --version` and `python -c "import click"`, and the no-op run of a workspace of
-`--rules` trivial rules (scheduler overhead), each no-op right after a one-file change (p95
-and max against the no-op's median), and cold runs of `--cold-steps` trivial steps beside the
+file, `once --version` and `python -c "import click"`, the no-op run of a workspace of
+`--rules` trivial rules (scheduler overhead), the no-op run of a rule declaring four tool
+probes beside the same rule without them, each no-op right after a one-file change (p95 and
+max against the no-op's median), and cold runs of `--cold-steps` trivial steps beside the
 same commands under `xargs -P2` (benches/coldrun.py). Every command is a subprocess as a user
 runs it; the table shows medians, the ratio to the reference, the target, and the peak resident
 memory of the `once` process (from `wait4`). A case and its reference run in alternation, each
@@ -454,6 +455,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads b
         )
     )
 
+    print("four tool probes ...", file=sys.stderr)
+    rows.append(probes_row(work, env, once, repeat))
+
     from benches.coldrun import cold_rows  # noqa: PLC0415 - it imports this module
 
     rows += cold_rows(once, work, env, steps=args.cold_steps, repeat=max(1, repeat // 3))
@@ -468,6 +472,45 @@ def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads b
         f"(target ≤ 200 MB: {'met' if peak <= 200 else 'NOT met'})"
     )
     print_table(rows, header, markdown=args.markdown)
+
+
+# Version probes of programs this benchmark needs anyway: plain commands starting native
+# programs by their own name, whose output is kept between runs while the program is unchanged
+# (not `python3`, often a version manager's shim, which is probed every run).
+PROBES = ("git --version", "b3sum --version", "tar --version", "xargs --version")
+
+
+def probes_row(work: Path, env: dict[str, str], once: str, repeat: int) -> Row:
+    """The no-op run of one rule declaring the four `PROBES`, beside the same rule without
+    them: what declared probes add to a no-op."""
+    roots = []
+    for name, tools in (("probes-4", PROBES), ("probes-0", ())):
+        root = work / name
+        root.mkdir(parents=True, exist_ok=True)
+        tools_toml = ", ".join(f'"{tool}"' for tool in tools)
+        (root / "once.toml").write_text(
+            f'[rule.build]\ncmd = "cp src.txt out.txt"\ninputs = ["src.txt"]\n'
+            f'outputs = ["out.txt"]\ntools = [{tools_toml}]\n'
+        )
+        (root / "src.txt").write_text("source\n")
+        timed([once, "run", "build"], root, env)  # fill the cache
+        roots.append(root)
+    probed, plain = measure_pair(
+        [once, "-C", str(roots[0]), "run", "build"],
+        [once, "-C", str(roots[1]), "run", "build"],
+        work,
+        env,
+        repeat,
+    )
+    return Row(
+        "no-op run, 4 tool probes declared",
+        probed,
+        "same rule, no probes",
+        plain,
+        "≤ 1.1x",
+        lambda _s, ratio: ratio is not None and ratio <= 1.1,
+        paired=True,
+    )
 
 
 def print_table(rows: list[Row], header: str, *, markdown: bool) -> None:

@@ -37,13 +37,13 @@ def main() -> None:
         code = quick.run(early)  # every step a cache hit: answered without the CLI
         if code is not None:
             _exit_now(code)
-        plain = quick.parse(early.argv)
+        plain = early.plain
         if plain is not None:  # a step to run: the full run, still without click
             from pathlib import Path  # noqa: PLC0415
 
             from once.run_command import run_plain  # noqa: PLC0415
 
-            run_plain(early, Path(early.cwd), *plain)
+            run_plain(early, Path(early.cwd), plain.targets, plain.output_logs, plain.jobs)
     from once.cli import main as cli_main  # noqa: PLC0415 - click loads only past this point
 
     cli_main(early)

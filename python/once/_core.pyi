@@ -92,9 +92,13 @@ class Snapshot:
     """Every file of a workspace with its stat, from one parallel walk honouring ignore files."""
 
     @staticmethod
-    def scan(root: str, skip_dirs: list[str]) -> Snapshot: ...
+    def scan(root: str, skip_dirs: list[str], tracked_cache: str | None = None) -> Snapshot:
+        """The walk. Files git tracks are never ignored by `.gitignore`; what the walk learns
+        of git's index is kept in `tracked_cache`, when given, for the next walk."""
     @staticmethod
-    def start_scan(root: str, skip_dirs: list[str], stat_cache: str) -> PendingScan:
+    def start_scan(
+        root: str, skip_dirs: list[str], stat_cache: str, tracked_cache: str | None = None
+    ) -> PendingScan:
         """`scan`, then `prime` with `stat_cache`, on a thread of its own."""
     @property
     def file_count(self) -> int: ...

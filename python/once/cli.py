@@ -4,8 +4,9 @@ so `once --version` stays as cheap as importing click."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -13,6 +14,7 @@ from once.cache_bound import run_cache_bound
 from once.cache_cli import cache_group
 from once.errors import EXIT_INTERRUPTED, EXIT_USAGE
 from once.run_command import exit_reporting_errors, fail, keep_plan, load, run_steps
+from once.run_options import RUN_OPTIONS
 from once.workspace_cli import complete_targets, completion_command, graph_command, init_command
 
 # Where the prelude handed to `main` is kept for `run` (click's context meta is shared by
@@ -81,62 +83,30 @@ def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Pl
     return workspace, actions, plan(workspace, actions, os.environ, store=store)
 
 
+def _run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`run`'s click options, made from their one description (`run_options.RUN_OPTIONS`)."""
+    for option in reversed(RUN_OPTIONS):
+        kind: click.ParamType[Any] | None = None
+        if option.choices is not None:
+            kind = click.Choice(option.choices)
+        elif option.minimum is not None:
+            kind = click.IntRange(min=option.minimum)
+        command = click.option(
+            *option.names,
+            option.dest,
+            is_flag=not option.takes_value,
+            type=kind,
+            default=option.default,
+            show_default=option.show_default,
+            metavar=option.metavar,
+            help=option.help,
+        )(command)
+    return command
+
+
 @cli.command()
 @click.argument("targets", nargs=-1, shell_complete=complete_targets)
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Commands to run at once [default: number of CPUs].",
-)
-@click.option("--force", is_flag=True, help="Run every command even if the cache has it.")
-@click.option(
-    "--output-logs",
-    type=click.Choice(["full", "new-only", "errors-only", "none"]),
-    default="full",
-    show_default=True,
-    help="Command output to show: live and replayed (full), only of commands that run "
-    "(new-only), only of failures (errors-only), or none.",
-)
-@click.option("--dry-run", is_flag=True, help="Print what would run and why; run nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: every action as JSON.")
-@click.option(
-    "--link",
-    type=click.Choice(["copy", "hardlink"]),
-    default="copy",
-    show_default=True,
-    help="How restored files are made: copies (copy-on-write where the file system can), or "
-    "read-only hard links into the cache.",
-)
-@click.option(
-    "--affected",
-    is_flag=True,
-    help="Only the rules whose inputs changed in git since --since, and the rules depending on "
-    "them (with the dependencies they need, normally cache hits). TARGETS narrow it; without "
-    "TARGETS, every rule here.",
-)
-@click.option(
-    "--since",
-    metavar="REF",
-    default=None,
-    help="With --affected (implied): the git revision to compare with [default: the merge base "
-    "of HEAD with origin/HEAD, else main or master]. Uncommitted and untracked files count.",
-)
-@click.option(
-    "--env-mode",
-    type=click.Choice(["strict", "loose"]),
-    default=None,
-    help="What of the environment commands see, for this run: only the declared env and "
-    "pass_env variables and a base set (strict), or all of it (loose) [default: [workspace] "
-    "env_mode, else strict]; also $ONCE_ENV_MODE. It enters every key.",
-)
-@click.option(
-    "--remote-read-only",
-    is_flag=True,
-    help="Restore from the remote cache but upload nothing (for untrusted builds such as pull "
-    "requests); also $ONCE_REMOTE_READ_ONLY=1 or [remote] read_only.",
-)
+@_run_options
 @click.pass_obj
 def run(
     cwd: Path,
@@ -172,6 +142,10 @@ def run(
 
         # Through the variable, which the keys, the commands and any once run inside read alike.
         os.environ[ENV_MODE_VAR] = env_mode
+    if force:
+        from once.key_context import ToolProbes
+
+        ToolProbes.reprobe = True  # a forced run trusts no kept probe output either
     if not targets and not (affected or since):
         raise click.UsageError("name a TARGET to run (a rule name or a label), or use --affected")
     max_bytes = run_cache_bound()
@@ -329,6 +303,12 @@ def why(cwd: Path, target: str) -> None:
             if last and last != key:
                 head += f"; last run had key {last[:12]}"
         click.echo(head)
+        spec = now(label) or {}
+        for tool, output in spec.get("tools", []):
+            if not tool.startswith(("executable ", "interpreter ")):  # those are digests
+                text, _, status = output.rpartition("\n")
+                first = text.splitlines()[0] if text else ""
+                click.echo(f"  tool probe {tool!r}: {first!r} {status}")
         lines = explain(label, history.last_spec, now)
         # The headline above already names the label; keep only what changed under it.
         for line in lines[1:] if lines[0] == f"{label}:" else lines:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from once import _core, layout, lock
+from once.run_options import NO_RUN, parse_plain
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
@@ -22,12 +23,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from once.plans import KeyAndResult, KeyRequest, Step
+    from once.run_options import PlainRun
 
     # What the fast path worked out before it left a run to the CLI (see `claim_keys`).
     Keyed = tuple[list[Step], list[KeyAndResult], Callable[[], tuple[list[KeyRequest], int]]]
-
-# Flags after which `run` does not take the lock or walk (it prints and exits).
-_NO_RUN = frozenset(("--dry-run", "--help", "-h"))
 
 
 class Early:
@@ -44,7 +43,10 @@ class Early:
         # not wait for it). The stat cache needs no rule either: unchanged files get their
         # digests there too.
         self._pending: _core.PendingScan | None = _core.Snapshot.start_scan(
-            root, [layout.STATE_DIR], os.path.join(state_dir, layout.STAT_CACHE)
+            root,
+            [layout.STATE_DIR],
+            os.path.join(state_dir, layout.STAT_CACHE),
+            os.path.join(state_dir, layout.TRACKED_CACHE),
         )
         self._snapshot: _core.Snapshot | OSError | None = None
         # Set by the fast path (quick.py) when it keyed the run's plan and then left the run
@@ -56,6 +58,8 @@ class Early:
         self.settled: dict[str, _core.SettledHit] = {}
         # Set once its parts went to a session, or it was for another folder: claims get None.
         self._dropped = False
+        # The run's targets and options when it is a plain run (`run_options.parse_plain`).
+        self.plain: PlainRun | None = None
 
     def claim_lock(self, state_dir: Path) -> int | None:
         """The descriptor holding the lock of `state_dir`, if this prelude took it; the caller
@@ -141,7 +145,7 @@ def start(argv: list[str]) -> Early | None:
     directory = os.getcwd()
     if argv[:1] == ["-C"] and len(argv) >= 2:
         directory, argv = os.path.join(directory, argv[1]), argv[2:]
-    if argv[:1] != ["run"] or _NO_RUN.intersection(argv):
+    if argv[:1] != ["run"] or NO_RUN.intersection(argv):
         return None
     try:
         cwd = os.path.realpath(directory)
@@ -151,9 +155,12 @@ def start(argv: list[str]) -> Early | None:
         state_dir = os.path.join(root, layout.STATE_DIR)
         if not os.path.isdir(state_dir):
             return None
-        return Early(root, state_dir, lock.acquire(state_dir), cwd, argv)
+        early = Early(root, state_dir, lock.acquire(state_dir), cwd, argv)
     except (OSError, ValueError):
         return None  # the usual path meets the same problem and reports it properly
+    # Parsed while the walk runs: a plain run is answered without click, anything else by it.
+    early.plain = parse_plain(argv)
+    return early
 
 
 def _read(path: str) -> str:

@@ -24,8 +24,8 @@ import time
 
 from once import _core, kept_state, plans, prelude, run_keys
 from once.cache_files import MAX_SIZE_ENV, cache_folder, parse_size, record_run
-from once.console import hit_result, log_mode, summary
-from once.errors import EXIT_INTERRUPTED, os_error_message
+from once.console import hit_result, summary
+from once.errors import EXIT_INTERRUPTED, OnceError, os_error_message
 from once.history import History
 from once.key_context import ToolProbes
 from once.layout import OUTPUT_STATS, STAT_CACHE
@@ -44,10 +44,10 @@ if TYPE_CHECKING:
 def run(early: prelude.Early) -> int | None:
     """The exit status of the run the prelude started, when this path answered it; None to
     leave it to the full run, handed `early` (nothing has been printed then)."""
-    parsed = parse(early.argv)
-    if parsed is None:
+    plain = early.plain
+    if plain is None:
         return None
-    targets, mode, _ = parsed
+    targets, mode = plain.targets, plain.output_logs
     started = time.monotonic()
     # A short-lived process making thousands of small tuples: the cyclic collector would
     # only walk them (a few ms) to find nothing to free.
@@ -57,7 +57,14 @@ def run(early: prelude.Early) -> int | None:
     except KeyboardInterrupt:
         print("once: error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception:  # any surprise: the CLI does it again and words the error
+    except (OSError, ValueError, EOFError, OnceError, plans.SourceUnderOutputGlob):
+        hits = None  # what a user can cause: the full run meets it again and words it
+    except Exception as err:
+        print(
+            f"once: warning: the no-op path failed ({type(err).__name__}: {err}); "
+            "running the full path",
+            file=sys.stderr,
+        )
         hits = None
     if hits is None:
         gc.enable()  # the full run may run for hours
@@ -68,34 +75,6 @@ def run(early: prelude.Early) -> int | None:
         print(f"once: error: {os_error_message(err)}", file=sys.stderr)
         return 1
     return 0
-
-
-def parse(argv: list[str]) -> tuple[list[str], LogMode, int | None] | None:
-    """(targets, log mode, jobs) of `run [--output-logs MODE] [-j N] TARGET...`; None for
-    anything else (the CLI words any error). A run of hits runs no command, whatever `-j`."""
-    if argv[:1] != ["run"]:
-        return None
-    targets: list[str] = []
-    mode: LogMode = "full"
-    jobs: int | None = None
-    args = iter(argv[1:])
-    for arg in args:
-        option, equals, value = arg.partition("=")
-        if option == "--output-logs":
-            try:
-                mode = log_mode(value if equals else next(args, ""))
-            except ValueError:
-                return None
-        elif option in ("-j", "--jobs") or (arg.startswith("-j") and len(arg) > 2):
-            count = (value if equals else next(args, "")) if option in ("-j", "--jobs") else arg[2:]
-            if not (count.isdigit() and int(count) > 0):
-                return None
-            jobs = int(count)
-        elif arg.startswith("-"):
-            return None
-        else:
-            targets.append(arg)
-    return (targets, mode, jobs) if targets else None
 
 
 class _Requests:

@@ -3,13 +3,17 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::hash::{hash_files, Digest};
 use crate::select::{Globs, GLOB_SYNTAX, WORKSPACE_PREFIX};
 use crate::statcache::{wall_clock_ns, JournalRoom, SortedStatCache, StatCache};
-use crate::walk::{walk_workspace_below, walk_workspace_links, FileStat, FolderLink, WalkedFile};
+use crate::tracked::Tracked;
+use crate::walk::{
+    walk_workspace_below_tracked, walk_workspace_tracked, FileStat, FolderLink, WalkedFile,
+};
 use crate::{Error, Result};
 
 /// Indices into `Snapshot::files`, sorted; one per rule's input set.
@@ -32,6 +36,9 @@ pub struct Snapshot {
     /// Why `hash` could not write the stat cache (a full disk), if it could not: the digests
     /// stand, and only the next run pays, reading those files again.
     pub stat_cache_unsaved: Option<Error>,
+    /// What the walk knew of git's index (tracked files are never ignored), for walking again
+    /// as it did (`changed_since_scan`); `None` outside a git work tree.
+    pub tracked: Option<Arc<Tracked>>,
 }
 
 /// What `hash` needs to know of the stat cache it read, to write it back.
@@ -46,10 +53,24 @@ pub struct CacheRead {
 
 impl Snapshot {
     pub fn scan(root: &Path, skip_dirs: &[String]) -> Result<Snapshot> {
+        Snapshot::scan_tracked(root, skip_dirs, None)
+    }
+
+    /// `scan`, keeping what it learns of git's index in `tracked_memo` (see `tracked.rs`) so
+    /// that the next walk need not read the index again.
+    pub fn scan_tracked(
+        root: &Path,
+        skip_dirs: &[String],
+        tracked_memo: Option<&Path>,
+    ) -> Result<Snapshot> {
         // Taken before the first stat: a file changed after this instant may still show a stat
         // the walk saw, so only timestamps older than this one can vouch for a digest.
         let started_ns = wall_clock_ns();
-        let (files, links) = walk_workspace_links(root, skip_dirs)?;
+        let tracked = Tracked::find(root, tracked_memo).map(Arc::new);
+        let (files, links) = walk_workspace_tracked(root, skip_dirs, tracked.clone())?;
+        if let Some(tracked) = &tracked {
+            tracked.save(started_ns);
+        }
         Ok(Snapshot {
             root: root.to_path_buf(),
             links,
@@ -58,6 +79,7 @@ impl Snapshot {
             started_ns,
             primed: None,
             stat_cache_unsaved: None,
+            tracked,
         })
     }
 
@@ -375,12 +397,18 @@ impl Snapshot {
         }
         let now = Snapshot {
             root: self.root.clone(),
-            files: walk_workspace_below(&self.root, folder, skip_dirs)?,
+            files: walk_workspace_below_tracked(
+                &self.root,
+                folder,
+                skip_dirs,
+                self.tracked.clone(),
+            )?,
             digests: Vec::new(),
             started_ns: self.started_ns,
             links: Vec::new(),
             primed: None,
             stat_cache_unsaved: None,
+            tracked: None,
         };
         let now_set = now.select(package, include, exclude)?;
         // `//` inputs outside the package folder are not walked again (that would be the

@@ -28,6 +28,7 @@ fn listing(rels: &[&str]) -> Snapshot {
         links: Vec::new(),
         primed: None,
         stat_cache_unsaved: None,
+        tracked: None,
     }
 }
 
