@@ -24,7 +24,7 @@ def test_scale_prints_every_case_on_a_tiny_tree(tmp_path: Path) -> None:
             sys.executable,
             "-m",
             "benches.scale",
-            *("--packages", "4", "--files", "80", "--rules", "12"),
+            *("--packages", "4", "--files", "80", "--rules", "12", "--cold-steps", "12"),
             *("--big-gib", "0.001", "--repeat", "1", "--work", str(tmp_path)),
         ],
         cwd=ROOT,
@@ -43,6 +43,8 @@ def test_scale_prints_every_case_on_a_tiny_tree(tmp_path: Path) -> None:
         "floor:",
         "restore-all",
         "--link=hardlink",
+        "right after a one-file change",
+        "floor: xargs -P2",
         "p95 s",
         "max s",
     ):

@@ -305,8 +305,14 @@ class Store:
         log: bytes,
         exit_code: int,
         duration_ms: int,
+        deferred: bool = False,
     ) -> Entry:
-        """Store a successful step's declared outputs and log; the entry is written last."""
+        """Store a successful step's declared outputs and log; the entry is written last.
+        `deferred`: return once they are copied and hashed, and leave flushing them and
+        writing the entry to the store's threads (`finish_saves` waits for them)."""
+    def finish_saves(self) -> None:
+        """Wait until every deferred save is durable and its entry in place; OSError for the
+        first that failed (it left no entry)."""
     def outputs_match(
         self,
         entry: Entry,
