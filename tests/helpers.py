@@ -118,7 +118,9 @@ def three_packages(ws: Workspace) -> None:
             "once.toml": '[workspace]\nmembers = ["libs/*", "app"]\n',
             "libs/a/once.toml": (
                 "[rule.build]\n"
-                f'cmd = "{ws.marker("a")} && mkdir -p dist && cat src/*.txt > dist/a.out"\n'
+                f'cmd = "{ws.marker("a")} && mkdir -p dist && cat src/*.txt > dist/a.out '
+                '&& printf %s \\"$A_MODE\\" >> dist/a.out"\n'
+                # A_MODE reaches the output, as a declared variable would in a real build.
                 'inputs = ["src/**"]\noutputs = ["dist/"]\nenv = ["A_MODE"]\n'
             ),
             "libs/a/src/one.txt": "one\n",
@@ -140,20 +142,12 @@ def three_packages(ws: Workspace) -> None:
     )
 
 
-def release_prelude() -> None:
-    """Drop what the prelude of an in-process run left unclaimed, releasing its lock as the
-    process exit would."""
-    early = prelude.started()
-    if early is not None and early.fd is not None:
-        os.close(early.fd)
-    prelude._early = None
-
-
 @contextmanager
-def prelude_started(argv: list[str]) -> Iterator[None]:
+def prelude_started(argv: list[str]) -> Iterator[prelude.Early]:
     """An in-process `once ARGV`'s prelude (lock and walk), released on the way out."""
-    prelude.start(argv)
+    early = prelude.start(argv)
+    assert early is not None, argv
     try:
-        yield
+        yield early
     finally:
-        release_prelude()
+        early.release()

@@ -6,6 +6,7 @@ A missing server binary skips its tests on a developer's machine, but fails them
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -142,14 +143,20 @@ http {{
 
 
 @contextlib.contextmanager
-def nginx(folder: Path, token: str | None = None) -> Iterator[Server]:
+def nginx(
+    folder: Path, token: str | None = None, basic: tuple[str, str] | None = None
+) -> Iterator[Server]:
     """Debian's nginx with its own config and prefix, serving `folder/data` for GET/HEAD/PUT;
-    with `token`, only requests carrying `Authorization: Bearer <token>`."""
+    with `token`, only requests carrying `Authorization: Bearer <token>`; with `basic` (user,
+    password), only those carrying them as basic authentication."""
     binary = need("nginx", Path("/usr/sbin"))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
     port = free_port()
     auth = f'if ($http_authorization != "Bearer {token}") {{ return 401; }}' if token else ""
+    if basic is not None:
+        encoded = base64.b64encode(":".join(basic).encode()).decode()
+        auth = f'if ($http_authorization != "Basic {encoded}") {{ return 401; }}'
     # As root nginx would hand requests to `nobody`, who cannot write our folder.
     user = "user root;" if os.geteuid() == 0 else ""
     conf = folder / "nginx.conf"

@@ -105,8 +105,11 @@ def test_import_once_and_version_stay_cheap() -> None:
         "once.cache_cli",
         "once.cache_files",
         "once.cli",
+        "once.console",  # the log modes, a choice of `run --output-logs`
         "once.errors",
         "once.run_command",
+        "once.run_options",  # the one description of `run`'s options
+        "once.value",
         "once.workspace_cli",
     ]
     assert api_loaded == "True"

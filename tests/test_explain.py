@@ -15,8 +15,8 @@ def test_why_names_the_changed_input_through_dependencies(ws: Workspace) -> None
     (ws.root / "libs/a/src/two.txt").unlink()
     done = ws.once("why", "//app:build")
     assert done.code == 0, done.err
-    assert "//app:build: key " in done.out
-    assert "not cached; last run had key" in done.out
+    # Its key holds what the library produces, which is not known until it runs again.
+    assert "//app:build: not keyed yet: its key holds what //libs/a:build produces" in done.out
     assert "dependency changed: //libs/a:build" in done.out
     assert "input changed: libs/a/src/one.txt" in done.out
     assert "input added: libs/a/src/three.txt" in done.out
@@ -59,7 +59,10 @@ def test_status_one_line_per_rule(ws: Workspace) -> None:
     lines = dict(line.split(": ", 1) for line in done.out.strip().splitlines())
     assert lines["//libs/a:build"] == "would run: never run here"
     assert lines["//libs/b:build"] == "would run: input changed: libs/b/src/b.txt"
-    assert lines["//app:build"] == "would run: never run here"
+    # Its key holds what the libraries produce, and a's output is not known before a runs.
+    assert lines["//app:build"] == (
+        "would run after //libs/a:build: its key holds what that produces"
+    )
     assert ws.ran() == ["b"]  # status ran nothing
 
 
@@ -74,11 +77,24 @@ def test_dry_run_json_lists_every_input_hash_and_runs_nothing(ws: Workspace) -> 
     assert all(len(digest) == 64 for digest in inputs.values())
     assert actions["//app:build"]["deps"] == ["//libs/a:build", "//libs/b:build"]
     assert not actions["//app:build"]["cached"]
+    # Keyed by what the libraries produce: not keyed before they ran.
+    assert actions["//app:build"]["key"] is None
+    assert actions["//app:build"]["waits_for"] == "//libs/a:build"
     assert ws.ran() == []
     assert ws.once("run", "build").code == 0
     again = json.loads(ws.once("run", "build", "--dry-run", "--json").out)
     assert all(a["cached"] for a in again["actions"])
-    assert {a["key"] for a in again["actions"]} == {a["key"] for a in actions.values()}
+    libs = {"//libs/a:build", "//libs/b:build"}
+    assert {a["key"] for a in again["actions"] if a["label"] in libs} == {
+        a["key"] for a in actions.values() if a["label"] in libs
+    }
+    app = next(a for a in again["actions"] if a["label"] == "//app:build")
+    outputs = dict(app["spec"]["deps"])
+    assert outputs["//libs/a:build"].startswith("outputs ")
+    assert app["spec"]["dep_outputs"]["//libs/a:build"] == [
+        ["libs/a/dist", "folder"],
+        ["libs/a/dist/a.out", app["spec"]["dep_outputs"]["//libs/a:build"][1][1]],
+    ]
 
 
 def test_json_without_dry_run_is_a_usage_error(ws: Workspace) -> None:

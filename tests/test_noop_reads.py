@@ -71,8 +71,8 @@ def test_the_fast_path_reads_no_file_contents(
     assert ws.once("run", "build").code == 0  # keeps the plan; re-reads the fresh files
     time.sleep(SETTLE_SECONDS)
     before = _core.files_hashed()
-    with prelude_started(["run", "build"]):
-        assert quick.run() == 0
+    with prelude_started(["run", "build"]) as early:
+        assert quick.run(early) == 0
     assert _core.files_hashed() - before == 0
     assert "once: all 3 steps cached" in capfd.readouterr().out
     assert sorted(ws.ran()) == ["a", "app", "b"]  # the first run only

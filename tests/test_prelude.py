@@ -12,13 +12,23 @@ import pytest
 from once import _core, prelude
 from once.lock import LOCK_NAME
 
-from tests.helpers import release_prelude, write_tree
+from tests.helpers import write_tree
 
 
-@pytest.fixture(autouse=True)
-def fresh_prelude() -> Iterator[None]:
-    yield
-    release_prelude()  # whatever a test left unclaimed
+@pytest.fixture
+def started() -> Iterator[list[prelude.Early]]:
+    """The preludes a test starts, released after it (as the process exit would)."""
+    preludes: list[prelude.Early] = []
+    yield preludes
+    for early in preludes:
+        early.release()
+
+
+def start(started: list[prelude.Early], argv: list[str]) -> prelude.Early:
+    early = prelude.start(argv)
+    assert early is not None
+    started.append(early)
+    return early
 
 
 @pytest.fixture
@@ -48,24 +58,28 @@ def locked_elsewhere(state_dir: Path) -> bool:
     return False
 
 
-def test_a_run_takes_the_lock_and_hands_over_the_walk(workspace: Path) -> None:
-    prelude.start(["run", "build"])
+def test_a_run_takes_the_lock_and_hands_over_the_walk(
+    workspace: Path, started: list[prelude.Early]
+) -> None:
+    early = start(started, ["run", "build"])
     state_dir = workspace / ".once"
     assert locked_elsewhere(state_dir)
-    fd = prelude.claim_lock(state_dir)
+    fd = early.claim_lock(state_dir)
     assert fd is not None
-    snapshot = prelude.claim_snapshot(workspace)
+    snapshot = early.claim_snapshot(workspace)
     assert snapshot is not None
     fresh = _core.Snapshot.scan(str(workspace), [".once"])
     assert snapshot.file_count == fresh.file_count == 3
-    assert prelude.claim_snapshot(workspace) is None  # handed over once
+    assert early.claim_snapshot(workspace) is None  # handed over once
     os.close(fd)
     assert not locked_elsewhere(state_dir)
 
 
-def test_dash_c_names_the_folder(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dash_c_names_the_folder(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, started: list[prelude.Early]
+) -> None:
     monkeypatch.chdir(workspace.parent)
-    prelude.start(["-C", workspace.name, "run", "build"])
+    start(started, ["-C", workspace.name, "run", "build"])
     assert locked_elsewhere(workspace / ".once")
 
 
@@ -74,34 +88,34 @@ def test_dash_c_names_the_folder(workspace: Path, monkeypatch: pytest.MonkeyPatc
     [["run", "--dry-run", "build"], ["run", "--help"], ["status"], ["graph"], ["run", "-h"]],
 )
 def test_other_commands_take_nothing(workspace: Path, argv: list[str]) -> None:
-    prelude.start(argv)
-    assert prelude._early is None
+    assert prelude.start(argv) is None
     assert not locked_elsewhere(workspace / ".once")
 
 
 def test_a_first_run_writes_nothing(workspace: Path) -> None:
     (workspace / ".once").rmdir()
-    prelude.start(["run", "build"])
-    assert prelude._early is None
+    assert prelude.start(["run", "build"]) is None
     assert not (workspace / ".once").exists()
 
 
-def test_a_lock_for_another_folder_is_released(workspace: Path, tmp_path: Path) -> None:
-    prelude.start(["run", "build"])
+def test_a_lock_for_another_folder_is_released(
+    workspace: Path, tmp_path: Path, started: list[prelude.Early]
+) -> None:
+    early = start(started, ["run", "build"])
     elsewhere = tmp_path / "elsewhere" / ".once"
     elsewhere.mkdir(parents=True)
-    assert prelude.claim_lock(elsewhere) is None
+    assert early.claim_lock(elsewhere) is None
     assert not locked_elsewhere(workspace / ".once")
-    assert prelude.claim_snapshot(workspace) is None
+    assert early.claim_snapshot(workspace) is None
 
 
-def test_a_walk_failure_reaches_the_session(workspace: Path) -> None:
+def test_a_walk_failure_reaches_the_session(workspace: Path, started: list[prelude.Early]) -> None:
     (workspace / "app" / os.fsdecode(b"bad-\xff-name")).write_text("x")
-    prelude.start(["run", "build"])
-    fd = prelude.claim_lock(workspace / ".once")
+    early = start(started, ["run", "build"])
+    fd = early.claim_lock(workspace / ".once")
     assert fd is not None
     try:
         with pytest.raises(OSError, match="UTF-8"):
-            prelude.claim_snapshot(workspace)
+            early.claim_snapshot(workspace)
     finally:
         os.close(fd)

@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from once import _core, quick
+from click.testing import CliRunner
+from once import _core, plans, quick
 from once.api import OutputLogs as LogMode
+from once.cli import cli
+from once.run_options import RUN_OPTIONS, parse_plain
 
-from tests.helpers import Done, Workspace, once_traced, three_packages
+from tests.helpers import Done, Workspace, once_traced, prelude_started, three_packages
 
 
 def once_main(
@@ -257,7 +260,23 @@ def test_why_reads_the_history_the_fast_path_keeps(built: Workspace) -> None:
 def test_only_plain_runs_take_the_fast_path(
     argv: list[str], parsed: tuple[list[str], LogMode, int | None] | None
 ) -> None:
-    assert quick.parse(argv) == parsed
+    plain = parse_plain(argv)
+    found = (plain.targets, plain.output_logs, plain.jobs) if plain is not None else None
+    assert found == parsed
+
+
+def test_the_plain_parser_and_click_share_one_description_of_run() -> None:
+    """Every option `once run --help` shows is described once (`RUN_OPTIONS`), and the names a
+    plain run takes are among them."""
+    shown = CliRunner().invoke(cli, ["run", "--help"]).output
+    for option in RUN_OPTIONS:
+        for name in option.names:
+            assert name in shown
+    assert {name for o in RUN_OPTIONS if o.plain for name in o.names} == {
+        "-j",
+        "--jobs",
+        "--output-logs",
+    }
 
 
 def test_a_plan_from_another_folder_name_is_not_used(built: Workspace, tmp_path: Path) -> None:
@@ -291,3 +310,22 @@ def test_hits_settled_before_a_step_is_refused_are_reported_as_settled(
         assert (built.root / "libs/a/dist/a.out").read_text() == "one\ntwo\n"
         assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
         assert built.ran() == ["app"]
+
+
+def test_a_bug_in_the_fast_path_is_said_and_the_full_run_answers(
+    built: Workspace, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A surprise there (here a TypeError planted in the keying) must not pass for slowness:
+    one warning names it, and the run still succeeds through the full path."""
+    assert built.once("run", "build").code == 0  # keeps the plan
+    monkeypatch.setenv("ONCE_CACHE_DIR", str(built.cache))
+    monkeypatch.chdir(built.root)
+
+    def broken(*_: object) -> None:
+        raise TypeError("planted")
+
+    monkeypatch.setattr(plans, "key_context", broken)
+    with prelude_started(["run", "build"]) as early:
+        assert quick.run(early) is None
+    err = capfd.readouterr().err
+    assert "once: warning: the no-op path failed (TypeError: planted); running the full path" in err

@@ -48,6 +48,21 @@ def test_bearer_token(tmp_path: Path) -> None:
         assert "access denied" in warnings[0]
 
 
+def test_basic_auth_from_the_url_with_escaped_characters(tmp_path: Path) -> None:
+    """`user:password@` in the URL, percent-escaped as URLs want (`@` is `%40`), is sent as
+    basic authentication with the characters as typed."""
+    with nginx(tmp_path / "nginx", basic=("ci", "p@ss:w rd%")) as server:
+        first, second = clones(tmp_path)
+        good = server.url.replace("http://", "http://ci:p%40ss%3Aw%20rd%25@")
+        done = first.once("run", "//libs/a:build", env={"ONCE_REMOTE": good})
+        assert done.code == 0, done.err
+        assert "uploaded 1 entries" in done.err
+        bad = server.url.replace("http://", "http://ci:p%40ss@")
+        done = second.once("run", "//libs/a:build", env={"ONCE_REMOTE": bad})
+        assert done.code == 0, done.err
+        assert "access denied" in remote_warnings(done)[0]
+
+
 def test_token_env_named_in_once_toml(tmp_path: Path) -> None:
     with nginx(tmp_path / "nginx", token="t0ken") as server:
         first, second = clones(tmp_path)

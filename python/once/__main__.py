@@ -30,24 +30,23 @@ def main() -> None:
             return
     from once import prelude  # noqa: PLC0415
 
-    prelude.start(argv)  # a run's lock and walk, while click and the rest import
-    early = prelude.started()
+    early = prelude.start(argv)  # a run's lock and walk, while click and the rest import
     if early is not None:
         from once import quick  # noqa: PLC0415
 
-        code = quick.run()  # every step a cache hit: answered without the CLI
+        code = quick.run(early)  # every step a cache hit: answered without the CLI
         if code is not None:
             _exit_now(code)
-        plain = quick.parse(early.argv)
+        plain = early.plain
         if plain is not None:  # a step to run: the full run, still without click
             from pathlib import Path  # noqa: PLC0415
 
             from once.run_command import run_plain  # noqa: PLC0415
 
-            run_plain(Path(early.cwd), *plain)
+            run_plain(early, Path(early.cwd), plain.targets, plain.output_logs, plain.jobs)
     from once.cli import main as cli_main  # noqa: PLC0415 - click loads only past this point
 
-    cli_main()
+    cli_main(early)
 
 
 def _exit_now(code: int) -> None:

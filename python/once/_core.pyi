@@ -20,6 +20,7 @@ __all__ = [
     "SymlinkedOutputError",
     "UnsafePathError",
     "__version__",
+    "action_key",
     "action_keys",
     "action_spec",
     "b3sum_output",
@@ -143,6 +144,7 @@ class KeyRequest:
         tools: list[tuple[str, str]],
         deps: list[str],
         outputs: list[str],
+        cutoff: bool,
     ) -> KeyRequest: ...
     @property
     def inputs(self) -> FileSet: ...
@@ -166,14 +168,35 @@ class KeyRequest:
     def deps(self) -> list[str]: ...
     @property
     def outputs(self) -> list[str]: ...
+    @property
+    def cutoff(self) -> bool:
+        """Whether its dependents are keyed by the outputs it produced (a cached step that
+        declares outputs) rather than by its key."""
 
-def action_keys(snapshot: Snapshot, requests: list[KeyRequest]) -> list[str]:
-    """The key (hex) of each step, given in dependency order: a dependency's key comes from
-    earlier in the batch (ValueError if it is not there)."""
+def action_keys(
+    snapshot: Snapshot, requests: list[KeyRequest], store: Store | None = None
+) -> list[tuple[str | None, str | None]]:
+    """(key, result) of each step, given in dependency order (ValueError if a dependency is
+    not earlier in the batch). A step's result is what its dependents' keys hold of it:
+    `key HEX` (its key), or with `cutoff` `outputs HEX`, the `Entry.result` of what `store`
+    has under its key. A key is None when a dependency's result is unknown (nothing cached
+    under its key): it is keyed by `action_key` once that dependency ran."""
 
-def action_spec(snapshot: Snapshot, request: KeyRequest, deps: list[tuple[str, str]]) -> str:
+def action_key(
+    snapshot: Snapshot, request: KeyRequest, deps: list[tuple[str, str]]
+) -> tuple[str, str]:
+    """The key of one step given its dependencies' (label, result) pairs, and the result it
+    gives its dependents when its outputs are not compared (`key HEX`)."""
+
+def action_spec(
+    snapshot: Snapshot,
+    request: KeyRequest,
+    deps: list[tuple[str, str]],
+    dep_outputs: dict[str, list[tuple[str, str]]] | None = None,
+) -> str:
     """Everything that went into the key of `request` as JSON, given its dependencies'
-    (label, key) pairs."""
+    (label, result) pairs and, for `once why`, the outputs (path, digest) of those whose
+    result is their outputs' digest."""
 
 @final
 class Entry:
@@ -189,6 +212,13 @@ class Entry:
     def duration_ms(self) -> int: ...
     @property
     def output_count(self) -> int: ...
+    @property
+    def result(self) -> str:
+        """What it gives the keys of the steps that depend on it: `outputs HEX`, the digest of
+        its outputs (paths, contents, executable bits, link targets; not its log)."""
+    def listing(self) -> list[tuple[str, str]]:
+        """Each output as (path, digest), with ` executable` after an executable's digest,
+        `folder` for a folder and `-> TARGET` for a link; in path order."""
 
 @final
 class SettleState:

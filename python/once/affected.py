@@ -13,11 +13,11 @@ build.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from once import _core, prelude
+from once import _core
 from once.config import compiled
 from once.errors import UsageError
 from once.fingerprint import input_patterns
@@ -77,16 +77,14 @@ def changed_files(root: Path, since: str | None) -> Changes:
     return Changes(base, sha, tuple(paths))
 
 
-def through_links(root: Path, paths: tuple[str, ...]) -> tuple[str, ...]:
+def through_links(
+    root: Path, paths: tuple[str, ...], snapshot: _core.Snapshot | None = None
+) -> tuple[str, ...]:
     """`paths` and, for each below the target of a folder link the workspace walk follows, the
     same file at the link's path. The walk reports every link path it follows (one inside a
-    linked folder included), so one pass reaches them all."""
-    # The run's own walk, when the prelude started one for this workspace: a second walk of
-    # a large tree costs what the first did.
-    early = prelude.started()
-    if early is not None and early.root == str(root):
-        snapshot = early.snapshot()
-    else:
+    linked folder included), so one pass reaches them all. `snapshot`: a walk of `root`, made
+    here when not given."""
+    if snapshot is None:
         snapshot = _core.Snapshot.scan(str(root), [STATE_DIR])
     links = snapshot.folder_links()
     if not links:
@@ -173,13 +171,19 @@ def with_dependents(graph: dict[str, tuple[str, ...]], labels: set[str]) -> set[
 
 
 def select_affected(
-    workspace: Workspace, cwd: Path, targets: list[str], since: str | None
+    workspace: Workspace,
+    cwd: Path,
+    targets: list[str],
+    since: str | None,
+    walked: Callable[[], _core.Snapshot] | None = None,
 ) -> tuple[Changes, list[str]]:
     """The changes, and the labels among `targets` (default: every rule in scope at `cwd`)
-    that they affect, in the order the targets name them."""
+    that they affect, in the order the targets name them. `walked`: the run's own walk of the
+    workspace, when it started one (a second walk of a large tree costs what the first did)."""
     changes = changed_files(workspace.root, since)
     graph = dependency_graph(workspace)
-    paths = through_links(workspace.root, changes.paths)
+    snapshot = walked() if walked is not None else None
+    paths = through_links(workspace.root, changes.paths, snapshot)
     affected = with_dependents(graph, directly_affected(workspace, paths))
     scope = select_targets(workspace, targets, cwd) if targets else all_targets(workspace, cwd)
     return changes, [label for label in scope if label in affected]

@@ -135,14 +135,24 @@ class Workspace:
         """The targets and everything they need, dependencies first: label -> labels it needs."""
         return {action.label: list(action.deps) for action in self._actions(targets)}
 
-    def keys(self, *targets: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    def keys(
+        self, *targets: str, environ: Mapping[str, str] | None = None
+    ) -> dict[str, str | None]:
         """The action key of every step the targets need (label -> 64 hex digits), computed
         as `once run` would with `environ` (default: this process's environment). Reads and
-        hashes the inputs, trusting the workspace's stat cache; runs nothing."""
+        hashes the inputs, trusting the workspace's stat cache; runs nothing. A step whose
+        dependency declares outputs that the cache lacks has None: its key holds what that
+        dependency produces, known once it ran."""
         from once.fingerprint import plan  # noqa: PLC0415 - hashing machinery on demand
+        from once.run import open_store  # noqa: PLC0415
 
         actions = self._actions(targets)
-        fingerprints = plan(self._config, actions, os.environ if environ is None else environ)
+        fingerprints = plan(
+            self._config,
+            actions,
+            os.environ if environ is None else environ,
+            store=open_store(quiet=True),
+        )
         return {label: found.key for label, found in fingerprints.fingerprints.items()}
 
     def run(

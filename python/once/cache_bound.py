@@ -79,7 +79,7 @@ def finish_run(
             record_run(cache_dir, hits, misses)
     if not any(result.outcome == "ran" for result in counted):
         return
-    protected = sorted({fingerprint.key for fingerprint in runner.fingerprints.values()})
+    protected = sorted({fp.key for fp in runner.fingerprints.values() if fp.key is not None})
     try:
         # Not waiting: a busy store means another run is saving, and its end collects.
         report = store.gc(max_bytes, protected, wait=False)

@@ -4,8 +4,9 @@ so `once --version` stays as cheap as importing click."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -13,7 +14,12 @@ from once.cache_bound import run_cache_bound
 from once.cache_cli import cache_group
 from once.errors import EXIT_INTERRUPTED, EXIT_USAGE
 from once.run_command import exit_reporting_errors, fail, keep_plan, load, run_steps
+from once.run_options import RUN_OPTIONS
 from once.workspace_cli import complete_targets, completion_command, graph_command, init_command
+
+# Where the prelude handed to `main` is kept for `run` (click's context meta is shared by
+# every command of one invocation).
+_EARLY = "once.early"
 
 
 def _version() -> str:
@@ -49,6 +55,8 @@ def _print_version(ctx: click.Context) -> None:
 def cli(ctx: click.Context, directory: Path | None) -> None:
     """once runs every build step once: it restores outputs and replays logs of steps whose
     inputs it has seen before."""
+    # `main` hands in the prelude of a run (its lock and walk), for `run` to claim.
+    ctx.meta[_EARLY] = ctx.obj
     if directory is not None:
         if not directory.is_dir():
             raise click.BadParameter(f"{directory} is not a folder", param_hint="-C")
@@ -61,72 +69,44 @@ if TYPE_CHECKING:
     from once.fingerprint import Plan
     from once.graph import Action
     from once.model import Workspace
+    from once.prelude import Early
 
 
 def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Plan]:
-    """`run_command.load`, then key every action."""
+    """`run_command.load`, then key every action (by what the cache has of their
+    dependencies' outputs)."""
     from once.fingerprint import plan
+    from once.run import open_store
 
     workspace, actions = load(cwd, targets)
-    return workspace, actions, plan(workspace, actions, os.environ)
+    store = open_store(quiet=True)
+    return workspace, actions, plan(workspace, actions, os.environ, store=store)
+
+
+def _run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`run`'s click options, made from their one description (`run_options.RUN_OPTIONS`)."""
+    for option in reversed(RUN_OPTIONS):
+        kind: click.ParamType[Any] | None = None
+        if option.choices is not None:
+            kind = click.Choice(option.choices)
+        elif option.minimum is not None:
+            kind = click.IntRange(min=option.minimum)
+        command = click.option(
+            *option.names,
+            option.dest,
+            is_flag=not option.takes_value,
+            type=kind,
+            default=option.default,
+            show_default=option.show_default,
+            metavar=option.metavar,
+            help=option.help,
+        )(command)
+    return command
 
 
 @cli.command()
 @click.argument("targets", nargs=-1, shell_complete=complete_targets)
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Commands to run at once [default: number of CPUs].",
-)
-@click.option("--force", is_flag=True, help="Run every command even if the cache has it.")
-@click.option(
-    "--output-logs",
-    type=click.Choice(["full", "new-only", "errors-only", "none"]),
-    default="full",
-    show_default=True,
-    help="Command output to show: live and replayed (full), only of commands that run "
-    "(new-only), only of failures (errors-only), or none.",
-)
-@click.option("--dry-run", is_flag=True, help="Print what would run and why; run nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: every action as JSON.")
-@click.option(
-    "--link",
-    type=click.Choice(["copy", "hardlink"]),
-    default="copy",
-    show_default=True,
-    help="How restored files are made: copies (copy-on-write where the file system can), or "
-    "read-only hard links into the cache.",
-)
-@click.option(
-    "--affected",
-    is_flag=True,
-    help="Only the rules whose inputs changed in git since --since, and the rules depending on "
-    "them (with the dependencies they need, normally cache hits). TARGETS narrow it; without "
-    "TARGETS, every rule here.",
-)
-@click.option(
-    "--since",
-    metavar="REF",
-    default=None,
-    help="With --affected (implied): the git revision to compare with [default: the merge base "
-    "of HEAD with origin/HEAD, else main or master]. Uncommitted and untracked files count.",
-)
-@click.option(
-    "--env-mode",
-    type=click.Choice(["strict", "loose"]),
-    default=None,
-    help="What of the environment commands see, for this run: only the declared env and "
-    "pass_env variables and a base set (strict), or all of it (loose) [default: [workspace] "
-    "env_mode, else strict]; also $ONCE_ENV_MODE. It enters every key.",
-)
-@click.option(
-    "--remote-read-only",
-    is_flag=True,
-    help="Restore from the remote cache but upload nothing (for untrusted builds such as pull "
-    "requests); also $ONCE_REMOTE_READ_ONLY=1 or [remote] read_only.",
-)
+@_run_options
 @click.pass_obj
 def run(
     cwd: Path,
@@ -165,22 +145,26 @@ def run(
     if not targets and not (affected or since):
         raise click.UsageError("name a TARGET to run (a rule name or a label), or use --affected")
     max_bytes = run_cache_bound()
+    early: Early | None = click.get_current_context().meta.get(_EARLY)
     started = time.monotonic()
     if affected or since:
         # With --json, stdout is the JSON document alone; the headline goes to stderr.
-        workspace, actions = _load_affected(cwd, list(targets), since, to_stderr=as_json)
+        workspace, actions = _load_affected(
+            cwd, list(targets), since, early=early, to_stderr=as_json
+        )
         steps = None
     else:
         workspace, actions = load(cwd, list(targets))
         steps = (
             None
             if dry_run or force or remote_read_only or link != "copy"
-            else keep_plan(cwd, targets, workspace, actions)
+            else keep_plan(cwd, targets, workspace, actions, early)
         )
     if dry_run:
-        _print_dry_run(
-            workspace, actions, plan_keys(workspace, actions, os.environ), as_json=as_json
-        )
+        from once.run import open_store
+
+        keyed = plan_keys(workspace, actions, os.environ, store=open_store(quiet=True))
+        _print_dry_run(workspace, actions, keyed, as_json=as_json)
         return
     if not actions:
         return
@@ -195,11 +179,17 @@ def run(
         force=force,
         link=link,
         remote_read_only=remote_read_only,
+        early=early,
     )
 
 
 def _load_affected(
-    cwd: Path, targets: list[str], since: str | None, *, to_stderr: bool = False
+    cwd: Path,
+    targets: list[str],
+    since: str | None,
+    *,
+    early: Early | None,
+    to_stderr: bool = False,
 ) -> tuple[Workspace, list[Action]]:
     """`run_command.load` for `--affected`: only the targets the changes since `since` reach."""
     from once.affected import select_affected
@@ -207,7 +197,9 @@ def _load_affected(
     from once.graph import build_graph
 
     workspace = load_workspace(cwd)
-    changes, labels = select_affected(workspace, cwd, targets, since)
+    # The run's own walk, when its prelude walked this workspace.
+    walked = early.snapshot if early is not None and early.root == str(workspace.root) else None
+    changes, labels = select_affected(workspace, cwd, targets, since, walked)
     count = len(changes.paths)
     click.echo(
         f"once: {count} changed file{'' if count == 1 else 's'} since {changes.base} "
@@ -232,24 +224,28 @@ def _print_dry_run(
     rows = []
     for action in actions:
         fingerprint = plan.fingerprints[action.label]
-        cached = bool(action.rule.cache and store and store.lookup(fingerprint.key))
+        key = fingerprint.key
+        cached = bool(action.rule.cache and store and key and store.lookup(key))
         spec = json.loads(fingerprint.spec_json)
+        waits_for = fingerprint.waits_for()
         rows.append(
             {
                 "label": action.label,
-                "key": fingerprint.key,
+                "key": key,
                 "cached": cached,
                 "cache": action.rule.cache,
                 "deps": list(action.deps),
+                "waits_for": waits_for,
                 "spec": spec,
             }
         )
         if not as_json:
-            why = (
-                "cached"
-                if cached
-                else f"would run: {summary(history.last_spec(action.label), spec)}"
-            )
+            if cached:
+                why = "cached"
+            elif key is None:
+                why = f"would run after {waits_for}: its key holds what that produces"
+            else:
+                why = f"would run: {summary(history.last_spec(action.label), spec)}"
             click.echo(f"{action.label}: {why}")
     if as_json:
         click.echo(json.dumps({"actions": rows}, indent=2))
@@ -289,12 +285,19 @@ def why(cwd: Path, target: str) -> None:
 
     store = open_store(quiet=True)
     for label in select_targets(workspace, [target], cwd):
-        key = plan.fingerprints[label].key
-        cached = store is not None and store.lookup(key) is not None
+        fingerprint = plan.fingerprints[label]
+        key = fingerprint.key
         last = history.last_key(label)
-        head = f"{label}: key {key[:12]}, {'cached' if cached else 'not cached'}"
-        if last and last != key:
-            head += f"; last run had key {last[:12]}"
+        if key is None:
+            head = (
+                f"{label}: not keyed yet: its key holds what {fingerprint.waits_for()} "
+                "produces, which the cache does not have"
+            )
+        else:
+            cached = store is not None and store.lookup(key) is not None
+            head = f"{label}: key {key[:12]}, {'cached' if cached else 'not cached'}"
+            if last and last != key:
+                head += f"; last run had key {last[:12]}"
         click.echo(head)
         lines = explain(label, history.last_spec, now)
         # The headline above already names the label; keep only what changed under it.
@@ -322,10 +325,12 @@ cli.add_command(init_command)
 cli.add_command(completion_command)
 
 
-def main() -> NoReturn:
+def main(early: Early | None = None) -> NoReturn:
+    """The CLI; `early`: the prelude `__main__` started for a run, if it did."""
+
     def run_cli() -> None:
         try:
-            cli.main(standalone_mode=False, prog_name="once")
+            cli.main(standalone_mode=False, prog_name="once", obj=early)
         except click.ClickException as err:
             fail(_one_line(err), EXIT_USAGE)
         except click.exceptions.Abort:

@@ -40,7 +40,7 @@ def changes(old: Spec, new: Spec) -> list[str]:
     lines += _input_changes(_inputs(old), _inputs(new))
     lines += _env_changes(_pairs(old, "env"), _pairs(new, "env"))
     lines += _tool_changes(_pairs(old, "tools"), _pairs(new, "tools"))
-    lines += _dep_changes(_pairs(old, "deps"), _pairs(new, "deps"))
+    lines += _dep_changes(old, new)
     for field, what in (
         ("outputs", "outputs"),
         ("cwd", "working folder"),
@@ -106,14 +106,41 @@ def _tool_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
     )
 
 
-def _dep_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    return _keyed_changes(
-        old,
-        new,
-        lambda dep: f"dependency added: {dep}",
-        lambda dep: f"dependency removed: {dep}",
-        lambda dep, _before, _after: f"dependency changed: {dep}",
-    )
+def _dep_changes(old_spec: Spec, new_spec: Spec) -> list[str]:
+    """A dependency added, removed or changed; under one keyed by its outputs, which of them
+    changed (path and digests), as the specs list them (`dep_outputs`)."""
+    old, new = _pairs(old_spec, "deps"), _pairs(new_spec, "deps")
+    old_outputs, new_outputs = old_spec.get("dep_outputs", {}), new_spec.get("dep_outputs", {})
+    lines = []
+    for dep in sorted(old.keys() | new.keys()):
+        if dep not in old:
+            lines.append(f"dependency added: {dep}")
+        elif dep not in new:
+            lines.append(f"dependency removed: {dep}")
+        elif old[dep] != new[dep]:
+            lines.append(f"dependency changed: {dep}")
+            if dep in old_outputs and dep in new_outputs:
+                lines += _output_changes(dep, dict(old_outputs[dep]), dict(new_outputs[dep]))
+    return lines
+
+
+def _output_changes(dep: str, before: dict[str, str], after: dict[str, str]) -> list[str]:
+    changed = [
+        f"{path} ({_short(before[path])} -> {_short(after[path])})"
+        for path in sorted(before.keys() & after.keys())
+        if before[path] != after[path]
+    ]
+    return [
+        *_listed(f"output of {dep} changed", changed),
+        *_listed(f"output of {dep} added", sorted(after.keys() - before.keys())),
+        *_listed(f"output of {dep} removed", sorted(before.keys() - after.keys())),
+    ]
+
+
+def _short(what: str) -> str:
+    """A digest cut to 12 digits (with its ` executable`), a folder or link as it is."""
+    digest, _, rest = what.partition(" ")
+    return f"{digest[:12]} {rest}".strip() if len(digest) == 64 else what
 
 
 def explain(

@@ -1,4 +1,5 @@
-"""Compute every action's key: its inputs from one workspace walk, env, tools and dep keys."""
+"""Compute every action's key: its inputs from one workspace walk, env, tools, and what its
+dependencies produced (early cutoff: the digest of a cached dependency's outputs, else its key)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from once.key_context import ToolProbes
 from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
 from once.model import Rule, Workspace
 from once.plans import (
+    DepResult,
+    KeyAndResult,
     KeyRequest,
     SourceUnderOutputGlob,
     Step,
@@ -27,28 +30,54 @@ if TYPE_CHECKING:
 
 
 class Fingerprint:
-    """One action's key, with what it was computed from."""
+    """One action's key, with what it was computed from. The key is None while a dependency's
+    result is unknown: its outputs are not cached, so it must run before this is keyed."""
 
-    __slots__ = ("deps", "inputs", "key", "request", "snapshot")
+    __slots__ = ("deps", "inputs", "key", "request", "result", "snapshot", "store")
 
     def __init__(
         self,
-        key: str,
-        inputs: _core.FileSet,
+        key: str | None,
+        result: str | None,
+        *,
         snapshot: _core.Snapshot,
         request: KeyRequest,
-        deps: list[tuple[str, str]],
+        deps: list[DepResult],
+        store: _core.Store | None,
     ) -> None:
         self.key: Final = key
-        self.inputs: Final = inputs
+        # What its dependents' keys hold of it as planned (see `_core.action_keys`): None
+        # when unknown until it runs.
+        self.result: Final = result
+        self.inputs: Final = request.inputs
         self.snapshot: Final = snapshot
         self.request: Final = request
-        self.deps: Final = deps  # (label, key) of each dependency
+        self.deps: Final = deps  # (label, key, result) of each dependency
+        self.store: Final = store  # where the outputs of dependencies keyed by them are
+
+    def waits_for(self) -> str | None:
+        """The first dependency whose result is unknown (a reason the key is None)."""
+        return next((label for label, _, result in self.deps if result is None), None)
+
+    def rekeyed(self, deps: list[DepResult]) -> Fingerprint:
+        """This step keyed by `deps`, its dependencies as they turned out in this run (each
+        result known): they may have run, or been restored from other entries than planned."""
+        key, result = _core.action_key(
+            self.snapshot, self.request, [(label, result or "") for label, _, result in deps]
+        )
+        return Fingerprint(
+            key,
+            None if self.request.cutoff else result,
+            snapshot=self.snapshot,
+            request=self.request,
+            deps=deps,
+            store=self.store,
+        )
 
     def spec(self) -> str:
         """Everything that went into the key as JSON, for `once why` and `--dry-run`. Built on
         demand: a run needs it only for the actions whose key changed since their last run."""
-        return spec_json(self.snapshot, self.request, self.deps)
+        return spec_json(self.snapshot, self.request, self.deps, self.store)
 
     @property
     def spec_json(self) -> str:
@@ -122,6 +151,7 @@ def plan_steps(workspace: Workspace, actions: list[Action]) -> list[Step]:
             tools=action.rule.tools,
             outputs=action.rule.outputs,
             env_mode=action.rule.env_mode,
+            cache=action.rule.cache,
         )
         for action in actions
         for include, exclude in [input_patterns(workspace, action.rule, excluded)]
@@ -135,28 +165,31 @@ def plan(
     *,
     snapshot: _core.Snapshot | None = None,
     steps: list[Step] | None = None,
-    known: tuple[list[str], list[KeyRequest], int] | None = None,
+    known: tuple[list[KeyAndResult], list[KeyRequest], int] | None = None,
+    store: _core.Store | None = None,
 ) -> Plan:
     """Keys of `actions` (given in dependency order) from one walk of the workspace (`snapshot`,
     when the prelude walked it already), with one call into the core per step for all actions
     (select, hash, keys), not one per action. `steps`: their `plan_steps`, when known; `known`:
-    their keys, key requests and files read, when the fast path worked them out already."""
+    their (key, result) pairs, key requests and files read, when the fast path worked them out
+    already. `store`: where the outputs of dependencies are looked up (early cutoff); without
+    one, every dependent of a step with outputs waits for it to run."""
     if snapshot is None:
         snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR])
     if known is not None:
-        key_list, requests, read = known
+        keyed, requests, read = known
     else:
         if steps is None:
             steps = plan_steps(workspace, actions)
-        key_list, requests, read = _key(workspace, actions, steps, snapshot, environ)
-    keys = dict(zip((action.label for action in actions), key_list, strict=True))
+        keyed, requests, read = _key(workspace, actions, steps, snapshot, environ, store=store)
+    by_label = dict(zip((action.label for action in actions), keyed, strict=True))
     fingerprints = {
         action.label: Fingerprint(
-            keys[action.label],
-            request.inputs,
-            snapshot,
-            request,
-            [(dep, keys[dep]) for dep in action.deps],
+            *by_label[action.label],
+            snapshot=snapshot,
+            request=request,
+            deps=[(dep, *by_label[dep]) for dep in action.deps],
+            store=store,
         )
         for action, request in zip(actions, requests, strict=True)
     }
@@ -169,8 +202,10 @@ def _key(
     steps: list[Step],
     snapshot: _core.Snapshot,
     environ: Mapping[str, str],
-) -> tuple[list[str], list[KeyRequest], int]:
-    """Select, hash and key every step: (keys, key requests, files read)."""
+    *,
+    store: _core.Store | None,
+) -> tuple[list[KeyAndResult], list[KeyRequest], int]:
+    """Select, hash and key every step: ((key, result) pairs, key requests, files read)."""
     try:
         filesets = select_inputs(snapshot, steps)
     except _core.GlobError:
@@ -194,4 +229,4 @@ def _key(
         unsaved("the stat cache", snapshot.stat_cache_unsaved)
     context = key_context(steps, environ, ToolProbes(workspace.root))
     requests = key_requests(steps, filesets, context)
-    return _core.action_keys(snapshot, requests), requests, read
+    return _core.action_keys(snapshot, requests, store), requests, read

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 PLANS_NAME = "run-plans"
 # Bump when the layout of a step, or of the file, changes.
-FORMAT = 3
+FORMAT = 4
 # Plans kept per workspace (the commands most recently planned); each is a few bytes per step.
 KEEP = 32
 # The modules whose code decides what a plan holds: a changed one (a development checkout)
@@ -45,6 +45,7 @@ class Step(Value):
     runs as the tuple of its fields (`fields`)."""
 
     __slots__ = (
+        "cache",
         "cmd",
         "deps",
         "env",
@@ -67,6 +68,7 @@ class Step(Value):
         "tools",
         "outputs",
         "env_mode",
+        "cache",
     )
 
     def __init__(
@@ -82,6 +84,7 @@ class Step(Value):
         tools: tuple[str, ...],
         outputs: tuple[str, ...],
         env_mode: str,
+        cache: bool,
     ) -> None:
         self.label: Final = label
         self.deps: Final = deps  # labels of the steps it depends on
@@ -93,6 +96,14 @@ class Step(Value):
         self.tools: Final = tools  # tool probe commands
         self.outputs: Final = outputs
         self.env_mode: Final = env_mode  # as configured; `$ONCE_ENV_MODE` may override it
+        self.cache: Final = cache  # whether its results are cached
+
+    @property
+    def cutoff(self) -> bool:
+        """Whether its dependents are keyed by the outputs it produced rather than by its key
+        (early cutoff): only what is cached has a known result, and only declared outputs
+        are compared. A step with none gives its key, so a change to it still reaches them."""
+        return self.cache and bool(self.outputs)
 
     def fields(self) -> tuple[object, ...]:
         return self._values()
@@ -105,6 +116,11 @@ PlanKey = tuple[str, tuple[str, ...]]
 KeyContext = tuple[str, list[tuple[list[tuple[str, str]], list[tuple[str, str]], str]]]
 # What `_core.action_keys` takes per step.
 KeyRequest = _core.KeyRequest
+# A dependency as a dependent's key sees it: (label, its key, its result), the key or result
+# None while unknown (see `_core.action_keys`).
+DepResult = tuple[str, "str | None", "str | None"]
+# A step's (key, result) as `_core.action_keys` gives them, None while unknown.
+KeyAndResult = tuple["str | None", "str | None"]
 
 
 def selections(steps: Sequence[Step]) -> list[tuple[str, list[str], list[str]]]:
@@ -207,15 +223,30 @@ def key_requests(
             tools=tools,
             deps=list(step.deps),
             outputs=list(step.outputs),
+            cutoff=step.cutoff,
         )
         for step, files, (env, tools, mode) in zip(steps, inputs, per_step, strict=True)
     ]
 
 
-def spec_json(snapshot: _core.Snapshot, request: KeyRequest, deps: list[tuple[str, str]]) -> str:
+def spec_json(
+    snapshot: _core.Snapshot,
+    request: KeyRequest,
+    deps: Sequence[DepResult],
+    store: _core.Store | None,
+) -> str:
     """Everything that went into a key as JSON, for `once why` and `--dry-run`: built only
-    for the steps whose key changed since their last run. `deps` are (label, key) pairs."""
-    return _core.action_spec(snapshot, request, deps)
+    for the steps whose key changed since their last run. With the outputs of each
+    dependency keyed by them (read from `store`), so `once why` can name the one that changed."""
+    outputs = {}
+    for label, key, result in deps:
+        if store is not None and key is not None and result and result.startswith("outputs "):
+            entry = store.lookup(key)
+            if entry is not None and entry.result == result:
+                outputs[label] = entry.listing()
+    return _core.action_spec(
+        snapshot, request, [(label, result or "unknown") for label, _, result in deps], outputs
+    )
 
 
 def load(state_dir: str, key: PlanKey) -> tuple[list[Step], str] | None:

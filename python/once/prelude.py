@@ -15,19 +15,18 @@ from __future__ import annotations
 import os
 
 from once import _core, layout, lock
+from once.run_options import NO_RUN, parse_plain
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from once.plans import KeyRequest, Step
+    from once.plans import KeyAndResult, KeyRequest, Step
+    from once.run_options import PlainRun
 
     # What the fast path worked out before it left a run to the CLI (see `claim_keys`).
-    Keyed = tuple[list[Step], list[str], Callable[[], tuple[list[KeyRequest], int]]]
-
-# Flags after which `run` does not take the lock or walk (it prints and exits).
-_NO_RUN = frozenset(("--dry-run", "--help", "-h"))
+    Keyed = tuple[list[Step], list[KeyAndResult], Callable[[], tuple[list[KeyRequest], int]]]
 
 
 class Early:
@@ -54,6 +53,74 @@ class Early:
         self.keyed: Keyed | None = None
         self.entries: list[_core.Entry | None] | None = None
         self.settled: dict[str, _core.SettledHit] = {}
+        # Set once its parts went to a session, or it was for another folder: claims get None.
+        self._dropped = False
+        # The run's targets and options when it is a plain run (`run_options.parse_plain`).
+        self.plain: PlainRun | None = None
+
+    def claim_lock(self, state_dir: Path) -> int | None:
+        """The descriptor holding the lock of `state_dir`, if this prelude took it; the caller
+        releases it. A prelude for another folder (the root was found differently) is dropped."""
+        fd = self.fd
+        if fd is None or self._dropped:
+            return None
+        self.fd = None
+        if self.state_dir != str(state_dir):
+            self._dropped = True
+            os.close(fd)
+            return None
+        return fd
+
+    def keyed_steps(self) -> list[Step] | None:
+        """The steps of the kept plan the fast path loaded and keyed, if it did."""
+        return self.keyed[0] if self.keyed is not None else None
+
+    def claim_keys(
+        self, root: Path, steps: list[Step]
+    ) -> tuple[list[KeyAndResult], list[KeyRequest], int] | None:
+        """The (key, result) pairs and key requests (and the count of files hashed for them)
+        that the fast path worked out for exactly `steps` in the workspace at `root`, under the
+        lock `claim_lock` handed over; once, and before `claim_snapshot`. The edit-and-run
+        case: the fast path keys the plan, finds a miss, and the run need not key it again
+        (~40 ms at 100,000 files)."""
+        if self._dropped or self.root != str(root) or self.fd is not None or self.keyed is None:
+            return None
+        kept_steps, keys, requests = self.keyed
+        self.keyed = None
+        if kept_steps != steps:
+            self.entries = None
+            return None
+        return (keys, *requests())
+
+    def claim_entries(
+        self, keys: list[str | None]
+    ) -> tuple[dict[str, _core.Entry | None], dict[str, _core.SettledHit]] | None:
+        """By key, the entry (or None) the fast path found for each of `keys`, the keys
+        `claim_keys` handed over, looked up moments before under the same lock; and the hits
+        it settled already; once. The run settles its hits with the entries rather than
+        reading every entry again (~10 ms at 1,500 steps), and reports the settled ones as they
+        were settled: a hit restored there is "restored", not found in place again as
+        "cached"."""
+        if self.entries is None:
+            return None
+        entries, self.entries = self.entries, None
+        settled, self.settled = self.settled, {}
+        found = {key: entry for key, entry in zip(keys, entries, strict=True) if key is not None}
+        return found, settled
+
+    def claim_snapshot(self, root: Path) -> _core.Snapshot | None:
+        """The snapshot walked under the lock `claim_lock` handed over, once."""
+        if self._dropped or self.root != str(root) or self.fd is not None:
+            return None  # not walked, or walked for a lock nobody claimed
+        self._dropped = True
+        return self.snapshot()
+
+    def release(self) -> None:
+        """Give back the lock if nobody claimed it (a run that stopped before its session)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self._dropped = True
 
     def snapshot(self) -> _core.Snapshot:
         """The walk's snapshot, once it is done; its error (each time asked) if it failed."""
@@ -69,97 +136,30 @@ class Early:
         return self._snapshot
 
 
-_early: Early | None = None
-
-
-def start(argv: list[str]) -> None:
-    """Take the lock and start the walk when `argv` (without the program name) is a run."""
-    global _early  # noqa: PLW0603 - one prelude per process, handed to the session once
+def start(argv: list[str]) -> Early | None:
+    """Take the lock and start the walk when `argv` (without the program name) is a run; the
+    `Early` is handed along to the run (fast path, full run or CLI), which claims its parts."""
     directory = os.getcwd()
     if argv[:1] == ["-C"] and len(argv) >= 2:
         directory, argv = os.path.join(directory, argv[1]), argv[2:]
-    if argv[:1] != ["run"] or _NO_RUN.intersection(argv):
-        return
+    if argv[:1] != ["run"] or NO_RUN.intersection(argv):
+        return None
     try:
         cwd = os.path.realpath(directory)
         root = layout.find_root(cwd, _read)
         if root is None:
-            return
+            return None
         state_dir = os.path.join(root, layout.STATE_DIR)
         if not os.path.isdir(state_dir):
-            return
-        _early = Early(root, state_dir, lock.acquire(state_dir), cwd, argv)
+            return None
+        early = Early(root, state_dir, lock.acquire(state_dir), cwd, argv)
     except (OSError, ValueError):
-        return  # the usual path meets the same problem and reports it properly
-
-
-def started() -> Early | None:
-    """What `start` began, until the session claims it."""
-    return _early
+        return None  # the usual path meets the same problem and reports it properly
+    # Parsed while the walk runs: a plain run is answered without click, anything else by it.
+    early.plain = parse_plain(argv)
+    return early
 
 
 def _read(path: str) -> str:
     with open(path, encoding="utf-8-sig") as file:
         return file.read()
-
-
-def claim_lock(state_dir: Path) -> int | None:
-    """The descriptor holding the lock of `state_dir`, if the prelude took it; the caller
-    releases it. A prelude for another folder (the root was found differently) is dropped."""
-    global _early  # noqa: PLW0603
-    early = _early
-    if early is None or early.fd is None:
-        return None
-    fd, early.fd = early.fd, None
-    if early.state_dir != str(state_dir):
-        _early = None
-        os.close(fd)
-        return None
-    return fd
-
-
-def keyed_steps() -> list[Step] | None:
-    """The steps of the kept plan the fast path loaded and keyed, if it did."""
-    return _early.keyed[0] if _early is not None and _early.keyed is not None else None
-
-
-def claim_keys(root: Path, steps: list[Step]) -> tuple[list[str], list[KeyRequest], int] | None:
-    """The keys and key requests (and the count of files hashed for them) that the fast path
-    worked out for exactly `steps` in the workspace at `root`, under the lock `claim_lock`
-    handed over; once, and before `claim_snapshot`. The edit-and-run case: the fast path keys
-    the plan, finds a miss, and the CLI need not key it again (~40 ms at 100,000 files)."""
-    early = _early
-    if early is None or early.root != str(root) or early.fd is not None or early.keyed is None:
-        return None
-    kept_steps, keys, requests = early.keyed
-    early.keyed = None
-    if kept_steps != steps:
-        early.entries = None
-        return None
-    return (keys, *requests())
-
-
-def claim_entries(
-    keys: list[str],
-) -> tuple[dict[str, _core.Entry | None], dict[str, _core.SettledHit]] | None:
-    """By key, the entry (or None) the fast path found for each of `keys`, the keys
-    `claim_keys` handed over, looked up moments before under the same lock; and the hits it
-    settled already; once. The run settles its hits with the entries rather than reading every
-    entry again (~10 ms at 1,500 steps), and reports the settled ones as they were settled: a
-    hit restored there is "restored", not found in place again as "cached"."""
-    early = _early
-    if early is None or early.entries is None:
-        return None
-    entries, early.entries = early.entries, None
-    settled, early.settled = early.settled, {}
-    return dict(zip(keys, entries, strict=True)), settled
-
-
-def claim_snapshot(root: Path) -> _core.Snapshot | None:
-    """The snapshot the prelude walked under the lock `claim_lock` handed over, once."""
-    global _early  # noqa: PLW0603
-    early = _early
-    if early is None or early.root != str(root) or early.fd is not None:
-        return None  # not walked, or walked for a lock nobody claimed
-    _early = None
-    return early.snapshot()

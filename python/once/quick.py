@@ -24,8 +24,8 @@ import time
 
 from once import _core, kept_state, plans, prelude, run_keys
 from once.cache_files import MAX_SIZE_ENV, cache_folder, parse_size, record_run
-from once.console import hit_result, log_mode, summary
-from once.errors import EXIT_INTERRUPTED, os_error_message
+from once.console import hit_result, summary
+from once.errors import EXIT_INTERRUPTED, OnceError, os_error_message
 from once.history import History
 from once.key_context import ToolProbes
 from once.layout import OUTPUT_STATS, STAT_CACHE
@@ -38,17 +38,16 @@ if TYPE_CHECKING:
 
     from once.api import OutputLogs as LogMode
     from once.console import Result
-    from once.plans import KeyRequest, Step
+    from once.plans import DepResult, KeyAndResult, KeyRequest, Step
 
 
-def run() -> int | None:
+def run(early: prelude.Early) -> int | None:
     """The exit status of the run the prelude started, when this path answered it; None to
-    leave it to the CLI (nothing has been printed then)."""
-    early = prelude.started()
-    parsed = parse(early.argv) if early is not None else None
-    if early is None or parsed is None:
+    leave it to the full run, handed `early` (nothing has been printed then)."""
+    plain = early.plain
+    if plain is None:
         return None
-    targets, mode, _ = parsed
+    targets, mode = plain.targets, plain.output_logs
     started = time.monotonic()
     # A short-lived process making thousands of small tuples: the cyclic collector would
     # only walk them (a few ms) to find nothing to free.
@@ -58,7 +57,14 @@ def run() -> int | None:
     except KeyboardInterrupt:
         print("once: error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception:  # any surprise: the CLI does it again and words the error
+    except (OSError, ValueError, EOFError, OnceError, plans.SourceUnderOutputGlob):
+        hits = None  # what a user can cause: the full run meets it again and words it
+    except Exception as err:
+        print(
+            f"once: warning: the no-op path failed ({type(err).__name__}: {err}); "
+            "running the full path",
+            file=sys.stderr,
+        )
         hits = None
     if hits is None:
         gc.enable()  # the full run may run for hours
@@ -69,34 +75,6 @@ def run() -> int | None:
         print(f"once: error: {os_error_message(err)}", file=sys.stderr)
         return 1
     return 0
-
-
-def parse(argv: list[str]) -> tuple[list[str], LogMode, int | None] | None:
-    """(targets, log mode, jobs) of `run [--output-logs MODE] [-j N] TARGET...`; None for
-    anything else (the CLI words any error). A run of hits runs no command, whatever `-j`."""
-    if argv[:1] != ["run"]:
-        return None
-    targets: list[str] = []
-    mode: LogMode = "full"
-    jobs: int | None = None
-    args = iter(argv[1:])
-    for arg in args:
-        option, equals, value = arg.partition("=")
-        if option == "--output-logs":
-            try:
-                mode = log_mode(value if equals else next(args, ""))
-            except ValueError:
-                return None
-        elif option in ("-j", "--jobs") or (arg.startswith("-j") and len(arg) > 2):
-            count = (value if equals else next(args, "")) if option in ("-j", "--jobs") else arg[2:]
-            if not (count.isdigit() and int(count) > 0):
-                return None
-            jobs = int(count)
-        elif arg.startswith("-"):
-            return None
-        else:
-            targets.append(arg)
-    return (targets, mode, jobs) if targets else None
 
 
 class _Requests:
@@ -140,7 +118,7 @@ class _Hits:
         *,
         steps: list[Step],
         requests: _Requests,
-        keys: list[str],
+        keys: list[KeyAndResult],
         snapshot: _core.Snapshot,
         store: _core.Store,
         results: list[tuple[Result, bytes]],
@@ -174,17 +152,19 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
         waves[step.label] = max((waves[dep] + 1 for dep in step.deps), default=0)
     snapshot = early.snapshot()
     requests = _Requests(early, steps, snapshot, context)
-    keys = run_keys.known(early.state_dir, plan_key, plan_id, snapshot.tree_digest(), context)
-    if keys is None:
-        keys = _core.action_keys(snapshot, requests.get())
-        # After hashing: the tree now has every selected file's digest.
-        tree = snapshot.tree_digest()
-        run_keys.keep(
-            early.state_dir, plan_key, plan_id=plan_id, tree=tree, context=context, keys=keys
-        )
+    keyed = run_keys.known(early.state_dir, plan_key, plan_id, snapshot.tree_digest(), context)
+    entries = _lookup(store, keyed) if keyed is not None else None
+    if keyed is None or entries is None or not _as_keyed(steps, keyed, entries):
+        keyed = _core.action_keys(snapshot, requests.get(), store)
+        entries = _lookup(store, keyed)
+        if all(key is not None for key, _ in keyed):
+            # After hashing: the tree now has every selected file's digest.
+            tree = snapshot.tree_digest()
+            run_keys.keep(
+                early.state_dir, plan_key, plan_id=plan_id, tree=tree, context=context, keys=keyed
+            )
     # Should a step miss, the CLI runs it with these keys rather than keying again.
-    early.keyed = (steps, keys, requests.with_files_read)
-    entries = store.lookup_many(keys)
+    early.keyed = (steps, keyed, requests.with_files_read)
     early.entries = entries
     wanted = []
     for step, entry in zip(steps, entries, strict=True):
@@ -225,10 +205,28 @@ def _settle(early: prelude.Early, targets: list[str], mode: LogMode) -> _Hits | 
     return _Hits(
         steps=steps,
         requests=requests,
-        keys=keys,
+        keys=keyed,
         snapshot=snapshot,
         store=store,
         results=results,
+    )
+
+
+def _lookup(store: _core.Store, keyed: list[KeyAndResult]) -> list[_core.Entry | None]:
+    """The entry of each step's key; None for a miss or a step not keyed yet."""
+    found = iter(store.lookup_many([key for key, _ in keyed if key is not None]))
+    return [next(found) if key is not None else None for key, _ in keyed]
+
+
+def _as_keyed(
+    steps: list[Step], keyed: list[KeyAndResult], entries: list[_core.Entry | None]
+) -> bool:
+    """Whether every step keyed by its outputs still has the entry its dependents were keyed
+    by: kept keys hold what the dependencies produced then, and a dependency may have been
+    stored anew since (with --force, or after eviction) with other outputs."""
+    return all(
+        entry is None or not step.cutoff or entry.result == kept[1]
+        for step, kept, entry in zip(steps, keyed, entries, strict=True)
     )
 
 
@@ -248,17 +246,18 @@ def _report(early: prelude.Early, hits: _Hits, mode: LogMode, started: float) ->
     # others need their dependencies' keys and a spec (~2 ms for 1,500 steps otherwise).
     changed = [
         index
-        for index, (step, key) in enumerate(zip(hits.steps, hits.keys, strict=True))
+        for index, (step, (key, _)) in enumerate(zip(hits.steps, hits.keys, strict=True))
         if history.last_key(step.label) != key
     ]
     if changed:
-        key_of = dict(zip((step.label for step in hits.steps), hits.keys, strict=True))
+        keyed = dict(zip((step.label for step in hits.steps), hits.keys, strict=True))
         for index in changed:
             step = hits.steps[index]
-            deps = [(dep, key_of[dep]) for dep in step.deps]
-            history.record(
-                step.label, key_of[step.label], _spec(hits.snapshot, hits.requests, index, deps)
-            )
+            key = keyed[step.label][0]
+            if key is None:
+                continue  # never here: every step is a hit, so every key is known
+            deps: list[DepResult] = [(dep, *keyed[dep]) for dep in step.deps]
+            history.record(step.label, key, _spec(hits, index, deps))
     history.save()
     if early.fd is not None:
         os.close(early.fd)  # the lock: released before the summary, as the session does
@@ -266,8 +265,6 @@ def _report(early: prelude.Early, hits: _Hits, mode: LogMode, started: float) ->
     console.status(summary([result for result, _ in hits.results], time.monotonic() - started))
 
 
-def _spec(
-    snapshot: _core.Snapshot, requests: _Requests, index: int, deps: list[tuple[str, str]]
-) -> Callable[[], str]:
+def _spec(hits: _Hits, index: int, deps: list[DepResult]) -> Callable[[], str]:
     # A closure rather than `functools.partial`: functools (and collections) cost ~2 ms to import.
-    return lambda: plans.spec_json(snapshot, requests.get()[index], deps)
+    return lambda: plans.spec_json(hits.snapshot, hits.requests.get()[index], deps, hits.store)

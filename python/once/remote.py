@@ -134,6 +134,12 @@ def start_remote(
     if remote is None or store is None:
         return None
     if not force:
-        keys = [plan.fingerprints[action.label].key for action in actions if action.rule.cache]
+        keys = [
+            key
+            for action in actions
+            if action.rule.cache
+            for key in [plan.fingerprints[action.label].key]
+            if key is not None  # keyed only after a dependency runs (or is fetched)
+        ]
         remote.prefetch(store, keys)
     return remote

@@ -102,6 +102,10 @@ class Runner:
         # Steps whose local entry the bulk pass already found unusable (refused, or a blob
         # gone): they run without asking the cache again, as they would have before.
         self._uncached: set[str] = set()
+        # What each finished step gives its dependents' keys, as it turned out in this run
+        # (see `_core.action_keys`): None when unknown (it ran and was not cached). Written by
+        # the step's own worker before its dependents start.
+        self._produced: dict[str, str | None] = {}
         # Lets a hit whose outputs are in place be confirmed by stat, without reading them.
         self.output_stats = _core.OutputStats(str(workspace.root / STATE_DIR / OUTPUT_STATS))
 
@@ -134,28 +138,41 @@ class Runner:
         if store is None or self.force:
             return {}
         # Each label read once: `Action.label` is a property, and 10,000 rules are many reads.
-        cacheable = [(action.label, action) for action in actions if action.rule.cache]
-        keys = [self.fingerprints[label].key for label, _ in cacheable]
+        # A step whose key waits for a dependency to run is not settled here.
+        fingerprints = self.fingerprints
+        cacheable = [
+            (label, action, key)
+            for action in actions
+            if action.rule.cache
+            for label in [action.label]
+            for key in [fingerprints[label].key]
+            if key is not None
+        ]
+        keys = [key for _, _, key in cacheable]
         found = {
             label: entry
-            for (label, _), entry in zip(cacheable, self._entries_of(store, keys), strict=True)
+            for (label, _, _), entry in zip(cacheable, self._entries_of(store, keys), strict=True)
             if entry is not None
         }
         # Wave: settled after its dependencies' (the order the scheduler would keep). Actions
         # come in dependency order; one whose dependency is not settled here is not either.
+        # A step is keyed by what its dependencies produced: one whose dependency's entry is
+        # not the one it was keyed by (replaced since) is keyed again by the scheduler.
         waves: dict[str, int] = {}
+        produced: dict[str, str | None] = {}
         bulk: list[tuple[str, Action, _core.Entry]] = []
-        for label, action in cacheable:
+        for label, action, _ in cacheable:
             entry = found.get(label)
             if entry is None:
                 continue
             wave = 0
-            for dep in action.deps:
-                if dep not in waves:
+            for dep, _, planned in fingerprints[label].deps:
+                if dep not in waves or produced[dep] != planned:
                     break
                 wave = max(wave, waves[dep] + 1)
             else:
                 waves[label] = wave
+                produced[label] = self._result(label, entry)
                 bulk.append((label, action, entry))
         if not bulk:
             return {}
@@ -191,6 +208,7 @@ class Runner:
                 restored = state == _core.SettleState.Restored
                 result = hit_result(label, restored, report.seconds, entry.duration_ms)
                 results[label] = result
+                self._produced[label] = produced[label]
                 hits.append((result, report.log or b""))
         self.console.hits(hits)
         return results
@@ -272,19 +290,45 @@ class Runner:
         except _core.SymlinkedOutputError as err:
             raise OnceError(f"{action.label}: {err}") from None
 
+    def _result(self, label: str, entry: _core.Entry | None) -> str | None:
+        """What step `label` gives its dependents' keys, given the entry it was restored from
+        or saved as (None: not cached): its outputs' digest, or its key."""
+        fingerprint = self.fingerprints[label]
+        if fingerprint.request.cutoff:
+            return entry.result if entry is not None else None
+        return fingerprint.result
+
+    def _keyed(self, action: Action) -> Fingerprint | None:
+        """The step's fingerprint keyed by what its dependencies produced in this run (the
+        planned one when they produced what it was planned with); None when one of them has
+        no known result (it ran and was not cached)."""
+        label = action.label
+        planned = self.fingerprints[label]
+        actual = [(dep, self.fingerprints[dep].key, self._produced.get(dep)) for dep in action.deps]
+        if any(result is None for _, _, result in actual):
+            return None
+        if planned.key is not None and [r for *_, r in planned.deps] == [r for *_, r in actual]:
+            return planned
+        fingerprint = planned.rekeyed(actual)
+        self.fingerprints[label] = fingerprint  # the key the run used, for history and uploads
+        return fingerprint
+
     def _execute(self, action: Action) -> Result:
         started = time.monotonic()
         rule = action.rule
-        fingerprint = self.fingerprints[action.label]
+        fingerprint = self._keyed(action)
         package_dir = self.workspace.root / rule.package
         outputs = list(rule.outputs)
+        key = fingerprint.key if fingerprint is not None else None
+        cache = rule.cache and key is not None
         if (
             self.store is not None
-            and rule.cache
+            and key is not None
+            and cache
             and not self.force
             and action.label not in self._uncached
         ):
-            hit = self._from_cache(self.store, action, fingerprint.key, started)
+            hit = self._from_cache(self.store, action, key, started)
             if hit is not None:
                 return hit
 
@@ -309,6 +353,7 @@ class Runner:
                     '[workspace] env_mode = "loose")'
                 )
             return Result(action.label, "failed", time.monotonic() - started)
+        saved: _core.Entry | None = None
         for output in unwritten_outputs(package_dir, outputs):
             # Still stored (an output may be optional), but a typo here is a hit that restores
             # nothing: say so.
@@ -317,14 +362,25 @@ class Runner:
                 "by its command",
                 file=sys.stderr,
             )
-        unsafe = self._inputs_moved(fingerprint) if self.store is not None and rule.cache else None
+        if fingerprint is None or key is None:
+            if self.store is not None and rule.cache:
+                # Its key would hold what a dependency produced, which nobody knows: a result
+                # filed under a guess could be restored for the wrong inputs.
+                print(
+                    f"once: warning: {action.label}: not cached: its dependency "
+                    f"{self._unknown(action)} was not cached",
+                    file=sys.stderr,
+                )
+            self._produced[action.label] = None
+            return Result(action.label, "ran", time.monotonic() - started)
+        unsafe = self._inputs_moved(fingerprint) if self.store is not None and cache else None
         if unsafe is not None:
             # Caching now would file outputs made from new contents under the old key.
             print(f"once: warning: {action.label}: not cached: {unsafe}", file=sys.stderr)
-        elif self.store is not None and rule.cache:
+        elif self.store is not None and cache:
             try:
-                self.store.save(
-                    fingerprint.key,
+                saved = self.store.save(
+                    key,
                     str(self.workspace.root),
                     rule.package,
                     outputs,
@@ -332,12 +388,17 @@ class Runner:
                     exit_code,
                     duration_ms,
                 )
-                self._share(fingerprint.key)  # never raises: the upload runs in the background
+                self._share(key)  # never raises: the upload runs in the background
             except OSError as err:
                 self._warn_cache_off(err)
             except _core.UnsafePathError as err:  # say an output symlink to an absolute path
                 raise OnceError(f"{action.label}: not cached: {err}") from None
+        self._produced[action.label] = self._result(action.label, saved)
         return Result(action.label, "ran", time.monotonic() - started)
+
+    def _unknown(self, action: Action) -> str:
+        """The first dependency of `action` whose result is unknown in this run."""
+        return next((dep for dep in action.deps if self._produced.get(dep) is None), "?")
 
     def _inputs_moved(self, fingerprint: Fingerprint) -> str | None:
         """Why the step's result may not be filed under its key, computed before it ran: an
@@ -375,6 +436,7 @@ class Runner:
         except FileNotFoundError:
             return None  # a blob collected by another process since the lookup: a miss
         store.touch(entry.key)  # last use, for least-recently-used eviction
+        self._produced[action.label] = self._result(action.label, entry)
         result = Result(
             action.label, outcome, time.monotonic() - started, saved_ms=entry.duration_ms
         )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from once.graph import Action
     from once.model import Workspace
     from once.plans import Step
+    from once.prelude import Early
 
 
 def load(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action]]:
@@ -34,14 +35,19 @@ def load(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action]]:
 
 
 def keep_plan(
-    cwd: Path, targets: tuple[str, ...], workspace: Workspace, actions: list[Action]
+    cwd: Path,
+    targets: tuple[str, ...],
+    workspace: Workspace,
+    actions: list[Action],
+    early: Early | None,
 ) -> list[Step] | None:
     """Keep this command's plan for the fast path (quick.py) when that path could answer it
     next time: the workspace is kept under stamps, and no step needs the scheduler (a step
     that is never cached always runs). A remote cache does not stop it: a run whose steps are
     all local hits never asks the remote. Returns the steps it kept, which the
-    run keys without working them out again."""
-    from once import plans, prelude
+    run keys without working them out again (`early`: the prelude, whose fast path may have
+    loaded this very plan)."""
+    from once import plans
     from once.fingerprint import plan_steps
     from once.layout import STATE_DIR
 
@@ -52,7 +58,7 @@ def keep_plan(
     state_dir = str(workspace.root / STATE_DIR)
     key = (os.path.realpath(cwd), targets)
     steps = plan_steps(workspace, actions)
-    if prelude.keyed_steps() == steps:
+    if early is not None and early.keyed_steps() == steps:
         return steps  # the fast path loaded this very plan moments ago, under the same lock
     kept = plans.load(state_dir, key)
     if kept is None or kept[0] != steps:
@@ -72,6 +78,7 @@ def run_steps(
     force: bool = False,
     link: str = "copy",
     remote_read_only: bool = False,
+    early: Early | None = None,
 ) -> None:
     """Run `actions` (and report them, from `started`); exit 1 when a step failed."""
     from once.console import summary
@@ -89,15 +96,18 @@ def run_steps(
         remote_read_only=remote_read_only,
         max_bytes=max_bytes,
         steps=steps,
+        early=early,
     )
     console.status(summary(results, time.monotonic() - started))
     if any(result.outcome == "failed" for result in results):
         sys.exit(EXIT_FAILED)
 
 
-def run_plain(cwd: Path, targets: list[str], output_logs: OutputLogs, jobs: int | None) -> NoReturn:
+def run_plain(
+    early: Early, cwd: Path, targets: list[str], output_logs: OutputLogs, jobs: int | None
+) -> NoReturn:
     """`once run [--output-logs MODE] [-j N] TARGET...` in `cwd`, as `cli.run` runs it, and
-    exit."""
+    exit; `early` is its prelude."""
     from once.cache_bound import run_cache_bound
 
     def run() -> None:
@@ -106,7 +116,7 @@ def run_plain(cwd: Path, targets: list[str], output_logs: OutputLogs, jobs: int 
         workspace, actions = load(cwd, targets)
         if not actions:
             return
-        steps = keep_plan(cwd, tuple(targets), workspace, actions)
+        steps = keep_plan(cwd, tuple(targets), workspace, actions, early)
         run_steps(
             workspace,
             actions,
@@ -115,6 +125,7 @@ def run_plain(cwd: Path, targets: list[str], output_logs: OutputLogs, jobs: int 
             max_bytes=max_bytes,
             steps=steps,
             jobs=jobs,
+            early=early,
         )
 
     exit_reporting_errors(run)

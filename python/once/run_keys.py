@@ -1,8 +1,10 @@
 """The keys a kept plan (plans.py) last had, with the tree they were computed from, so that a
 run over an unchanged workspace takes them as they are instead of computing them again.
 
-A key is made of the plan's step, the step's input files (paths, contents, executable bits)
-and the key context (platform, declared env, tool outputs). The tree digest
+A key is made of the plan's step, the step's input files (paths, contents, executable bits),
+the key context (platform, declared env, tool outputs) and what its dependencies produced.
+The last is kept beside each key as the step's result (the digest of its cached outputs),
+which the fast path checks against the entries it finds (quick.py). The tree digest
 (`Snapshot.tree_digest`) covers every walked file's path, executable bit and digest: two
 equal trees select the same files for every step with the same contents, provided every
 selected file's digest was known both times. Those digests are known after the walk when the
@@ -26,19 +28,19 @@ from once.stamps import Signature, signature
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
-    from once.plans import KeyContext, PlanKey
+    from once.plans import KeyAndResult, KeyContext, PlanKey
 
 KEYS_NAME = "run-keys"
-FORMAT = 1
+FORMAT = 2
 # Plans whose keys are kept (those most recently run).
 KEEP = 32
 
 
 def known(
     state_dir: str, key: PlanKey, plan_id: str, tree: str, context: KeyContext
-) -> list[str] | None:
-    """The keys kept for plan `key` (with id `plan_id`) over the tree digest `tree` under
-    `context`, or None when none were kept for exactly those."""
+) -> list[KeyAndResult] | None:
+    """The (key, result) pairs kept for plan `key` (with id `plan_id`) over the tree digest
+    `tree` under `context`, or None when none were kept for exactly those."""
     kept = _load(state_dir).get(key)
     if kept is None or kept[:3] != (plan_id, tree, _digest(context)):
         return None
@@ -52,10 +54,10 @@ def keep(
     plan_id: str,
     tree: str,
     context: KeyContext,
-    keys: list[str],
+    keys: list[KeyAndResult],
 ) -> None:
-    """Remember `keys` for plan `key` over `tree` under `context`. Best effort: a read-only
-    or full disk only means the next run computes them again."""
+    """Remember `keys`, (key, result) pairs, for plan `key` over `tree` under `context`. Best
+    effort: a read-only or full disk only means the next run computes them again."""
     kept = _load(state_dir)
     entry = (plan_id, tree, _digest(context), keys)
     if kept.get(key) == entry:
@@ -70,7 +72,7 @@ def keep(
         unsaved("the run keys", os_error_message(err))  # the next run computes them again
 
 
-def _load(state_dir: str) -> dict[PlanKey, tuple[str, str, str, list[str]]]:
+def _load(state_dir: str) -> dict[PlanKey, tuple[str, str, str, list[KeyAndResult]]]:
     data = read_sealed(os.path.join(state_dir, KEYS_NAME))
     try:
         header, kept = marshal.loads(data or b"")  # noqa: S302 - plain values only

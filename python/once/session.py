@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-from once import prelude
 from once.cache_bound import finish_run
 from once.console import Console, Result
 from once.fingerprint import plan
@@ -17,6 +16,7 @@ from once.layout import STATE_DIR
 from once.lock import workspace_lock
 from once.model import Workspace
 from once.plans import Step
+from once.prelude import Early
 from once.remote import open_remote, start_remote
 from once.run import Runner, open_store
 
@@ -32,23 +32,36 @@ def execute(
     remote_read_only: bool = False,
     max_bytes: int,
     steps: list[Step] | None = None,
+    early: Early | None = None,
 ) -> list[Result]:
+    """`early`: the lock and walk `once run` started before its front was imported (and what
+    the fast path worked out before it left the run to this one), claimed here."""
     remote = open_remote(workspace, read_only=remote_read_only)
     state_dir = workspace.root / STATE_DIR
-    with workspace_lock(state_dir, held=prelude.claim_lock(state_dir)):
+    held = early.claim_lock(state_dir) if early is not None else None
+    with workspace_lock(state_dir, held=held):
         # Keyed under the lock: a run that waited must see what the run before it left.
-        known = prelude.claim_keys(workspace.root, steps) if steps is not None else None
-        claimed = prelude.claim_entries(known[0]) if known is not None else None
+        known = (
+            early.claim_keys(workspace.root, steps)
+            if early is not None and steps is not None
+            else None
+        )
+        claimed = (
+            early.claim_entries([key for key, _ in known[0]])
+            if early is not None and known is not None
+            else None
+        )
         entries, settled = claimed if claimed is not None else (None, {})
+        store = open_store()
         keyed = plan(
             workspace,
             actions,
             os.environ,
-            snapshot=prelude.claim_snapshot(workspace.root),
+            snapshot=early.claim_snapshot(workspace.root) if early is not None else None,
             steps=steps,
             known=known,
+            store=store,
         )
-        store = open_store()
         runner = Runner(
             workspace,
             keyed.fingerprints,
@@ -72,8 +85,10 @@ def execute(
         for result in results:
             # Only a step that succeeded: `once why` compares with the last build that worked,
             # so after a failure it still names what changed since then.
-            if result.outcome not in ("failed", "skipped"):
-                fingerprint = keyed.fingerprints[result.label]
+            # Keys as the run used them: a step keyed after its dependencies ran is in the
+            # runner's fingerprints, and one never keyed (a dependency not cached) has none.
+            fingerprint = runner.fingerprints[result.label]
+            if result.outcome not in ("failed", "skipped") and fingerprint.key is not None:
                 history.record(result.label, fingerprint.key, fingerprint.spec)
         history.save()
         # Under the lock: no other run of this workspace is writing its state meanwhile.

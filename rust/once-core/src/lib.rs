@@ -12,7 +12,6 @@ pub mod key;
 mod mapped;
 mod mapped_hash;
 pub mod outputstats;
-pub mod remote;
 pub mod select;
 pub mod snapshot;
 pub mod statcache;

@@ -1,10 +1,14 @@
-//! Keying a plan in one batch: each key is the one its full spec gives, a dependency's key
-//! reaches its dependents, and a batch out of dependency order is refused.
+//! Keying a plan in one batch: each key is the one its full spec gives, a dependency's result
+//! (its key, or with early cutoff the digest of its outputs) reaches its dependents, a
+//! dependent of a step with no known result waits, and a batch out of dependency order is
+//! refused.
 
+use std::collections::BTreeMap;
 use std::fs;
 
-use once_core::key::{batch_keys, spec_of, KeyRequest};
+use once_core::key::{batch_keys, key_result, request_key, spec_of, KeyRequest};
 use once_core::snapshot::{FileSet, Snapshot};
+use once_core::Digest;
 use once_core::Error;
 
 fn workspace(files: &[(&str, &str)]) -> (tempfile::TempDir, Snapshot) {
@@ -25,6 +29,15 @@ fn select(snapshot: &mut Snapshot, package: &str) -> FileSet {
 }
 
 fn request<'a>(inputs: &'a FileSet, label: &str, deps: &[&str]) -> KeyRequest<'a> {
+    cut_request(inputs, label, deps, false)
+}
+
+fn cut_request<'a>(
+    inputs: &'a FileSet,
+    label: &str,
+    deps: &[&str],
+    cutoff: bool,
+) -> KeyRequest<'a> {
     KeyRequest {
         inputs,
         label: label.to_owned(),
@@ -39,7 +52,19 @@ fn request<'a>(inputs: &'a FileSet, label: &str, deps: &[&str]) -> KeyRequest<'a
         tools: vec![],
         deps: deps.iter().map(|dep| (*dep).to_owned()).collect(),
         outputs: vec!["out/".to_owned()],
+        cutoff,
     }
+}
+
+/// Keys where every step with cutoff produced `produced` (None: nothing cached).
+fn keyed(
+    snapshot: &Snapshot,
+    requests: &[KeyRequest<'_>],
+    produced: Option<&str>,
+) -> Vec<Option<Digest>> {
+    batch_keys(snapshot, requests, |_, _| produced.map(str::to_owned))
+        .unwrap()
+        .keys
 }
 
 fn keys_of(files: &[(&str, &str)]) -> Vec<String> {
@@ -49,8 +74,8 @@ fn keys_of(files: &[(&str, &str)]) -> Vec<String> {
         request(&lib, "//lib:build", &[]),
         request(&app, "//app:build", &["//lib:build"]),
     ];
-    let keys = batch_keys(&snapshot, &requests).unwrap();
-    keys.iter().map(once_core::Digest::to_hex).collect()
+    let keys = keyed(&snapshot, &requests, None);
+    keys.iter().map(|key| key.unwrap().to_hex()).collect()
 }
 
 #[test]
@@ -61,13 +86,22 @@ fn each_key_is_the_key_of_its_spec() {
         request(&lib, "//lib:build", &[]),
         request(&app, "//app:build", &["//lib:build"]),
     ];
-    let keys = batch_keys(&snapshot, &requests).unwrap();
-    let lib_spec = spec_of(&snapshot, &requests[0], vec![]).unwrap();
+    let keys: Vec<Digest> = keyed(&snapshot, &requests, None)
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let lib_spec = spec_of(&snapshot, &requests[0], vec![], BTreeMap::default()).unwrap();
     assert_eq!(lib_spec.key(), keys[0]);
     assert_eq!(lib_spec.inputs[0].path, "lib/a.txt");
-    let deps = vec![("//lib:build".to_owned(), keys[0].to_hex())];
+    let deps = vec![("//lib:build".to_owned(), key_result(&keys[0]))];
     assert_eq!(
-        spec_of(&snapshot, &requests[1], deps).unwrap().key(),
+        spec_of(&snapshot, &requests[1], deps.clone(), BTreeMap::default())
+            .unwrap()
+            .key(),
+        keys[1]
+    );
+    assert_eq!(
+        request_key(&snapshot, &requests[1], &deps).unwrap(),
         keys[1]
     );
 }
@@ -92,9 +126,38 @@ fn a_batch_out_of_dependency_order_is_refused() {
         request(&lib, "//app:build", &["//lib:build"]),
         request(&lib, "//lib:build", &[]),
     ];
-    let err = batch_keys(&snapshot, &requests).unwrap_err();
+    let err = batch_keys(&snapshot, &requests, |_, _| None).unwrap_err();
     assert!(matches!(err, Error::KeyBatch { .. }), "{err}");
     assert!(err
         .to_string()
         .contains("//app:build depends on //lib:build"));
+}
+
+/// With cutoff, a dependent is keyed by what its dependency produced: an input change that
+/// leaves the outputs the same leaves the dependent's key the same, other outputs change it,
+/// and a dependency with nothing cached leaves its dependents (and theirs) unkeyed.
+#[test]
+fn with_cutoff_a_dependent_is_keyed_by_its_dependency_outputs() {
+    let keys = |lib_text: &str, produced: Option<&str>| {
+        let (_dir, mut snapshot) = workspace(&[("lib/a.txt", lib_text), ("app/b.txt", "b")]);
+        let (lib, app) = (select(&mut snapshot, "lib"), select(&mut snapshot, "app"));
+        let requests = [
+            cut_request(&lib, "//lib:build", &[], true),
+            cut_request(&app, "//app:build", &["//lib:build"], true),
+            cut_request(&app, "//app:test", &["//app:build"], false),
+        ];
+        keyed(&snapshot, &requests, produced)
+    };
+    let before = keys("a", Some("outputs 11"));
+    let comment = keys("a // comment", Some("outputs 11"));
+    assert_ne!(before[0], comment[0]);
+    assert_eq!(before[1], comment[1]);
+    assert_eq!(before[2], comment[2]);
+    let other = keys("a", Some("outputs 22"));
+    assert_eq!(before[0], other[0]);
+    assert_ne!(before[1], other[1]);
+    assert_ne!(before[2], other[2]);
+    let unknown = keys("a", None);
+    assert_eq!(unknown[0], before[0]);
+    assert_eq!(unknown[1..], [None, None]);
 }

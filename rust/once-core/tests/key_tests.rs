@@ -28,8 +28,12 @@ fn spec() -> ActionSpec {
                 executable: true,
             },
         ],
-        deps: vec![("//libs/gen:gen".to_owned(), "ab".repeat(32))],
+        deps: vec![(
+            "//libs/gen:gen".to_owned(),
+            format!("key {}", "ab".repeat(32)),
+        )],
         outputs: vec!["target/release".to_owned(), "dist/*.whl".to_owned()],
+        dep_outputs: std::collections::BTreeMap::default(),
     }
 }
 
@@ -37,10 +41,10 @@ fn spec() -> ActionSpec {
 fn golden_key_is_stable() {
     // Pinned on purpose: if this changes, every cache entry ever written is silently invalid
     // (or worse, an old one matches a new meaning). Bump KEY_FORMAT_VERSION, then re-pin.
-    assert_eq!(KEY_FORMAT_VERSION, 2);
+    assert_eq!(KEY_FORMAT_VERSION, 3);
     assert_eq!(
         spec().key().to_hex(),
-        "2e492f71cb019fefd6990bdceefc2069d4901b8e4c39f67c3d087e31d2551d14"
+        "6069863317768ef6027508595a3c96824114e3ddc0296aa2c3f6fa26c02950e5"
     );
 }
 
@@ -188,6 +192,7 @@ fn encoding_layout_is_as_documented() {
         }],
         deps: vec![],
         outputs: vec!["o".to_owned()],
+        dep_outputs: std::collections::BTreeMap::default(),
     };
     let len = |n: u64| n.to_le_bytes().to_vec();
     // One field per line: tag, then counts and lengths as u64 LE.

@@ -33,7 +33,7 @@ mod _core {
     use crate::remote::Remote;
     #[pymodule_export]
     use crate::snapshot::{
-        action_keys, action_spec, settled, FileSet, KeyRequest, PendingScan, Snapshot,
+        action_key, action_keys, action_spec, settled, FileSet, KeyRequest, PendingScan, Snapshot,
     };
     #[pymodule_export]
     use crate::store::{Entry, OutputStats, SettleState, SettledHit, Store};

@@ -1,9 +1,9 @@
-//! The remote cache: a blocking facade over `once_core::remote`, every call made with the GIL
+//! The remote cache: a blocking facade over `once_remote`, every call made with the GIL
 //! released (transfers run on the core's own tokio runtime, never touching Python objects).
 
 use std::time::Duration;
 
-use once_core::remote::{self, FetchOutcome, RemoteConfig, RemoteStats};
+use once_remote::{self as remote, FetchOutcome, RemoteConfig, RemoteStats};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;

@@ -1,16 +1,17 @@
 //! The run's one walk of the workspace, rule input sets, and action keys.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
-use once_core::hash::Digest;
 use once_core::key;
 use once_core::snapshot;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::errors::{CoreError, CoreResult};
+use crate::store::Store;
 
 /// Every file of the workspace with its stat, from one parallel walk; digests filled by `hash`.
 ///
@@ -271,12 +272,14 @@ pub struct KeyRequest {
     deps: Vec<String>,
     #[pyo3(get)]
     outputs: Vec<String>,
+    #[pyo3(get)]
+    cutoff: bool,
 }
 
 #[pymethods]
 impl KeyRequest {
     #[new]
-    #[pyo3(signature = (*, inputs, label, cmd, cwd, platform, env_mode, env, tools, deps, outputs))]
+    #[pyo3(signature = (*, inputs, label, cmd, cwd, platform, env_mode, env, tools, deps, outputs, cutoff))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         inputs: Py<FileSet>,
@@ -289,6 +292,7 @@ impl KeyRequest {
         tools: Vec<(String, String)>,
         deps: Vec<String>,
         outputs: Vec<String>,
+        cutoff: bool,
     ) -> KeyRequest {
         KeyRequest {
             inputs,
@@ -301,6 +305,7 @@ impl KeyRequest {
             tools,
             deps,
             outputs,
+            cutoff,
         }
     }
 }
@@ -319,40 +324,82 @@ impl KeyRequest {
             tools: self.tools.clone(),
             deps: self.deps.clone(),
             outputs: self.outputs.clone(),
+            cutoff: self.cutoff,
         }
     }
 }
 
-/// The keys of many steps, given in dependency order, in one call (`key::batch_keys`).
+/// The key and result of many steps, given in dependency order, in one call
+/// (`key::batch_keys`). A step with `cutoff` gives its dependents the digest of the outputs
+/// `store` has under its key (its result); a key is None when it waits on a dependency whose
+/// result is unknown (not in `store`, or no store).
 #[pyfunction]
+#[pyo3(signature = (snapshot, requests, store = None))]
 pub fn action_keys(
     py: Python<'_>,
     snapshot: &Snapshot,
     requests: Vec<Py<KeyRequest>>,
-) -> PyResult<Vec<String>> {
+    store: Option<&Store>,
+) -> PyResult<Vec<(Option<String>, Option<String>)>> {
     py.detach(|| {
         let requests: Vec<key::KeyRequest<'_>> = requests
             .iter()
             .map(|request| request.get().core())
             .collect();
         let inner = snapshot.read()?;
-        let keys = key::batch_keys(&inner, &requests).map_err(CoreError)?;
-        Ok(keys.iter().map(Digest::to_hex).collect())
+        let store = store.map(|store| &store.inner);
+        let keyed = key::batch_keys(&inner, &requests, |_, key| {
+            Some(store?.lookup(&key.to_hex())?.result())
+        })
+        .map_err(CoreError)?;
+        Ok(keyed
+            .keys
+            .iter()
+            .map(|key| key.map(|key| key.to_hex()))
+            .zip(keyed.results)
+            .collect())
+    })
+}
+
+/// The key of one step given its dependencies' (label, result), and the result it gives its
+/// dependents when its outputs are not compared: for a step keyed after its dependencies ran
+/// (`key::request_key`).
+#[pyfunction]
+pub fn action_key(
+    py: Python<'_>,
+    snapshot: &Snapshot,
+    request: &KeyRequest,
+    mut deps: Vec<(String, String)>,
+) -> PyResult<(String, String)> {
+    py.detach(|| {
+        deps.sort();
+        let inner = snapshot.read()?;
+        let key = key::request_key(&inner, &request.core(), &deps).map_err(CoreError)?;
+        Ok((key.to_hex(), key::key_result(&key)))
     })
 }
 
 /// Everything that went into the key of `request` as JSON, given its dependencies' (label,
-/// key): kept for `once why` and `--dry-run --json` (`key::spec_of`).
+/// result) and, for `once why`, the outputs (path, digest) of those keyed by their outputs:
+/// kept for `once why` and `--dry-run --json` (`key::spec_of`).
 #[pyfunction]
+#[pyo3(signature = (snapshot, request, deps, dep_outputs = None))]
 pub fn action_spec(
     py: Python<'_>,
     snapshot: &Snapshot,
     request: &KeyRequest,
     deps: Vec<(String, String)>,
+    dep_outputs: Option<BTreeMap<String, Vec<(String, String)>>>,
 ) -> PyResult<String> {
     py.detach(|| {
         let inner = snapshot.read()?;
-        let spec = key::spec_of(&inner, &request.core(), deps).map_err(CoreError)?;
+        let spec = key::spec_of(
+            &inner,
+            &request.core(),
+            deps,
+            dep_outputs.unwrap_or_default(),
+        )
+        .map_err(CoreError)?;
         // Serializing plain strings, bools and digests cannot fail.
         Ok(serde_json::to_string(&spec).unwrap_or_default())
     })

@@ -358,4 +358,13 @@ impl Entry {
     fn output_count(&self) -> usize {
         self.inner.outputs.len()
     }
+    /// What this entry gives its dependents' keys (`ActionEntry::result`).
+    #[getter]
+    fn result(&self) -> String {
+        self.inner.result()
+    }
+    /// Each output as (path, digest, or `folder`, or `-> TARGET`), in path order.
+    fn listing(&self) -> Vec<(String, String)> {
+        self.inner.listing()
+    }
 }

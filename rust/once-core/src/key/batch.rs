@@ -1,13 +1,13 @@
 //! Keying a whole plan in one call: the steps come in dependency order, each naming its
-//! dependencies by label, and a dependency's key is taken from earlier in the same batch.
-//! Steps whose dependencies are all keyed are keyed in parallel, one level of the graph at a
-//! time.
+//! dependencies by label, and what a dependency gives its dependents' keys (its result: see
+//! `key_result`) is taken from earlier in the same batch. Steps whose dependencies are all
+//! keyed are keyed in parallel, one level of the graph at a time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
 
-use super::{key_of, ActionSpec, InputFile, KeyHead};
+use super::{key_of, key_result, ActionSpec, InputFile, KeyHead};
 use crate::error::Error;
 use crate::hash::Digest;
 use crate::snapshot::{FileSet, Snapshot};
@@ -32,64 +32,107 @@ pub struct KeyRequest<'a> {
     /// Labels of the steps it depends on, each earlier in the batch.
     pub deps: Vec<String>,
     pub outputs: Vec<String>,
+    /// Whether its dependents are keyed by what it produced (its cached outputs) rather than
+    /// by its key: true for a cached step that declares outputs (early cutoff).
+    pub cutoff: bool,
 }
 
-/// The key of every request, in order. Only the keys: what went into one (`spec_of`) is
-/// wanted only when a key changed, and building it for every step cost more than the key.
-pub fn batch_keys(snapshot: &Snapshot, requests: &[KeyRequest<'_>]) -> Result<Vec<Digest>> {
+/// The key and the result of every request, in order. The key is None for a step that cannot
+/// be keyed yet, because a dependency's result is unknown until that dependency runs (and then
+/// for its dependents); the result is None then too, or when `result_of` knows none.
+///
+/// A step's result is what its dependents' keys hold of it: `result_of(index, key)` for a
+/// request with `cutoff` (the digest of the outputs cached under that key, None when nothing
+/// is cached under it), else `key_result(key)`.
+///
+/// Only the keys: what went into one (`spec_of`) is wanted only when a key changed, and
+/// building it for every step cost more than the key.
+pub fn batch_keys<F>(
+    snapshot: &Snapshot,
+    requests: &[KeyRequest<'_>],
+    result_of: F,
+) -> Result<Keyed>
+where
+    F: Fn(usize, &Digest) -> Option<String> + Sync,
+{
     let mut keys: Vec<Option<Digest>> = vec![None; requests.len()];
+    let mut results: Vec<Option<String>> = vec![None; requests.len()];
     for level in levels(requests)? {
         let keyed = level
             .par_iter()
             .map(|(index, deps)| {
                 let request = &requests[*index];
-                let mut deps: Vec<(String, String)> = deps
+                let Some(mut deps) = deps
                     .iter()
-                    .map(|&dep| {
-                        let key = keys[dep].map(|key| key.to_hex()).unwrap_or_default();
-                        (requests[dep].label.clone(), key)
-                    })
-                    .collect();
-                deps.sort();
-                let (mut env, mut tools) = (request.env.clone(), request.tools.clone());
-                env.sort();
-                tools.sort();
-                let files = snapshot.inputs(request.inputs)?;
-                let head = KeyHead {
-                    label: &request.label,
-                    cmd: &request.cmd,
-                    cwd: &request.cwd,
-                    platform: &request.platform,
-                    env_mode: &request.env_mode,
-                    env: &env,
-                    tools: &tools,
+                    .map(|&dep| Some((requests[dep].label.clone(), results[dep].clone()?)))
+                    .collect::<Option<Vec<(String, String)>>>()
+                else {
+                    return Ok((*index, None, None));
                 };
-                let key = key_of(
-                    &head,
-                    files.len(),
-                    files
-                        .iter()
-                        .map(|(path, digest, executable)| (*path, digest, *executable)),
-                    &deps,
-                    &request.outputs,
-                );
-                Ok((*index, key))
+                deps.sort();
+                let key = request_key(snapshot, request, &deps)?;
+                let result = if request.cutoff {
+                    result_of(*index, &key)
+                } else {
+                    Some(key_result(&key))
+                };
+                Ok((*index, Some(key), result))
             })
             .collect::<Result<Vec<_>>>()?;
-        for (index, key) in keyed {
-            keys[index] = Some(key);
+        for (index, key, result) in keyed {
+            keys[index] = key;
+            results[index] = result;
         }
     }
-    // Every request is in exactly one level, so every key is set.
-    Ok(keys.into_iter().flatten().collect())
+    Ok(Keyed { keys, results })
 }
 
-/// Everything that went into the key of `request`, given its dependencies' (label, key):
+/// What `batch_keys` gives: per request, its key and its result, when known.
+#[derive(Debug)]
+pub struct Keyed {
+    pub keys: Vec<Option<Digest>>,
+    pub results: Vec<Option<String>>,
+}
+
+/// The key of one request given its dependencies' (label, result), sorted by label: what
+/// `batch_keys` gives it, for a step keyed after its dependencies ran.
+pub fn request_key(
+    snapshot: &Snapshot,
+    request: &KeyRequest<'_>,
+    deps: &[(String, String)],
+) -> Result<Digest> {
+    let (mut env, mut tools) = (request.env.clone(), request.tools.clone());
+    env.sort();
+    tools.sort();
+    let files = snapshot.inputs(request.inputs)?;
+    let head = KeyHead {
+        label: &request.label,
+        cmd: &request.cmd,
+        cwd: &request.cwd,
+        platform: &request.platform,
+        env_mode: &request.env_mode,
+        env: &env,
+        tools: &tools,
+    };
+    Ok(key_of(
+        &head,
+        files.len(),
+        files
+            .iter()
+            .map(|(path, digest, executable)| (*path, digest, *executable)),
+        deps,
+        &request.outputs,
+    ))
+}
+
+/// Everything that went into the key of `request`, given its dependencies' (label, result):
 /// kept for `once why`; its `key()` is the one `batch_keys` gives.
+/// `dep_outputs`: the outputs of the dependencies keyed by them, for `once why`.
 pub fn spec_of(
     snapshot: &Snapshot,
     request: &KeyRequest<'_>,
     deps: Vec<(String, String)>,
+    dep_outputs: BTreeMap<String, Vec<(String, String)>>,
 ) -> Result<ActionSpec> {
     let inputs = snapshot
         .inputs(request.inputs)?
@@ -111,6 +154,7 @@ pub fn spec_of(
         inputs,
         deps,
         outputs: request.outputs.clone(),
+        dep_outputs,
     }
     .normalized())
 }

@@ -2,14 +2,16 @@
 
 mod batch;
 
-pub use batch::{batch_keys, spec_of, KeyRequest};
+pub use batch::{batch_keys, request_key, spec_of, KeyRequest, Keyed};
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::hash::Digest;
 
 /// Bumped whenever the encoding changes, so old entries can never be mistaken for new ones.
-pub const KEY_FORMAT_VERSION: u32 = 2;
+pub const KEY_FORMAT_VERSION: u32 = 3;
 
 /// Leads every encoding, so a key can never collide with the hash of some other byte string
 /// that happens to parse the same way.
@@ -94,6 +96,21 @@ impl Encoder<'_> {
     }
 }
 
+/// What a step gives its dependents' keys when its outputs are not compared (it declares none,
+/// or is not cached): its own key, so that anything that changed it changes theirs.
+#[must_use]
+pub fn key_result(key: &Digest) -> String {
+    format!("key {}", key.to_hex())
+}
+
+/// What a cached step that declares outputs gives its dependents' keys: the digest of what it
+/// produced (`ActionEntry::result`), so that a change that leaves its outputs byte for byte
+/// the same reruns it and none of its dependents (early cutoff).
+#[must_use]
+pub fn outputs_result(outputs: &Digest) -> String {
+    format!("outputs {}", outputs.to_hex())
+}
+
 /// What enters a key besides inputs, deps and outputs, borrowed; env and tools sorted.
 pub struct KeyHead<'a> {
     pub label: &'a str,
@@ -160,9 +177,14 @@ pub struct ActionSpec {
     /// (probe command, its output).
     pub tools: Vec<(String, String)>,
     pub inputs: Vec<InputFile>,
-    /// (label, key hex) of each rule this one depends on.
+    /// (label, result) of each rule this one depends on: `outputs HEX` (the digest of the
+    /// outputs it produced) or `key HEX` (its key), see `key_result` and `outputs_result`.
     pub deps: Vec<(String, String)>,
     pub outputs: Vec<String>,
+    /// For `once why`: the outputs of each dependency whose result is `outputs HEX`, as
+    /// (path, digest) pairs by label. Not encoded: the result in `deps` is their digest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dep_outputs: BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl ActionSpec {

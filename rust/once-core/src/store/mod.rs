@@ -2,15 +2,19 @@
 //!
 //! Split by domain: `declared` (a rule's outputs and the manifest checks), `outputs` (what is on
 //! disk now, compared or removed), `restore` (putting a manifest back), `hits` (many hits
-//! settled in one parallel pass).
+//! settled in one parallel pass), `ingest` (what comes in from another store, written with the
+//! same protocol as a save), `envelope` (how an entry file and a shared entry are framed).
 
 mod declared;
+pub mod envelope;
 mod hits;
+mod ingest;
 mod outputs;
 mod restore;
 
 pub(crate) use declared::check_manifest;
 pub use hits::{Hit, HitReport, Settled};
+pub use ingest::{check_entry, BlobWriter, Ingesting};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -25,10 +29,10 @@ use serde::{Deserialize, Serialize};
 use crate::directory::{is_symlink_refusal, mark_used_path, name_arg, open_no_follow, Directory};
 use crate::error::{Error, IoContext};
 use crate::hash::{hash_open_file, Digest};
-use crate::remote::envelope::{self, Signer};
 use crate::usage_ledger;
 use crate::Result;
 use declared::Declared;
+use envelope::Signer;
 use outputs::{Found, FoundKind};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +84,63 @@ pub struct ActionEntry {
     pub exit_code: i32,
     pub duration_ms: u64,
     pub created_unix: i64,
+}
+
+impl ActionEntry {
+    /// What this entry gives the keys of the steps that depend on it (early cutoff): the
+    /// digest of its outputs (each path, kind, contents and executable bit, or link target),
+    /// in path order. The log is left out: a dependent cannot read it, and a log that names a
+    /// time or a changed file would rebuild every dependent of a byte-identical output.
+    #[must_use]
+    pub fn result(&self) -> String {
+        let mut outputs: Vec<&OutputEntry> = self.outputs.iter().collect();
+        outputs.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"once-outputs");
+        for output in outputs {
+            hasher.update(&(output.path.len() as u64).to_le_bytes());
+            hasher.update(output.path.as_bytes());
+            match &output.kind {
+                OutputKind::File { digest, executable } => {
+                    hasher.update(&[1, u8::from(*executable)]);
+                    hasher.update(&digest.0);
+                }
+                OutputKind::Dir => {
+                    hasher.update(&[2]);
+                }
+                OutputKind::Symlink { target } => {
+                    hasher.update(&[3]);
+                    hasher.update(&(target.len() as u64).to_le_bytes());
+                    hasher.update(target.as_bytes());
+                }
+            }
+        }
+        crate::key::outputs_result(&Digest(*hasher.finalize().as_bytes()))
+    }
+
+    /// Each output as (path, what it is): a file's digest (with ` executable` after it when
+    /// it is one), `folder`, or `-> TARGET` for a link. What `once why` compares to name the
+    /// output of a dependency that changed.
+    #[must_use]
+    pub fn listing(&self) -> Vec<(String, String)> {
+        let mut listing: Vec<(String, String)> = self
+            .outputs
+            .iter()
+            .map(|output| {
+                let what = match &output.kind {
+                    OutputKind::File { digest, executable } if *executable => {
+                        format!("{} executable", digest.to_hex())
+                    }
+                    OutputKind::File { digest, .. } => digest.to_hex(),
+                    OutputKind::Dir => "folder".to_owned(),
+                    OutputKind::Symlink { target } => format!("-> {target}"),
+                };
+                (output.path.clone(), what)
+            })
+            .collect();
+        listing.sort();
+        listing
+    }
 }
 
 // Clone: the remote cache's background uploads each hold their own handle.

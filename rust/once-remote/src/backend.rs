@@ -1,11 +1,15 @@
-//! The three kinds of server, behind four operations on names such as `cas/<digest>` and
-//! `ac/<key>`: stream an object, check existence, put bytes, and put a file streamed from disk. Memory stays bounded whatever the blob size: downloads are
-//! chunk streams, and uploads above `WHOLE_UPLOAD_MAX` are sent in pieces.
+//! The three kinds of server, behind one trait of four operations on names such as
+//! `cas/<digest>` and `ac/<key>`: stream an object, check existence, put bytes, and put a file
+//! streamed from disk. Memory stays bounded whatever the blob size: downloads are chunk
+//! streams, and uploads above `WHOLE_UPLOAD_MAX` are sent in pieces.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -34,67 +38,104 @@ const REDIS_RANGE: usize = 4 << 20;
 
 pub type ByteStream = BoxStream<'static, Result<Bytes, RemoteError>>;
 
-pub enum Backend {
-    Http(Http),
-    S3(S3),
-    // One per run: its size does not matter.
-    Redis(Box<Redis>),
-}
-
-impl Backend {
-    pub fn new(config: &RemoteConfig) -> Result<Backend, RemoteError> {
-        let url = config.url.trim();
-        let scheme = url
-            .split_once("://")
-            .map(|(scheme, _)| scheme.to_ascii_lowercase());
-        match scheme.as_deref() {
-            Some("http" | "https") => Ok(Backend::Http(Http::new(url, config)?)),
-            Some("s3") => Ok(Backend::S3(S3::new(url, config)?)),
-            Some("redis" | "rediss") => Ok(Backend::Redis(Box::new(Redis::new(url, config)?))),
-            _ => Err(RemoteError::BadUrl(url.to_owned())),
-        }
-    }
-
+/// One kind of server: four operations on object names. A new kind (a REAPI content store,
+/// say) is one more implementation; the caller times, retries and verifies every answer.
+pub trait Backend: Send + Sync {
     /// An object as a stream of chunks, `None` when absent. Nothing here bounds its size or
     /// its pace: the caller times each chunk, and caps what it keeps.
-    pub async fn get_stream(&self, name: &str) -> Result<Option<ByteStream>, RemoteError> {
-        match self {
-            Backend::Http(http) => http.get_stream(name).await,
-            Backend::S3(s3) => s3.get_stream(name).await,
-            Backend::Redis(redis) => redis.get_stream(name).await,
-        }
-    }
+    fn get_stream<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ByteStream>, RemoteError>>;
 
-    pub async fn exists(&self, name: &str) -> Result<bool, RemoteError> {
-        match self {
-            Backend::Http(http) => http.exists(name).await,
-            Backend::S3(s3) => s3.exists(name).await,
-            Backend::Redis(redis) => redis.exists(name).await,
-        }
-    }
+    fn exists<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, RemoteError>>;
 
-    pub async fn put_bytes(&self, name: &str, bytes: Bytes) -> Result<(), RemoteError> {
-        match self {
-            Backend::Http(http) => http.put_bytes(name, bytes).await,
-            Backend::S3(s3) => s3.put_bytes(name, bytes).await,
-            Backend::Redis(redis) => redis.put_bytes(name, bytes).await,
-        }
-    }
+    fn put_bytes<'a>(
+        &'a self,
+        name: &'a str,
+        bytes: Bytes,
+    ) -> BoxFuture<'a, Result<(), RemoteError>>;
 
-    pub async fn put_file(&self, name: &str, path: &Path, size: u64) -> Result<(), RemoteError> {
-        if size <= WHOLE_UPLOAD_MAX {
-            let bytes = tokio::fs::read(path)
-                .await
-                .map_err(|err| local_io(path, err))?;
-            return self.put_bytes(name, bytes.into()).await;
-        }
-        match self {
-            Backend::Http(http) => http.put_stream(name, path, size).await,
-            Backend::S3(s3) => s3.put_pieces(name, path).await,
-            Backend::Redis(redis) => redis.put_pieces(name, path).await,
-        }
+    /// A file too large to hold in memory (over `WHOLE_UPLOAD_MAX`), sent in pieces.
+    fn put_large<'a>(
+        &'a self,
+        name: &'a str,
+        path: &'a Path,
+        size: u64,
+    ) -> BoxFuture<'a, Result<(), RemoteError>>;
+
+    /// A file, whole when small, else in pieces (`put_large`).
+    fn put_file<'a>(
+        &'a self,
+        name: &'a str,
+        path: &'a Path,
+        size: u64,
+    ) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(async move {
+            if size <= WHOLE_UPLOAD_MAX {
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|err| local_io(path, err))?;
+                return self.put_bytes(name, bytes.into()).await;
+            }
+            self.put_large(name, path, size).await
+        })
     }
 }
+
+/// The backend a remote URL names, by its scheme.
+pub fn open(config: &RemoteConfig) -> Result<Box<dyn Backend>, RemoteError> {
+    let url = config.url.trim();
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("http" | "https") => Ok(Box::new(Http::new(url, config)?)),
+        Some("s3") => Ok(Box::new(S3::new(url, config)?)),
+        Some("redis" | "rediss") => Ok(Box::new(Redis::new(url, config)?)),
+        _ => Err(RemoteError::BadUrl(url.to_owned())),
+    }
+}
+
+/// The `Backend` of a type with the operations as inherent async methods; `$large` sends a
+/// large file.
+macro_rules! backend {
+    ($kind:ty, |$this:ident, $name:ident, $path:ident, $size:ident| $large:expr) => {
+        impl Backend for $kind {
+            fn get_stream<'a>(
+                &'a self,
+                name: &'a str,
+            ) -> BoxFuture<'a, Result<Option<ByteStream>, RemoteError>> {
+                Box::pin(<$kind>::get_stream(self, name))
+            }
+            fn exists<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, RemoteError>> {
+                Box::pin(<$kind>::exists(self, name))
+            }
+            fn put_bytes<'a>(
+                &'a self,
+                name: &'a str,
+                bytes: Bytes,
+            ) -> BoxFuture<'a, Result<(), RemoteError>> {
+                Box::pin(<$kind>::put_bytes(self, name, bytes))
+            }
+            fn put_large<'a>(
+                &'a self,
+                name: &'a str,
+                path: &'a Path,
+                size: u64,
+            ) -> BoxFuture<'a, Result<(), RemoteError>> {
+                let ($this, $name, $path, $size) = (self, name, path, size);
+                Box::pin($large)
+            }
+        }
+    };
+}
+
+backend!(Http, |http, name, path, size| http
+    .put_stream(name, path, size));
+backend!(S3, |s3, name, path, _size| s3.put_pieces(name, path));
+backend!(Redis, |redis, name, path, _size| redis
+    .put_pieces(name, path));
 
 /// `path` read `PIECE` bytes at a time.
 struct Pieces<'a> {
@@ -153,7 +194,7 @@ impl Http {
             // user:password@ in the URL: basic auth, kept out of the request line.
             let user = percent_decode(parsed.username());
             let password = parsed.password().map(percent_decode).unwrap_or_default();
-            let encoded = base64_encode(format!("{user}:{password}").as_bytes());
+            let encoded = BASE64.encode(format!("{user}:{password}"));
             let value = HeaderValue::from_str(&format!("Basic {encoded}"))
                 .map_err(|_| RemoteError::Config("bad user name or password".to_owned()))?;
             authorization = Some(sensitive(value));
@@ -274,43 +315,12 @@ fn transport(err: &reqwest::Error) -> RemoteError {
     RemoteError::Transport(message)
 }
 
+/// A URL's user or password as typed (`p%40ss` is `p@ss`); bytes that are not UTF-8 are
+/// replaced, as a header could not carry them anyway.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn base64_encode(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> shift & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 // --- S3 ------------------------------------------------------------------------------------

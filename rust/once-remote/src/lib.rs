@@ -9,7 +9,6 @@
 //! the run (stopping every transfer still in flight) and remembers why, once.
 
 mod backend;
-pub(crate) mod envelope;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -20,15 +19,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::{stream, StreamExt, TryStreamExt};
-use tokio::io::AsyncWriteExt;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::hash::Digest;
-use crate::store::{self, ActionEntry, OutputKind, Store, StoreLock, TempFile, BLOB_MODE, CAS};
-use crate::usage_ledger;
+use once_core::hash::Digest;
+use once_core::store::envelope;
+use once_core::store::{self, ActionEntry, OutputKind, Store};
 
 use backend::{Backend, ByteStream};
 pub use envelope::Signer;
@@ -89,7 +87,7 @@ pub enum RemoteError {
     #[error("{what} is larger than {limit} bytes")]
     Oversized { what: String, limit: usize },
     #[error("{0}")]
-    Local(#[from] crate::Error),
+    Local(#[from] once_core::Error),
     #[error("the remote cache is off for this run")]
     Off,
 }
@@ -169,7 +167,7 @@ fn add(counter: &AtomicU64, n: u64) {
 
 /// State shared by the facade and its background tasks.
 struct Shared {
-    backend: Backend,
+    backend: Box<dyn Backend>,
     read_only: bool,
     timeout: Duration,
     retries: u32,
@@ -223,7 +221,7 @@ impl Remote {
         let backend = {
             // reqwest and redis want a runtime context when their clients are built.
             let _entered = runtime.enter();
-            Backend::new(config)?
+            backend::open(config)?
         };
         let shared = Shared {
             backend,
@@ -508,16 +506,13 @@ impl Shared {
             )));
         }
         // Refused before a single blob is downloaded for it.
-        if let Err(err) = store::check_manifest(&entry.outputs) {
+        if let Err(err) = store::check_entry(&entry) {
             return Ok(FetchOutcome::Invalid(err.to_string()));
         }
-        let Some(entry_path) = store.entry_path(key) else {
-            return Ok(FetchOutcome::Invalid(format!("not a plain key: {key:?}")));
-        };
         // From the first blob to the entry, like a local save: a collection in between would
         // delete blobs that no entry names yet.
-        let root = store.root().to_path_buf();
-        let _writing = tokio::task::spawn_blocking(move || StoreLock::shared(&root))
+        let holder = store.clone();
+        let _writing = tokio::task::spawn_blocking(move || holder.ingesting())
             .await
             .map_err(|err| RemoteError::Transport(err.to_string()))??;
         let needed: Vec<Digest> = entry_digests(&entry)
@@ -538,7 +533,10 @@ impl Shared {
             // The server lost a blob (its own eviction): incomplete, so a miss.
             return Ok(FetchOutcome::Miss);
         }
-        write_entry(store.root(), &entry_path, &store::encode_entry(key, body)).await?;
+        let (writer, key, body) = (store.clone(), key.to_owned(), body.to_vec());
+        tokio::task::spawn_blocking(move || writer.put_entry(&key, &body))
+            .await
+            .map_err(|err| RemoteError::Transport(err.to_string()))??;
         add(&self.counters.entries_downloaded, 1);
         Ok(FetchOutcome::Hit)
     }
@@ -550,41 +548,25 @@ impl Shared {
             return Err(RemoteError::Off);
         };
         let name = blob_name(&digest);
-        let dest = store.blob_path(&digest);
-        let cas = store.root().join(CAS);
         // Timed by the wait for an answer and then for each chunk, never as a whole: a large
         // blob is not cut off merely for being large.
         self.attempt("downloading a blob", None, || async {
             let Some(mut body) = self.answer(self.backend.get_stream(&name)).await? else {
                 return Ok(Download::Missing);
             };
-            let (file, temp) = TempFile::create(&cas)?;
-            let mut file = tokio::fs::File::from_std(file);
-            let mut hasher = blake3::Hasher::new();
-            let mut bytes = 0u64;
+            // Chunks go to the page cache: written here, not on a blocking thread each.
+            let mut blob = store.blob_writer()?;
             while let Some(chunk) = self.next_chunk(&mut body).await? {
-                hasher.update(&chunk);
-                bytes += chunk.len() as u64;
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|err| local_io(&temp.path, err))?;
+                blob.write(&chunk)?;
             }
-            if Digest(*hasher.finalize().as_bytes()) != digest {
-                // `temp` is removed on drop: corrupt bytes never reach the store.
-                return Ok(Download::Corrupt);
+            let bytes = blob.len();
+            let writer = store.clone();
+            let kept = tokio::task::spawn_blocking(move || blob.commit(&writer, &digest))
+                .await
+                .map_err(|err| RemoteError::Transport(err.to_string()))??;
+            if !kept {
+                return Ok(Download::Corrupt); // never reached the store
             }
-            let file = file.into_std().await;
-            let temp_path = temp.path.clone();
-            let dest = dest.clone();
-            let root = store.root().to_path_buf();
-            tokio::task::spawn_blocking(move || -> crate::Result<()> {
-                store::seal(&file, &temp_path, BLOB_MODE)?;
-                temp.persist(&dest)?;
-                usage_ledger::add(&root, bytes);
-                Ok(())
-            })
-            .await
-            .map_err(|err| RemoteError::Transport(err.to_string()))??;
             add(&self.counters.blobs_downloaded, 1);
             add(&self.counters.bytes_downloaded, bytes);
             Ok(Download::Done)
@@ -596,17 +578,14 @@ impl Shared {
         if self.is_off() {
             return Err(RemoteError::Off);
         }
-        let Some(entry_path) = store.entry_path(key) else {
-            return Ok(());
-        };
-        let Ok(file) = tokio::fs::read(&entry_path).await else {
-            return Ok(()); // evicted or never saved: nothing to share
-        };
-        // Only a sound entry is shared; the server keeps the JSON alone, in its own envelope.
-        let (Some(entry), Some(body)) = (
-            store::decode_entry(key, &file),
-            store::entry_json(key, &file),
-        ) else {
+        // Only a sound entry is shared (none: evicted or never saved); the server keeps the
+        // JSON alone, in its own envelope.
+        let (reader, owned) = (store.clone(), key.to_owned());
+        let Some((entry, body)) =
+            tokio::task::spawn_blocking(move || reader.entry_to_share(&owned))
+                .await
+                .map_err(|err| RemoteError::Transport(err.to_string()))?
+        else {
             return Ok(());
         };
         let digests: Vec<Digest> = entry_digests(&entry).into_iter().collect();
@@ -616,7 +595,7 @@ impl Shared {
             .try_collect::<Vec<()>>()
             .await?;
         // Blobs first, entry last: a reader never finds an entry whose blobs are not there yet.
-        let wire = envelope::seal(key, body, self.signer.as_ref());
+        let wire = envelope::seal(key, &body, self.signer.as_ref());
         let name = entry_name(key);
         self.attempt("uploading an entry", Some(self.timeout), || {
             self.backend.put_bytes(&name, wire.clone().into())
@@ -640,7 +619,7 @@ impl Shared {
             add(&self.counters.blobs_present, 1);
             return Ok(());
         }
-        let path = store.blob_path(&digest);
+        let path = store.blob_file(&digest);
         let size = tokio::fs::metadata(&path)
             .await
             .map_err(|err| local_io(&path, err))?
@@ -687,32 +666,8 @@ fn entry_name(key: &str) -> String {
 }
 
 fn local_io(path: &Path, source: std::io::Error) -> RemoteError {
-    RemoteError::Local(crate::Error::Io {
+    RemoteError::Local(once_core::Error::Io {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// Atomically, like a local save: a temporary file, synced, renamed into place, and counted
-/// in the store at `root`.
-async fn write_entry(root: &Path, path: &Path, body: &[u8]) -> Result<(), RemoteError> {
-    let root = root.to_path_buf();
-    let path = path.to_path_buf();
-    let body = body.to_vec();
-    tokio::task::spawn_blocking(move || -> crate::Result<()> {
-        use std::io::Write;
-        let parent = store::parent_of(&path);
-        let (mut file, temp) = TempFile::create(parent)?;
-        file.write_all(&body).map_err(|source| crate::Error::Io {
-            path: temp.path.clone(),
-            source,
-        })?;
-        store::seal(&file, &temp.path, store::ENTRY_MODE)?;
-        temp.persist(&path)?;
-        usage_ledger::add(&root, body.len() as u64);
-        Ok(())
-    })
-    .await
-    .map_err(|err| RemoteError::Transport(err.to_string()))??;
-    Ok(())
 }
