@@ -1,7 +1,7 @@
 """The performance targets, measured on a synthetic monorepo in one sitting.
 
     python -m benches.scale [--packages N] [--files N] [--seed S] [--repeat N] [--big-gib N]
-                            [--rules N] [--work DIR] [--markdown]
+                            [--rules N] [--cold-steps N...] [--work DIR] [--markdown]
 
 Generates (or reuses, in `--work`) the tree of `benches/monorepo.py` and times, each beside its
 reference measured in the same run: a cold run (empty cache), a no-op run (everything cached,
@@ -10,16 +10,19 @@ outputs present) and `git status`, without and with options and with a remote ca
 in this shape (a Python process that only imports the extension and walks) and `git status`
 again, restore-all (every output deleted) by copy and by hard link, one source file changed,
 `once hash` of the whole tree without a stat cache and `b3sum` over the same files, one big
-file, `once --version` and `python -c "import click"`, and the no-op run of a workspace of
-`--rules` trivial rules (scheduler overhead). Every command is a subprocess as a user runs it;
-the table shows medians, the ratio to the reference, the target, the peak resident memory
-of the `once` process (GNU time, else `wait4`), and each row's cost and its reference's per
-source file (µs), so that growth faster than linear shows between trees of different sizes.
-The peak memory target is 200 MB up to 100,000 files and 400 MB up to 1,000,000. A case and
-its reference run in alternation, each pair in the other order than the last, so that neither
-gains from running second; their ratio is the median of the ratios of each pair: a burst of
-load from a neighbour slows both runs of a pair, where it could move one of two separate
-medians alone.
+file, `once --version` and `python -c "import click"`, the no-op run of a workspace of
+`--rules` trivial rules (scheduler overhead), the no-op run of a rule declaring four tool
+probes beside the same rule without them, each no-op right after a one-file change (p95 and
+max against the no-op's median), and cold runs of `--cold-steps` trivial steps beside the
+same commands under `xargs -P2` (benches/coldrun.py). Every command is a subprocess as a user
+runs it; the table shows medians, the ratio to the reference, the target, the peak resident
+memory of the `once` process (GNU time, else `wait4`), and each row's cost of the tree and its
+reference's per source file (µs), so that growth faster than linear shows between trees of
+different sizes. The peak memory target is 200 MB up to 100,000 files and 400 MB up to
+1,000,000. A case and its reference run in alternation, each pair in the other order than the
+last, so that neither gains from running second; their ratio is the median of the ratios of
+each pair: a burst of load from a neighbour slows both runs of a pair, where it could move one
+of two separate medians alone.
 
 The tree is generated once in `--work` (a folder named by its parameters) and reused; at
 1,000,000 files use `--repeat 3`: the machine is shared and noisy, read medians and ratios,
@@ -219,6 +222,13 @@ def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads b
     parser.add_argument("--repeat", type=int, default=9, help="timed runs per case (median)")
     parser.add_argument("--big-gib", type=float, default=2.0, help="size of the one big file")
     parser.add_argument("--rules", type=int, default=10_000, help="rules of the overhead case")
+    parser.add_argument(
+        "--cold-steps",
+        type=int,
+        nargs="*",
+        default=[1_000, 10_000],
+        help="sizes of the cold-run case (benches/coldrun.py), beside xargs -P2",
+    )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "once-scale")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args()
@@ -427,8 +437,28 @@ def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads b
 
     print("one file changed ...", file=sys.stderr)
     changed = measure(run, tree, env, repeat, edit_leaf, warm=False)
-    leaf.write_bytes(original)
     rows.append(Row("one file changed", changed, "git status", git_status, "", lambda _s, _r: True))
+    # Each no-op right after a run that changed something: periodic work done at the end of a
+    # changing run (a recount, a compaction) or left for the next run shows in max and p95.
+    # Twenty at least, so that one run in twenty shows.
+    print("no-op after a change ...", file=sys.stderr)
+
+    def edit_and_run() -> None:
+        edit_leaf()
+        subprocess.run(run, cwd=tree, env=env, capture_output=True, check=True)
+
+    after = measure(run, tree, env, max(repeat, 20), edit_and_run, warm=False)
+    leaf.write_bytes(original)
+    rows.append(
+        Row(
+            "no-op right after a one-file change",
+            after,
+            "no-op run (median)",
+            noop,
+            "max < 10x ref",
+            lambda _s, _r: after.slowest() < 10 * noop.seconds,
+        )
+    )
 
     print(f"{args.rules} cached rules ...", file=sys.stderr)
     rules_root = work / f"rules-{args.rules}"
@@ -451,6 +481,13 @@ def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads b
         )
     )
 
+    print("four tool probes ...", file=sys.stderr)
+    rows.append(probes_row(work, env, once, repeat))
+
+    from benches.coldrun import cold_rows  # noqa: PLC0415 - it imports this module
+
+    rows += cold_rows(once, work, env, steps=args.cold_steps, repeat=max(1, repeat // 3))
+
     # The big file is memory-mapped: its pages count as resident without being allocated.
     peak = max(row.once.peak_mb for row in rows if "GiB file" not in row.case)
     allowed = peak_target_mb(files)
@@ -472,6 +509,46 @@ def per_file_us(seconds: float, files: int) -> str:
         return "-"
     us = seconds / files * 1e6
     return f"{us:.0f}" if us >= 10 else f"{us:.1f}" if us >= 1 else f"{us:.2f}"
+
+
+# Version probes of programs this benchmark needs anyway: plain commands starting native
+# programs by their own name, whose output is kept between runs while the program is unchanged
+# (not `python3`, often a version manager's shim, which is probed every run).
+PROBES = ("git --version", "b3sum --version", "tar --version", "xargs --version")
+
+
+def probes_row(work: Path, env: dict[str, str], once: str, repeat: int) -> Row:
+    """The no-op run of one rule declaring the four `PROBES`, beside the same rule without
+    them: what declared probes add to a no-op."""
+    roots = []
+    for name, tools in (("probes-4", PROBES), ("probes-0", ())):
+        root = work / name
+        root.mkdir(parents=True, exist_ok=True)
+        tools_toml = ", ".join(f'"{tool}"' for tool in tools)
+        (root / "once.toml").write_text(
+            f'[rule.build]\ncmd = "cp src.txt out.txt"\ninputs = ["src.txt"]\n'
+            f'outputs = ["out.txt"]\ntools = [{tools_toml}]\n'
+        )
+        (root / "src.txt").write_text("source\n")
+        timed([once, "run", "build"], root, env)  # fill the cache
+        roots.append(root)
+    probed, plain = measure_pair(
+        [once, "-C", str(roots[0]), "run", "build"],
+        [once, "-C", str(roots[1]), "run", "build"],
+        work,
+        env,
+        repeat,
+    )
+    return Row(
+        "no-op run, 4 tool probes declared",
+        probed,
+        "same rule, no probes",
+        plain,
+        "≤ 1.1x",
+        lambda _s, ratio: ratio is not None and ratio <= 1.1,
+        paired=True,
+        per_file=False,
+    )
 
 
 def print_table(rows: list[Row], header: str, files: int, *, markdown: bool) -> None:

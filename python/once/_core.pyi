@@ -92,9 +92,13 @@ class Snapshot:
     """Every file of a workspace with its stat, from one parallel walk honouring ignore files."""
 
     @staticmethod
-    def scan(root: str, skip_dirs: list[str]) -> Snapshot: ...
+    def scan(root: str, skip_dirs: list[str], tracked_cache: str | None = None) -> Snapshot:
+        """The walk. Files git tracks are never ignored by `.gitignore`; what the walk learns
+        of git's index is kept in `tracked_cache`, when given, for the next walk."""
     @staticmethod
-    def start_scan(root: str, skip_dirs: list[str], stat_cache: str) -> PendingScan:
+    def start_scan(
+        root: str, skip_dirs: list[str], stat_cache: str, tracked_cache: str | None = None
+    ) -> PendingScan:
         """`scan`, then `prime` with `stat_cache`, on a thread of its own."""
     @property
     def file_count(self) -> int: ...
@@ -293,8 +297,14 @@ class Store:
         log: bytes,
         exit_code: int,
         duration_ms: int,
+        deferred: bool = False,
     ) -> Entry:
-        """Store a successful step's declared outputs and log; the entry is written last."""
+        """Store a successful step's declared outputs and log; the entry is written last.
+        `deferred`: return once they are copied and hashed, and leave flushing them and
+        writing the entry to the store's threads (`finish_saves` waits for them)."""
+    def finish_saves(self) -> None:
+        """Wait until every deferred save is durable and its entry in place; OSError for the
+        first that failed (it left no entry)."""
     def outputs_match(
         self,
         entry: Entry,

@@ -22,7 +22,7 @@ from once.config import compiled
 from once.errors import UsageError
 from once.fingerprint import input_patterns
 from once.graph import all_targets, dependency_graph, select_targets
-from once.layout import CONFIG_NAME, STATE_DIR, WORKSPACE_PREFIX
+from once.layout import CONFIG_NAME, STATE_DIR, TRACKED_CACHE, WORKSPACE_PREFIX
 from once.model import Rule, Workspace
 
 # Tried in order when no --since is given; the first that exists is the default branch.
@@ -85,7 +85,8 @@ def through_links(
     linked folder included), so one pass reaches them all. `snapshot`: a walk of `root`, made
     here when not given."""
     if snapshot is None:
-        snapshot = _core.Snapshot.scan(str(root), [STATE_DIR])
+        tracked = root / STATE_DIR / TRACKED_CACHE
+        snapshot = _core.Snapshot.scan(str(root), [STATE_DIR], str(tracked))
     links = snapshot.folder_links()
     if not links:
         return paths

@@ -38,6 +38,15 @@ def write_sealed(path: str | os.PathLike[str], data: bytes) -> None:
     write_atomic(path, _core.hash_bytes(data).encode() + data)
 
 
+def write_sealed_in_place(path: str | os.PathLike[str], data: bytes) -> None:
+    """`write_sealed` without the temporary file, for a file whose name fixes its contents
+    (named by a digest of them): a reader of a write cut short finds its seal broken, which
+    reads as no file, and the next writer writes the same bytes whole. A rename less per file:
+    a cold run writes one such file per step."""
+    with open(path, "wb") as file:
+        file.write(_core.hash_bytes(data).encode() + data)
+
+
 def read_sealed(path: str | os.PathLike[str]) -> bytes | None:
     """What `write_sealed` wrote to `path`; None when there is no such file, or its bytes are
     not exactly those written (a flipped bit, a file cut short, another program's).

@@ -142,6 +142,10 @@ def run(
 
         # Through the variable, which the keys, the commands and any once run inside read alike.
         os.environ[ENV_MODE_VAR] = env_mode
+    if force:
+        from once.key_context import ToolProbes
+
+        ToolProbes.reprobe = True  # a forced run trusts no kept probe output either
     if not targets and not (affected or since):
         raise click.UsageError("name a TARGET to run (a rule name or a label), or use --affected")
     max_bytes = run_cache_bound()
@@ -299,6 +303,12 @@ def why(cwd: Path, target: str) -> None:
             if last and last != key:
                 head += f"; last run had key {last[:12]}"
         click.echo(head)
+        spec = now(label) or {}
+        for tool, output in spec.get("tools", []):
+            if not tool.startswith(("executable ", "interpreter ")):  # those are digests
+                text, _, status = output.rpartition("\n")
+                first = text.splitlines()[0] if text else ""
+                click.echo(f"  tool probe {tool!r}: {first!r} {status}")
         lines = explain(label, history.last_spec, now)
         # The headline above already names the label; keep only what changed under it.
         for line in lines[1:] if lines[0] == f"{label}:" else lines:

@@ -8,7 +8,7 @@ from once.errors import ConfigError
 from once.graph import Action
 from once.kept_state import unsaved
 from once.key_context import ToolProbes
-from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR
+from once.layout import CONFIG_NAME, STAT_CACHE, STATE_DIR, TRACKED_CACHE
 from once.model import Rule, Workspace
 from once.plans import (
     DepResult,
@@ -175,7 +175,8 @@ def plan(
     already. `store`: where the outputs of dependencies are looked up (early cutoff); without
     one, every dependent of a step with outputs waits for it to run."""
     if snapshot is None:
-        snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR])
+        tracked = workspace.root / STATE_DIR / TRACKED_CACHE
+        snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR], str(tracked))
     if known is not None:
         keyed, requests, read = known
     else:

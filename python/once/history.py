@@ -13,7 +13,7 @@ import _thread
 import marshal
 import os
 
-from once.atomic_file import read_sealed, write_sealed
+from once.atomic_file import read_sealed, write_sealed, write_sealed_in_place
 from once.errors import os_error_message
 from once.kept_state import unlink_quietly, unsaved
 
@@ -87,7 +87,8 @@ class History:
             specs = os.path.join(self._dir, SPECS)
             os.makedirs(specs, exist_ok=True)
             for label, (key, spec_json) in self._pending.items():
-                write_sealed(os.path.join(specs, f"{key}.json"), spec_json().encode())
+                # Named by its key, which the spec is the makings of: written in place.
+                write_sealed_in_place(os.path.join(specs, f"{key}.json"), spec_json().encode())
                 self._keys[label] = key
             self._pending.clear()
             write_sealed(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))

@@ -15,6 +15,9 @@ CONFIG_NAME = "once.toml"
 STATE_DIR = ".once"
 # In the state folder: each file's stat and digest as last seen (rust/once-core/src/statcache.rs).
 STAT_CACHE = "statcache"
+# In the state folder: the files git tracks at or below each ignored path the walk met, under
+# the stat of git's index (rust/once-core/src/tracked.rs).
+TRACKED_CACHE = "tracked"
 # In the state folder: stats and digests of outputs as last checked (OutputStats).
 OUTPUT_STATS = "outputs"
 # The characters that make a pattern a glob rather than a literal path, as the core reads it

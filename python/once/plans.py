@@ -188,6 +188,7 @@ def key_context(
 ) -> KeyContext:
     """What the keys of `steps` take from the environment (see `KeyContext`), the digests of
     the programs their commands start among their tools."""
+    probes.run_all((tool for step in steps for tool in step.tools), environ)
     context: KeyContext = (
         platform_tag(),
         [

@@ -43,7 +43,10 @@ class Early:
         # not wait for it). The stat cache needs no rule either: unchanged files get their
         # digests there too.
         self._pending: _core.PendingScan | None = _core.Snapshot.start_scan(
-            root, [layout.STATE_DIR], os.path.join(state_dir, layout.STAT_CACHE)
+            root,
+            [layout.STATE_DIR],
+            os.path.join(state_dir, layout.STAT_CACHE),
+            os.path.join(state_dir, layout.TRACKED_CACHE),
         )
         self._snapshot: _core.Snapshot | OSError | None = None
         # Set by the fast path (quick.py) when it keyed the run's plan and then left the run

@@ -93,6 +93,8 @@ class Runner:
         self.snapshot = snapshot
         self.fingerprints = fingerprints
         self.store = store
+        # Kept when caching turns off mid-run: saves handed over before still need finishing.
+        self._saving_store = store
         self.console = console
         self.force = force
         self._procs: set[subprocess.Popen[bytes]] = set()
@@ -102,6 +104,10 @@ class Runner:
         # Steps whose local entry the bulk pass already found unusable (refused, or a blob
         # gone): they run without asking the cache again, as they would have before.
         self._uncached: set[str] = set()
+        self._absent: set[str] = set()  # keys the bulk lookup did not find
+        self._envs: dict[
+            tuple[str, tuple[str, ...], tuple[str, ...]], tuple[dict[str, str], list[str]]
+        ] = {}
         # What each finished step gives its dependents' keys, as it turned out in this run
         # (see `_core.action_keys`): None when unknown (it ran and was not cached). Written by
         # the step's own worker before its dependents start.
@@ -114,6 +120,7 @@ class Runner:
             results = self._settle_in_bulk(actions)
             self._schedule(actions, results, jobs)
         finally:
+            self._finish_saves()
             # Losing these records costs one re-hash of the outputs next run, no more.
             try:
                 self.output_stats.save()
@@ -154,6 +161,7 @@ class Runner:
             for (label, _, _), entry in zip(cacheable, self._entries_of(store, keys), strict=True)
             if entry is not None
         }
+        self._absent = set(keys).difference(entry.key for entry in found.values())
         # Wave: settled after its dependencies' (the order the scheduler would keep). Actions
         # come in dependency order; one whose dependency is not settled here is not either.
         # A step is keyed by what its dependencies produced: one whose dependency's entry is
@@ -327,6 +335,9 @@ class Runner:
             and cache
             and not self.force
             and action.label not in self._uncached
+            # Looked up moments ago in bulk, not there: asking again is a miss (or, should a run
+            # elsewhere have saved it since, a miss that costs one run of the command).
+            and (key not in self._absent or self.remote is not None)
         ):
             hit = self._from_cache(self.store, action, key, started)
             if hit is not None:
@@ -337,8 +348,7 @@ class Runner:
             # command private copies, or rewriting one in place would rewrite the blob.
             self.store.unshare_outputs(str(self.workspace.root), rule.package, outputs)
         self.console.started(action.label, rule.cmd)
-        mode = env_mode(rule.env_mode, os.environ)
-        env, withheld = command_env(mode, rule.env, rule.pass_env, os.environ)
+        env, withheld = self._command_env(rule.env_mode, rule.env, rule.pass_env)
         exit_code, log = self._spawn(action, package_dir, env)
         duration_ms = int((time.monotonic() - started) * 1000)
         if exit_code != 0:
@@ -387,6 +397,9 @@ class Runner:
                     log,
                     exit_code,
                     duration_ms,
+                    # Made durable on the store's threads while the next steps run (see
+                    # `_finish_saves`); an upload needs the entry in place first.
+                    deferred=self.remote is None,
                 )
                 self._share(key)  # never raises: the upload runs in the background
             except OSError as err:
@@ -395,6 +408,18 @@ class Runner:
                 raise OnceError(f"{action.label}: not cached: {err}") from None
         self._produced[action.label] = self._result(action.label, saved)
         return Result(action.label, "ran", time.monotonic() - started)
+
+    def _command_env(
+        self, configured_mode: str, env: tuple[str, ...], pass_env: tuple[str, ...]
+    ) -> tuple[dict[str, str], list[str]]:
+        """`command_env` for a rule, worked out once per run for each set of declarations:
+        matching every variable against every pattern per step cost more than its `sh`."""
+        declared = (configured_mode, env, pass_env)
+        known = self._envs.get(declared)
+        if known is None:
+            mode = env_mode(configured_mode, os.environ)
+            known = self._envs[declared] = command_env(mode, env, pass_env, os.environ)
+        return known
 
     def _unknown(self, action: Action) -> str:
         """The first dependency of `action` whose result is unknown in this run."""
@@ -472,19 +497,26 @@ class Runner:
         # Imported here: a run of cache hits starts no command (~3 ms of start-up).
         import subprocess  # noqa: PLC0415
 
+        if self._stopping:
+            return INTERRUPTED, b""
+        # Started outside the lock, so that steps start in parallel (a start is a fork and an
+        # exec: holding the lock through it made the other step threads wait, py-spy).
+        proc = subprocess.Popen(
+            ["sh", "-c", action.rule.cmd],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so an interrupt can stop the command and its children
+        )
         with self._procs_lock:
-            if self._stopping:
-                return INTERRUPTED, b""
-            proc = subprocess.Popen(
-                ["sh", "-c", action.rule.cmd],
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # so an interrupt can stop the command and its children
-            )
             self._procs.add(proc)
+            stopping = self._stopping
+        if stopping:
+            # Started as `interrupt` ran, after it listed the commands to stop: stopped here.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         log = bytearray()
         try:
             assert proc.stdout is not None  # noqa: S101 - guaranteed by stdout=PIPE
@@ -498,6 +530,16 @@ class Runner:
                 proc.stdout.close()
             with self._procs_lock:
                 self._procs.discard(proc)
+
+    def _finish_saves(self) -> None:
+        """Wait until every save of this run is durable and its entry in place: the run's end
+        (collection, history, the summary) and the next run count on them."""
+        if self._saving_store is None:
+            return
+        try:
+            self._saving_store.finish_saves()
+        except OSError as err:
+            self._warn_cache_off(err)
 
     def _warn_cache_off(self, err: OSError) -> None:
         if not self._cache_warned:

@@ -16,6 +16,7 @@ pub mod select;
 pub mod snapshot;
 pub mod statcache;
 pub mod store;
+pub mod tracked;
 pub mod usage_ledger;
 pub mod walk;
 

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::directory::{Directory, Entry, Kind, Listing, NameArg};
 use crate::error::IoContext;
 use crate::ignore_file::{IgnoreFile, Verdict};
+use crate::tracked::Tracked;
 use crate::{Error, Result};
 
 /// The per-folder ignore file of `once` itself, with the syntax of `.gitignore`.
@@ -121,6 +122,10 @@ pub struct FolderLink {
 /// on the way to it (the folder holding the link, an ancestor of it, or an ancestor of a
 /// folder holding a link followed on the way): that is a cycle, and the files there are
 /// reached by another path. Nor is a link into `.git` or a skipped folder followed.
+///
+/// A file git tracks is never ignored by `.gitignore` or `.git/info/exclude` (as git never
+/// treats it as ignored), also below an ignored folder, which is then entered for its tracked
+/// files only; `.onceignore` still leaves it out.
 pub fn walk_workspace(root: &Path, skip_dirs: &[String]) -> Result<Vec<WalkedFile>> {
     walk_workspace_links(root, skip_dirs).map(|(files, _)| files)
 }
@@ -130,7 +135,17 @@ pub fn walk_workspace_links(
     root: &Path,
     skip_dirs: &[String],
 ) -> Result<(Vec<WalkedFile>, Vec<FolderLink>)> {
-    let walker = workspace_walker(root, skip_dirs);
+    let tracked = Tracked::find(root, None).map(Arc::new);
+    walk_workspace_tracked(root, skip_dirs, tracked)
+}
+
+/// `walk_workspace_links`, with what is known of git's index (`None`: no repository).
+pub fn walk_workspace_tracked(
+    root: &Path,
+    skip_dirs: &[String],
+    tracked: Option<Arc<Tracked>>,
+) -> Result<(Vec<WalkedFile>, Vec<FolderLink>)> {
+    let walker = workspace_walker(root, skip_dirs, tracked);
     let files = walker.run(root)?;
     let links = walker
         .rules
@@ -152,12 +167,24 @@ pub fn walk_workspace_below(
     below: &str,
     skip_dirs: &[String],
 ) -> Result<Vec<WalkedFile>> {
-    workspace_walker(root, skip_dirs).run_below(root, below)
+    let tracked = Tracked::find(root, None).map(Arc::new);
+    walk_workspace_below_tracked(root, below, skip_dirs, tracked)
+}
+
+/// `walk_workspace_below`, with what is known of git's index (`None`: no repository).
+pub fn walk_workspace_below_tracked(
+    root: &Path,
+    below: &str,
+    skip_dirs: &[String],
+    tracked: Option<Arc<Tracked>>,
+) -> Result<Vec<WalkedFile>> {
+    workspace_walker(root, skip_dirs, tracked).run_below(root, below)
 }
 
 fn workspace_walker(
     root: &Path,
     skip_dirs: &[String],
+    tracked: Option<Arc<Tracked>>,
 ) -> Walker<impl Fn(Found<'_>) -> Result<Option<WalkedFile>> + Sync> {
     let skip = skip_dirs
         .iter()
@@ -176,6 +203,7 @@ fn workspace_walker(
             root: root.to_path_buf(),
             root_real: OnceLock::new(),
             followed: Mutex::new(Vec::new()),
+            tracked,
         }),
         visit: |found: Found<'_>| {
             // A symlink is followed for its target's stat (a link to a folder reaches here
@@ -239,6 +267,8 @@ struct WorkspaceRules {
     /// without one never pays for it); `None` when it cannot be resolved.
     root_real: OnceLock<Option<PathBuf>>,
     followed: Mutex<Vec<FolderLink>>,
+    /// The git index of the work tree holding the root: its tracked files are not ignored.
+    tracked: Option<Arc<Tracked>>,
 }
 
 /// The folder links followed on the way down to a folder, newest first.
@@ -367,7 +397,7 @@ where
     fn run(&self, root: &Path) -> Result<Vec<T>> {
         let dir = Directory::open(root.to_path_buf(), true)
             .map_err(|(path, source)| Error::Io { path, source })?;
-        let runs = self.walk_dir(dir, &[], None, None)?;
+        let runs = self.walk_dir(dir, &[], None, None, None)?;
         Ok(concatenated(runs))
     }
 
@@ -380,6 +410,7 @@ where
         let mut rel: Vec<u8> = Vec::new();
         let mut ignores = None;
         let mut chain = None;
+        let mut forced = None;
         for part in below
             .split('/')
             .filter(|part| !part.is_empty() && *part != ".")
@@ -388,20 +419,29 @@ where
             if self.rules.is_some() {
                 ignores = IgnoreRules::for_folder(&dir, &listing, &rel, ignores);
             }
-            let kept = self.keep(&dir, &listing, &rel, ignores.as_deref(), chain.as_ref());
+            let kept = self.keep(
+                &dir,
+                &listing,
+                &rel,
+                ignores.as_deref(),
+                chain.as_ref(),
+                forced.as_ref(),
+            );
             let mut child = rel.clone();
             if !child.is_empty() {
                 child.push(b'/');
             }
             child.extend_from_slice(part.as_bytes());
-            let Some((path, _, below)) =
-                kept.folders.into_iter().find(|(_, kept, _)| *kept == child)
-            else {
+            let Some(folder) = kept.folders.into_iter().find(|folder| folder.rel == child) else {
                 return Ok(Vec::new()); // a file, an ignored or skipped folder
             };
+            let Folder {
+                path, below, only, ..
+            } = folder;
             if below.is_some() {
                 chain = below;
             }
+            forced = only;
             dir = match Directory::open(path, false) {
                 Ok(sub) => sub,
                 Err((_, err))
@@ -416,16 +456,19 @@ where
             };
             rel = child;
         }
-        let runs = self.walk_dir(dir, &rel, ignores, chain.as_ref())?;
+        let runs = self.walk_dir(dir, &rel, ignores, chain.as_ref(), forced.as_ref())?;
         Ok(concatenated(runs))
     }
 
+    /// Walk the folder `dir` at `rel`; `only`, below an ignored folder holding tracked files,
+    /// is the tracked paths there: nothing else below it is walked.
     fn walk_dir(
         &self,
         dir: Directory,
         rel: &[u8],
         ignores: Option<Arc<IgnoreRules>>,
         chain: Option<&Arc<LinkChain>>,
+        only: Option<&Arc<[String]>>,
     ) -> Result<Runs<T>> {
         let mut listing = dir.list().at(dir.path())?;
         let ignores = match &self.rules {
@@ -437,7 +480,7 @@ where
             files,
             folders,
             order,
-        } = self.keep(&dir, &listing, rel, ignores.as_deref(), chain);
+        } = self.keep(&dir, &listing, rel, ignores.as_deref(), chain, only);
         let (no_files, no_folders) = (files.is_empty(), folders.is_empty());
         // One result per file and per folder, collected in order: an indexed collect fills
         // one buffer of the right size (collecting into `Result<Vec<_>>` grows one), and the
@@ -463,8 +506,14 @@ where
                     .collect()
             }
         };
-        let walk_folder = |(path, rel, below): Folder| match Directory::open(path, false) {
-            Ok(sub) => self.walk_dir(sub, &rel, ignores.clone(), below.as_ref().or(chain)),
+        let walk_folder = |folder: Folder| match Directory::open(folder.path, false) {
+            Ok(sub) => self.walk_dir(
+                sub,
+                &folder.rel,
+                ignores.clone(),
+                folder.below.as_ref().or(chain),
+                folder.only.as_ref(),
+            ),
             // Deleted (or replaced by a file) since the listing: nothing below it.
             Err((_, err))
                 if matches!(
@@ -496,6 +545,8 @@ where
 
     /// The entries of `listing` (sorted) that the walk keeps: files to visit and folders to
     /// descend, each with its path below the root, and per kept entry whether it is a folder.
+    /// `only`: see `walk_dir`.
+    #[allow(clippy::too_many_lines)] // one pass over the entries, each rule in order
     fn keep(
         &self,
         dir: &Directory,
@@ -503,6 +554,7 @@ where
         rel: &[u8],
         ignores: Option<&IgnoreRules>,
         chain: Option<&Arc<LinkChain>>,
+        only: Option<&Arc<[String]>>,
     ) -> Kept {
         let mut kept = Kept {
             files: Vec::with_capacity(listing.entries().len()),
@@ -527,26 +579,61 @@ where
             // Only the workspace walk follows links to folders, and it stats only symlinks
             // for it: a tree without any pays nothing.
             let mut linked = None;
+            // Below an ignored folder, or for an ignored entry git tracks (or holding tracked
+            // files): the tracked paths at or below it, the only ones kept there.
+            let mut tracked_only = None;
             if let Some(rules) = &self.rules {
-                if entry.kind == Kind::Symlink {
+                if rules.skip.contains(&child) {
+                    continue;
+                }
+                if entry.kind == Kind::Symlink && only.is_none() {
                     let link = dir.child_path(listing.name_arg(entry));
                     linked = rules.folder_link(&link, rel, &child, chain);
                 }
                 let is_dir = entry.kind == Kind::Dir || linked.is_some();
-                if rules.skip.contains(&child) || is_ignored(ignores, &child, is_dir) {
+                let verdict = is_ignored(ignores, &child, is_dir);
+                if verdict == Ignored::ByOnce {
                     continue;
+                }
+                if let Some(only) = only {
+                    if !holds(only, &child) {
+                        continue;
+                    }
+                    tracked_only = Some(only.clone());
+                } else if verdict == Ignored::ByGit {
+                    let found = match (&rules.tracked, std::str::from_utf8(&child)) {
+                        (Some(tracked), Ok(path)) => tracked.at_or_below(path),
+                        _ => continue,
+                    };
+                    if found.is_empty() {
+                        continue;
+                    }
+                    tracked_only = Some(found);
+                }
+                if tracked_only.is_some() {
+                    // A tracked symlink is the link itself to git: not followed as a folder.
+                    linked = None;
                 }
             }
             if let (Some((link, below)), Some(rules)) = (linked, &self.rules) {
                 kept.order.push(true);
-                kept.folders.push((link.target.clone(), child, Some(below)));
+                kept.folders.push(Folder {
+                    path: link.target.clone(),
+                    rel: child,
+                    below: Some(below),
+                    only: None,
+                });
                 if let Ok(mut followed) = rules.followed.lock() {
                     followed.push(link);
                 }
             } else if entry.kind == Kind::Dir {
                 kept.order.push(true);
-                kept.folders
-                    .push((dir.child_path(listing.name_arg(entry)), child, None));
+                kept.folders.push(Folder {
+                    path: dir.child_path(listing.name_arg(entry)),
+                    rel: child,
+                    below: None,
+                    only: tracked_only,
+                });
             } else {
                 kept.order.push(false);
                 kept.files.push((*entry, child));
@@ -564,9 +651,27 @@ fn concatenated<T>(runs: Runs<T>) -> Vec<T> {
     items
 }
 
-/// A folder to descend: where to open it, its path below the root, and the links followed on
-/// the way to it when it is reached through a new one (else those of its parent).
-type Folder = (PathBuf, Vec<u8>, Option<Arc<LinkChain>>);
+/// A folder to descend.
+struct Folder {
+    /// Where to open it.
+    path: PathBuf,
+    /// Its path below the root.
+    rel: Vec<u8>,
+    /// The links followed on the way to it when it is reached through a new one (else those
+    /// of its parent).
+    below: Option<Arc<LinkChain>>,
+    /// For an ignored folder holding tracked files: those files, the only ones walked there.
+    only: Option<Arc<[String]>>,
+}
+
+/// Whether `child` is one of the sorted paths `only`, or a folder holding one of them.
+fn holds(only: &[String], child: &[u8]) -> bool {
+    let start = only.partition_point(|path| path.as_bytes() < child);
+    only[start..]
+        .iter()
+        .take_while(|path| path.as_bytes().starts_with(child))
+        .any(|path| path.len() == child.len() || path.as_bytes()[child.len()] == b'/')
+}
 
 /// A folder's entries that the walk keeps (see `Walker::keep`).
 struct Kept {
@@ -664,7 +769,7 @@ impl IgnoreRules {
 /// nearest folder whose file says anything about the path decides (a `!pattern` there
 /// re-includes it); `.onceignore` overrides `.gitignore`, which overrides `.git/info/exclude`.
 /// Unlike git, a `.gitignore` above a nested repository still applies inside it.
-fn is_ignored(rules: Option<&IgnoreRules>, path: &[u8], is_dir: bool) -> bool {
+fn is_ignored(rules: Option<&IgnoreRules>, path: &[u8], is_dir: bool) -> Ignored {
     let (mut once, mut git, mut exclude) = (None, None, None);
     let mut next = rules;
     while let Some(rules) = next {
@@ -681,7 +786,21 @@ fn is_ignored(rules: Option<&IgnoreRules>, path: &[u8], is_dir: bool) -> bool {
         }
         next = rules.parent.as_deref();
     }
-    once.or(git).or(exclude) == Some(Verdict::Ignore)
+    match once {
+        Some(Verdict::Ignore) => Ignored::ByOnce,
+        None if git.or(exclude) == Some(Verdict::Ignore) => Ignored::ByGit,
+        // A `!pattern` in `.onceignore` keeps what git's files leave out.
+        _ => Ignored::No,
+    }
+}
+
+/// Which ignore file leaves a path out, if any: git's (which a tracked file overrides) or
+/// once's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ignored {
+    No,
+    ByGit,
+    ByOnce,
 }
 
 /// The git folder whose `info/exclude` applies in `folder`, which has a `.git` entry: that

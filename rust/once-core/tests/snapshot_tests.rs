@@ -28,6 +28,7 @@ fn listing(rels: &[&str]) -> Snapshot {
         links: Vec::new(),
         primed: None,
         stat_cache_unsaved: None,
+        tracked: None,
     }
 }
 
@@ -763,4 +764,76 @@ fn changed_since_scan_checks_workspace_inputs_by_their_stat() {
     assert_eq!(changed(&snapshot), Vec::<String>::new());
     fs::write(root.join("tsconfig.base.json"), "{\"strict\": true}").unwrap();
     assert_eq!(changed(&snapshot), ["tsconfig.base.json"]);
+}
+
+/// Inputs named one by one (no glob) are checked by their stat alone, and find the same
+/// changes the walk finds: an edit, a removal, a named file the command created, a named
+/// folder's files; never an ignored or excluded file, nor one that stayed as it was.
+#[test]
+fn changed_since_scan_of_named_inputs_finds_what_a_walk_finds() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    write(root, "pkg/.gitignore", "ignored.txt\n");
+    for rel in ["pkg/a.txt", "pkg/b.txt", "pkg/conf/x.json", "shared.txt"] {
+        write(root, rel, "before");
+    }
+    let include: Vec<String> = [
+        "a.txt",
+        "./b.txt",
+        "made.txt",
+        "conf",
+        "ignored.txt",
+        "//shared.txt",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let exclude = vec!["b.txt".to_owned()];
+    let snapshot = Snapshot::scan(root, &[]).unwrap();
+    let set = snapshot.select("pkg", &include, &exclude).unwrap();
+    let changed = || {
+        snapshot
+            .changed_since_scan(&set, "pkg", &include, &exclude, &[])
+            .unwrap()
+    };
+    assert_eq!(changed(), Vec::<String>::new());
+    write(root, "pkg/ignored.txt", "ignored: no input");
+    write(root, "pkg/b.txt", "excluded: no input");
+    write(root, "pkg/other.txt", "not named");
+    assert_eq!(changed(), Vec::<String>::new());
+    write(root, "pkg/a.txt", "edited, longer");
+    write(root, "shared.txt", "edited, longer");
+    assert_eq!(changed(), ["pkg/a.txt", "shared.txt"]);
+    write(root, "pkg/made.txt", "created by the command");
+    fs::remove_file(root.join("pkg/conf/x.json")).unwrap();
+    assert_eq!(
+        changed(),
+        ["pkg/a.txt", "pkg/conf/x.json", "pkg/made.txt", "shared.txt"]
+    );
+}
+
+/// Named inputs that all stay files, or stay absent: the stat alone decides.
+#[test]
+fn changed_since_scan_of_named_inputs_by_their_stat() {
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path();
+    for rel in ["pkg/a.txt", "pkg/b.txt", "shared.txt"] {
+        write(root, rel, "before");
+    }
+    let include: Vec<String> = ["a.txt", "b.txt", "missing.txt", "//shared.txt"]
+        .map(str::to_owned)
+        .to_vec();
+    let snapshot = Snapshot::scan(root, &[]).unwrap();
+    let set = snapshot.select("pkg", &include, &[]).unwrap();
+    let changed = || {
+        snapshot
+            .changed_since_scan(&set, "pkg", &include, &[], &[])
+            .unwrap()
+    };
+    assert_eq!(changed(), Vec::<String>::new());
+    write(root, "pkg/a.txt", "edited, longer");
+    assert_eq!(changed(), ["pkg/a.txt"]);
+    fs::remove_file(root.join("shared.txt")).unwrap();
+    fs::remove_file(root.join("pkg/b.txt")).unwrap();
+    fs::create_dir(root.join("pkg/b.txt")).unwrap();
+    assert_eq!(changed(), ["pkg/a.txt", "pkg/b.txt", "shared.txt"]);
 }

@@ -594,3 +594,56 @@ fn leftovers_of_a_killed_writer_are_invisible() {
     assert_eq!(fx.store.lookup(&key), Some(entry));
     assert_eq!(fx.store.read_blob(&digest).unwrap(), b"alpha");
 }
+
+/// Deferred saves, many at once from several threads: once `finish_saves` returns, each entry
+/// is in place, equal to what its save returned, with every blob it names; no temporary file
+/// is left; and a clone of the store waits for the same saves.
+#[test]
+fn deferred_saves_are_all_in_place_after_finish_saves() {
+    let fx = Fixture::new();
+    let keys: Vec<String> = (0..200).map(|n| format!("{n:064x}")).collect();
+    let clone = fx.store.clone();
+    let saved: Vec<ActionEntry> = std::thread::scope(|scope| {
+        let halves: Vec<_> = keys
+            .chunks(100)
+            .map(|chunk| {
+                let fx = &fx;
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|key| {
+                            fx.store
+                                .save_deferred(
+                                    key,
+                                    &fx.ws,
+                                    "app",
+                                    &Fixture::outputs(),
+                                    key.as_bytes(),
+                                    0,
+                                    1,
+                                )
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        halves
+            .into_iter()
+            .flat_map(|half| half.join().unwrap())
+            .collect()
+    });
+    assert!(clone.finish_saves().is_empty());
+    for entry in &saved {
+        assert_eq!(fx.store.lookup(&entry.key).as_ref(), Some(entry));
+        assert_eq!(
+            fx.store.read_blob(&entry.log).unwrap(),
+            entry.key.as_bytes()
+        );
+    }
+    let temps: Vec<String> = tree(fx.store.root())
+        .into_keys()
+        .filter(|path| path.contains(".tmp-"))
+        .collect();
+    assert_eq!(temps, Vec::<String>::new());
+}

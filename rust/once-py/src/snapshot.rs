@@ -83,11 +83,17 @@ impl PendingScan {
 impl Snapshot {
     /// `scan`, then `prime` with `stat_cache`, on a new thread; `wait` on the result.
     #[staticmethod]
-    #[pyo3(signature = (root, skip_dirs, stat_cache))]
-    fn start_scan(root: PathBuf, skip_dirs: Vec<String>, stat_cache: PathBuf) -> PendingScan {
+    #[pyo3(signature = (root, skip_dirs, stat_cache, tracked_cache=None))]
+    fn start_scan(
+        root: PathBuf,
+        skip_dirs: Vec<String>,
+        stat_cache: PathBuf,
+        tracked_cache: Option<PathBuf>,
+    ) -> PendingScan {
         let skipped = skip_dirs.clone();
         let thread = std::thread::spawn(move || {
-            let mut scanned = snapshot::Snapshot::scan(&root, &skipped)?;
+            let mut scanned =
+                snapshot::Snapshot::scan_tracked(&root, &skipped, tracked_cache.as_deref())?;
             scanned.prime(&stat_cache);
             Ok(scanned)
         });
@@ -97,11 +103,22 @@ impl Snapshot {
         }
     }
 
+    /// The walk; what it learns of git's index is kept in `tracked_cache`, when given.
     #[staticmethod]
-    #[pyo3(signature = (root, skip_dirs))]
-    fn scan(py: Python<'_>, root: PathBuf, skip_dirs: Vec<String>) -> PyResult<Snapshot> {
-        let scanned: CoreResult<snapshot::Snapshot> =
-            py.detach(|| Ok(snapshot::Snapshot::scan(&root, &skip_dirs)?));
+    #[pyo3(signature = (root, skip_dirs, tracked_cache=None))]
+    fn scan(
+        py: Python<'_>,
+        root: PathBuf,
+        skip_dirs: Vec<String>,
+        tracked_cache: Option<PathBuf>,
+    ) -> PyResult<Snapshot> {
+        let scanned: CoreResult<snapshot::Snapshot> = py.detach(|| {
+            Ok(snapshot::Snapshot::scan_tracked(
+                &root,
+                &skip_dirs,
+                tracked_cache.as_deref(),
+            )?)
+        });
         Ok(Snapshot {
             inner: RwLock::new(scanned?),
             skip_dirs,

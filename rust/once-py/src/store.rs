@@ -13,7 +13,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::errors::CoreResult;
+use crate::errors::{CoreError, CoreResult};
 
 #[pyclass(frozen, module = "once._core")]
 pub struct Store {
@@ -115,7 +115,7 @@ impl Store {
             .collect())
     }
 
-    #[pyo3(signature = (key, workspace, package, outputs, log, exit_code, duration_ms))]
+    #[pyo3(signature = (key, workspace, package, outputs, log, exit_code, duration_ms, deferred = false))]
     #[allow(clippy::too_many_arguments)]
     fn save(
         &self,
@@ -127,9 +127,16 @@ impl Store {
         log: &[u8],
         exit_code: i32,
         duration_ms: u64,
+        deferred: bool,
     ) -> PyResult<Entry> {
         let saved: CoreResult<ActionEntry> = py.detach(|| {
-            Ok(self.inner.save(
+            let save = if deferred {
+                store::Store::save_deferred
+            } else {
+                store::Store::save
+            };
+            Ok(save(
+                &self.inner,
                 key,
                 &workspace,
                 package,
@@ -140,6 +147,16 @@ impl Store {
             )?)
         });
         Ok(Entry { inner: saved? })
+    }
+
+    /// Wait for every deferred save; the first failure among them is raised (the others were
+    /// for the same store, and fail alike).
+    fn finish_saves(&self, py: Python<'_>) -> PyResult<()> {
+        let failures = py.detach(|| self.inner.finish_saves());
+        match failures.into_iter().next() {
+            Some(err) => Err(CoreError(err).into()),
+            None => Ok(()),
+        }
     }
 
     #[pyo3(signature = (entry, workspace, package, outputs, known = None))]

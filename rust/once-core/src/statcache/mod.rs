@@ -304,7 +304,9 @@ fn settled_before(timestamp_ns: i64, start_ns: i64) -> bool {
     timestamp_ns.saturating_add(margin) <= start_ns
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+/// A unique temporary name beside `path` (`NAME.PID.N.tmp`, which a later run removes when
+/// its process is gone).
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(

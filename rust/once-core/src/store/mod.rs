@@ -5,6 +5,7 @@
 //! settled in one parallel pass), `ingest` (what comes in from another store, written with the
 //! same protocol as a save), `envelope` (how an entry file and a shared entry are framed).
 
+mod commit;
 mod declared;
 pub mod envelope;
 mod hits;
@@ -29,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::directory::{is_symlink_refusal, mark_used_path, name_arg, open_no_follow, Directory};
 use crate::error::{Error, IoContext};
 use crate::hash::{hash_open_file, Digest};
-use crate::usage_ledger;
 use crate::Result;
+use commit::{Committer, Staged, StagedSave};
 use declared::Declared;
 use envelope::Signer;
 use outputs::{Found, FoundKind};
@@ -152,6 +153,8 @@ pub struct Store {
     identity: Option<FolderId>,
     /// `ac/` and `cas/` held open, when they could be opened.
     held: Option<Arc<HeldFolders>>,
+    /// Makes deferred saves durable (`save_deferred`), shared by every clone.
+    committer: Arc<Committer>,
 }
 
 /// The store's two folders held open for reads. Finding an entry or a blob then resolves two
@@ -190,6 +193,7 @@ impl Store {
             root: root.to_path_buf(),
             identity,
             held,
+            committer: Arc::default(),
         })
     }
     #[must_use]
@@ -197,19 +201,32 @@ impl Store {
         &self.root
     }
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
-        let digest = Digest(*blake3::hash(bytes).as_bytes());
-        let dest = self.blob_path(&digest);
-        if !self.holds(&digest, bytes.len() as u64) {
-            let parent = parent_of(&dest);
-            let (mut file, temp) = TempFile::create(parent)?;
-            file.write_all(bytes).at(&temp.path)?;
-            seal(&file, &temp.path, BLOB_MODE)?;
-            temp.persist(&dest)?;
-        }
+        let (digest, staged) = self.stage_bytes(bytes)?;
+        staged.map_or(Ok(()), Staged::commit)?;
         Ok(digest)
     }
     /// Copy a file into the store, hashing what is copied (so the name always matches the bytes).
     pub fn put_file(&self, path: &Path) -> Result<Digest> {
+        let (digest, staged) = self.stage_file(path)?;
+        staged.map_or(Ok(()), Staged::commit)?;
+        Ok(digest)
+    }
+    /// `bytes` written to a temporary file beside their blob, unless the store holds that blob
+    /// already (then `None`).
+    fn stage_bytes(&self, bytes: &[u8]) -> Result<(Digest, Option<Staged>)> {
+        let digest = Digest(*blake3::hash(bytes).as_bytes());
+        if self.holds(&digest, bytes.len() as u64) {
+            return Ok((digest, None));
+        }
+        let dest = self.blob_path(&digest);
+        let (mut file, temp) = TempFile::create(parent_of(&dest))?;
+        file.write_all(bytes).at(&temp.path)?;
+        set_file_mode(&file, BLOB_MODE).at(&temp.path)?;
+        Ok((digest, Some(Staged { temp, dest })))
+    }
+    /// The file at `path` copied (and hashed) to a temporary file in the store, unless the
+    /// store holds its blob already (then `None`).
+    fn stage_file(&self, path: &Path) -> Result<(Digest, Option<Staged>)> {
         let mut source = File::open(path).at(path)?;
         // The blob's folder is known only once the digest is, so the copy starts in `cas/`,
         // which is on the same file system as every `cas/xx/`, and is renamed from there.
@@ -218,15 +235,14 @@ impl Store {
             .metadata()
             .map_or(COPY_CHUNK as u64, |meta| meta.len());
         let (digest, copied) = copy_hashing((&mut source, path), (&mut file, &temp.path), size)?;
-        let dest = self.blob_path(&digest);
         if self.holds(&digest, copied) {
             // Same name, same bytes: the existing blob is as good; `temp` removes the copy.
-            return Ok(digest);
+            return Ok((digest, None));
         }
         // Absent, or not the bytes its name says (edited in place, say): replaced whole.
-        seal(&file, &temp.path, BLOB_MODE)?;
-        temp.persist(&dest)?;
-        Ok(digest)
+        set_file_mode(&file, BLOB_MODE).at(&temp.path)?;
+        let dest = self.blob_path(&digest);
+        Ok((digest, Some(Staged { temp, dest })))
     }
     #[must_use]
     pub fn contains(&self, digest: &Digest) -> bool {
@@ -340,11 +356,68 @@ impl Store {
         exit_code: i32,
         duration_ms: u64,
     ) -> Result<ActionEntry> {
+        let (entry, staged) = self.stage_save(
+            key,
+            workspace,
+            package,
+            outputs,
+            log,
+            exit_code,
+            duration_ms,
+        )?;
+        staged.commit()?;
+        Ok(entry)
+    }
+    /// `save`, returning once the outputs and the log are copied and hashed: flushing them and
+    /// writing the entry is left to the store's commit threads (see `commit.rs`), and the entry
+    /// becomes visible some moments later, after its blobs. `finish_saves` waits for them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn save_deferred(
+        &self,
+        key: &str,
+        workspace: &Path,
+        package: &str,
+        outputs: &[String],
+        log: &[u8],
+        exit_code: i32,
+        duration_ms: u64,
+    ) -> Result<ActionEntry> {
+        let (entry, staged) = self.stage_save(
+            key,
+            workspace,
+            package,
+            outputs,
+            log,
+            exit_code,
+            duration_ms,
+        )?;
+        self.committer.submit(staged)?;
+        Ok(entry)
+    }
+    /// Wait until every `save_deferred` of this store (and its clones) is durable and visible;
+    /// what failed since the last call (those saves left no entry: a miss next time).
+    #[must_use]
+    pub fn finish_saves(&self) -> Vec<Error> {
+        self.committer.finish()
+    }
+    /// Everything of a save but making it durable and visible: the outputs and the log
+    /// copied to temporary files and hashed, the entry written beside its final name.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_save(
+        &self,
+        key: &str,
+        workspace: &Path,
+        package: &str,
+        outputs: &[String],
+        log: &[u8],
+        exit_code: i32,
+        duration_ms: u64,
+    ) -> Result<(ActionEntry, StagedSave)> {
         let entry_path = self.entry_path(key).ok_or_else(|| bad_key(key))?;
         let declared = Declared::parse(package, outputs)?;
         // Held from the first blob to the entry: until the entry is written nothing names those
         // blobs, and a collection running in between would delete them as unreferenced.
-        let _writing = StoreLock::shared(&self.root)?;
+        let writing = StoreLock::shared(&self.root)?;
         let collected = self.collect(workspace, &declared)?;
         // Temporary files a killed `once` left among the outputs: never the command's, and
         // once stored, every restore would bring them back.
@@ -375,19 +448,27 @@ impl Store {
         // An entry that restore would refuse (say a symlink to an absolute path) must fail
         // here, loudly, rather than be cached and fail every later run.
         declared.validate(&manifest)?;
-        manifest
+        let mut blobs: Vec<Staged> = manifest
             .par_iter_mut()
             .zip(&found)
-            .try_for_each(|(output, (_, found))| -> Result<()> {
+            .map(|(output, (_, found))| -> Result<Option<Staged>> {
                 if let OutputKind::File { digest, .. } = &mut output.kind {
-                    *digest = self.put_file(&found.abs)?;
+                    let (hashed, staged) = self.stage_file(&found.abs)?;
+                    *digest = hashed;
+                    return Ok(staged);
                 }
-                Ok(())
-            })?;
+                Ok(None)
+            })
+            .collect::<Result<Vec<Option<Staged>>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        let (log_digest, log_blob) = self.stage_bytes(log)?;
+        blobs.extend(log_blob);
         let entry = ActionEntry {
             key: key.to_owned(),
             outputs: manifest,
-            log: self.put_bytes(log)?,
+            log: log_digest,
             exit_code,
             duration_ms,
             created_unix: SystemTime::now()
@@ -399,10 +480,6 @@ impl Store {
             message: err.to_string(),
         })?;
         let sealed = encode_entry(key, &json);
-        let (mut file, temp) = TempFile::create(parent_of(&entry_path))?;
-        file.write_all(&sealed).at(&temp.path)?;
-        seal(&file, &temp.path, ENTRY_MODE)?;
-        temp.persist(&entry_path)?;
         // Every blob it names, new or not (see usage_ledger.rs): the tally may only overcount.
         let outputs: u64 = found
             .iter()
@@ -411,8 +488,14 @@ impl Store {
                 FoundKind::Dir | FoundKind::Symlink(_) => 0,
             })
             .sum();
-        usage_ledger::add(&self.root, outputs + log.len() as u64 + sealed.len() as u64);
-        Ok(entry)
+        let staged = StagedSave {
+            lock: writing,
+            blobs,
+            root: self.root.clone(),
+            bytes: outputs + log.len() as u64 + sealed.len() as u64,
+            entry: (sealed, entry_path),
+        };
+        Ok((entry, staged))
     }
 
     pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
