@@ -349,11 +349,19 @@ class Store:
     def usage(self) -> StoreUsage:
         """Entries, blobs and temporary files with their bytes, by stat alone."""
     def gc(
-        self, max_bytes: int, protected_keys: list[str], *, wait: bool = True, sweep: bool = False
+        self,
+        max_bytes: int,
+        protected_keys: list[str],
+        *,
+        wait: bool = True,
+        sweep: bool = False,
+        count_later: bool = False,
     ) -> GcReport:
         """Delete stale temporary files; when over `max_bytes` (or with `sweep`), blobs no entry
         names, then least-recently-used entries until under it. Never evicts `protected_keys`.
-        `wait=False` returns at once with busy=True when another process is saving."""
+        `wait=False` returns at once with busy=True when another process is saving.
+        `count_later`: when the size tally is over an hour old but under the bound, count
+        nothing and report `count_due` (the caller collects off its path)."""
     def clear(self) -> StoreUsage:
         """Delete every entry, blob and temporary file, keeping the folders; returns what was."""
     def verify(self) -> VerifyReport:
@@ -425,6 +433,7 @@ class GcReport(TypedDict):
     freed_bytes: int
     bytes_before: int
     bytes_after: int
+    count_due: bool
 
 @type_check_only
 class VerifyReport(TypedDict):

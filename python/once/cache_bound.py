@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from once.cache_files import MAX_SIZE_ENV, parse_size, record_run
+from once.cache_files import CACHE_DIR_ENV, MAX_SIZE_ENV, parse_size, record_run
 from once.errors import UsageError
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
@@ -82,10 +82,12 @@ def finish_run(
     protected = sorted({fp.key for fp in runner.fingerprints.values() if fp.key is not None})
     try:
         # Not waiting: a busy store means another run is saving, and its end collects.
-        report = store.gc(max_bytes, protected, wait=False)
+        report = store.gc(max_bytes, protected, wait=False, count_later=True)
     except OSError as err:
         print(f"once: warning: could not collect the cache: {err}", file=sys.stderr)
         return
+    if report["count_due"]:
+        count_in_background(cache_dir)
     if report["evicted_entries"]:
         print(
             f"once: cache over its bound of {human_bytes(max_bytes)}: evicted the least recently "
@@ -93,6 +95,24 @@ def finish_run(
             f"{quantity(report['evicted_entries'], 'entry', 'entries')}, "
             f"freed {human_bytes(report['freed_bytes'])}",
             file=sys.stderr,
+        )
+
+
+def count_in_background(cache_dir: Path) -> None:
+    """Start `once cache gc` for `cache_dir` as a process of its own, and return at once. The
+    hourly full count stats every file of the store (seconds for a large one): done here it
+    made the run that happened to fall on the hour many times slower than the others. The
+    collection waits for any run saving meanwhile, and evicts only what is over the bound."""
+    import subprocess  # noqa: PLC0415 - only when a count is due
+
+    with contextlib.suppress(OSError):  # a count not started is due again next run
+        subprocess.Popen(
+            [sys.executable, "-m", "once", "cache", "gc"],
+            env={**os.environ, CACHE_DIR_ENV: str(cache_dir)},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not stopped by the terminal's Ctrl-C meant for a build
         )
 
 

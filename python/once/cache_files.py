@@ -24,10 +24,13 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _BEYOND_SIZES = float(1 << 64)
 
 
+CACHE_DIR_ENV = "ONCE_CACHE_DIR"
+
+
 def cache_folder(environ: Mapping[str, str] = os.environ) -> str:
     """`$ONCE_CACHE_DIR`, else `$XDG_CACHE_HOME/once`, else `~/.cache/once`."""
-    if environ.get("ONCE_CACHE_DIR"):
-        return environ["ONCE_CACHE_DIR"]
+    if environ.get(CACHE_DIR_ENV):
+        return environ[CACHE_DIR_ENV]
     xdg = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(xdg, "once")
 

@@ -53,6 +53,10 @@ pub struct GcOptions<'a> {
     /// Also delete blobs no entry names when the store is already under the bound (a manual
     /// `once cache gc`); the automatic one stops after the stat pass when under the bound.
     pub sweep: bool,
+    /// When the tally's hour is up but it still says the store is under the bound, count
+    /// nothing now and say a count is due (`GcReport::count_due`): the end of a run leaves it
+    /// to a collection off its path rather than stat every file of a large store itself.
+    pub count_later: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,6 +70,8 @@ pub struct GcReport {
     pub freed_bytes: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Nothing was counted: the tally is old and a full count is due (see `count_later`).
+    pub count_due: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -102,11 +108,17 @@ impl Store {
         };
         if !options.sweep {
             // The tally says under the bound: no need to stat every file to learn it.
-            if let Some(bytes) = usage_ledger::estimate(self.root()) {
+            let estimate = if options.count_later {
+                usage_ledger::estimate_aged(self.root())
+            } else {
+                usage_ledger::estimate(self.root()).map(|bytes| (bytes, false))
+            };
+            if let Some((bytes, count_due)) = estimate {
                 if bytes <= options.max_bytes {
                     return Ok(GcReport {
                         bytes_before: bytes,
                         bytes_after: bytes,
+                        count_due,
                         ..GcReport::default()
                     });
                 }

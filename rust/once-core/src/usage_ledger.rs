@@ -38,25 +38,45 @@ pub(crate) fn estimate(root: &Path) -> Option<u64> {
     )
 }
 
+/// The size a tally gives however old it is, with whether its hour is up; None when there is
+/// none or it is long or does not parse. For a collection that can leave the full count to
+/// later when the tally, even old, says the store is well under its bound.
+pub(crate) fn estimate_aged(root: &Path) -> Option<(u64, bool)> {
+    let text = fs::read_to_string(root.join(FILE)).ok()?;
+    let now = SystemTime::now();
+    if let Some(bytes) = parse(&text, now) {
+        return Some((bytes, false));
+    }
+    // Parsed as if counted just now: only the age differs from `parse`.
+    let (total, _) = tally(&text)?;
+    Some((total, true))
+}
+
 /// The size a tally's `text` gives at `now`; None as for `estimate`. Never panics on any text
 /// (fuzzed: `fuzz/`).
 #[must_use]
 pub fn parse(text: &str, now: SystemTime) -> Option<u64> {
+    let (total, at) = tally(text)?;
+    if now.duration_since(at).ok()? > RECOUNT_AFTER {
+        return None;
+    }
+    Some(total)
+}
+
+/// The total a tally's `text` adds up to, and when it was counted.
+fn tally(text: &str) -> Option<(u64, SystemTime)> {
     let mut lines = text.lines();
     let mut counted = lines.next()?.strip_prefix("counted ")?.split(' ');
     let mut total: u64 = counted.next()?.parse().ok()?;
     // Checked: a time past what `SystemTime` holds would panic the addition.
     let at = UNIX_EPOCH.checked_add(Duration::from_secs(counted.next()?.parse().ok()?))?;
-    if now.duration_since(at).ok()? > RECOUNT_AFTER {
-        return None;
-    }
     for (n, line) in lines.enumerate() {
         if n >= MOST_LINES {
             return None;
         }
         total = total.checked_add(line.strip_prefix('+')?.parse().ok()?)?;
     }
-    Some(total)
+    Some((total, at))
 }
 
 /// Add `bytes` to the tally, if there is one; best effort (a lost line is found by the next

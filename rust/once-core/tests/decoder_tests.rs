@@ -240,6 +240,7 @@ fn a_collection_reading_a_tally_from_beyond_time_counts_instead_of_panicking() {
             protected: &protected,
             wait: true,
             sweep: false,
+            count_later: false,
         })
         .unwrap();
     assert_eq!(report.bytes_after, 0);

@@ -61,6 +61,7 @@ impl Fixture {
                 protected: &protected,
                 wait: true,
                 sweep: false,
+                count_later: false,
             })
             .unwrap()
     }
@@ -194,6 +195,7 @@ fn gc_under_the_bound_changes_nothing_but_stale_leftovers() {
             protected: &HashSet::new(),
             wait: true,
             sweep: true,
+            count_later: false,
         })
         .unwrap();
     assert_eq!((report.evicted_entries, report.removed_blobs), (0, 1));
@@ -253,6 +255,7 @@ fn concurrent_saves_never_lose_blobs_to_a_collection() {
                         protected: &HashSet::new(),
                         wait: true,
                         sweep: true,
+                        count_later: false,
                     })
                     .unwrap();
                 assert!(!report.busy);
@@ -299,6 +302,7 @@ fn gc_gives_up_at_once_when_asked_not_to_wait_for_a_busy_store() {
             protected: &HashSet::new(),
             wait: false,
             sweep: false,
+            count_later: false,
         })
         .unwrap();
     assert!(report.busy);

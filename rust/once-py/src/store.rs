@@ -222,7 +222,7 @@ impl Store {
         usage_dict(py, &usage?)
     }
 
-    #[pyo3(signature = (max_bytes, protected_keys, *, wait = true, sweep = false))]
+    #[pyo3(signature = (max_bytes, protected_keys, *, wait = true, sweep = false, count_later = false))]
     fn gc<'py>(
         &self,
         py: Python<'py>,
@@ -230,6 +230,7 @@ impl Store {
         protected_keys: Vec<String>,
         wait: bool,
         sweep: bool,
+        count_later: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let protected: HashSet<String> = protected_keys.into_iter().collect();
         let report: CoreResult<GcReport> = py.detach(|| {
@@ -238,6 +239,7 @@ impl Store {
                 protected: &protected,
                 wait,
                 sweep,
+                count_later,
             })?)
         });
         let report = report?;
@@ -249,6 +251,7 @@ impl Store {
         dict.set_item("freed_bytes", report.freed_bytes)?;
         dict.set_item("bytes_before", report.bytes_before)?;
         dict.set_item("bytes_after", report.bytes_after)?;
+        dict.set_item("count_due", report.count_due)?;
         Ok(dict)
     }
 
