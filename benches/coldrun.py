@@ -166,6 +166,7 @@ def cold_rows(
                 f"≤ {TARGET_RATIO}x",
                 lambda _s, ratio: ratio is not None and ratio <= TARGET_RATIO,
                 paired=True,
+                per_file=False,  # steps of their own workspace, not the tree's files
             )
             for which, measured in named
         ]
@@ -179,6 +180,7 @@ def cold_rows(
                     "",
                     lambda _s, _r: True,
                     paired=True,
+                    per_file=False,
                 )
             )
     return rows
@@ -208,7 +210,7 @@ def main() -> None:
         before=args.before,
     )
     header = f"cold runs; medians of {args.repeat} pairs (a ratio: the median of its pairs)"
-    print_table(rows, header, markdown=args.markdown)
+    print_table(rows, header, 0, markdown=args.markdown)  # no tree: no cost per file
 
 
 if __name__ == "__main__":

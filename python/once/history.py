@@ -34,7 +34,10 @@ class History:
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self._dir = os.fspath(state_dir)
         self._lock = _thread.allocate_lock()  # threading's Lock, without importing threading
-        self._pending: dict[str, tuple[str, str]] = {}  # label -> (key, spec json)
+        # label -> (key, its spec's JSON when asked): each spec is made as it is written, one
+        # at a time. Made as recorded, a cold run of 1,000,000 files held every spec at once
+        # (every input's path and digest, ~200 MB) until the end of the run.
+        self._pending: dict[str, tuple[str, Callable[[], str]]] = {}
         self._keys: dict[str, str] = {}
         data = read_sealed(os.path.join(self._dir, LAST_KEYS))
         try:
@@ -63,10 +66,11 @@ class History:
 
     def record(self, label: str, key: str, spec_json: Callable[[], str]) -> None:
         """Remember `key` as `label`'s last; `spec_json` is called only when the key changed
-        (building it for every action cost most of a no-op run's keying)."""
+        (building it for every action cost most of a no-op run's keying), and then only by
+        `save`, as it writes that spec."""
         with self._lock:
             if self._keys.get(label) != key:
-                self._pending[label] = (key, spec_json())
+                self._pending[label] = (key, spec_json)
 
     def save(self) -> None:
         """Write the specs and keys recorded since loading; no-op when nothing changed. Best
@@ -84,7 +88,7 @@ class History:
             os.makedirs(specs, exist_ok=True)
             for label, (key, spec_json) in self._pending.items():
                 # Named by its key, which the spec is the makings of: written in place.
-                write_sealed_in_place(os.path.join(specs, f"{key}.json"), spec_json.encode())
+                write_sealed_in_place(os.path.join(specs, f"{key}.json"), spec_json().encode())
                 self._keys[label] = key
             self._pending.clear()
             write_sealed(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))

@@ -21,3 +21,23 @@ pub(crate) fn map(file: &File, offset: u64, len: u64) -> io::Result<Mmap> {
     // SAFETY: see above; `Mmap` only hands out `&[u8]`, and is unmapped when dropped.
     unsafe { MmapOptions::new().offset(offset).len(len).map(file) }
 }
+
+/// Drop this process's page-table entries for `map[offset..offset + len]`: the pages leave its
+/// resident set (they stay in the page cache), and a later read of them faults them in again.
+/// A hint: where it fails or is not supported, the pages simply stay counted.
+#[allow(unsafe_code)]
+pub(crate) fn release(map: &Mmap, offset: usize, len: usize) {
+    let len = len.min(map.len().saturating_sub(offset));
+    if len == 0 {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: the map is a read-only map of a file (see `map`), so there is nothing of this
+        // process's in the range to lose: `MADV_DONTNEED` on a file mapping only drops the
+        // mapping of its pages, and a read of the range afterwards maps the file's pages
+        // again, with the bytes the file holds, which by the contract above are the same.
+        let _ =
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+    }
+}

@@ -431,6 +431,55 @@ fn save_sorts_and_keeps_the_last_record_of_a_path() {
 
 /// The join a run makes: the walk's files in order against the recorded ones, with files
 /// added, removed and changed since, trusted exactly as `StatCache::lookup` trusts.
+/// A cache of several megabytes is written in chunks and read back through a map whose pages
+/// are given back as the checksum and the cursor pass them: every record still reads back,
+/// in a second pass over the same map too, and the file ends with the BLAKE3 of the rest.
+#[test]
+fn a_cache_of_many_windows_reads_back_whole_in_every_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statcache");
+    let start = 1_700_000_000 * SEC;
+    let files: Vec<(String, FileStat, Digest)> = (0..80_000u64)
+        .map(|i| {
+            let rel = format!("packages/g{:02}/pkg{:05}/src/f{i:06}.ts", i % 20, i / 100);
+            let t = start - 60 * SEC - i as i64;
+            (rel.clone(), stat(i, i, t, t), hash_bytes(rel.as_bytes()))
+        })
+        .collect();
+    StatCache::save(
+        &path,
+        start,
+        files
+            .iter()
+            .map(|(rel, stat, digest)| (rel.as_str(), stat, digest)),
+    )
+    .unwrap();
+    let bytes = fs::read(&path).unwrap();
+    assert!(
+        bytes.len() > 8 << 20,
+        "{} bytes: a few windows",
+        bytes.len()
+    );
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    assert_eq!(hash_bytes(body).0, sum);
+
+    let mut sorted: Vec<&(String, FileStat, Digest)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let cache = SortedStatCache::load(&path);
+    assert_eq!(cache.len(), files.len());
+    for pass in 0..2 {
+        let mut cursor = cache.cursor();
+        for (rel, stat, digest) in &sorted {
+            assert_eq!(
+                cursor.lookup(rel, stat),
+                Some(*digest),
+                "pass {pass}: {rel}"
+            );
+        }
+    }
+    assert_eq!(StatCache::load(&path).len(), files.len());
+}
+
 #[test]
 fn cursor_lookups_agree_with_the_map() {
     let dir = tempfile::tempdir().unwrap();

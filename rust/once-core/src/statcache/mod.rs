@@ -239,7 +239,6 @@ impl StatCache {
         {
             return Ok(());
         }
-        let bytes = encode(snapshot_start_ns, records);
         // A unique name in the same folder, so the rename cannot cross file systems and two
         // processes saving at once each replace the file whole; the last one wins.
         let temp = temp_path(path);
@@ -247,7 +246,7 @@ impl StatCache {
             .write(true)
             .create_new(true)
             .open(&temp)
-            .and_then(|mut file| file.write_all(&bytes))
+            .and_then(|mut file| encode(snapshot_start_ns, records, |chunk| file.write_all(chunk)))
             .at(&temp)
             .and_then(|()| fs::rename(&temp, path).at(path));
         if written.is_err() {
@@ -318,28 +317,39 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Encode `records` as a cache file, handing the bytes to `write` a chunk at a time: the file
+/// is never whole in memory (117 MB at 1,000,000 files, on top of the snapshot it is made from).
 fn encode<'a>(
     snapshot_start_ns: i64,
     records: impl Iterator<Item = (&'a str, &'a FileStat, &'a Digest)>,
-) -> Vec<u8> {
+    mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    /// Large enough for `update_rayon` to use every core on each chunk.
+    const CHUNK: usize = 4 << 20;
     let mut records: Vec<(&str, &FileStat, &Digest)> = records.collect();
     if !records.windows(2).all(|pair| pair[0].0 < pair[1].0) {
         records = last_per_path(records, |record| record.0.as_bytes());
     }
-    let paths: usize = records.iter().map(|(rel, _, _)| rel.len()).sum();
-    let mut out = Vec::with_capacity(
-        HEADER_LEN + records.len() * (4 + RECORD_FIXED_LEN) + paths + CHECKSUM_LEN,
-    );
+    let mut hasher = blake3::Hasher::new();
+    let mut out = Vec::with_capacity(CHUNK + (64 << 10));
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&snapshot_start_ns.to_le_bytes());
     out.extend_from_slice(&(records.len() as u64).to_le_bytes());
-    for (rel, stat, digest) in records {
+    let count = records.len();
+    for (n, (rel, stat, digest)) in records.into_iter().enumerate() {
         encode_record(&mut out, rel, stat, digest);
+        if out.len() >= CHUNK || n + 1 == count {
+            hasher.update_rayon(&out);
+            write(&out)?;
+            out.clear();
+        }
     }
-    let checksum = checksum(&out);
-    out.extend_from_slice(&checksum.0);
-    out
+    if !out.is_empty() {
+        hasher.update_rayon(&out); // the header of a cache without records
+        write(&out)?;
+    }
+    write(hasher.finalize().as_bytes())
 }
 
 /// `records` sorted by path, keeping of the records for one path the one given last.
@@ -397,6 +407,16 @@ impl FileBytes {
     }
 }
 
+impl FileBytes {
+    /// Give back this process's pages of `self[start..end]` (see `mapped::release`), when
+    /// mapped: read once, they need not stay counted in its resident set.
+    fn release(&self, start: usize, end: usize) {
+        if let FileBytes::Mapped(map) = self {
+            mapped::release(map, start, end.saturating_sub(start));
+        }
+    }
+}
+
 impl Default for FileBytes {
     fn default() -> FileBytes {
         FileBytes::Read(Vec::new())
@@ -432,6 +452,27 @@ fn checksum(body: &[u8]) -> Digest {
     }
     let mut hasher = blake3::Hasher::new();
     hasher.update_rayon(body);
+    Digest(*hasher.finalize().as_bytes())
+}
+
+/// How far a pass over a mapped cache file reads before giving back the pages behind it.
+/// Without it a 1,000,000-file cache (117 MB) stayed in the run's resident set, first the
+/// checksum's pass and then the cursor's, beside the snapshot it fills.
+const RELEASE_EVERY: usize = 2 << 20;
+
+/// `checksum` of `bytes[..len]`, a window at a time, each window's pages given back once hashed.
+fn checksum_releasing(bytes: &FileBytes, len: usize) -> Digest {
+    if !matches!(bytes, FileBytes::Mapped(_)) || len <= RELEASE_EVERY {
+        return checksum(&bytes[..len]);
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut start = 0;
+    while start < len {
+        let end = len.min(start + RELEASE_EVERY);
+        hasher.update_rayon(&bytes[start..end]);
+        bytes.release(start, end);
+        start = end;
+    }
     Digest(*hasher.finalize().as_bytes())
 }
 
@@ -529,11 +570,12 @@ impl SortedStatCache {
     /// walked by the cursor, which stops at the first that does not parse or is out of order.
     fn decode(bytes: FileBytes) -> Option<SortedStatCache> {
         let body_len = bytes.len().checked_sub(CHECKSUM_LEN)?;
-        let (body, stored) = bytes.split_at(body_len);
-        if body.len() < HEADER_LEN || checksum(body).0 != stored {
+        if body_len < HEADER_LEN || checksum_releasing(&bytes, body_len).0 != bytes[body_len..] {
             return None;
         }
-        let mut header = Reader { rest: body };
+        let mut header = Reader {
+            rest: &bytes[..body_len],
+        };
         if header.take(MAGIC.len())? != MAGIC || header.u32()? != FORMAT_VERSION {
             return None;
         }
@@ -574,6 +616,8 @@ impl SortedStatCache {
         };
         Cursor {
             rest: Reader { rest: records },
+            file: &self.bytes,
+            released: 0,
             remaining: self.count,
             previous: None,
             snapshot_start_ns: self.snapshot_start_ns,
@@ -586,6 +630,9 @@ impl SortedStatCache {
 /// Reads a `SortedStatCache`'s records in order, in place.
 pub struct Cursor<'a> {
     rest: Reader<'a>,
+    /// The file `rest` lies in, and the offset below which its pages were given back.
+    file: &'a FileBytes,
+    released: usize,
     remaining: u64,
     /// The path of the record read last: each must sort after it.
     previous: Option<&'a [u8]>,
@@ -662,6 +709,7 @@ impl<'a> Cursor<'a> {
             Some((path, _)) if self.previous.is_none_or(|previous| previous < path) => {
                 self.previous = Some(path);
                 self.remaining -= 1;
+                self.release_behind(path);
                 parsed
             }
             _ => {
@@ -673,6 +721,19 @@ impl<'a> Cursor<'a> {
 
     fn parse(&mut self) -> Option<(&'a [u8], Record)> {
         self.rest.record()
+    }
+
+    /// Give back the file's pages before `last` (the path of the record just read, which
+    /// `previous` keeps borrowing), a window at a time. Released pages read again (a journal
+    /// lookup does not) come back from the page cache unchanged: the file is only ever
+    /// replaced by a rename, never changed in place.
+    fn release_behind(&mut self, last: &[u8]) {
+        let offset = (last.as_ptr() as usize).saturating_sub(self.file.as_ptr() as usize);
+        if offset >= self.released + RELEASE_EVERY {
+            let page_start = offset - offset % 4096;
+            self.file.release(self.released, page_start);
+            self.released = page_start;
+        }
     }
 }
 
