@@ -16,12 +16,12 @@ import pytest
 from once import _core
 from once.api import Outcome
 from once.config import load_workspace
-from once.console import Console
-from once.fingerprint import plan
-from once.graph import all_targets, build_graph
 from once.layout import STATE_DIR
-from once.lock import ensure_state_dir
-from once.run import Runner
+from once.plan.graph import all_targets, build_graph
+from once.plan.keys import plan
+from once.run.scheduler import Runner
+from once.state.lock import ensure_state_dir
+from once.ui.console import Console
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from benches.monorepo import Monorepo, generate, make_rules_workspace

@@ -381,7 +381,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script of measurements reads b
         )
     )
     # The part of a no-op that no change to once's Python can win back: the interpreter's
-    # start, the extension's import and the walk against the stat cache (prelude.py). Where
+    # start, the extension's import and the walk against the stat cache (run/prelude.py). Where
     # this alone is near git status (small trees), the no-op's ratio is the interpreter's.
     floor, floor_git = measure_pair(
         [sys.executable, "-c", WALK_ONLY], ["git", "status", "--porcelain"], tree, env, repeat

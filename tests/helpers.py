@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from once import _core, prelude
+from once import _core
+from once.run import prelude
 
 ONCE = shutil.which("once") or str(Path(sys.executable).with_name("once"))
 
@@ -92,7 +93,7 @@ def once_traced(
             imported.add(line.rsplit("|", 1)[-1].strip())
         else:
             err.append(line)
-    assert "once.prelude" in imported, done.stderr  # importtime did list the imports
+    assert "once.run.prelude" in imported, done.stderr  # importtime did list the imports
     return Done(done.returncode, done.stdout, "".join(f"{line}\n" for line in err)), imported
 
 

@@ -9,9 +9,9 @@ import io
 import pytest
 from once.api import OutputLogs as LogMode
 from once.config import load_workspace
-from once.console import Console, Result
-from once.graph import build_graph, select_targets
-from once.session import execute
+from once.plan.graph import build_graph, select_targets
+from once.run.session import execute
+from once.ui.console import Console, Result
 
 from tests.helpers import Workspace, read_entry, write_entry
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from once.cache_files import parse_size
+from once.state.cache_files import parse_size
 
 from tests.helpers import Workspace, three_packages
 
@@ -184,8 +184,15 @@ def test_the_cli_loads_no_cache_machinery_until_a_cache_command_runs() -> None:
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split("'")
-    assert "once.cache_cli" in loaded
-    for heavy in ("once.run", "once.config", "once.graph", "once.fingerprint", "once.session"):
+    assert "once.cli.cache" in loaded
+    heavy_modules = (
+        "once.run.scheduler",
+        "once.config",
+        "once.plan.graph",
+        "once.plan.keys",
+        "once.run.session",
+    )
+    for heavy in heavy_modules:
         assert heavy not in loaded
 
 

@@ -101,15 +101,18 @@ def test_import_once_and_version_stay_cheap() -> None:
     assert eval(loaded) == [  # noqa: S307 - our own repr of a list of names
         "once",
         "once._core",
-        "once.cache_bound",
-        "once.cache_cli",
-        "once.cache_files",
         "once.cli",
-        "once.console",  # the log modes, a choice of `run --output-logs`
+        "once.cli.cache",
+        "once.cli.workspace",
         "once.errors",
-        "once.run_command",
-        "once.run_options",  # the one description of `run`'s options
+        "once.run",
+        "once.run.cache_bound",
+        "once.run.command",
+        "once.run.options",  # the one description of `run`'s options
+        "once.state",
+        "once.state.cache_files",
+        "once.ui",
+        "once.ui.console",  # the log modes, a choice of `run --output-logs`
         "once.value",
-        "once.workspace_cli",
     ]
     assert api_loaded == "True"

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from once import _core
-from once.affected import directly_affected
 from once.config import load_workspace
 from once.errors import ConfigError
+from once.plan.affected import directly_affected
 
 from tests.helpers import Workspace, write_tree
 

@@ -10,8 +10,9 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from once import _core, quick
+from once import _core
 from once.cli import cli
+from once.run import quick
 
 from tests.helpers import Workspace, prelude_started, three_packages
 
@@ -62,7 +63,7 @@ def test_same_size_output_rewrite_with_old_mtime_is_restored(ws: Workspace) -> N
 def test_the_fast_path_reads_no_file_contents(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """The same through quick.py, which answers a no-op once the run's plan is kept."""
+    """The same through run/quick.py, which answers a no-op once the run's plan is kept."""
     three_packages(ws)
     monkeypatch.setenv("ONCE_CACHE_DIR", str(ws.cache))
     monkeypatch.chdir(ws.root)

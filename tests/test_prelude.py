@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from once import _core, prelude
-from once.lock import LOCK_NAME
+from once import _core
+from once.run import prelude
+from once.state.lock import LOCK_NAME
 
 from tests.helpers import write_tree
 

@@ -11,9 +11,9 @@ import sys
 import termios
 from pathlib import Path
 
-from once.console import human_seconds
-from once.progress import LiveConsole
-from once.terminal import wants_live
+from once.ui.console import human_seconds
+from once.ui.progress import LiveConsole
+from once.ui.terminal import wants_live
 
 from tests.helpers import ONCE, Workspace, three_packages
 

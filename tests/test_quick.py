@@ -1,8 +1,8 @@
-"""The fast path of `once run TARGET...` (quick.py): a run whose steps are all local cache hits
+"""The fast path of `once run TARGET...` (run/quick.py): a run whose steps are all local cache hits
 is answered from the kept plan without loading the CLI, prints exactly what the full run
 prints, and leaves everything else to the full run: a changed config, a changed input, an
 option it does not take (with a remote cache: test_remote_noop.py). A plain run left to the full
-run does not load click either (run_command.py); one with an option does."""
+run does not load click either (run/command.py); one with an option does."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from once import _core, plans, quick
+from once import _core
 from once.api import OutputLogs as LogMode
 from once.cli import cli
-from once.run_options import RUN_OPTIONS, parse_plain
+from once.plan import steps as plans
+from once.run import quick
+from once.run.options import RUN_OPTIONS, parse_plain
 
 from tests.helpers import Done, Workspace, once_traced, prelude_started, three_packages
 
@@ -28,7 +30,7 @@ def once_main(
     """Run `once ARGS` (`python -m once`), and which path answered: "quick" (the fast path),
     "run" (the full run without click, `run_command`) or "cli" (click)."""
     done, imported = once_traced(ws, *args, env=env, cwd=cwd)
-    path = "cli" if "click" in imported else "run" if "once.run_command" in imported else "quick"
+    path = "cli" if "click" in imported else "run" if "once.run.command" in imported else "quick"
     return done, path
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from once import _core
+from once.config.model import RemoteSettings
 from once.errors import UsageError
-from once.model import RemoteSettings
-from once.remote_choice import DEFAULT_TIMEOUT, choose
+from once.run.remote_choice import DEFAULT_TIMEOUT, choose
 
 from tests.helpers import Workspace
 

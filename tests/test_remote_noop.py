@@ -19,8 +19,8 @@ from tests.test_quick import timeless
 
 
 def fast_path_answered(imported: set[str]) -> bool:
-    return "once.quick" in imported and not imported.intersection(
-        {*NOT_IN_A_NO_OP, "once.run_command"}
+    return "once.run.quick" in imported and not imported.intersection(
+        {*NOT_IN_A_NO_OP, "once.run.command"}
     )
 
 
@@ -76,7 +76,7 @@ def test_a_local_miss_with_a_kept_plan_still_fetches_from_the_remote(
     shutil.rmtree(ws.cache)  # every step now a local miss, and a hit on the server
     done, imported = once_traced(ws, "run", "build")
     assert done.code == 0, done.err
-    assert "once.remote" in imported
+    assert "once.run.remote" in imported
     assert "restored 3 entries" in done.err
     assert remote_warnings(done) == []
     assert ws.ran() == []

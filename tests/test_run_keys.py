@@ -1,4 +1,4 @@
-"""Kept run keys (run_keys.py): a run over an unchanged tree takes the keys its plan had last
+"""Kept run keys (state/run_keys.py): a run over an unchanged tree takes the keys its plan had last
 time without selecting or hashing anything, and any change a key depends on (a file's
 content, its name, its executable bit, a declared env variable) makes it key again."""
 
@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from once import _core, plans, quick, run_keys, session
+from once import _core
 from once.cli import cli
-from once.run import open_store
+from once.plan import steps as plans
+from once.run import quick, session
+from once.run.scheduler import open_store
+from once.state import run_keys
 
 from tests.helpers import Workspace, prelude_started, three_packages
 

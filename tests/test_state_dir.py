@@ -7,7 +7,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from once import _core, stamps
+from once import _core
+from once.state import stamps
 
 from tests.helpers import Workspace
 

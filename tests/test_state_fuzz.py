@@ -171,7 +171,7 @@ def test_damaged_state_never_breaks_a_run(which: str, how: tuple[str, Any], edit
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-        time.sleep(0.05)  # past the racy window: the first run keeps what it read (stamps.py)
+        time.sleep(0.05)  # past the racy window: the first run keeps what it read (state/stamps.py)
         for _ in range(3):  # the third takes the fast path: every state file is written by then
             once(root, cache, "run", "check")
         kept = state_files(root, cache, which)
@@ -202,7 +202,7 @@ def test_a_flipped_byte_in_a_kept_value_is_never_trusted(tmp_path: Path) -> None
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-        time.sleep(0.05)  # past the racy window: the first run keeps what it read (stamps.py)
+        time.sleep(0.05)  # past the racy window: the first run keeps what it read (state/stamps.py)
         for _ in range(3):
             once(root, cache, "run", "check")
         kept = root / ".once" / name

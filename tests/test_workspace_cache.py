@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from once import config, workspace_cache
+from once import config
+from once.config.model import Workspace
 from once.errors import ConfigError
-from once.model import Workspace
+from once.state import workspace_cache
 
 from tests.helpers import write_tree
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from once._core import __version__
 
 # Not `typing.TYPE_CHECKING`: importing typing costs ~10 ms on every start, before a run's
-# walk can begin (prelude.py); type checkers treat any constant of that name alike.
+# walk can begin (run/prelude.py); type checkers treat any constant of that name alike.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -59,7 +59,7 @@ _ERRORS = ("ConfigError", "OnceError", "UsageError")
 def __getattr__(name: str) -> Any:  # noqa: ANN401 - PEP 562 hook: the type is the attribute's
     """Load `once.api` (or `once.errors`) on first use of one of the public names."""
     if name in __all__:
-        import importlib  # noqa: PLC0415 - `import once` runs before every walk (prelude.py)
+        import importlib  # noqa: PLC0415 - `import once` runs before every walk (run/prelude.py)
 
         module = "once.errors" if name in _ERRORS else "once.api"
         return getattr(importlib.import_module(module), name)

@@ -2,7 +2,7 @@
 importing click (a tool's most common probe, and a command timed against b3sum), and starts a
 run's walk (`prelude`) before importing it. A plain `once run TARGET...` in a workspace that has
 run before never imports click: the fast path answers it, or `run_command` runs it. The rest is
-the click CLI in `cli.py`."""
+the click CLI in `cli/`."""
 
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ def main() -> None:
         else:
             _write_stdout(output)
             return
-    from once import prelude  # noqa: PLC0415
+    from once.run import prelude  # noqa: PLC0415
 
     early = prelude.start(argv)  # a run's lock and walk, while click and the rest import
     if early is not None:
-        from once import quick  # noqa: PLC0415
+        from once.run import quick  # noqa: PLC0415
 
         code = quick.run(early)  # every step a cache hit: answered without the CLI
         if code is not None:
@@ -41,7 +41,7 @@ def main() -> None:
         if plain is not None:  # a step to run: the full run, still without click
             from pathlib import Path  # noqa: PLC0415
 
-            from once.run_command import run_plain  # noqa: PLC0415
+            from once.run.command import run_plain  # noqa: PLC0415
 
             run_plain(early, Path(early.cwd), plain.targets, plain.output_logs, plain.jobs)
     from once.cli import main as cli_main  # noqa: PLC0415 - click loads only past this point

@@ -18,8 +18,8 @@ from typing import BinaryIO, Literal
 
 from once import _core
 from once.config import load_workspace
-from once.graph import Action, all_targets, build_graph, dependency_graph, select_targets
-from once.model import Workspace as _Config
+from once.config.model import Workspace as _Config
+from once.plan.graph import Action, all_targets, build_graph, dependency_graph, select_targets
 
 StrPath = str | os.PathLike[str]
 OutputLogs = Literal["full", "new-only", "errors-only", "none"]
@@ -143,8 +143,8 @@ class Workspace:
         hashes the inputs, trusting the workspace's stat cache; runs nothing. A step whose
         dependency declares outputs that the cache lacks has None: its key holds what that
         dependency produces, known once it ran."""
-        from once.fingerprint import plan  # noqa: PLC0415 - hashing machinery on demand
-        from once.run import open_store  # noqa: PLC0415
+        from once.plan.keys import plan  # noqa: PLC0415 - hashing machinery on demand
+        from once.run.scheduler import open_store  # noqa: PLC0415
 
         actions = self._actions(targets)
         fingerprints = plan(
@@ -171,9 +171,9 @@ class Workspace:
         check `RunReport.ok`.
         """
         # Imported here: `import once` must not load the scheduler, nor the store.
-        from once.cache_bound import run_cache_bound  # noqa: PLC0415
-        from once.console import Console, log_mode  # noqa: PLC0415
-        from once.session import execute  # noqa: PLC0415
+        from once.run.cache_bound import run_cache_bound  # noqa: PLC0415
+        from once.run.session import execute  # noqa: PLC0415
+        from once.ui.console import Console, log_mode  # noqa: PLC0415
 
         started = time.monotonic()
         actions = self._actions(targets)

@@ -31,7 +31,7 @@ def is_glob(pattern: str) -> bool:
 
 # An input starting with this names files from the workspace root, not the package folder.
 WORKSPACE_PREFIX = "//"
-# The remote cache's URL, when the environment names one (remote.py).
+# The remote cache's URL, when the environment names one (run/remote.py).
 REMOTE_URL_ENV = "ONCE_REMOTE"
 
 
@@ -54,5 +54,5 @@ def find_root(start: str, read: Callable[[str], str]) -> str | None:
 
 
 def _has_workspace_table(text: str) -> bool:
-    # A line-by-line look rather than a regex: `re` is not loaded this early (prelude.py).
+    # A line-by-line look rather than a regex: `re` is not loaded this early (run/prelude.py).
     return any(line.lstrip().startswith("[workspace]") for line in text.splitlines())

@@ -1,0 +1,359 @@
+"""The `once` command line. Imports only click up front: each command imports what it needs,
+so `once --version` stays as cheap as importing click."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from once.cli.cache import cache_group
+from once.cli.workspace import complete_targets, completion_command, graph_command, init_command
+from once.errors import EXIT_INTERRUPTED, EXIT_USAGE
+from once.run.cache_bound import run_cache_bound
+from once.run.command import exit_reporting_errors, fail, keep_plan, load, run_steps
+from once.run.options import RUN_OPTIONS
+
+# Where the prelude handed to `main` is kept for `run` (click's context meta is shared by
+# every command of one invocation).
+_EARLY = "once.early"
+
+
+def _version() -> str:
+    from once._core import __version__
+
+    return __version__
+
+
+def _print_version(ctx: click.Context) -> None:
+    click.echo(f"once {_version()}")
+    ctx.exit()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-C",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run as if once was started in DIR.",
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _, value: (
+        _print_version(ctx) if value and not ctx.resilient_parsing else None
+    ),
+    help="Show the version and exit.",
+)
+@click.pass_context
+def cli(ctx: click.Context, directory: Path | None) -> None:
+    """once runs every build step once: it restores outputs and replays logs of steps whose
+    inputs it has seen before."""
+    # `main` hands in the prelude of a run (its lock and walk), for `run` to claim.
+    ctx.meta[_EARLY] = ctx.obj
+    if directory is not None:
+        if not directory.is_dir():
+            raise click.BadParameter(f"{directory} is not a folder", param_hint="-C")
+        ctx.obj = directory.resolve()
+    else:
+        ctx.obj = Path.cwd()
+
+
+if TYPE_CHECKING:
+    from once.config.model import Workspace
+    from once.plan.graph import Action
+    from once.plan.keys import Plan
+    from once.run.prelude import Early
+
+
+def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Plan]:
+    """`run_command.load`, then key every action (by what the cache has of their
+    dependencies' outputs)."""
+    from once.plan.keys import plan
+    from once.run.scheduler import open_store
+
+    workspace, actions = load(cwd, targets)
+    store = open_store(quiet=True)
+    return workspace, actions, plan(workspace, actions, os.environ, store=store)
+
+
+def _run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`run`'s click options, made from their one description (`run_options.RUN_OPTIONS`)."""
+    for option in reversed(RUN_OPTIONS):
+        kind: click.ParamType[Any] | None = None
+        if option.choices is not None:
+            kind = click.Choice(option.choices)
+        elif option.minimum is not None:
+            kind = click.IntRange(min=option.minimum)
+        command = click.option(
+            *option.names,
+            option.dest,
+            is_flag=not option.takes_value,
+            type=kind,
+            default=option.default,
+            show_default=option.show_default,
+            metavar=option.metavar,
+            help=option.help,
+        )(command)
+    return command
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, shell_complete=complete_targets)
+@_run_options
+@click.pass_obj
+def run(
+    cwd: Path,
+    targets: tuple[str, ...],
+    jobs: int | None,
+    force: bool,
+    output_logs: str,
+    dry_run: bool,
+    as_json: bool,
+    link: str,
+    affected: bool,
+    since: str | None,
+    env_mode: str | None,
+    remote_read_only: bool,
+) -> None:
+    """Run TARGETS and everything they depend on, restoring from the cache what it has.
+
+    A target is a rule name (that rule in every package, or in the package you are in) or a
+    label such as //libs/core:build.
+
+    On a terminal a live line shows the steps done, running, cached and failed; in CI (CI
+    set) or when piped, each event is a plain line. Exit 0 when every step succeeded, 1 when
+    one failed (its dependents are skipped), 2 for bad usage or configuration."""
+    import time
+
+    from once.plan.keys import plan as plan_keys
+    from once.ui.console import log_mode
+
+    if as_json and not dry_run:
+        raise click.UsageError("--json needs --dry-run")
+    if env_mode is not None:
+        from once.plan.context import ENV_MODE_VAR
+
+        # Through the variable, which the keys, the commands and any once run inside read alike.
+        os.environ[ENV_MODE_VAR] = env_mode
+    if force:
+        from once.plan.context import ToolProbes
+
+        ToolProbes.reprobe = True  # a forced run trusts no kept probe output either
+    if not targets and not (affected or since):
+        raise click.UsageError("name a TARGET to run (a rule name or a label), or use --affected")
+    max_bytes = run_cache_bound()
+    early: Early | None = click.get_current_context().meta.get(_EARLY)
+    started = time.monotonic()
+    if affected or since:
+        # With --json, stdout is the JSON document alone; the headline goes to stderr.
+        workspace, actions = _load_affected(
+            cwd, list(targets), since, early=early, to_stderr=as_json
+        )
+        steps = None
+    else:
+        workspace, actions = load(cwd, list(targets))
+        steps = (
+            None
+            if dry_run or force or remote_read_only or link != "copy"
+            else keep_plan(cwd, targets, workspace, actions, early)
+        )
+    if dry_run:
+        from once.run.scheduler import open_store
+
+        keyed = plan_keys(workspace, actions, os.environ, store=open_store(quiet=True))
+        _print_dry_run(workspace, actions, keyed, as_json=as_json)
+        return
+    if not actions:
+        return
+    run_steps(
+        workspace,
+        actions,
+        output_logs=log_mode(output_logs),
+        started=started,
+        max_bytes=max_bytes,
+        steps=steps,
+        jobs=jobs,
+        force=force,
+        link=link,
+        remote_read_only=remote_read_only,
+        early=early,
+    )
+
+
+def _load_affected(
+    cwd: Path,
+    targets: list[str],
+    since: str | None,
+    *,
+    early: Early | None,
+    to_stderr: bool = False,
+) -> tuple[Workspace, list[Action]]:
+    """`run_command.load` for `--affected`: only the targets the changes since `since` reach."""
+    from once.config import load_workspace
+    from once.plan.affected import select_affected
+    from once.plan.graph import build_graph
+
+    workspace = load_workspace(cwd)
+    # The run's own walk, when its prelude walked this workspace.
+    walked = early.snapshot if early is not None and early.root == str(workspace.root) else None
+    changes, labels = select_affected(workspace, cwd, targets, since, walked)
+    count = len(changes.paths)
+    click.echo(
+        f"once: {count} changed file{'' if count == 1 else 's'} since {changes.base} "
+        f"({changes.commit[:12]}); {len(labels)} affected rule{'' if len(labels) == 1 else 's'}",
+        err=to_stderr,
+    )
+    return workspace, build_graph(workspace, labels)
+
+
+def _print_dry_run(
+    workspace: Workspace, actions: list[Action], plan: Plan, *, as_json: bool
+) -> None:
+    import json
+
+    from once.layout import STATE_DIR
+    from once.run.scheduler import open_store
+    from once.state.history import History
+    from once.ui.explain import summary
+
+    store = open_store(quiet=True)
+    history = History(workspace.root / STATE_DIR)
+    rows = []
+    for action in actions:
+        fingerprint = plan.fingerprints[action.label]
+        key = fingerprint.key
+        cached = bool(action.rule.cache and store and key and store.lookup(key))
+        spec = json.loads(fingerprint.spec_json)
+        waits_for = fingerprint.waits_for()
+        rows.append(
+            {
+                "label": action.label,
+                "key": key,
+                "cached": cached,
+                "cache": action.rule.cache,
+                "deps": list(action.deps),
+                "waits_for": waits_for,
+                "spec": spec,
+            }
+        )
+        if not as_json:
+            if cached:
+                why = "cached"
+            elif key is None:
+                why = f"would run after {waits_for}: its key holds what that produces"
+            else:
+                why = f"would run: {summary(history.last_spec(action.label), spec)}"
+            click.echo(f"{action.label}: {why}")
+    if as_json:
+        click.echo(json.dumps({"actions": rows}, indent=2))
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, shell_complete=complete_targets)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per rule.")
+@click.pass_obj
+def status(cwd: Path, targets: tuple[str, ...], as_json: bool) -> None:
+    """For each rule of TARGETS (default: every rule here), whether the cache has it, and
+    in one line why not."""
+    workspace, actions, plan = _prepare(cwd, list(targets))
+    _print_dry_run(workspace, actions, plan, as_json=as_json)
+
+
+@cli.command()
+@click.argument("target", shell_complete=complete_targets)
+@click.pass_obj
+def why(cwd: Path, target: str) -> None:
+    """Name exactly what changed in TARGET since its last run: input files, env variables,
+    command, tool outputs or dependencies (followed down to their own changes)."""
+    import json
+
+    from once.layout import STATE_DIR
+    from once.plan.graph import select_targets
+    from once.run.scheduler import open_store
+    from once.state.history import History, Spec
+    from once.ui.explain import explain
+
+    workspace, _, plan = _prepare(cwd, [target])
+    history = History(workspace.root / STATE_DIR)
+
+    def now(label: str) -> Spec | None:
+        fingerprint = plan.fingerprints.get(label)
+        return json.loads(fingerprint.spec_json) if fingerprint else None
+
+    store = open_store(quiet=True)
+    for label in select_targets(workspace, [target], cwd):
+        fingerprint = plan.fingerprints[label]
+        key = fingerprint.key
+        last = history.last_key(label)
+        if key is None:
+            head = (
+                f"{label}: not keyed yet: its key holds what {fingerprint.waits_for()} "
+                "produces, which the cache does not have"
+            )
+        else:
+            cached = store is not None and store.lookup(key) is not None
+            head = f"{label}: key {key[:12]}, {'cached' if cached else 'not cached'}"
+            if last and last != key:
+                head += f"; last run had key {last[:12]}"
+        click.echo(head)
+        spec = now(label) or {}
+        for tool, output in spec.get("tools", []):
+            if not tool.startswith(("executable ", "interpreter ")):  # those are digests
+                text, _, status = output.rpartition("\n")
+                first = text.splitlines()[0] if text else ""
+                click.echo(f"  tool probe {tool!r}: {first!r} {status}")
+        lines = explain(label, history.last_spec, now)
+        # The headline above already names the label; keep only what changed under it.
+        for line in lines[1:] if lines[0] == f"{label}:" else lines:
+            click.echo(line)
+
+
+@cli.command("hash")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def hash_command(paths: tuple[str, ...]) -> None:
+    """Print the BLAKE3 digest of each file as b3sum does; folders are walked."""
+    # Only the extension: walking, hashing and formatting all happen in one call to it. The
+    # paths go as given, so each line names its file as b3sum would (`./a` stays `./a`).
+    from once._core import b3sum_output
+
+    output = b3sum_output(list(paths))
+    # One write of the bytes Rust formatted: echoing 100,000 lines one by one took 0.4 s
+    # (benches/scale.py), and building them as Python strings first took tens of ms.
+    click.echo(output, nl=False)
+
+
+cli.add_command(cache_group)
+cli.add_command(graph_command)
+cli.add_command(init_command)
+cli.add_command(completion_command)
+
+
+def main(early: Early | None = None) -> NoReturn:
+    """The CLI; `early`: the prelude `__main__` started for a run, if it did."""
+
+    def run_cli() -> None:
+        try:
+            cli.main(standalone_mode=False, prog_name="once", obj=early)
+        except click.ClickException as err:
+            fail(_one_line(err), EXIT_USAGE)
+        except click.exceptions.Abort:
+            fail("interrupted", EXIT_INTERRUPTED)
+
+    exit_reporting_errors(run_cli)
+
+
+def _one_line(err: click.ClickException) -> str:
+    """click's usage errors as one line, with where to read more: click prints a usage block,
+    a blank line and the message, which buries the message in a wall of text."""
+    message = " ".join(err.format_message().split())
+    ctx = getattr(err, "ctx", None)
+    if isinstance(err, click.UsageError) and ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message

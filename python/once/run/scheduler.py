@@ -1,0 +1,548 @@
+"""Run an action graph: restore what the cache has, run the rest with bounded parallelism."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from once import _core
+from once.errors import OnceError, os_error_message
+from once.layout import OUTPUT_STATS, STATE_DIR, is_glob
+from once.plan.context import command_env, env_mode
+from once.run.workers import Workers
+from once.state.cache_files import cache_folder
+from once.state.kept_state import unsaved
+from once.ui.console import Console, Result, hit_line, hit_result
+
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
+if TYPE_CHECKING:
+    import subprocess
+
+    from once.api import Outcome
+    from once.config.model import Workspace
+    from once.plan.graph import Action
+    from once.plan.keys import Fingerprint
+    from once.run.remote import RemoteCache
+
+# How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
+INTERRUPT_GRACE_SECONDS = 3.0
+INTERRUPTED = 130  # exit status given to a command that was never started because of Ctrl-C
+
+
+def open_store(*, quiet: bool = False) -> _core.Store | None:
+    """The local store, or None (with one warning) when its folder cannot be used: the build
+    then runs without caching rather than failing."""
+    try:
+        return _core.Store(str(default_cache_dir()))
+    except OSError as err:
+        if not quiet:
+            print(f"once: warning: caching is off for this run: {err}", file=sys.stderr)
+        return None
+
+
+def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """`$ONCE_CACHE_DIR`, else `$XDG_CACHE_HOME/once`, else `~/.cache/once`."""
+    return Path(cache_folder(environ))
+
+
+def unwritten_outputs(package_dir: Path, outputs: list[str]) -> list[str]:
+    """The declared outputs that name nothing on disk after the command: a plain path that
+    does not exist, or a glob matching nothing (`{a,b}` globs, which the standard glob cannot
+    read, are taken as written)."""
+    missing = []
+    for output in outputs:
+        if "{" in output:
+            continue
+        if is_glob(output):
+            written = next(package_dir.glob(output.rstrip("/")), None) is not None
+        else:
+            written = os.path.lexists(package_dir / output)
+        if not written:
+            missing.append(output)
+    return missing
+
+
+class Runner:
+    """Executes actions in dependency order; one instance per `once run`."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        fingerprints: dict[str, Fingerprint],
+        store: _core.Store | None,
+        console: Console,
+        *,
+        force: bool = False,
+        snapshot: _core.Snapshot | None = None,
+        link: str = "copy",  # how hits restore files: "copy" (reflink where possible) or "hardlink"
+        remote: RemoteCache | None = None,  # asked on a local miss, given what a run saves
+        entries: dict[str, _core.Entry | None] | None = None,  # found by key moments ago
+        settled: dict[str, _core.SettledHit] | None = None,  # hits settled moments ago, by key
+    ) -> None:
+        self._entries = entries
+        self._settled = settled or {}
+        self.remote = remote
+        self.link = link
+        self.workspace = workspace
+        self.snapshot = snapshot
+        self.fingerprints = fingerprints
+        self.store = store
+        # Kept when caching turns off mid-run: saves handed over before still need finishing.
+        self._saving_store = store
+        self.console = console
+        self.force = force
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._procs_lock = threading.Lock()
+        self._stopping = False  # set on interrupt: no new command may start
+        self._cache_warned = False
+        # Steps whose local entry the bulk pass already found unusable (refused, or a blob
+        # gone): they run without asking the cache again, as they would have before.
+        self._uncached: set[str] = set()
+        self._absent: set[str] = set()  # keys the bulk lookup did not find
+        self._envs: dict[
+            tuple[str, tuple[str, ...], tuple[str, ...]], tuple[dict[str, str], list[str]]
+        ] = {}
+        # What each finished step gives its dependents' keys, as it turned out in this run
+        # (see `_core.action_keys`): None when unknown (it ran and was not cached). Written by
+        # the step's own worker before its dependents start.
+        self._produced: dict[str, str | None] = {}
+        # Lets a hit whose outputs are in place be confirmed by stat, without reading them.
+        self.output_stats = _core.OutputStats(str(workspace.root / STATE_DIR / OUTPUT_STATS))
+
+    def run(self, actions: list[Action], jobs: int) -> list[Result]:
+        try:
+            results = self._settle_in_bulk(actions)
+            self._schedule(actions, results, jobs)
+        finally:
+            self._finish_saves()
+            # Losing these records costs one re-hash of the outputs next run, no more.
+            try:
+                self.output_stats.save()
+            except OSError as err:
+                unsaved("the output stats", os_error_message(err))
+        return [results[action.rule.label] for action in actions]
+
+    def _entries_of(self, store: _core.Store, keys: list[str]) -> list[_core.Entry | None]:
+        """The entry of each key: those the fast path found moments ago, else the store's."""
+        known = self._entries
+        if known is not None and all(key in known for key in keys):
+            return [known[key] for key in keys]
+        return store.lookup_many(keys)
+
+    def _settle_in_bulk(self, actions: list[Action]) -> dict[str, Result]:
+        """Settle, in two calls into the core, every step that is a local hit and whose
+        dependencies are all settled here too: what a no-op run or a restore is made of.
+
+        Everything else (misses, remote fetches, steps after one that must run) is left to
+        `_schedule`, so a dependency that runs, or fails, gates its dependents as before."""
+        store = self.store
+        if store is None or self.force:
+            return {}
+        # Each label read once: `Action.label` is a property, and 10,000 rules are many reads.
+        # A step whose key waits for a dependency to run is not settled here.
+        fingerprints = self.fingerprints
+        cacheable = [
+            (label, action, key)
+            for action in actions
+            if action.rule.cache
+            for label in [action.label]
+            for key in [fingerprints[label].key]
+            if key is not None
+        ]
+        keys = [key for _, _, key in cacheable]
+        found = {
+            label: entry
+            for (label, _, _), entry in zip(cacheable, self._entries_of(store, keys), strict=True)
+            if entry is not None
+        }
+        self._absent = set(keys).difference(entry.key for entry in found.values())
+        # Wave: settled after its dependencies' (the order the scheduler would keep). Actions
+        # come in dependency order; one whose dependency is not settled here is not either.
+        # A step is keyed by what its dependencies produced: one whose dependency's entry is
+        # not the one it was keyed by (replaced since) is keyed again by the scheduler.
+        waves: dict[str, int] = {}
+        produced: dict[str, str | None] = {}
+        bulk: list[tuple[str, Action, _core.Entry]] = []
+        for label, action, _ in cacheable:
+            entry = found.get(label)
+            if entry is None:
+                continue
+            wave = 0
+            for dep, _, planned in fingerprints[label].deps:
+                if dep not in waves or produced[dep] != planned:
+                    break
+                wave = max(wave, waves[dep] + 1)
+            else:
+                waves[label] = wave
+                produced[label] = self._result(label, entry)
+                bulk.append((label, action, entry))
+        if not bulk:
+            return {}
+        # Hits the fast path settled already keep its report; the rest are settled now.
+        unsettled = [item for item in bulk if item[2].key not in self._settled]
+        fresh = iter(
+            store.settle_hits(
+                str(self.workspace.root),
+                [
+                    (entry, action.rule.package, list(action.rule.outputs), waves[label])
+                    for label, action, entry in unsettled
+                ],
+                self.link,
+                self.output_stats,
+                read_logs=self.console.replays,
+            )
+            if unsettled
+            else []
+        )
+        reports = [self._settled.get(entry.key) or next(fresh) for _, _, entry in bulk]
+        results: dict[str, Result] = {}
+        hits: list[tuple[Result, bytes]] = []
+        for (label, action, entry), report in zip(bulk, reports, strict=True):
+            state = report.state
+            if state == _core.SettleState.Refused:
+                self._warn_refused(label, entry, report.message)
+                self._uncached.add(label)
+            elif state == _core.SettleState.Gone:
+                self._uncached.add(label)
+            # A hit reports only when its dependencies did: after one that must run, it waits
+            # for it (and is skipped if it fails), confirmed again by the normal path.
+            elif state != _core.SettleState.Failed and all(dep in results for dep in action.deps):
+                restored = state == _core.SettleState.Restored
+                result = hit_result(label, restored, report.seconds, entry.duration_ms)
+                results[label] = result
+                self._produced[label] = produced[label]
+                hits.append((result, report.log or b""))
+        self.console.hits(hits)
+        return results
+
+    def _schedule(self, actions: list[Action], results: dict[str, Result], jobs: int) -> None:
+        """Run the steps not in `results` yet in dependency order, `jobs` at a time."""
+        if len(results) == len(actions):
+            return  # everything was settled in bulk
+        by_label = {action.label: action for action in actions if action.label not in results}
+        # Per action not yet started: how many of its dependencies have not finished.
+        unfinished = {
+            label: sum(dep not in results for dep in action.deps)
+            for label, action in by_label.items()
+        }
+        dependents: dict[str, list[str]] = {label: [] for label in by_label}
+        for action in by_label.values():
+            for dep in action.deps:
+                if dep in dependents:
+                    dependents[dep].append(action.label)
+        ready = [label for label, count in unfinished.items() if count == 0]
+        workers = Workers(self._execute_or_refuse, jobs)
+
+        def skip_dependents(label: str) -> None:
+            for child in dependents[label]:
+                if child not in results:
+                    results[child] = Result(child, "skipped", 0.0)
+                    self.console.finished(results[child])
+                    unfinished.pop(child, None)
+                    self.console.status(f"{child}: skipped, {label} failed")
+                    skip_dependents(child)
+
+        try:
+            while ready or workers.running:
+                for label in ready:
+                    del unfinished[label]
+                    workers.start(by_label[label])
+                ready = []
+                result = workers.next_done()
+                results[result.label] = result
+                self.console.finished(result)
+                if result.outcome == "failed":
+                    skip_dependents(result.label)
+                for child in dependents[result.label]:
+                    if child in unfinished:
+                        unfinished[child] -= 1
+                        if unfinished[child] == 0:
+                            ready.append(child)
+        except BaseException:
+            workers.cancel()
+            self.interrupt()
+            raise
+        finally:
+            workers.close()
+
+    def interrupt(self) -> None:
+        """Stop every running command with its whole process group: TERM, then KILL for
+        whatever is still there after a grace period."""
+        import subprocess  # noqa: PLC0415 - see _spawn
+
+        with self._procs_lock:
+            self._stopping = True
+            procs = list(self._procs)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            # The group may outlive its leader (a backgrounded child), so always KILL it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def _execute_or_refuse(self, action: Action) -> Result:
+        """`_execute`, with an output reached through a symlink as the user's error it is: no
+        restore, removal or save may follow that link, and no other run would do better."""
+        try:
+            return self._execute(action)
+        except _core.SymlinkedOutputError as err:
+            raise OnceError(f"{action.label}: {err}") from None
+
+    def _result(self, label: str, entry: _core.Entry | None) -> str | None:
+        """What step `label` gives its dependents' keys, given the entry it was restored from
+        or saved as (None: not cached): its outputs' digest, or its key."""
+        fingerprint = self.fingerprints[label]
+        if fingerprint.request.cutoff:
+            return entry.result if entry is not None else None
+        return fingerprint.result
+
+    def _keyed(self, action: Action) -> Fingerprint | None:
+        """The step's fingerprint keyed by what its dependencies produced in this run (the
+        planned one when they produced what it was planned with); None when one of them has
+        no known result (it ran and was not cached)."""
+        label = action.label
+        planned = self.fingerprints[label]
+        actual = [(dep, self.fingerprints[dep].key, self._produced.get(dep)) for dep in action.deps]
+        if any(result is None for _, _, result in actual):
+            return None
+        if planned.key is not None and [r for *_, r in planned.deps] == [r for *_, r in actual]:
+            return planned
+        fingerprint = planned.rekeyed(actual)
+        self.fingerprints[label] = fingerprint  # the key the run used, for history and uploads
+        return fingerprint
+
+    def _execute(self, action: Action) -> Result:
+        started = time.monotonic()
+        rule = action.rule
+        fingerprint = self._keyed(action)
+        package_dir = self.workspace.root / rule.package
+        outputs = list(rule.outputs)
+        key = fingerprint.key if fingerprint is not None else None
+        cache = rule.cache and key is not None
+        if (
+            self.store is not None
+            and key is not None
+            and cache
+            and not self.force
+            and action.label not in self._uncached
+            # Looked up moments ago in bulk, not there: asking again is a miss (or, should a run
+            # elsewhere have saved it since, a miss that costs one run of the command).
+            and (key not in self._absent or self.remote is not None)
+        ):
+            hit = self._from_cache(self.store, action, key, started)
+            if hit is not None:
+                return hit
+
+        if self.store is not None:
+            # Outputs restored as read-only hard links share bytes with the store: give the
+            # command private copies, or rewriting one in place would rewrite the blob.
+            self.store.unshare_outputs(str(self.workspace.root), rule.package, outputs)
+        self.console.started(action.label, rule.cmd)
+        env, withheld = self._command_env(rule.env_mode, rule.env, rule.pass_env)
+        exit_code, log = self._spawn(action, package_dir, env)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        if exit_code != 0:
+            self.console.failed(action.label, log)
+            self.console.status(f"{action.label}: failed with exit code {exit_code}")
+            if withheld:
+                # Last, where a reader of a failed build looks: a variable the command needed
+                # but did not see is the first thing to rule out.
+                self.console.status(
+                    f"{action.label}: ran in a strict environment without {', '.join(withheld)} "
+                    "(declare what it needs in env or pass_env, or set "
+                    '[workspace] env_mode = "loose")'
+                )
+            return Result(action.label, "failed", time.monotonic() - started)
+        saved: _core.Entry | None = None
+        for output in unwritten_outputs(package_dir, outputs):
+            # Still stored (an output may be optional), but a typo here is a hit that restores
+            # nothing: say so.
+            print(
+                f"once: warning: {action.label}: declared output {output!r} was not written "
+                "by its command",
+                file=sys.stderr,
+            )
+        if fingerprint is None or key is None:
+            if self.store is not None and rule.cache:
+                # Its key would hold what a dependency produced, which nobody knows: a result
+                # filed under a guess could be restored for the wrong inputs.
+                print(
+                    f"once: warning: {action.label}: not cached: its dependency "
+                    f"{self._unknown(action)} was not cached",
+                    file=sys.stderr,
+                )
+            self._produced[action.label] = None
+            return Result(action.label, "ran", time.monotonic() - started)
+        unsafe = self._inputs_moved(fingerprint) if self.store is not None and cache else None
+        if unsafe is not None:
+            # Caching now would file outputs made from new contents under the old key.
+            print(f"once: warning: {action.label}: not cached: {unsafe}", file=sys.stderr)
+        elif self.store is not None and cache:
+            try:
+                saved = self.store.save(
+                    key,
+                    str(self.workspace.root),
+                    rule.package,
+                    outputs,
+                    log,
+                    exit_code,
+                    duration_ms,
+                    # Made durable on the store's threads while the next steps run (see
+                    # `_finish_saves`); an upload needs the entry in place first.
+                    deferred=self.remote is None,
+                )
+                self._share(key)  # never raises: the upload runs in the background
+            except OSError as err:
+                self._warn_cache_off(err)
+            except _core.UnsafePathError as err:  # say an output symlink to an absolute path
+                raise OnceError(f"{action.label}: not cached: {err}") from None
+        self._produced[action.label] = self._result(action.label, saved)
+        return Result(action.label, "ran", time.monotonic() - started)
+
+    def _command_env(
+        self, configured_mode: str, env: tuple[str, ...], pass_env: tuple[str, ...]
+    ) -> tuple[dict[str, str], list[str]]:
+        """`command_env` for a rule, worked out once per run for each set of declarations:
+        matching every variable against every pattern per step cost more than its `sh`."""
+        declared = (configured_mode, env, pass_env)
+        known = self._envs.get(declared)
+        if known is None:
+            mode = env_mode(configured_mode, os.environ)
+            known = self._envs[declared] = command_env(mode, env, pass_env, os.environ)
+        return known
+
+    def _unknown(self, action: Action) -> str:
+        """The first dependency of `action` whose result is unknown in this run."""
+        return next((dep for dep in action.deps if self._produced.get(dep) is None), "?")
+
+    def _inputs_moved(self, fingerprint: Fingerprint) -> str | None:
+        """Why the step's result may not be filed under its key, computed before it ran: an
+        input file added, removed or changed since the walk the key came from."""
+        if self.snapshot is None:
+            return None
+        try:
+            changed = self.snapshot.changed_since_scan(fingerprint.inputs)
+        except OSError as err:
+            # Unsure what the command saw: a miss next time costs less than a wrong hit.
+            return f"its inputs could not be walked again ({os_error_message(err)})"
+        if not changed:
+            return None
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        return f"its inputs changed while it ran ({changed[0]}{more})"
+
+    def _from_cache(
+        self, store: _core.Store, action: Action, key: str, started: float
+    ) -> Result | None:
+        """Restore the action from the local store if it has it; None on a miss."""
+        rule = action.rule
+        entry = self._lookup(store, key, action.label)
+        if entry is None:
+            return None
+        root, outputs = str(self.workspace.root), list(rule.outputs)
+        try:
+            outcome: Outcome = "cached"
+            if not store.outputs_match(entry, root, rule.package, outputs, self.output_stats):
+                store.restore(entry, root, rule.package, outputs, self.link)
+                outcome = "restored"
+            log = store.read_blob(entry.log) if self.console.replays else b""
+        except _core.UnsafePathError as err:
+            self._warn_refused(action.label, entry, str(err))
+            return None
+        except FileNotFoundError:
+            return None  # a blob collected by another process since the lookup: a miss
+        store.touch(entry.key)  # last use, for least-recently-used eviction
+        self._produced[action.label] = self._result(action.label, entry)
+        result = Result(
+            action.label, outcome, time.monotonic() - started, saved_ms=entry.duration_ms
+        )
+        self.console.status(hit_line(result))
+        if self.console.replays:
+            self.console.lines(action.label, log)
+        return result
+
+    @staticmethod
+    def _warn_refused(label: str, entry: _core.Entry, reason: str | None) -> None:
+        # A crafted or foreign entry, refused before anything was touched: a miss, and the
+        # command's own save replaces the entry.
+        print(
+            f"once: warning: {label}: refusing its cache entry {entry.key[:12]} ({reason}); "
+            "running the command",
+            file=sys.stderr,
+        )
+
+    def _lookup(self, store: _core.Store, key: str, label: str) -> _core.Entry | None:
+        """The local entry, else what the remote cache has (downloaded into `store`)."""
+        entry = store.lookup(key)
+        if entry is None and self.remote is not None:
+            entry = self.remote.fetch(store, key, label)
+        return entry
+
+    def _share(self, key: str) -> None:
+        """Upload a just-saved entry to the remote cache, in the background."""
+        if self.remote is not None and self.store is not None:
+            self.remote.push(self.store, key)
+
+    def _spawn(self, action: Action, cwd: Path, env: dict[str, str]) -> tuple[int, bytes]:
+        """Run the command with `sh -c` in its own process group, streaming prefixed lines."""
+        # Imported here: a run of cache hits starts no command (~3 ms of start-up).
+        import subprocess  # noqa: PLC0415
+
+        if self._stopping:
+            return INTERRUPTED, b""
+        # Started outside the lock, so that steps start in parallel (a start is a fork and an
+        # exec: holding the lock through it made the other step threads wait, py-spy).
+        proc = subprocess.Popen(
+            ["sh", "-c", action.rule.cmd],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so an interrupt can stop the command and its children
+        )
+        with self._procs_lock:
+            self._procs.add(proc)
+            stopping = self._stopping
+        if stopping:
+            # Started as `interrupt` ran, after it listed the commands to stop: stopped here.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        log = bytearray()
+        try:
+            assert proc.stdout is not None  # noqa: S101 - guaranteed by stdout=PIPE
+            for line in proc.stdout:
+                log += line
+                self.console.live(action.label, line)
+            return proc.wait(), bytes(log)
+        finally:
+            # Closed here, not by exit: a long-lived caller (the Python API) runs many steps.
+            if proc.stdout is not None:
+                proc.stdout.close()
+            with self._procs_lock:
+                self._procs.discard(proc)
+
+    def _finish_saves(self) -> None:
+        """Wait until every save of this run is durable and its entry in place: the run's end
+        (collection, history, the summary) and the next run count on them."""
+        if self._saving_store is None:
+            return
+        try:
+            self._saving_store.finish_saves()
+        except OSError as err:
+            self._warn_cache_off(err)
+
+    def _warn_cache_off(self, err: OSError) -> None:
+        if not self._cache_warned:
+            self._cache_warned = True
+            print(f"once: warning: caching is off for this run: {err}", file=sys.stderr)
+        self.store = None

@@ -1,0 +1,1 @@
+"""What a run prints: the console, the live progress line, `once why`'s explanations."""
