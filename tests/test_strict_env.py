@@ -5,6 +5,8 @@ the mode enters the key."""
 
 from __future__ import annotations
 
+import json
+
 from tests.helpers import Workspace
 
 BUILD = (
@@ -71,3 +73,21 @@ def test_a_bad_mode_is_one_line(ws: Workspace) -> None:
     assert done.code == 2
     [line] = done.err.strip().splitlines()
     assert "ONCE_ENV_MODE: 'lax' is not an environment mode" in line
+
+
+def test_why_and_the_dry_run_name_the_variables_withheld(ws: Workspace) -> None:
+    """What a command in strict mode will not see is shown before it runs, by name only."""
+    ws.write({"once.toml": '[rule.build]\ncmd = "true"\nenv = ["MODE"]\n'})
+    env = {"MODE": "fast", "BROWSERSLIST": "ie 11"}
+    dry = ws.once("run", "build", "--dry-run", "--json", env=env)
+    assert dry.code == 0, dry.err
+    (action,) = json.loads(dry.out)["actions"]
+    assert "BROWSERSLIST" in action["withheld"]
+    assert "MODE" not in action["withheld"]
+    assert "ie 11" not in dry.out
+    why = ws.once("why", "build", env=env)
+    assert why.code == 0, why.err
+    assert "runs without (strict environment): " in why.out
+    assert "BROWSERSLIST" in why.out
+    loose = ws.once("run", "build", "--dry-run", "--json", "--env-mode", "loose", env=env)
+    assert json.loads(loose.out)["actions"][0]["withheld"] == []

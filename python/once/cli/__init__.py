@@ -240,6 +240,8 @@ def _print_dry_run(
                 "cache": action.rule.cache,
                 "deps": list(action.deps),
                 "waits_for": waits_for,
+                # Set here but not seen by the command (strict mode): names, never values.
+                "withheld": _withheld(action),
                 "spec": spec,
             }
         )
@@ -253,6 +255,14 @@ def _print_dry_run(
             click.echo(f"{action.label}: {why}")
     if as_json:
         click.echo(json.dumps({"actions": rows}, indent=2))
+
+
+def _withheld(action: Action) -> list[str]:
+    """The variables set here that the action's command would not see (strict mode)."""
+    from once.plan.context import command_env, env_mode
+
+    rule = action.rule
+    return command_env(env_mode(rule.env_mode, os.environ), rule.env, rule.pass_env, os.environ)[1]
 
 
 @cli.command()
@@ -280,7 +290,8 @@ def why(cwd: Path, target: str) -> None:
     from once.state.history import History, Spec
     from once.ui.explain import explain
 
-    workspace, _, plan = _prepare(cwd, [target])
+    workspace, actions, plan = _prepare(cwd, [target])
+    plan_action = {action.label: action for action in actions}
     history = History(workspace.root / STATE_DIR)
 
     def now(label: str) -> Spec | None:
@@ -303,6 +314,9 @@ def why(cwd: Path, target: str) -> None:
             if last and last != key:
                 head += f"; last run had key {last[:12]}"
         click.echo(head)
+        withheld = _withheld(plan_action[label])
+        if withheld:
+            click.echo(f"  runs without (strict environment): {', '.join(withheld)}")
         spec = now(label) or {}
         for tool, output in spec.get("tools", []):
             if not tool.startswith(("executable ", "interpreter ")):  # those are digests
