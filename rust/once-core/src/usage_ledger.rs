@@ -42,14 +42,12 @@ pub(crate) fn estimate(root: &Path) -> Option<u64> {
 /// none or it is long or does not parse. For a collection that can leave the full count to
 /// later when the tally, even old, says the store is well under its bound.
 pub(crate) fn estimate_aged(root: &Path) -> Option<(u64, bool)> {
-    let text = fs::read_to_string(root.join(FILE)).ok()?;
-    let now = SystemTime::now();
-    if let Some(bytes) = parse(&text, now) {
-        return Some((bytes, false));
-    }
-    // Parsed as if counted just now: only the age differs from `parse`.
-    let (total, _) = tally(&text)?;
-    Some((total, true))
+    let (total, at) = tally(&fs::read_to_string(root.join(FILE)).ok()?)?;
+    // A count dated in the future is as doubtful as an old one (`parse` refuses both).
+    let aged = SystemTime::now()
+        .duration_since(at)
+        .map_or(true, |age| age > RECOUNT_AFTER);
+    Some((total, aged))
 }
 
 /// The size a tally's `text` gives at `now`; None as for `estimate`. Never panics on any text

@@ -506,7 +506,7 @@ impl Shared {
             )));
         }
         // Refused before a single blob is downloaded for it.
-        if let Err(err) = store::check_entry(&entry) {
+        if let Err(err) = store::check_manifest(&entry.outputs) {
             return Ok(FetchOutcome::Invalid(err.to_string()));
         }
         // From the first blob to the entry, like a local save: a collection in between would
@@ -559,7 +559,7 @@ impl Shared {
             while let Some(chunk) = self.next_chunk(&mut body).await? {
                 blob.write(&chunk)?;
             }
-            let bytes = blob.len();
+            let bytes = blob.bytes_written();
             let writer = store.clone();
             let kept = tokio::task::spawn_blocking(move || blob.commit(&writer, &digest))
                 .await
@@ -619,7 +619,7 @@ impl Shared {
             add(&self.counters.blobs_present, 1);
             return Ok(());
         }
-        let path = store.blob_file(&digest);
+        let path = store.blob_path(&digest);
         let size = tokio::fs::metadata(&path)
             .await
             .map_err(|err| local_io(&path, err))?

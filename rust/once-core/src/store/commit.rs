@@ -69,15 +69,21 @@ impl StagedSave {
             blob.commit()?;
         }
         let (bytes, dest) = self.entry;
-        let (mut file, temp) = TempFile::create(parent_of(&dest))?;
-        file.write_all(&bytes).at(&temp.path)?;
-        set_file_mode(&file, ENTRY_MODE).at(&temp.path)?;
-        drop(file);
-        Staged { temp, dest }.commit()?;
+        write_entry_file(&bytes, dest)?;
         drop(self.lock);
         usage_ledger::add(&self.root, self.bytes);
         Ok(())
     }
+}
+
+/// An entry file's `bytes` written under a temporary name with the entry's mode, flushed and
+/// renamed to `dest`: how every entry (a save's, or one from another store) becomes visible.
+pub(crate) fn write_entry_file(bytes: &[u8], dest: PathBuf) -> Result<()> {
+    let (mut file, temp) = TempFile::create(parent_of(&dest))?;
+    file.write_all(bytes).at(&temp.path)?;
+    set_file_mode(&file, ENTRY_MODE).at(&temp.path)?;
+    drop(file);
+    Staged { temp, dest }.commit()
 }
 
 type Job = Box<dyn FnOnce() + Send>;

@@ -196,7 +196,7 @@ enum Folder {
 /// What any manifest must satisfy, whatever rule it is for: relative normalized paths, each
 /// once, no symlink target leaving the workspace, nothing below a symlink or a file. An entry
 /// that fails it is never read from the store (a miss), and `once cache verify` drops it.
-pub(crate) fn check_manifest(manifest: &[OutputEntry]) -> Result<()> {
+pub fn check_manifest(manifest: &[OutputEntry]) -> Result<()> {
     let mut paths = HashSet::with_capacity(manifest.len());
     let mut links = HashSet::new();
     let mut files = HashSet::new();

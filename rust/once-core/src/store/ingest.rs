@@ -8,9 +8,10 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::commit::write_entry_file;
 use super::{
-    check_manifest, decode_entry, encode_entry, entry_json, parent_of, seal, ActionEntry, Store,
-    StoreLock, TempFile, BLOB_MODE, CAS, ENTRY_MODE,
+    decode_entry, encode_entry, entry_json, seal, ActionEntry, Store, StoreLock, TempFile,
+    BLOB_MODE, CAS,
 };
 use crate::error::{Error, IoContext};
 use crate::hash::Digest;
@@ -53,13 +54,8 @@ impl BlobWriter {
 
     /// Bytes written so far.
     #[must_use]
-    pub fn len(&self) -> u64 {
+    pub fn bytes_written(&self) -> u64 {
         self.bytes
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.bytes == 0
     }
 }
 
@@ -83,18 +79,15 @@ impl Store {
         })
     }
 
-    /// File `json` (an entry's body, checked by `check_entry`) as the entry of `key`, in the
-    /// store's own envelope.
+    /// File `json` (an entry's body, its manifest checked by `check_manifest`) as the entry of
+    /// `key`, in the store's own envelope, as a save files its entry.
     pub fn put_entry(&self, key: &str, json: &[u8]) -> Result<()> {
         let path = self.entry_path(key).ok_or_else(|| Error::Corrupt {
             path: PathBuf::from(key),
             message: "not a plain key".to_owned(),
         })?;
         let body = encode_entry(key, json);
-        let (mut file, temp) = TempFile::create(parent_of(&path))?;
-        file.write_all(&body).at(&temp.path)?;
-        seal(&file, &temp.path, ENTRY_MODE)?;
-        temp.persist(&path)?;
+        write_entry_file(&body, path)?;
         usage_ledger::add(self.root(), body.len() as u64);
         Ok(())
     }
@@ -107,16 +100,4 @@ impl Store {
         let entry = decode_entry(key, &file)?;
         Some((entry, entry_json(key, &file)?.to_vec()))
     }
-
-    /// Where the blob `digest` is, for reading it whole (an upload).
-    #[must_use]
-    pub fn blob_file(&self, digest: &Digest) -> PathBuf {
-        self.blob_path(digest)
-    }
-}
-
-/// Why an entry from elsewhere may not be filed here: its manifest names a path a restore
-/// would refuse (absolute, `..`, twice, below a file). Checked before any blob is fetched.
-pub fn check_entry(entry: &ActionEntry) -> Result<()> {
-    check_manifest(&entry.outputs)
 }

@@ -13,9 +13,9 @@ mod ingest;
 mod outputs;
 mod restore;
 
-pub(crate) use declared::check_manifest;
+pub use declared::check_manifest;
 pub use hits::{Hit, HitReport, Settled};
-pub use ingest::{check_entry, BlobWriter, Ingesting};
+pub use ingest::{BlobWriter, Ingesting};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -498,7 +498,9 @@ impl Store {
         Ok((entry, staged))
     }
 
-    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
+    /// Where the blob `digest` is (or would be).
+    #[must_use]
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.to_hex();
         self.root.join(CAS).join(&hex[..2]).join(hex)
     }
