@@ -219,11 +219,10 @@ def _print_dry_run(
     import json
 
     from once.layout import STATE_DIR
-    from once.run.scheduler import open_store
     from once.state.history import History
     from once.ui.explain import summary
 
-    store = open_store(quiet=True)
+    store = plan.store
     history = History(workspace.root / STATE_DIR)
     rows = []
     for action in actions:
@@ -286,7 +285,6 @@ def why(cwd: Path, target: str) -> None:
 
     from once.layout import STATE_DIR
     from once.plan.graph import select_targets
-    from once.run.scheduler import open_store
     from once.state.history import History, Spec
     from once.ui.explain import explain
 
@@ -298,7 +296,7 @@ def why(cwd: Path, target: str) -> None:
         fingerprint = plan.fingerprints.get(label)
         return json.loads(fingerprint.spec_json) if fingerprint else None
 
-    store = open_store(quiet=True)
+    store = plan.store
     for label in select_targets(workspace, [target], cwd):
         fingerprint = plan.fingerprints[label]
         key = fingerprint.key

@@ -87,14 +87,19 @@ class Fingerprint:
 class Plan:
     """The keys of one run's actions and the workspace snapshot they were computed from."""
 
-    __slots__ = ("files_read", "fingerprints", "snapshot")
+    __slots__ = ("files_read", "fingerprints", "snapshot", "store")
 
     def __init__(
-        self, snapshot: _core.Snapshot, fingerprints: dict[str, Fingerprint], files_read: int
+        self,
+        snapshot: _core.Snapshot,
+        fingerprints: dict[str, Fingerprint],
+        files_read: int,
+        store: _core.Store | None,
     ) -> None:
         self.snapshot: Final = snapshot
         self.fingerprints: Final = fingerprints
         self.files_read: Final = files_read  # files whose contents were hashed, not looked up
+        self.store: Final = store  # where the keys' dependency results were looked up
 
 
 def excluded_paths(workspace: Workspace) -> dict[str, list[str]]:
@@ -195,7 +200,7 @@ def plan(
         )
         for action, request in zip(actions, requests, strict=True)
     }
-    return Plan(snapshot, fingerprints, read)
+    return Plan(snapshot, fingerprints, read, store)
 
 
 def _key(
