@@ -1,7 +1,7 @@
 """What an action's key takes from outside the workspace's files: the platform, the declared
 environment variables and the output of the rule's tool probes.
 
-Light (`run/quick.py` keys actions before anything else of the front loads): `fnmatch` and
+Light (a run keys its kept plan before anything else of the front loads, run/pipeline.py): `fnmatch` and
 `subprocess` are imported only for rules that declare env patterns or tools."""
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ def plan(
     """Keys of `actions` (given in dependency order) from one walk of the workspace (`snapshot`,
     when the prelude walked it already), with one call into the core per step for all actions
     (select, hash, keys), not one per action. `steps`: their `plan_steps`, when known; `known`:
-    their (key, result) pairs, key requests and files read, when the fast path worked them out
+    their (key, result) pairs, key requests and files read, when the run worked them out
     already. `store`: where the outputs of dependencies are looked up (early cutoff); without
     one, every dependent of a step with outputs waits for it to run."""
     if snapshot is None:
