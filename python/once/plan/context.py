@@ -1,8 +1,8 @@
 """What an action's key takes from outside the workspace's files: the platform, the declared
 environment variables and the output of the rule's tool probes.
 
-Light (a run keys its kept plan before anything else of the front loads, run/pipeline.py): `fnmatch` and
-`subprocess` are imported only for rules that declare env patterns or tools."""
+Light (a run keys its kept plan before anything else of the front loads, run/pipeline.py):
+`fnmatch` and `subprocess` are imported only for rules that declare env patterns or tools."""
 
 from __future__ import annotations
 
