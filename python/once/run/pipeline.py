@@ -331,8 +331,9 @@ class _Run:
         from once.run.scheduler import Runner  # noqa: PLC0415
 
         request = self.request
+        loaded_now = self.loaded is None  # the steps came from the kept plan
         workspace, actions = self._load()
-        if plan_steps(workspace, actions) != steps:
+        if loaded_now and plan_steps(workspace, actions) != steps:
             # The kept plan is not what the configuration says now (its stamps missed a
             # change): key afresh, and let the scheduler confirm every hit itself.
             keyed_now = None
