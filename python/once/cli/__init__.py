@@ -91,7 +91,11 @@ def _prepare(
         to_stderr=to_stderr,
     )
     store = open_store(quiet=True)
-    return workspace, actions, plan(workspace, actions, os.environ, store=store)
+    return (
+        workspace,
+        actions,
+        plan(workspace, actions, os.environ, store=store, reprobe=request.force),
+    )
 
 
 def _run_options(command: Callable[..., None]) -> Callable[..., None]:

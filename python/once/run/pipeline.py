@@ -75,12 +75,10 @@ def run(
 
 def apply_options(request: RunRequest) -> None:
     """What `request`'s options change for everything after them in this process (a dry run's
-    keys too): the environment mode, and whether kept probe outputs are trusted."""
+    keys too): the environment mode, through the variable, which the keys, the commands and
+    any once inside read alike."""
     if request.env_mode is not None:
-        # Through the variable, which the keys, the commands and any once inside read alike.
         os.environ[ENV_MODE_VAR] = request.env_mode
-    if request.force:
-        ToolProbes.reprobe = True  # a forced run trusts no kept probe output either
 
 
 class _Requests:
@@ -273,7 +271,9 @@ class _Run:
         computed."""
         key = self._plan_key()
         # Worked out during the walk: the probes and the environment need no file.
-        context = plans.key_context(steps, os.environ, ToolProbes(start.root))
+        # A forced run trusts no kept probe output either.
+        probes = ToolProbes(start.root, reprobe=self.request.force)
+        context = plans.key_context(steps, os.environ, probes)
         snapshot = start.snapshot()
         requests = _Requests(start.root, steps, snapshot, context)
         if plan_id is not None and key is not None and store is not None:
@@ -340,7 +340,15 @@ class _Run:
             settled = Settled()
         else:
             keyed_now = (keyed, requests.get(), requests.files_read)
-        keys = plan(workspace, actions, os.environ, snapshot=snapshot, known=keyed_now, store=store)
+        keys = plan(
+            workspace,
+            actions,
+            os.environ,
+            snapshot=snapshot,
+            known=keyed_now,
+            store=store,
+            reprobe=request.force,
+        )
         remote = open_remote(workspace, read_only=request.remote_read_only)
         runner = Runner(
             workspace,
