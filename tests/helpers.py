@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from once import _core
-from once.run import pipeline, prelude
-from once.ui.terminal import make_console
+from once.run import prelude
 
 ONCE = shutil.which("once") or str(Path(sys.executable).with_name("once"))
 
@@ -146,6 +145,8 @@ def three_packages(ws: Workspace) -> None:
 def run_in_process(argv: list[str]) -> int:
     """`once ARGV`, a run, in this process (so that its counters can be read): its prelude,
     its parsing and the pipeline, as `python -m once` runs them; the exit status."""
+    from once.run import pipeline  # noqa: PLC0415 - imported by the tests that run in process
+    from once.ui.terminal import make_console  # noqa: PLC0415
     asked = prelude.parse(argv)
     assert asked is not None, argv
     cwd, request = asked
