@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -155,6 +155,8 @@ pub struct Store {
     held: Option<Arc<HeldFolders>>,
     /// Makes deferred saves durable (`save_deferred`), shared by every clone.
     committer: Arc<Committer>,
+    /// The shared lock the saves in flight hold, while any does (see `writing_lock`).
+    writing: Arc<Mutex<Weak<StoreLock>>>,
 }
 
 /// The store's two folders held open for reads. Finding an entry or a blob then resolves two
@@ -194,6 +196,7 @@ impl Store {
             identity,
             held,
             committer: Arc::default(),
+            writing: Arc::default(),
         })
     }
     #[must_use]
@@ -417,7 +420,7 @@ impl Store {
         let declared = Declared::parse(package, outputs)?;
         // Held from the first blob to the entry: until the entry is written nothing names those
         // blobs, and a collection running in between would delete them as unreferenced.
-        let writing = StoreLock::shared(&self.root)?;
+        let writing = self.writing_lock()?;
         let collected = self.collect(workspace, &declared)?;
         // Temporary files a killed `once` left among the outputs: never the command's, and
         // once stored, every restore would bring them back.
@@ -448,21 +451,34 @@ impl Store {
         // An entry that restore would refuse (say a symlink to an absolute path) must fail
         // here, loudly, rather than be cached and fail every later run.
         declared.validate(&manifest)?;
-        let mut blobs: Vec<Staged> = manifest
-            .par_iter_mut()
-            .zip(&found)
-            .map(|(output, (_, found))| -> Result<Option<Staged>> {
-                if let OutputKind::File { digest, .. } = &mut output.kind {
-                    let (hashed, staged) = self.stage_file(&found.abs)?;
-                    *digest = hashed;
-                    return Ok(staged);
-                }
-                Ok(None)
-            })
-            .collect::<Result<Vec<Option<Staged>>>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+        let stage = |(output, (_, found)): (&mut OutputEntry, &(String, Found))| {
+            if let OutputKind::File { digest, .. } = &mut output.kind {
+                let (hashed, staged) = self.stage_file(&found.abs)?;
+                *digest = hashed;
+                return Ok(staged);
+            }
+            Ok(None)
+        };
+        let files = found
+            .iter()
+            .filter(|(_, found)| matches!(found.kind, FoundKind::File { .. }))
+            .count();
+        // A single file is copied here: handing it to rayon from outside its pool costs a
+        // wake-up of a pool thread and of this one, for no parallelism.
+        let staged: Vec<Option<Staged>> = if files > 1 {
+            manifest
+                .par_iter_mut()
+                .zip(&found)
+                .map(stage)
+                .collect::<Result<_>>()?
+        } else {
+            manifest
+                .iter_mut()
+                .zip(&found)
+                .map(stage)
+                .collect::<Result<_>>()?
+        };
+        let mut blobs: Vec<Staged> = staged.into_iter().flatten().collect();
         let (log_digest, log_blob) = self.stage_bytes(log)?;
         blobs.extend(log_blob);
         let entry = ActionEntry {
@@ -496,6 +512,19 @@ impl Store {
             entry: (sealed, entry_path),
         };
         Ok((entry, staged))
+    }
+
+    /// The store's shared lock for a save: the one the saves in flight hold, when there are
+    /// some, else taken now. A cold run's saves overlap, so one lock serves a whole run of them
+    /// where taking one per save cost an `open`, a `flock` and a `close` each.
+    fn writing_lock(&self) -> Result<Arc<StoreLock>> {
+        let mut held = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lock) = held.upgrade() {
+            return Ok(lock);
+        }
+        let lock = Arc::new(StoreLock::shared(&self.root)?);
+        *held = Arc::downgrade(&lock);
+        Ok(lock)
     }
 
     /// Where the blob `digest` is (or would be).
