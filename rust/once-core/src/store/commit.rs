@@ -24,7 +24,7 @@
 //! missing blob: `lookup` checks every blob an entry names, so that is a miss, never a wrong hit.
 //!
 //! What it costs (cold run of 1,000 trivial steps, perf, this project's VM): one `fdatasync`
-//! per file from 8 threads took 0.24 s of CPU, a third of the commit threads' time; flushing in
+//! per file from 8 threads took 0.24 s of CPU, nearly a third of the commit threads' time; flushing in
 //! batches (write-back started for all, then waited for) took 0.016 ms of CPU per file where
 //! 8 threads took 0.03-0.04 ms, and half their wall time (200 files, same sitting). `syncfs`
 //! would be cheaper still for the batch alone, but it flushes everything dirty on the file
