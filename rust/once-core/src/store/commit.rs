@@ -24,12 +24,12 @@
 //! missing blob: `lookup` checks every blob an entry names, so that is a miss, never a wrong hit.
 //!
 //! What it costs (cold run of 1,000 trivial steps, perf, this project's VM): one `fdatasync`
-//! per file from 8 threads took 0.24 s of CPU, nearly a third of the commit threads' time; flushing in
-//! batches (write-back started for all, then waited for) took 0.016 ms of CPU per file where
-//! 8 threads took 0.03-0.04 ms, and half their wall time (200 files, same sitting). `syncfs`
-//! would be cheaper still for the batch alone, but it flushes everything dirty on the file
-//! system: every output a large build just wrote, and other programs' files, before the run
-//! may end.
+//! a file from 8 threads took 0.24 s of CPU, nearly a third of the commit threads' time.
+//! Flushed in a batch (write-back started for all, then each waited for), 200 small files took
+//! 0.016 ms of CPU each where 8 threads took 0.03-0.04 ms, in half their wall time (same
+//! sitting). `syncfs` costs the process about as little, but it flushes everything dirty on the
+//! file system (every output a large build just wrote, other programs' files) before a run may
+//! end.
 
 use std::fs::File;
 use std::io::Write;
