@@ -616,8 +616,9 @@ pub(crate) const ENTRY_MODE: u32 = 0o644;
 /// A blob this small is kept in memory until committed rather than copied to a temporary file
 /// by the step's thread (see `commit::Body::Bytes`); the size of the smallest copy buffer.
 const SMALL_BLOB: usize = 16 * 1024;
-/// The most a save keeps in memory of its small outputs: with the saves queued and in batches
-/// (`commit.rs`), a few megabytes at most.
+/// The most a save keeps in memory of its small outputs. With its log (`SMALL_BLOB` at most)
+/// and its entry, over the 192 saves that can be in flight (64 queued, two batches of 64, see
+/// `commit.rs`), about 16 MB at worst.
 const SAVE_MEMORY: u64 = 64 * 1024;
 /// Large enough that a big output costs few syscalls, small enough to stay in L2 while hashed.
 const COPY_CHUNK: usize = 1 << 20;
