@@ -122,3 +122,41 @@ def test_a_named_input_the_command_creates_or_removes_is_not_cached(ws: Workspac
     done = ws.once("run", "make", "drop")
     assert done.code == 0, done.err
     assert "cache hit" not in done.out
+
+
+def test_small_and_large_outputs_and_logs_are_saved_whole(ws: Workspace) -> None:
+    """Saves keep small blobs (16 KiB or less) in memory until their commit and copy larger
+    ones at once: outputs and logs on either side of the line, several to a step, all come
+    back byte for byte, and the store holds nothing unsound and no temporary file."""
+    sizes = [0, 1, 16 * 1024, 16 * 1024 + 1, 100 * 1024]
+    body = []
+    for n, size in enumerate(sizes):
+        # A log as long as the output (`seq` prints it) and two outputs: the file and a copy.
+        body += [
+            f"[rule.s{n}]",
+            f"cmd = \"head -c {size} /dev/zero | tr '\\\\0' {chr(97 + n)} > out{n}.txt"
+            f' && cp out{n}.txt copy{n}.txt && seq 1 {size // 5 + 1}"',
+            f'outputs = ["out{n}.txt", "copy{n}.txt"]',
+            "",
+        ]
+    ws.write({"once.toml": "\n".join(body)})
+    steps = [f"s{n}" for n in range(len(sizes))]
+    done = ws.once("run", "-j", "2", *steps)
+    assert done.code == 0, done.err
+    for n, size in enumerate(sizes):
+        assert (ws.root / f"out{n}.txt").read_bytes() == chr(97 + n).encode() * size
+        (ws.root / f"out{n}.txt").unlink()
+        (ws.root / f"copy{n}.txt").unlink()
+    assert temporary_files(ws.cache) == []
+    done = ws.once("run", "-j", "2", "--output-logs=full", *steps)
+    assert done.code == 0, done.err
+    assert f"all {len(sizes)} steps cached ({len(sizes)} restored)" in done.out, done.out
+    for n, size in enumerate(sizes):
+        expected = chr(97 + n).encode() * size
+        assert (ws.root / f"out{n}.txt").read_bytes() == expected
+        assert (ws.root / f"copy{n}.txt").read_bytes() == expected
+    replayed = [line for line in done.out.splitlines() if line.startswith("//:s4 | ")]
+    assert replayed == [f"//:s4 | {n}" for n in range(1, 100 * 1024 // 5 + 2)]
+    verified = ws.once("cache", "verify")
+    assert verified.code == 0, verified.err
+    assert "removed 0 corrupt blobs and 0 unsound entries" in verified.out, verified.out

@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -31,7 +31,7 @@ use crate::directory::{is_symlink_refusal, mark_used_path, name_arg, open_no_fol
 use crate::error::{Error, IoContext};
 use crate::hash::{hash_open_file, Digest};
 use crate::Result;
-use commit::{Committer, Staged, StagedSave};
+use commit::{Body, Committer, Staged, StagedSave};
 use declared::Declared;
 use envelope::Signer;
 use outputs::{Found, FoundKind};
@@ -155,6 +155,8 @@ pub struct Store {
     held: Option<Arc<HeldFolders>>,
     /// Makes deferred saves durable (`save_deferred`), shared by every clone.
     committer: Arc<Committer>,
+    /// The shared lock the saves in flight hold, while any does (see `writing_lock`).
+    writing: Arc<Mutex<Weak<StoreLock>>>,
 }
 
 /// The store's two folders held open for reads. Finding an entry or a blob then resolves two
@@ -194,6 +196,7 @@ impl Store {
             identity,
             held,
             committer: Arc::default(),
+            writing: Arc::default(),
         })
     }
     #[must_use]
@@ -207,33 +210,49 @@ impl Store {
     }
     /// Copy a file into the store, hashing what is copied (so the name always matches the bytes).
     pub fn put_file(&self, path: &Path) -> Result<Digest> {
-        let (digest, staged) = self.stage_file(path)?;
+        let (digest, staged) = self.stage_file(path, false)?;
         staged.map_or(Ok(()), Staged::commit)?;
         Ok(digest)
     }
-    /// `bytes` written to a temporary file beside their blob, unless the store holds that blob
-    /// already (then `None`).
+    /// `bytes` as a new blob, unless the store holds it already (then `None`): kept in memory
+    /// for whoever commits it when small (see `Body::Bytes`), else written to a temporary
+    /// file beside the blob now.
     fn stage_bytes(&self, bytes: &[u8]) -> Result<(Digest, Option<Staged>)> {
         let digest = Digest(*blake3::hash(bytes).as_bytes());
         if self.holds(&digest, bytes.len() as u64) {
             return Ok((digest, None));
         }
         let dest = self.blob_path(&digest);
+        if bytes.len() <= SMALL_BLOB {
+            let body = Body::Bytes {
+                bytes: bytes.to_vec(),
+                mode: BLOB_MODE,
+            };
+            return Ok((digest, Some(Staged { body, dest })));
+        }
         let (mut file, temp) = TempFile::create(parent_of(&dest))?;
         file.write_all(bytes).at(&temp.path)?;
         set_file_mode(&file, BLOB_MODE).at(&temp.path)?;
-        Ok((digest, Some(Staged { temp, dest })))
+        let body = Body::Written(temp);
+        Ok((digest, Some(Staged { body, dest })))
     }
-    /// The file at `path` copied (and hashed) to a temporary file in the store, unless the
-    /// store holds its blob already (then `None`).
-    fn stage_file(&self, path: &Path) -> Result<(Digest, Option<Staged>)> {
+    /// The file at `path` as a new blob, unless the store holds it already (then `None`):
+    /// with `in_memory`, read whole when it is small (see `stage_bytes`), else copied (and
+    /// hashed) to a temporary file in the store.
+    fn stage_file(&self, path: &Path, in_memory: bool) -> Result<(Digest, Option<Staged>)> {
         let mut source = File::open(path).at(path)?;
-        // The blob's folder is known only once the digest is, so the copy starts in `cas/`,
-        // which is on the same file system as every `cas/xx/`, and is renamed from there.
-        let (mut file, temp) = TempFile::create(&self.root.join(CAS))?;
         let size = source
             .metadata()
             .map_or(COPY_CHUNK as u64, |meta| meta.len());
+        if in_memory && size <= SMALL_BLOB as u64 {
+            // Read to its end, not to `size`: the name must match what was read, whatever.
+            let mut bytes = Vec::with_capacity(size as usize + 1);
+            source.read_to_end(&mut bytes).at(path)?;
+            return self.stage_bytes(&bytes);
+        }
+        // The blob's folder is known only once the digest is, so the copy starts in `cas/`,
+        // which is on the same file system as every `cas/xx/`, and is renamed from there.
+        let (mut file, temp) = TempFile::create(&self.root.join(CAS))?;
         let (digest, copied) = copy_hashing((&mut source, path), (&mut file, &temp.path), size)?;
         if self.holds(&digest, copied) {
             // Same name, same bytes: the existing blob is as good; `temp` removes the copy.
@@ -242,7 +261,8 @@ impl Store {
         // Absent, or not the bytes its name says (edited in place, say): replaced whole.
         set_file_mode(&file, BLOB_MODE).at(&temp.path)?;
         let dest = self.blob_path(&digest);
-        Ok((digest, Some(Staged { temp, dest })))
+        let body = Body::Written(temp);
+        Ok((digest, Some(Staged { body, dest })))
     }
     #[must_use]
     pub fn contains(&self, digest: &Digest) -> bool {
@@ -417,7 +437,7 @@ impl Store {
         let declared = Declared::parse(package, outputs)?;
         // Held from the first blob to the entry: until the entry is written nothing names those
         // blobs, and a collection running in between would delete them as unreferenced.
-        let writing = StoreLock::shared(&self.root)?;
+        let writing = self.writing_lock()?;
         let collected = self.collect(workspace, &declared)?;
         // Temporary files a killed `once` left among the outputs: never the command's, and
         // once stored, every restore would bring them back.
@@ -448,21 +468,7 @@ impl Store {
         // An entry that restore would refuse (say a symlink to an absolute path) must fail
         // here, loudly, rather than be cached and fail every later run.
         declared.validate(&manifest)?;
-        let mut blobs: Vec<Staged> = manifest
-            .par_iter_mut()
-            .zip(&found)
-            .map(|(output, (_, found))| -> Result<Option<Staged>> {
-                if let OutputKind::File { digest, .. } = &mut output.kind {
-                    let (hashed, staged) = self.stage_file(&found.abs)?;
-                    *digest = hashed;
-                    return Ok(staged);
-                }
-                Ok(None)
-            })
-            .collect::<Result<Vec<Option<Staged>>>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut blobs = self.stage_outputs(&mut manifest, &found)?;
         let (log_digest, log_blob) = self.stage_bytes(log)?;
         blobs.extend(log_blob);
         let entry = ActionEntry {
@@ -488,14 +494,86 @@ impl Store {
                 FoundKind::Dir | FoundKind::Symlink(_) => 0,
             })
             .sum();
+        let entry_bytes = sealed.len() as u64;
         let staged = StagedSave {
             lock: writing,
             blobs,
             root: self.root.clone(),
-            bytes: outputs + log.len() as u64 + sealed.len() as u64,
-            entry: (sealed, entry_path),
+            bytes: outputs + log.len() as u64 + entry_bytes,
+            entry: Staged {
+                body: Body::Bytes {
+                    bytes: sealed,
+                    mode: ENTRY_MODE,
+                },
+                dest: entry_path,
+            },
         };
         Ok((entry, staged))
+    }
+
+    /// The new blobs of a save's output files, each file's digest filled in `manifest`.
+    fn stage_outputs(
+        &self,
+        manifest: &mut [OutputEntry],
+        found: &[(String, Found)],
+    ) -> Result<Vec<Staged>> {
+        // Small files are kept in memory up to `SAVE_MEMORY` a save: a bound on what the queue
+        // of deferred saves holds.
+        let mut budget = SAVE_MEMORY;
+        let in_memory: Vec<bool> = found
+            .iter()
+            .map(|(_, found)| match &found.kind {
+                FoundKind::File { stat, .. } if stat.size <= (SMALL_BLOB as u64).min(budget) => {
+                    budget -= stat.size;
+                    true
+                }
+                _ => false,
+            })
+            .collect();
+        let stage =
+            |((output, (_, found)), in_memory): ((&mut OutputEntry, &(String, Found)), &bool)| {
+                if let OutputKind::File { digest, .. } = &mut output.kind {
+                    let (hashed, staged) = self.stage_file(&found.abs, *in_memory)?;
+                    *digest = hashed;
+                    return Ok(staged);
+                }
+                Ok(None)
+            };
+        let files = found
+            .iter()
+            .filter(|(_, found)| matches!(found.kind, FoundKind::File { .. }))
+            .count();
+        // A single file is copied here: handing it to rayon from outside its pool costs a
+        // wake-up of a pool thread and of this one, for no parallelism.
+        let staged: Vec<Option<Staged>> = if files > 1 {
+            manifest
+                .par_iter_mut()
+                .zip(found)
+                .zip(&in_memory)
+                .map(stage)
+                .collect::<Result<_>>()?
+        } else {
+            manifest
+                .iter_mut()
+                .zip(found)
+                .zip(&in_memory)
+                .map(stage)
+                .collect::<Result<_>>()?
+        };
+        Ok(staged.into_iter().flatten().collect())
+    }
+
+    /// The store's shared lock for a save: the one the saves in flight hold, when there are
+    /// some, else taken now. A cold run's saves overlap, so one lock serves a whole run of them
+    /// where taking one per save cost an `open`, a `flock` and a `close` each.
+    fn writing_lock(&self) -> Result<Arc<StoreLock>> {
+        let mut held = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lock) = held.upgrade() {
+            return Ok(lock);
+        }
+        let lock = Arc::new(StoreLock::shared(&self.root)?);
+        *held = Arc::downgrade(&lock);
+        Ok(lock)
     }
 
     /// Where the blob `digest` is (or would be).
@@ -535,6 +613,13 @@ const LOCK: &str = "lock";
 /// Blobs are shared by every entry naming them; read-only guards against editing one in place.
 pub(crate) const BLOB_MODE: u32 = 0o444;
 pub(crate) const ENTRY_MODE: u32 = 0o644;
+/// A blob this small is kept in memory until committed rather than copied to a temporary file
+/// by the step's thread (see `commit::Body::Bytes`); the size of the smallest copy buffer.
+const SMALL_BLOB: usize = 16 * 1024;
+/// The most a save keeps in memory of its small outputs. With its log (`SMALL_BLOB` at most)
+/// and its entry, over the 192 saves that can be in flight (64 queued, two batches of 64, see
+/// `commit.rs`), about 16 MB at worst.
+const SAVE_MEMORY: u64 = 64 * 1024;
 /// Large enough that a big output costs few syscalls, small enough to stay in L2 while hashed.
 const COPY_CHUNK: usize = 1 << 20;
 const MIN_CHUNK: usize = 16 * 1024;
