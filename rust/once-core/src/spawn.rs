@@ -1,0 +1,377 @@
+//! Running a step's command: `sh -c CMD` in its own process group, stdin from /dev/null, stdout
+//! and stderr into one pipe, read to its end; and stopping every running command on Ctrl-C.
+//!
+//! `std::process::Command` starts the shell with `posix_spawn` (a vfork, not a copy of the
+//! page tables of a process holding a whole plan) as long as nothing asks for `fork`: no
+//! `pre_exec`, and the program given as a path (a `PATH` in the child's environment with a bare
+//! name makes std fork, since `posix_spawnp` would search the parent's `PATH`). So the shell is
+//! looked up once per environment, and the command gets its own process group (what an
+//! interrupt signals), not its own session, which only `pre_exec` could give.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::pipe::{pipe_with, PipeFlags};
+use rustix::process::{kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOptions};
+
+use crate::error::{IoContext, Result};
+
+/// The shell started when no `sh` is on the command's `PATH`.
+const DEFAULT_SHELL: &str = "/bin/sh";
+/// How much of the pipe is read at a time: the size of a Linux pipe's buffer.
+const READ_SIZE: usize = 64 * 1024;
+/// How often `stop` looks whether the commands it signalled have exited.
+const STOP_POLL: Duration = Duration::from_millis(10);
+
+/// The environment of a command and the shell it starts with, worked out once and shared by
+/// every command run with the same environment.
+#[derive(Debug, Clone)]
+pub struct CommandEnv {
+    vars: Vec<(OsString, OsString)>,
+    shell: PathBuf,
+}
+
+impl CommandEnv {
+    /// `vars` as the whole environment; `sh` is the first one on its `PATH`, as a shell or
+    /// `execvp` with this environment would find it.
+    #[must_use]
+    pub fn new(vars: Vec<(String, String)>) -> CommandEnv {
+        let path = vars
+            .iter()
+            .rev()
+            .find(|(name, _)| name == "PATH")
+            .map(|(_, value)| value.clone());
+        let shell = path
+            .as_deref()
+            .and_then(find_shell)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SHELL));
+        CommandEnv {
+            vars: vars
+                .into_iter()
+                .map(|(name, value)| (name.into(), value.into()))
+                .collect(),
+            shell,
+        }
+    }
+
+    /// The shell commands start with.
+    #[must_use]
+    pub fn shell(&self) -> &Path {
+        &self.shell
+    }
+}
+
+fn find_shell(path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path.split(':').find_map(|folder| {
+        // An empty entry is the current folder, which differs per command: not searched.
+        if folder.is_empty() {
+            return None;
+        }
+        let candidate = Path::new(folder).join("sh");
+        let meta = std::fs::metadata(&candidate).ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
+    })
+}
+
+/// How a command ended and everything it wrote to stdout and stderr, in the order written.
+#[derive(Debug)]
+pub struct CommandOutput {
+    /// Its exit code, or minus the signal that ended it.
+    pub exit_code: i32,
+    pub log: Vec<u8>,
+}
+
+/// The commands of a run: starts them, and stops all of them at once on an interrupt.
+#[derive(Debug, Default)]
+pub struct Commands {
+    state: Mutex<Running>,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    /// Set by `stop`: no command starts after it.
+    stopping: bool,
+    /// The process groups of started commands whose shell is not reaped yet: until it is, its
+    /// pid (the group's id) cannot be given to another process, so signalling it is safe.
+    groups: HashSet<i32>,
+}
+
+impl Commands {
+    #[must_use]
+    pub fn new() -> Commands {
+        Commands::default()
+    }
+
+    /// Run `sh -c cmd` in `cwd` and read its output to the end (a child it left in the
+    /// background and that holds the pipe open is waited for too). `live` gets the output as
+    /// it comes, whole lines at a time (the last one possibly without its newline); once it
+    /// returns false it is not called again. None when `stop` came first: nothing ran.
+    pub fn run(
+        &self,
+        cmd: &str,
+        cwd: &Path,
+        env: &CommandEnv,
+        mut live: Option<&mut dyn FnMut(&[u8]) -> bool>,
+    ) -> Result<Option<CommandOutput>> {
+        if self.lock().stopping {
+            return Ok(None);
+        }
+        let (mut child, pipe) = spawn(cmd, cwd, env)?;
+        let pid = child.id() as i32;
+        let stopping = {
+            let mut running = self.lock();
+            running.groups.insert(pid);
+            running.stopping
+        };
+        if stopping {
+            // Started while `stop` ran, after it listed the groups to signal.
+            signal_group(pid, Signal::KILL);
+        }
+        let read = read_all(pipe, &mut live);
+        let waited = self.reap(&mut child, pid);
+        let log = read.at(cwd)?;
+        let status = waited.at(cwd)?;
+        let exit_code = status
+            .code()
+            .or_else(|| status.signal().map(|signal| -signal))
+            .unwrap_or(-1);
+        Ok(Some(CommandOutput { exit_code, log }))
+    }
+
+    /// Stop every running command with its whole process group: TERM, then, after `grace`
+    /// or as soon as every shell has exited, KILL for whatever is left in the groups (a
+    /// child in the background outlives its shell). Nothing starts after this.
+    pub fn stop(&self, grace: Duration) {
+        let signalled: Vec<i32> = {
+            let mut running = self.lock();
+            running.stopping = true;
+            running.groups.iter().copied().collect()
+        };
+        for &pid in &signalled {
+            signal_group(pid, Signal::TERM);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            let running = self.lock();
+            let waiting = signalled
+                .iter()
+                .any(|pid| running.groups.contains(pid) && !has_exited(*pid));
+            drop(running);
+            if !waiting {
+                break;
+            }
+            thread::sleep(STOP_POLL);
+        }
+        for &pid in &signalled {
+            signal_group(pid, Signal::KILL);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
+        // A panic elsewhere cannot leave `Running` half-changed: it is a flag and a set.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wait for the shell to exit, then reap it and forget its group under the lock, so that
+    /// `stop` never signals a pid that may have been given to another process.
+    fn reap(&self, child: &mut Child, pid: i32) -> io::Result<std::process::ExitStatus> {
+        if let Some(pid) = Pid::from_raw(pid) {
+            loop {
+                match waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(err) => return Err(err.into()),
+                    Ok(_) => break,
+                }
+            }
+        }
+        let mut running = self.lock();
+        let status = child.wait();
+        running.groups.remove(&pid);
+        status
+    }
+}
+
+/// The started shell, and the read end of the pipe its stdout and stderr write to.
+fn spawn(cmd: &str, cwd: &Path, env: &CommandEnv) -> Result<(Child, File)> {
+    // Close-on-exec, so a command started by another thread at the same moment does not
+    // inherit this pipe and keep it open (this command's reader would wait for that one).
+    let (reader, writer) = pipe_with(PipeFlags::CLOEXEC)
+        .map_err(io::Error::from)
+        .at(cwd)?;
+    let stderr = writer.try_clone().at(cwd)?;
+    let mut command = Command::new(&env.shell);
+    command
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.vars.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(stderr))
+        .process_group(0);
+    let child = command.spawn().at(cwd)?;
+    // The write ends are the command's alone now: dropping `command` closes ours, or the
+    // reader would never see the end of the output.
+    drop(command);
+    Ok((child, File::from(reader)))
+}
+
+/// The whole output, handed to `live` in whole lines as it comes.
+fn read_all(
+    mut pipe: File,
+    live: &mut Option<&mut dyn FnMut(&[u8]) -> bool>,
+) -> io::Result<Vec<u8>> {
+    let mut log = Vec::new();
+    let mut shown = 0; // how much of `log` `live` has had
+    let mut chunk = vec![0; READ_SIZE];
+    loop {
+        let count = match pipe.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(count) => count,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        log.extend_from_slice(&chunk[..count]);
+        if let Some(show) = live.as_mut() {
+            if let Some(end) = log[shown..].iter().rposition(|&byte| byte == b'\n') {
+                let end = shown + end + 1;
+                if !show(&log[shown..end]) {
+                    *live = None;
+                }
+                shown = end;
+            }
+        }
+    }
+    if let Some(show) = live.as_mut() {
+        if shown < log.len() {
+            show(&log[shown..]);
+        }
+    }
+    Ok(log)
+}
+
+fn has_exited(pid: i32) -> bool {
+    let Some(pid) = Pid::from_raw(pid) else {
+        return true;
+    };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+    // An error (ECHILD) means it is reaped already.
+    !matches!(waitid(WaitId::Pid(pid), options), Ok(None))
+}
+
+fn signal_group(pid: i32, signal: Signal) {
+    if let Some(pid) = Pid::from_raw(pid) {
+        // Gone already (ESRCH), or not ours to signal: nothing left to stop.
+        let _ = kill_process_group(pid, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> CommandEnv {
+        CommandEnv::new(vec![(
+            "PATH".to_owned(),
+            std::env::var("PATH").unwrap_or_default(),
+        )])
+    }
+
+    fn run(cmd: &str) -> CommandOutput {
+        Commands::new()
+            .run(cmd, Path::new("."), &env(), None)
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn stdout_and_stderr_in_one_log_in_order() {
+        let out = run("echo one; echo two >&2; printf three");
+        assert_eq!(out.exit_code, 0);
+        assert_eq!(out.log, b"one\ntwo\nthree");
+    }
+
+    #[test]
+    fn exit_code_and_signal() {
+        assert_eq!(run("exit 3").exit_code, 3);
+        assert_eq!(run("kill -TERM $$").exit_code, -15);
+    }
+
+    #[test]
+    fn live_gets_whole_lines_then_the_rest() {
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        let mut show = |data: &[u8]| {
+            seen.push(data.to_vec());
+            true
+        };
+        let out = Commands::new()
+            .run(
+                "printf 'a\\nb'; sleep 0.1; printf 'c\\nd'",
+                Path::new("."),
+                &env(),
+                Some(&mut show),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.log, b"a\nbc\nd");
+        assert_eq!(seen, vec![b"a\n".to_vec(), b"bc\n".to_vec(), b"d".to_vec()]);
+    }
+
+    #[test]
+    fn nothing_starts_after_stop() {
+        let commands = Commands::new();
+        commands.stop(Duration::ZERO);
+        let ran = commands.run("echo hi", Path::new("."), &env(), None).unwrap();
+        assert!(ran.is_none());
+    }
+
+    #[test]
+    fn stop_ends_a_command_and_its_background_child() {
+        let commands = std::sync::Arc::new(Commands::new());
+        let running = std::sync::Arc::clone(&commands);
+        let started = Instant::now();
+        let worker = thread::spawn(move || {
+            running
+                .run("sleep 30 & sleep 30", Path::new("."), &env(), None)
+                .unwrap()
+                .unwrap()
+        });
+        while commands.lock().groups.is_empty() {
+            thread::sleep(Duration::from_millis(5));
+        }
+        commands.stop(Duration::from_secs(3));
+        let out = worker.join().unwrap();
+        assert_eq!(out.exit_code, -15);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn missing_folder_is_an_error_naming_it() {
+        let err = Commands::new()
+            .run("true", Path::new("/no/such/folder"), &env(), None)
+            .unwrap_err();
+        assert!(err.to_string().contains("/no/such/folder"), "{err}");
+    }
+
+    #[test]
+    fn shell_found_on_the_commands_path() {
+        assert_eq!(
+            CommandEnv::new(vec![]).shell(),
+            Path::new(DEFAULT_SHELL),
+            "no PATH: the default shell"
+        );
+        assert!(env().shell().ends_with("sh"));
+    }
+}
