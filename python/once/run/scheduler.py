@@ -46,7 +46,7 @@ def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(cache_folder(environ))
 
 
-def unwritten_outputs(package_dir: Path, outputs: list[str]) -> list[str]:
+def unwritten_outputs(package_dir: str, outputs: list[str]) -> list[str]:
     """The declared outputs that name nothing on disk after the command: a plain path that
     does not exist, or a glob matching nothing (`{a,b}` globs, which the standard glob cannot
     read, are taken as written)."""
@@ -55,9 +55,10 @@ def unwritten_outputs(package_dir: Path, outputs: list[str]) -> list[str]:
         if "{" in output:
             continue
         if is_glob(output):
-            written = next(package_dir.glob(output.rstrip("/")), None) is not None
+            written = next(Path(package_dir).glob(output.rstrip("/")), None) is not None
         else:
-            written = os.path.lexists(package_dir / output)
+            # Joined as strings, not Paths: this runs for every output of every step that ran.
+            written = os.path.lexists(f"{package_dir}/{output}")
         if not written:
             missing.append(output)
     return missing
@@ -85,6 +86,7 @@ class Runner:
         self.remote = remote
         self.link = link
         self.workspace = workspace
+        self._root = str(workspace.root)  # as the core takes it, made once for every step
         self.snapshot = snapshot
         self.fingerprints = fingerprints
         self.store = store
@@ -304,7 +306,9 @@ class Runner:
         started = time.monotonic()
         rule = action.rule
         fingerprint = self._keyed(action)
-        package_dir = self.workspace.root / rule.package
+        root = self._root
+        # A string, not a Path per step (see `unwritten_outputs`); "." is the root package.
+        package_dir = root if rule.package == "." else f"{root}/{rule.package}"
         outputs = list(rule.outputs)
         key = fingerprint.key if fingerprint is not None else None
         cache = rule.cache and key is not None
@@ -325,7 +329,7 @@ class Runner:
         if self.store is not None:
             # Outputs restored as read-only hard links share bytes with the store: give the
             # command private copies, or rewriting one in place would rewrite the blob.
-            self.store.unshare_outputs(str(self.workspace.root), rule.package, outputs)
+            self.store.unshare_outputs(root, rule.package, outputs)
         self.console.started(action.label, rule.cmd)
         env, withheld = self._command_env(rule.env_mode, rule.env, rule.pass_env)
         exit_code, log = self._spawn(action, package_dir, env)
@@ -370,7 +374,7 @@ class Runner:
             try:
                 saved = self.store.save(
                     key,
-                    str(self.workspace.root),
+                    root,
                     rule.package,
                     outputs,
                     log,
@@ -474,12 +478,10 @@ class Runner:
         if self.remote is not None and self.store is not None:
             self.remote.push(self.store, key)
 
-    def _spawn(self, action: Action, cwd: Path, env: _core.CommandEnv) -> tuple[int, bytes]:
+    def _spawn(self, action: Action, cwd: str, env: _core.CommandEnv) -> tuple[int, bytes]:
         """Run the command with `sh -c` in its own process group, its output shown as it comes
         when the console shows it live."""
-        ran = self._commands.run(
-            action.rule.cmd, str(cwd), env, self.console.live_output(action.label)
-        )
+        ran = self._commands.run(action.rule.cmd, cwd, env, self.console.live_output(action.label))
         if ran is None:
             return INTERRUPTED, b""
         return ran.exit_code, ran.log
