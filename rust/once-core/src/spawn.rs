@@ -82,6 +82,9 @@ fn find_shell(path: &str) -> Option<PathBuf> {
     })
 }
 
+/// Shows a running command's output as it comes; false: do not call again.
+pub type LiveOutput<'a> = &'a mut dyn FnMut(&[u8]) -> bool;
+
 /// How a command ended and everything it wrote to stdout and stderr, in the order written.
 #[derive(Debug)]
 pub struct CommandOutput {
@@ -120,7 +123,7 @@ impl Commands {
         cmd: &str,
         cwd: &Path,
         env: &CommandEnv,
-        mut live: Option<&mut dyn FnMut(&[u8]) -> bool>,
+        mut live: Option<LiveOutput<'_>>,
     ) -> Result<Option<CommandOutput>> {
         if self.lock().stopping {
             return Ok(None);
@@ -188,7 +191,10 @@ impl Commands {
     fn reap(&self, child: &mut Child, pid: i32) -> io::Result<std::process::ExitStatus> {
         if let Some(pid) = Pid::from_raw(pid) {
             loop {
-                match waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
+                match waitid(
+                    WaitId::Pid(pid),
+                    WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+                ) {
                     Err(rustix::io::Errno::INTR) => {}
                     Err(err) => return Err(err.into()),
                     Ok(_) => break,
@@ -229,10 +235,7 @@ fn spawn(cmd: &str, cwd: &Path, env: &CommandEnv) -> Result<(Child, File)> {
 }
 
 /// The whole output, handed to `live` in whole lines as it comes.
-fn read_all(
-    mut pipe: File,
-    live: &mut Option<&mut dyn FnMut(&[u8]) -> bool>,
-) -> io::Result<Vec<u8>> {
+fn read_all(mut pipe: File, live: &mut Option<LiveOutput<'_>>) -> io::Result<Vec<u8>> {
     let mut log = Vec::new();
     let mut shown = 0; // how much of `log` `live` has had
     let mut chunk = vec![0; READ_SIZE];
@@ -333,7 +336,9 @@ mod tests {
     fn nothing_starts_after_stop() {
         let commands = Commands::new();
         commands.stop(Duration::ZERO);
-        let ran = commands.run("echo hi", Path::new("."), &env(), None).unwrap();
+        let ran = commands
+            .run("echo hi", Path::new("."), &env(), None)
+            .unwrap();
         assert!(ran.is_none());
     }
 
@@ -355,6 +360,41 @@ mod tests {
         let out = worker.join().unwrap();
         assert_eq!(out.exit_code, -15);
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn commands_starting_while_stop_runs_are_stopped_too() {
+        // Threads start commands in a loop, so some start while `stop` signals the others
+        // (rounds, as the moment is a race): every one must end at once, killed, and none
+        // may start once `stop` has returned.
+        for _ in 0..10 {
+            let commands = std::sync::Arc::new(Commands::new());
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    let commands = std::sync::Arc::clone(&commands);
+                    thread::spawn(move || {
+                        let mut ran = 0;
+                        while let Some(out) = commands
+                            .run("sleep 5", Path::new("."), &env(), None)
+                            .unwrap()
+                        {
+                            assert_ne!(out.exit_code, 0, "a command outlived stop");
+                            ran += 1;
+                        }
+                        ran
+                    })
+                })
+                .collect();
+            while commands.lock().groups.is_empty() {
+                thread::sleep(Duration::from_millis(1));
+            }
+            commands.stop(Duration::from_secs(3));
+            for worker in workers {
+                // The one in flight when `stop` came, at most: none starts after.
+                assert!(worker.join().unwrap() <= 1);
+            }
+            assert!(commands.lock().groups.is_empty());
+        }
     }
 
     #[test]

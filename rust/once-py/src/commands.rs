@@ -87,7 +87,7 @@ impl Commands {
                     }
                 })
             };
-            let show: Option<&mut dyn FnMut(&[u8]) -> bool> = if live.is_some() {
+            let show: Option<spawn::LiveOutput<'_>> = if live.is_some() {
                 Some(&mut show)
             } else {
                 None
