@@ -164,10 +164,62 @@ def test_stdin_is_empty(ws: Workspace) -> None:
     assert (ws.root / "out.txt").read_text().strip() == "0"
 
 
-def test_each_command_in_its_own_process_group(ws: Workspace) -> None:
-    # What an interrupt signals: the group of the command, never once's own.
-    one_rule(ws, "ps -o pgid= -p $$ > out.txt; echo $$ >> out.txt")
+def test_a_command_in_a_session_of_its_own(ws: Workspace) -> None:
+    # What an interrupt signals is its process group, never once's own; and it has no
+    # controlling terminal (see the next test).
+    one_rule(ws, "ps -o pgid=,sid= -p $$ > out.txt; echo $$ >> out.txt")
     done = ws.once("run", "build")
     assert done.code == 0, done.err
-    pgid, pid = (ws.root / "out.txt").read_text().split()
-    assert pgid == pid
+    pgid, sid, pid = (ws.root / "out.txt").read_text().split()
+    assert pgid == sid == pid
+
+
+def test_a_command_reading_the_terminal_fails_instead_of_waiting_forever(ws: Workspace) -> None:
+    """Run from a terminal (`setsid -c`: once's controlling terminal is a pseudo-terminal), a
+    command that prompts on /dev/tty fails at once, as it would in CI: in the terminal's
+    session it would be stopped for reading from the terminal in the background, and once
+    would wait for it forever."""
+    one_rule(ws, "read answer < /dev/tty && echo x > out.txt")
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        ["setsid", "-c", ONCE, "run", "build"],
+        cwd=ws.root,
+        env={**os.environ, "ONCE_CACHE_DIR": str(ws.cache)},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    try:
+        code = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # its session: the stopped command goes too
+        proc.wait()
+        raise AssertionError("once waited on a command stopped by the terminal") from None
+    finally:
+        output = read_terminal(master)
+    assert code == 1, output
+    assert b"failed with exit code" in output
+
+
+def read_terminal(master: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: nothing holds the terminal any more
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return b"".join(chunks)
+
+
+def test_sigpipe_is_at_its_default_in_a_command(ws: Workspace) -> None:
+    # Python ignores SIGPIPE; a command must not inherit that (`yes | head` would never end
+    # on its own terms otherwise).
+    one_rule(ws, "kill -PIPE $$; echo x > out.txt")
+    done = ws.once("run", "build")
+    assert done.code == 1
+    assert "failed with exit code -13" in done.out + done.err

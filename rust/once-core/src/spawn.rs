@@ -1,31 +1,31 @@
-//! Running a step's command: `sh -c CMD` in its own process group, stdin from /dev/null, stdout
+//! Running a step's command: `sh -c CMD` in a session of its own, stdin from /dev/null, stdout
 //! and stderr into one pipe, read to its end; and stopping every running command on Ctrl-C.
 //!
-//! `std::process::Command` starts the shell with `posix_spawn` (a vfork, not a copy of the
-//! page tables of a process holding a whole plan) as long as nothing asks for `fork`: no
-//! `pre_exec`, and the program given as a path (a `PATH` in the child's environment with a bare
-//! name makes std fork, since `posix_spawnp` would search the parent's `PATH`). So the shell is
-//! looked up once per environment, and the command gets its own process group (what an
-//! interrupt signals), not its own session, which only `pre_exec` could give.
+//! The shell is started with `posix_spawn` (glibc's is a vfork: nothing of this process, which
+//! holds a whole plan and a dozen threads, is copied). `std::process::Command` would use it too,
+//! but cannot start a new session without a `pre_exec`, which makes it `fork` instead: that
+//! cost 1.5 CPU seconds more over 1,000 steps (benches/RESULTS.md). The session is what an
+//! interrupt signals (its process group), and it has no controlling terminal: a command that
+//! opens `/dev/tty` for a prompt fails at once, as in CI, instead of being stopped for
+//! reading from the terminal in the background with `once` waiting on it forever.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::pipe::{pipe_with, PipeFlags};
-use rustix::process::{kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOptions};
+use rustix::process::{
+    kill_process_group, waitid, waitpid, Pid, Signal, WaitId, WaitIdOptions, WaitOptions,
+};
 
 use crate::error::{IoContext, Result};
 
-/// The shell started when no `sh` is on the command's `PATH`.
-const DEFAULT_SHELL: &str = "/bin/sh";
 /// How much of the pipe is read at a time: the size of a Linux pipe's buffer.
 const READ_SIZE: usize = 64 * 1024;
 /// How often `stop` looks whether the commands it signalled have exited.
@@ -35,8 +35,10 @@ const STOP_POLL: Duration = Duration::from_millis(10);
 /// every command run with the same environment.
 #[derive(Debug, Clone)]
 pub struct CommandEnv {
-    vars: Vec<(OsString, OsString)>,
-    shell: PathBuf,
+    /// `NAME=value`, as `execve` takes them; a variable holding a NUL byte is left out (no
+    /// process could be given it).
+    vars: Vec<CString>,
+    shell: CString,
 }
 
 impl CommandEnv {
@@ -52,11 +54,12 @@ impl CommandEnv {
         let shell = path
             .as_deref()
             .and_then(find_shell)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_SHELL));
+            .and_then(|shell| CString::new(shell.into_os_string().as_bytes()).ok())
+            .unwrap_or_else(|| c"/bin/sh".to_owned());
         CommandEnv {
             vars: vars
                 .into_iter()
-                .map(|(name, value)| (name.into(), value.into()))
+                .filter_map(|(name, value)| CString::new(format!("{name}={value}")).ok())
                 .collect(),
             shell,
         }
@@ -65,7 +68,7 @@ impl CommandEnv {
     /// The shell commands start with.
     #[must_use]
     pub fn shell(&self) -> &Path {
-        &self.shell
+        Path::new(std::ffi::OsStr::from_bytes(self.shell.to_bytes()))
     }
 }
 
@@ -128,25 +131,20 @@ impl Commands {
         if self.lock().stopping {
             return Ok(None);
         }
-        let (mut child, pipe) = spawn(cmd, cwd, env)?;
-        let pid = child.id() as i32;
+        let (pid, pipe) = spawn(cmd, cwd, env).at(cwd)?;
         let stopping = {
             let mut running = self.lock();
-            running.groups.insert(pid);
+            running.groups.insert(pid.as_raw_nonzero().get());
             running.stopping
         };
         if stopping {
             // Started while `stop` ran, after it listed the groups to signal.
-            signal_group(pid, Signal::KILL);
+            let _ = kill_process_group(pid, Signal::KILL);
         }
         let read = read_all(pipe, &mut live);
-        let waited = self.reap(&mut child, pid);
+        let waited = self.reap(pid);
         let log = read.at(cwd)?;
-        let status = waited.at(cwd)?;
-        let exit_code = status
-            .code()
-            .or_else(|| status.signal().map(|signal| -signal))
-            .unwrap_or(-1);
+        let exit_code = waited.at(cwd)?;
         Ok(Some(CommandOutput { exit_code, log }))
     }
 
@@ -187,51 +185,182 @@ impl Commands {
     }
 
     /// Wait for the shell to exit, then reap it and forget its group under the lock, so that
-    /// `stop` never signals a pid that may have been given to another process.
-    fn reap(&self, child: &mut Child, pid: i32) -> io::Result<std::process::ExitStatus> {
-        if let Some(pid) = Pid::from_raw(pid) {
-            loop {
-                match waitid(
-                    WaitId::Pid(pid),
-                    WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
-                ) {
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(err) => return Err(err.into()),
-                    Ok(_) => break,
-                }
+    /// `stop` never signals a pid that may have been given to another process. Its exit
+    /// code, or minus the signal that ended it.
+    fn reap(&self, pid: Pid) -> io::Result<i32> {
+        loop {
+            match waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+            ) {
+                Err(rustix::io::Errno::INTR) => {}
+                Err(err) => return Err(err.into()),
+                Ok(_) => break,
             }
         }
         let mut running = self.lock();
-        let status = child.wait();
-        running.groups.remove(&pid);
-        status
+        let reaped = loop {
+            match waitpid(Some(pid), WaitOptions::empty()) {
+                Err(rustix::io::Errno::INTR) => {}
+                other => break other,
+            }
+        };
+        running.groups.remove(&pid.as_raw_nonzero().get());
+        drop(running);
+        let status = reaped?.map(|(_, status)| status);
+        Ok(status
+            .and_then(|status| {
+                status
+                    .exit_status()
+                    .or_else(|| status.terminating_signal().map(|signal| -signal))
+            })
+            .unwrap_or(-1))
     }
 }
 
 /// The started shell, and the read end of the pipe its stdout and stderr write to.
-fn spawn(cmd: &str, cwd: &Path, env: &CommandEnv) -> Result<(Child, File)> {
+fn spawn(cmd: &str, cwd: &Path, env: &CommandEnv) -> io::Result<(Pid, File)> {
+    let invalid = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} holds a NUL byte"),
+        )
+    };
+    let cmd = CString::new(cmd).map_err(|_| invalid("the command"))?;
+    let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(|_| invalid("the folder"))?;
     // Close-on-exec, so a command started by another thread at the same moment does not
     // inherit this pipe and keep it open (this command's reader would wait for that one).
-    let (reader, writer) = pipe_with(PipeFlags::CLOEXEC)
-        .map_err(io::Error::from)
-        .at(cwd)?;
-    let stderr = writer.try_clone().at(cwd)?;
-    let mut command = Command::new(&env.shell);
-    command
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env.vars.iter().map(|(name, value)| (name, value)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(stderr))
-        .process_group(0);
-    let child = command.spawn().at(cwd)?;
-    // The write ends are the command's alone now: dropping `command` closes ours, or the
-    // reader would never see the end of the output.
-    drop(command);
-    Ok((child, File::from(reader)))
+    let (reader, writer) = pipe_with(PipeFlags::CLOEXEC)?;
+    let pid = posix::spawn_shell(&env.shell, &cmd, &cwd, &env.vars, &writer)?;
+    // The write end is the command's alone now: ours closes here, or the reader would never
+    // see the end of the output.
+    drop(writer);
+    Ok((pid, File::from(reader)))
+}
+
+/// The one call into libc that the standard library does not make for us.
+#[allow(unsafe_code)]
+mod posix {
+    use std::ffi::{c_char, CStr, CString};
+    use std::io;
+    use std::mem::MaybeUninit;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::ptr;
+
+    use rustix::process::Pid;
+
+    /// `shell -c cmd` in `cwd` with the environment `vars`, in a new session, stdin from
+    /// /dev/null, stdout and stderr to `output`, every signal at its default and none blocked.
+    pub(super) fn spawn_shell(
+        shell: &CStr,
+        cmd: &CStr,
+        cwd: &CStr,
+        vars: &[CString],
+        output: &OwnedFd,
+    ) -> io::Result<Pid> {
+        let argv: [*const c_char; 4] = [shell.as_ptr(), c"-c".as_ptr(), cmd.as_ptr(), ptr::null()];
+        let envp: Vec<*const c_char> = vars
+            .iter()
+            .map(|var| var.as_ptr())
+            .chain([ptr::null()])
+            .collect();
+        let fd = output.as_raw_fd();
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: every pointer handed to libc points into a value borrowed for this whole
+        // function (`argv` and `envp` are NULL-terminated arrays of NUL-terminated strings
+        // that outlive the call); the attribute and file-action objects are initialised
+        // before use and destroyed once, on every path, by `Spawn`'s drop.
+        unsafe {
+            let mut spawn = Spawn::new()?;
+            let actions = spawn.actions.as_mut_ptr();
+            let attr = spawn.attr.as_mut_ptr();
+            check(libc::posix_spawn_file_actions_addchdir_np(
+                actions,
+                cwd.as_ptr(),
+            ))?;
+            check(libc::posix_spawn_file_actions_addopen(
+                actions,
+                0,
+                c"/dev/null".as_ptr(),
+                libc::O_RDONLY,
+                0,
+            ))?;
+            // dup2 clears close-on-exec on the copies, which the command keeps.
+            check(libc::posix_spawn_file_actions_adddup2(actions, fd, 1))?;
+            check(libc::posix_spawn_file_actions_adddup2(actions, fd, 2))?;
+            // Python ignores SIGPIPE (and SIGXFSZ), which a command would inherit: every signal
+            // back to its default, and none blocked (a thread of ours may block some).
+            let mut signals = MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigfillset(signals.as_mut_ptr());
+            check(libc::posix_spawnattr_setsigdefault(attr, signals.as_ptr()))?;
+            libc::sigemptyset(signals.as_mut_ptr());
+            check(libc::posix_spawnattr_setsigmask(attr, signals.as_ptr()))?;
+            let flags = libc::c_int::from(libc::POSIX_SPAWN_SETSID)
+                | libc::POSIX_SPAWN_SETSIGDEF
+                | libc::POSIX_SPAWN_SETSIGMASK;
+            check(libc::posix_spawnattr_setflags(attr, flags as libc::c_short))?;
+            check(libc::posix_spawn(
+                &raw mut pid,
+                shell.as_ptr(),
+                actions,
+                attr,
+                argv.as_ptr().cast::<*mut c_char>(),
+                envp.as_ptr().cast::<*mut c_char>(),
+            ))?;
+        }
+        Pid::from_raw(pid).ok_or_else(|| io::Error::other("posix_spawn gave no pid"))
+    }
+
+    /// The attribute and file-action objects of one `posix_spawn`, destroyed on drop. Moved
+    /// once initialised: glibc's are plain data (the list of actions lives on the heap).
+    struct Spawn {
+        attr: MaybeUninit<libc::posix_spawnattr_t>,
+        actions: MaybeUninit<libc::posix_spawn_file_actions_t>,
+        ready: u8, // how many of the two are initialised, in that order
+    }
+
+    impl Spawn {
+        fn new() -> io::Result<Spawn> {
+            let mut spawn = Spawn {
+                attr: MaybeUninit::uninit(),
+                actions: MaybeUninit::uninit(),
+                ready: 0,
+            };
+            // SAFETY: each is initialised in place, and counted only once it is.
+            unsafe {
+                check(libc::posix_spawnattr_init(spawn.attr.as_mut_ptr()))?;
+                spawn.ready = 1;
+                check(libc::posix_spawn_file_actions_init(
+                    spawn.actions.as_mut_ptr(),
+                ))?;
+                spawn.ready = 2;
+            }
+            Ok(spawn)
+        }
+    }
+
+    impl Drop for Spawn {
+        fn drop(&mut self) {
+            // SAFETY: only what `new` initialised is destroyed, once.
+            unsafe {
+                if self.ready >= 2 {
+                    libc::posix_spawn_file_actions_destroy(self.actions.as_mut_ptr());
+                }
+                if self.ready >= 1 {
+                    libc::posix_spawnattr_destroy(self.attr.as_mut_ptr());
+                }
+            }
+        }
+    }
+
+    /// The `posix_spawn` family returns an error number instead of setting `errno`.
+    fn check(code: libc::c_int) -> io::Result<()> {
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(code))
+        }
+    }
 }
 
 /// The whole output, handed to `live` in whole lines as it comes.
@@ -409,7 +538,7 @@ mod tests {
     fn shell_found_on_the_commands_path() {
         assert_eq!(
             CommandEnv::new(vec![]).shell(),
-            Path::new(DEFAULT_SHELL),
+            Path::new("/bin/sh"),
             "no PATH: the default shell"
         );
         assert!(env().shell().ends_with("sh"));
