@@ -290,8 +290,9 @@ class CommandOutput:
 
 @final
 class Commands:
-    """The commands of a run: each `sh -c CMD` in its own process group, stdin from
-    /dev/null, stdout and stderr into one pipe; all stopped at once by `stop`."""
+    """The commands of a run: each `sh -c CMD` in a session of its own (its own process group,
+    no controlling terminal), stdin from /dev/null, stdout and stderr into one pipe; all
+    stopped at once by `stop`."""
 
     def __new__(cls) -> Commands: ...
     def run(

@@ -479,7 +479,7 @@ class Runner:
             self.remote.push(self.store, key)
 
     def _spawn(self, action: Action, cwd: str, env: _core.CommandEnv) -> tuple[int, bytes]:
-        """Run the command with `sh -c` in its own process group, its output shown as it comes
+        """Run the command with `sh -c` in a session of its own, its output shown as it comes
         when the console shows it live."""
         ran = self._commands.run(action.rule.cmd, cwd, env, self.console.live_output(action.label))
         if ran is None:
