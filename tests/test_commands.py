@@ -223,3 +223,29 @@ def test_sigpipe_is_at_its_default_in_a_command(ws: Workspace) -> None:
     done = ws.once("run", "build")
     assert done.code == 1
     assert "failed with exit code -13" in done.out + done.err
+
+
+def test_once_piped_into_a_reader_that_stops_ends_at_once(ws: Workspace) -> None:
+    """`once run | head`: once ends when the reader is gone (its error is one line), and does
+    not wait for the command still writing."""
+    one_rule(ws, "echo one; echo two; echo three; sleep 30; echo x > out.txt")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [ONCE, "run", "build"],
+        cwd=ws.root,
+        env={**os.environ, "ONCE_CACHE_DIR": str(ws.cache)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(b"//:build: running")
+    proc.stdout.close()  # the reader is gone: once's next write fails
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 1
+    assert err.decode().strip().splitlines()[-1] == "once: error: Broken pipe"

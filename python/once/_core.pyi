@@ -305,8 +305,9 @@ class Commands:
         """Run `cmd` and read its output to the end (a child left in the background holding
         it open is waited for), the GIL released. `live` is called with the output as it
         comes, whole lines at a time (the last possibly without its newline); what it raises
-        stops the calls and is raised once the command ended. None when `stop` came first:
-        nothing ran. OSError when the command cannot start (`cwd` missing)."""
+        is raised at once, the output read no further (the command's next write ends it with
+        SIGPIPE) and the command left for `stop`. None when `stop` came first: nothing ran.
+        OSError when the command cannot start (`cwd` missing)."""
     def stop(self, grace_seconds: float) -> None:
         """TERM every running command's process group, then KILL what is left once every
         shell exited or `grace_seconds` passed. No command starts after this."""

@@ -85,7 +85,7 @@ fn find_shell(path: &str) -> Option<PathBuf> {
     })
 }
 
-/// Shows a running command's output as it comes; false: do not call again.
+/// Shows a running command's output as it comes; false: give up on the command.
 pub type LiveOutput<'a> = &'a mut dyn FnMut(&[u8]) -> bool;
 
 /// How a command ended and everything it wrote to stdout and stderr, in the order written.
@@ -109,6 +109,8 @@ struct Running {
     /// The process groups of started commands whose shell is not reaped yet: until it is, its
     /// pid (the group's id) cannot be given to another process, so signalling it is safe.
     groups: HashSet<i32>,
+    /// Commands nobody waits for (their reader gave up), reaped by `stop`.
+    abandoned: Vec<Pid>,
 }
 
 impl Commands {
@@ -119,14 +121,16 @@ impl Commands {
 
     /// Run `sh -c cmd` in `cwd` and read its output to the end (a child it left in the
     /// background and that holds the pipe open is waited for too). `live` gets the output as
-    /// it comes, whole lines at a time (the last one possibly without its newline); once it
-    /// returns false it is not called again. None when `stop` came first: nothing ran.
+    /// it comes, whole lines at a time (the last one possibly without its newline). None when
+    /// `stop` came first (nothing ran), or at once when `live` returns false: the output is
+    /// read no further (the command's next write ends it with SIGPIPE), and the command is
+    /// left for `stop` to end.
     pub fn run(
         &self,
         cmd: &str,
         cwd: &Path,
         env: &CommandEnv,
-        mut live: Option<LiveOutput<'_>>,
+        live: Option<LiveOutput<'_>>,
     ) -> Result<Option<CommandOutput>> {
         if self.lock().stopping {
             return Ok(None);
@@ -141,10 +145,14 @@ impl Commands {
             // Started while `stop` ran, after it listed the groups to signal.
             let _ = kill_process_group(pid, Signal::KILL);
         }
-        let read = read_all(pipe, &mut live);
-        let waited = self.reap(pid);
-        let log = read.at(cwd)?;
-        let exit_code = waited.at(cwd)?;
+        let read = read_all(pipe, live);
+        let Ok(Some(log)) = read else {
+            // The caller gave up on it (or the pipe failed): not waited for, and left in the
+            // groups, so that `stop` ends it (and reaps it) with the others.
+            self.lock().abandoned.push(pid);
+            return read.map(|_| None).at(cwd);
+        };
+        let exit_code = self.reap(pid).at(cwd)?;
         Ok(Some(CommandOutput { exit_code, log }))
     }
 
@@ -174,6 +182,10 @@ impl Commands {
         }
         for &pid in &signalled {
             signal_group(pid, Signal::KILL);
+        }
+        let abandoned = std::mem::take(&mut self.lock().abandoned);
+        for pid in abandoned {
+            let _ = self.reap(pid); // killed just now: the wait is short
         }
     }
 
@@ -363,8 +375,9 @@ mod posix {
     }
 }
 
-/// The whole output, handed to `live` in whole lines as it comes.
-fn read_all(mut pipe: File, live: &mut Option<LiveOutput<'_>>) -> io::Result<Vec<u8>> {
+/// The whole output, handed to `live` in whole lines as it comes; None as soon as `live`
+/// gives up (the pipe is closed then: the command's next write ends it with SIGPIPE).
+fn read_all(mut pipe: File, mut live: Option<LiveOutput<'_>>) -> io::Result<Option<Vec<u8>>> {
     let mut log = Vec::new();
     let mut shown = 0; // how much of `log` `live` has had
     let mut chunk = vec![0; READ_SIZE];
@@ -380,18 +393,18 @@ fn read_all(mut pipe: File, live: &mut Option<LiveOutput<'_>>) -> io::Result<Vec
             if let Some(end) = log[shown..].iter().rposition(|&byte| byte == b'\n') {
                 let end = shown + end + 1;
                 if !show(&log[shown..end]) {
-                    *live = None;
+                    return Ok(None);
                 }
                 shown = end;
             }
         }
     }
     if let Some(show) = live.as_mut() {
-        if shown < log.len() {
-            show(&log[shown..]);
+        if shown < log.len() && !show(&log[shown..]) {
+            return Ok(None);
         }
     }
-    Ok(log)
+    Ok(Some(log))
 }
 
 fn has_exited(pid: i32) -> bool {
@@ -459,6 +472,27 @@ mod tests {
             .unwrap();
         assert_eq!(out.log, b"a\nbc\nd");
         assert_eq!(seen, vec![b"a\n".to_vec(), b"bc\n".to_vec(), b"d".to_vec()]);
+    }
+
+    #[test]
+    fn giving_up_on_the_output_returns_at_once_and_stop_ends_the_command() {
+        let commands = Commands::new();
+        let started = Instant::now();
+        let mut give_up = |_: &[u8]| false;
+        let ran = commands
+            .run(
+                "echo one; sleep 5; echo two",
+                Path::new("."),
+                &env(),
+                Some(&mut give_up),
+            )
+            .unwrap();
+        assert!(ran.is_none());
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert_eq!(commands.lock().groups.len(), 1);
+        commands.stop(Duration::from_secs(3));
+        assert!(commands.lock().groups.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(4));
     }
 
     #[test]

@@ -67,8 +67,8 @@ impl Commands {
         env: &CommandEnv,
         live: Option<Py<PyAny>>,
     ) -> PyResult<Option<CommandOutput>> {
-        // What `live` raised: it is not called again, the command is read to its end (it is
-        // not left blocked on a full pipe), then the error is raised here.
+        // What `live` raised, raised here at once: the command's output is read no further,
+        // and the command is left for `stop`, as the caller is on its way out.
         let mut raised: Option<PyErr> = None;
         let ran: CoreResult<Option<spawn::CommandOutput>> = py.detach(|| {
             let mut show = |data: &[u8]| {
