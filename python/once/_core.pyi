@@ -1,10 +1,14 @@
 """Type stubs for `once._core`, the Rust extension (rust/once-py). Every call that touches
 files releases the GIL; `scripts/test` checks this stub against the binary with mypy's stubtest."""
 
+from collections.abc import Callable
 from typing import ClassVar, TypedDict, final, type_check_only
 
 __all__ = [
     "KEY_FORMAT_VERSION",
+    "CommandEnv",
+    "CommandOutput",
+    "Commands",
     "Entry",
     "FileSet",
     "GlobError",
@@ -262,6 +266,51 @@ class SettledHit:
         """The replayed log, when asked for."""
     @property
     def seconds(self) -> float: ...
+
+@final
+class CommandEnv:
+    """A command's whole environment, converted once and shared by every command run with it."""
+
+    def __new__(cls, variables: list[tuple[str, str]]) -> CommandEnv:
+        """The shell is the first `sh` on the `PATH` of `variables`, else `/bin/sh`."""
+    @property
+    def shell(self) -> str:
+        """The shell commands start with."""
+
+@final
+class CommandOutput:
+    """How a command ended, and its output."""
+
+    @property
+    def exit_code(self) -> int:
+        """Its exit code, or minus the signal that ended it."""
+    @property
+    def log(self) -> bytes:
+        """Its stdout and stderr, interleaved as written."""
+
+@final
+class Commands:
+    """The commands of a run: each `sh -c CMD` in a session of its own (its own process group,
+    no controlling terminal), stdin from /dev/null, stdout and stderr into one pipe; all
+    stopped at once by `stop`."""
+
+    def __new__(cls) -> Commands: ...
+    def run(
+        self,
+        cmd: str,
+        cwd: str,
+        env: CommandEnv,
+        live: Callable[[bytes], object] | None = None,
+    ) -> CommandOutput | None:
+        """Run `cmd` and read its output to the end (a child left in the background holding
+        it open is waited for), the GIL released. `live` is called with the output as it
+        comes, whole lines at a time (the last possibly without its newline); what it raises
+        is raised at once, the output read no further (the command's next write ends it with
+        SIGPIPE) and the command left for `stop`. None when `stop` came first: nothing ran.
+        OSError when the command cannot start (`cwd` missing)."""
+    def stop(self, grace_seconds: float) -> None:
+        """TERM every running command's process group, then KILL what is left once every
+        shell exited or `grace_seconds` passed. No command starts after this."""
 
 @final
 class OutputStats:

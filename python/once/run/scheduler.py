@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,8 +18,6 @@ from once.ui.console import Console, Result, hit_line
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
-    import subprocess
-
     from once.api import Outcome
     from once.config.model import Workspace
     from once.plan.graph import Action
@@ -34,7 +29,7 @@ INTERRUPT_GRACE_SECONDS = 3.0
 INTERRUPTED = 130  # exit status given to a command that was never started because of Ctrl-C
 
 
-def unwritten_outputs(package_dir: Path, outputs: list[str]) -> list[str]:
+def unwritten_outputs(package_dir: str, outputs: list[str]) -> list[str]:
     """The declared outputs that name nothing on disk after the command: a plain path that
     does not exist, or a glob matching nothing (`{a,b}` globs, which the standard glob cannot
     read, are taken as written)."""
@@ -43,9 +38,10 @@ def unwritten_outputs(package_dir: Path, outputs: list[str]) -> list[str]:
         if "{" in output:
             continue
         if is_glob(output):
-            written = next(package_dir.glob(output.rstrip("/")), None) is not None
+            written = next(Path(package_dir).glob(output.rstrip("/")), None) is not None
         else:
-            written = os.path.lexists(package_dir / output)
+            # Joined as strings, not Paths: this runs for every output of every step that ran.
+            written = os.path.lexists(f"{package_dir}/{output}")
         if not written:
             missing.append(output)
     return missing
@@ -72,6 +68,7 @@ class Runner:
         self.remote = remote
         self.link = link
         self.workspace = workspace
+        self._root = str(workspace.root)  # as the core takes it, made once for every step
         self.snapshot = snapshot
         self.fingerprints = fingerprints
         self.store = store
@@ -79,16 +76,14 @@ class Runner:
         self._saving_store = store
         self.console = console
         self.force = force
-        self._procs: set[subprocess.Popen[bytes]] = set()
-        self._procs_lock = threading.Lock()
-        self._stopping = False  # set on interrupt: no new command may start
+        self._commands = _core.Commands()  # started here, all stopped by `interrupt`
         self._cache_warned = False
         # Steps whose local entry the bulk pass already found unusable (refused, or a blob
         # gone): they run without asking the cache again, as they would have before.
         self._uncached = settled.uncached
         self._absent = settled.absent  # keys the bulk lookup did not find
         self._envs: dict[
-            tuple[str, tuple[str, ...], tuple[str, ...]], tuple[dict[str, str], list[str]]
+            tuple[str, tuple[str, ...], tuple[str, ...]], tuple[_core.CommandEnv, list[str]]
         ] = {}
         # What each finished step gives its dependents' keys, as it turned out in this run
         # (see `_core.action_keys`): None when unknown (it ran and was not cached). Written by
@@ -164,22 +159,8 @@ class Runner:
 
     def interrupt(self) -> None:
         """Stop every running command with its whole process group: TERM, then KILL for
-        whatever is still there after a grace period."""
-        import subprocess  # noqa: PLC0415 - see _spawn
-
-        with self._procs_lock:
-            self._stopping = True
-            procs = list(self._procs)
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            # The group may outlive its leader (a backgrounded child), so always KILL it.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        whatever is still there after a grace period. No command starts after this."""
+        self._commands.stop(INTERRUPT_GRACE_SECONDS)
 
     def _execute_or_refuse(self, action: Action) -> Result:
         """`_execute`, with an output reached through a symlink as the user's error it is: no
@@ -214,7 +195,9 @@ class Runner:
         started = time.monotonic()
         rule = action.rule
         fingerprint = self._keyed(action)
-        package_dir = self.workspace.root / rule.package
+        root = self._root
+        # A string, not a Path per step (see `unwritten_outputs`); "." is the root package.
+        package_dir = root if rule.package == "." else f"{root}/{rule.package}"
         outputs = list(rule.outputs)
         key = fingerprint.key if fingerprint is not None else None
         cache = rule.cache and key is not None
@@ -235,7 +218,7 @@ class Runner:
         if self.store is not None:
             # Outputs restored as read-only hard links share bytes with the store: give the
             # command private copies, or rewriting one in place would rewrite the blob.
-            self.store.unshare_outputs(str(self.workspace.root), rule.package, outputs)
+            self.store.unshare_outputs(root, rule.package, outputs)
         self.console.started(action.label, rule.cmd)
         env, withheld = self._command_env(rule.env_mode, rule.env, rule.pass_env)
         exit_code, log = self._spawn(action, package_dir, env)
@@ -280,7 +263,7 @@ class Runner:
             try:
                 saved = self.store.save(
                     key,
-                    str(self.workspace.root),
+                    root,
                     rule.package,
                     outputs,
                     log,
@@ -300,14 +283,17 @@ class Runner:
 
     def _command_env(
         self, configured_mode: str, env: tuple[str, ...], pass_env: tuple[str, ...]
-    ) -> tuple[dict[str, str], list[str]]:
-        """`command_env` for a rule, worked out once per run for each set of declarations:
-        matching every variable against every pattern per step cost more than its `sh`."""
+    ) -> tuple[_core.CommandEnv, list[str]]:
+        """`command_env` for a rule, worked out (and converted for the core) once per run for
+        each set of declarations: matching every variable against every pattern per step cost
+        more than its `sh`."""
         declared = (configured_mode, env, pass_env)
         known = self._envs.get(declared)
         if known is None:
             mode = env_mode(configured_mode, os.environ)
-            known = self._envs[declared] = command_env(mode, env, pass_env, os.environ)
+            variables, withheld = command_env(mode, env, pass_env, os.environ)
+            known = (_core.CommandEnv(list(variables.items())), withheld)
+            self._envs[declared] = known
         return known
 
     def _unknown(self, action: Action) -> str:
@@ -371,44 +357,13 @@ class Runner:
         if self.remote is not None and self.store is not None:
             self.remote.push(self.store, key)
 
-    def _spawn(self, action: Action, cwd: Path, env: dict[str, str]) -> tuple[int, bytes]:
-        """Run the command with `sh -c` in its own process group, streaming prefixed lines."""
-        # Imported here: a run of cache hits starts no command (~3 ms of start-up).
-        import subprocess  # noqa: PLC0415
-
-        if self._stopping:
+    def _spawn(self, action: Action, cwd: str, env: _core.CommandEnv) -> tuple[int, bytes]:
+        """Run the command with `sh -c` in a session of its own, its output shown as it comes
+        when the console shows it live."""
+        ran = self._commands.run(action.rule.cmd, cwd, env, self.console.live_output(action.label))
+        if ran is None:
             return INTERRUPTED, b""
-        # Started outside the lock, so that steps start in parallel (a start is a fork and an
-        # exec: holding the lock through it made the other step threads wait, py-spy).
-        proc = subprocess.Popen(
-            ["sh", "-c", action.rule.cmd],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so an interrupt can stop the command and its children
-        )
-        with self._procs_lock:
-            self._procs.add(proc)
-            stopping = self._stopping
-        if stopping:
-            # Started as `interrupt` ran, after it listed the commands to stop: stopped here.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        log = bytearray()
-        try:
-            assert proc.stdout is not None  # noqa: S101 - guaranteed by stdout=PIPE
-            for line in proc.stdout:
-                log += line
-                self.console.live(action.label, line)
-            return proc.wait(), bytes(log)
-        finally:
-            # Closed here, not by exit: a long-lived caller (the Python API) runs many steps.
-            if proc.stdout is not None:
-                proc.stdout.close()
-            with self._procs_lock:
-                self._procs.discard(proc)
+        return ran.exit_code, ran.log
 
     def _finish_saves(self) -> None:
         """Wait until every save of this run is durable and its entry in place: the run's end

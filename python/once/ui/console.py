@@ -12,6 +12,7 @@ from once.value import Value
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import BinaryIO
 
     # Literal strings, not enums: `enum` (and the functools and collections it loads) would be
@@ -62,10 +63,17 @@ class Console:
     def replays(self) -> bool:
         return self.mode == "full"
 
-    def live(self, label: str, data: bytes) -> None:
-        """Output of a running command, as it comes."""
-        if self.mode in ("full", "new-only"):
-            self.lines(label, data)
+    def live_output(self, label: str) -> Callable[[bytes], None] | None:
+        """What shows the output of step `label`'s command as it comes (whole lines at a time),
+        or None when this mode does not show it live: then nothing is called per line."""
+        if self.mode not in ("full", "new-only"):
+            return None
+
+        def show(data: bytes) -> None:
+            # One newline stripped, not all: a blank line is shown as it comes.
+            self._write(prefix_lines(label, data[:-1] if data.endswith(b"\n") else data))
+
+        return show
 
     def failed(self, label: str, log: bytes) -> None:
         """The whole log of a failed command, where it was not shown live."""
@@ -122,10 +130,13 @@ def hit_result(label: str, restored: bool, seconds: float, saved_ms: int) -> Res
 
 def prefixed(label: str, data: bytes) -> bytes:
     """Each line of `data` prefixed by its step's label."""
+    return prefix_lines(label, data.rstrip(b"\n"))
+
+
+def prefix_lines(label: str, text: bytes) -> bytes:
+    """Each line of `text` (each piece between newlines) prefixed by the step's label."""
     prefix = f"{label} |".encode()
-    return b"".join(
-        prefix + (b" " + line if line else b"") + b"\n" for line in data.rstrip(b"\n").split(b"\n")
-    )
+    return b"".join(prefix + (b" " + line if line else b"") + b"\n" for line in text.split(b"\n"))
 
 
 def hit_line(result: Result) -> str:

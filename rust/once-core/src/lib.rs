@@ -14,6 +14,7 @@ mod mapped_hash;
 pub mod outputstats;
 pub mod select;
 pub mod snapshot;
+pub mod spawn;
 pub mod statcache;
 pub mod store;
 pub mod tracked;

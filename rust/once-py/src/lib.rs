@@ -7,6 +7,7 @@
 // pyo3 extracts Python arguments into owned values; borrowing them instead is not an option.
 #![allow(clippy::needless_pass_by_value)]
 
+mod commands;
 mod errors;
 mod globs;
 mod hashing;
@@ -23,6 +24,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[pymodule(gil_used = false)]
 mod _core {
+    #[pymodule_export]
+    use crate::commands::{CommandEnv, CommandOutput, Commands};
     #[pymodule_export]
     use crate::errors::{GlobError, SymlinkedOutputError, UnsafePathError};
     #[pymodule_export]
