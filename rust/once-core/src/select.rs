@@ -326,7 +326,16 @@ mod tests {
             // Few files chosen, many excludes: each file is asked, not each exclude.
             (
                 &["src/a.rs", "README.md", "dist/a.js", "docs/x.md"],
-                &["src/a.rs", "dist", "docs/*.md", "nested/", "tests/**", "x", "y/", "z"],
+                &[
+                    "src/a.rs",
+                    "dist",
+                    "docs/*.md",
+                    "nested/",
+                    "tests/**",
+                    "x",
+                    "y/",
+                    "z",
+                ],
             ),
             (&["src/a.ts"], &["src/"]),
             (&["src/a.ts"], &["srcs/", "src/a.t", "src/a.ts/"]),
