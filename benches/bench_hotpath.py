@@ -54,7 +54,7 @@ def test_key_computation(benchmark: BenchmarkFixture, monorepo: Monorepo) -> Non
     # Fill the stat cache: the timed runs are the no-op case. Twice, because a file written
     # moments before the first scan is not trusted (racy-timestamp rule) until the next. The
     # state folder is a run's to make; without it nothing is kept.
-    ensure_state_dir(monorepo.root / STATE_DIR)
+    ensure_state_dir(str(monorepo.root / STATE_DIR))
     plan(workspace, actions, {})
     plan(workspace, actions, {})
 

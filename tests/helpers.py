@@ -7,8 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,12 +142,19 @@ def three_packages(ws: Workspace) -> None:
     )
 
 
-@contextmanager
-def prelude_started(argv: list[str]) -> Iterator[prelude.Early]:
-    """An in-process `once ARGV`'s prelude (lock and walk), released on the way out."""
+def run_in_process(argv: list[str]) -> int:
+    """`once ARGV`, a run, in this process (so that its counters can be read): its prelude,
+    its parsing and the pipeline, as `python -m once` runs them; the exit status."""
+    from once.run import pipeline  # noqa: PLC0415 - imported by the tests that run in process
+    from once.ui.terminal import make_console  # noqa: PLC0415
+    asked = prelude.parse(argv)
+    assert asked is not None, argv
+    cwd, request = asked
     early = prelude.start(argv)
-    assert early is not None, argv
-    try:
-        yield early
-    finally:
-        early.release()
+    results = pipeline.run(
+        request,
+        os.path.realpath(cwd),
+        lambda total: make_console(sys.stdout.buffer, request.output_logs, total),
+        early=early,
+    )
+    return pipeline.exit_code(results)

@@ -10,7 +10,8 @@ import pytest
 from once.api import OutputLogs as LogMode
 from once.config import load_workspace
 from once.plan.graph import build_graph, select_targets
-from once.run.session import execute
+from once.run import pipeline
+from once.run.options import RunRequest
 from once.ui.console import Console, Result
 
 from tests.helpers import Workspace, read_entry, write_entry
@@ -215,23 +216,29 @@ def test_every_bulk_hit_gets_one_progress_event_and_one_write(
     monkeypatch.chdir(ws.root)
     workspace = load_workspace(ws.root)
     actions = build_graph(workspace, select_targets(workspace, ["//c:build"], ws.root))
+
+    def execute(console: Recording) -> list[Result]:
+        request = RunRequest(["//c:build"])
+        return pipeline.run(request, str(ws.root), lambda _: console, loaded=(workspace, actions))
+
     first = Recording()
-    execute(workspace, actions, first, max_bytes=1 << 30)
+    execute(first)
     assert [event.outcome for event in first.events] == ["ran"] * 3
 
     (ws.root / "b/dist/out.txt").unlink()
     second = Recording()
-    results = execute(workspace, actions, second, max_bytes=1 << 30)
+    results = execute(second)
     assert [(r.label, r.outcome) for r in results] == [
         ("//a:build", "cached"),
         ("//b:build", "restored"),
         ("//c:build", "cached"),
     ]
     assert sorted(event.label for event in second.events) == [r.label for r in results]
-    # Status lines and logs of all three in a single write.
-    assert second.writes == 1
+    # Status lines and logs of all three in a single write, then the summary's.
+    assert second.writes == 2
     text = second.buffer.getvalue().decode()
     assert text.count("cache hit") == 3
+    assert text.splitlines()[-1].startswith("once: all 3 steps cached (1 restored)")
     assert all(result.saved_ms >= 0 and result.seconds >= 0 for result in results)
 
 

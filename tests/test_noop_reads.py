@@ -12,9 +12,8 @@ import pytest
 from click.testing import CliRunner
 from once import _core
 from once.cli import cli
-from once.run import quick
 
-from tests.helpers import Workspace, prelude_started, three_packages
+from tests.helpers import Workspace, run_in_process, three_packages
 
 # Longer than the racy-timestamp margin (20 ms): only then may a recorded stat vouch for a file.
 SETTLE_SECONDS = 0.06
@@ -63,7 +62,7 @@ def test_same_size_output_rewrite_with_old_mtime_is_restored(ws: Workspace) -> N
 def test_the_fast_path_reads_no_file_contents(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """The same through run/quick.py, which answers a no-op once the run's plan is kept."""
+    """The same once the run's plan and keys are kept: no file is read to key it either."""
     three_packages(ws)
     monkeypatch.setenv("ONCE_CACHE_DIR", str(ws.cache))
     monkeypatch.chdir(ws.root)
@@ -72,8 +71,7 @@ def test_the_fast_path_reads_no_file_contents(
     assert ws.once("run", "build").code == 0  # keeps the plan; re-reads the fresh files
     time.sleep(SETTLE_SECONDS)
     before = _core.files_hashed()
-    with prelude_started(["run", "build"]) as early:
-        assert quick.run(early) == 0
+    assert run_in_process(["run", "build"]) == 0
     assert _core.files_hashed() - before == 0
     assert "once: all 3 steps cached" in capfd.readouterr().out
     assert sorted(ws.ran()) == ["a", "app", "b"]  # the first run only

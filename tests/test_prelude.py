@@ -59,20 +59,15 @@ def locked_elsewhere(state_dir: Path) -> bool:
     return False
 
 
-def test_a_run_takes_the_lock_and_hands_over_the_walk(
-    workspace: Path, started: list[prelude.Early]
-) -> None:
+def test_a_run_takes_the_lock_and_walks(workspace: Path, started: list[prelude.Early]) -> None:
     early = start(started, ["run", "build"])
     state_dir = workspace / ".once"
     assert locked_elsewhere(state_dir)
-    fd = early.claim_lock(state_dir)
-    assert fd is not None
-    snapshot = early.claim_snapshot(workspace)
-    assert snapshot is not None
+    snapshot = early.snapshot()
     fresh = _core.Snapshot.scan(str(workspace), [".once"])
     assert snapshot.file_count == fresh.file_count == 3
-    assert early.claim_snapshot(workspace) is None  # handed over once
-    os.close(fd)
+    assert early.snapshot() is snapshot  # walked once
+    early.release()
     assert not locked_elsewhere(state_dir)
 
 
@@ -99,24 +94,44 @@ def test_a_first_run_writes_nothing(workspace: Path) -> None:
     assert not (workspace / ".once").exists()
 
 
-def test_a_lock_for_another_folder_is_released(
-    workspace: Path, tmp_path: Path, started: list[prelude.Early]
+def test_a_run_without_a_prelude_makes_the_state_folder_ignored_by_git(
+    workspace: Path, started: list[prelude.Early]
 ) -> None:
-    early = start(started, ["run", "build"])
-    elsewhere = tmp_path / "elsewhere" / ".once"
-    elsewhere.mkdir(parents=True)
-    assert early.claim_lock(elsewhere) is None
-    assert not locked_elsewhere(workspace / ".once")
-    assert early.claim_snapshot(workspace) is None
+    """`begin`: a workspace's first run takes its lock and walk once its config is read."""
+    (workspace / ".once").rmdir()
+    early = prelude.begin(str(workspace), str(workspace / "app"))
+    started.append(early)
+    assert (workspace / ".once/.gitignore").read_text().splitlines()[-1] == "*"
+    assert locked_elsewhere(workspace / ".once")
+    assert early.snapshot().file_count == 3
 
 
-def test_a_walk_failure_reaches_the_session(workspace: Path, started: list[prelude.Early]) -> None:
+def test_a_walk_failure_reaches_the_run(workspace: Path, started: list[prelude.Early]) -> None:
     (workspace / "app" / os.fsdecode(b"bad-\xff-name")).write_text("x")
     early = start(started, ["run", "build"])
-    fd = early.claim_lock(workspace / ".once")
-    assert fd is not None
-    try:
-        with pytest.raises(OSError, match="UTF-8"):
-            early.claim_snapshot(workspace)
-    finally:
-        os.close(fd)
+    with pytest.raises(OSError, match="UTF-8"):
+        early.snapshot()
+    with pytest.raises(OSError, match="UTF-8"):
+        early.snapshot()  # each time asked
+
+
+@pytest.mark.parametrize(
+    ("argv", "asked"),
+    [
+        (["run", "build"], ("", ["build"])),
+        (["-C", "app", "run", "a"], ("app", ["a"])),
+        (["-C", "nosuch", "run", "a"], None),
+        (["status", "a"], None),
+    ],
+)
+def test_a_run_is_parsed_with_its_folder(
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    asked: tuple[str, list[str]] | None,
+) -> None:
+    monkeypatch.chdir(workspace)
+    parsed = prelude.parse(argv)
+    found = (os.path.relpath(parsed[0], workspace), parsed[1].targets) if parsed else None
+    expected = (os.path.normpath(asked[0] or "."), asked[1]) if asked else None
+    assert found == expected

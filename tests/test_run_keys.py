@@ -8,15 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from once import _core
-from once.cli import cli
 from once.plan import steps as plans
-from once.run import quick, session
-from once.run.scheduler import open_store
+from once.run import pipeline
 from once.state import run_keys
+from once.state.cache_files import open_store
 
-from tests.helpers import Workspace, prelude_started, three_packages
+from tests.helpers import Workspace, run_in_process, three_packages
 
 # Longer than the racy-timestamp margin (20 ms): only then may a recorded stat vouch for a file.
 SETTLE_SECONDS = 0.06
@@ -34,12 +32,11 @@ def kept(ws: Workspace) -> Workspace:
     return ws
 
 
-def quick_run(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> int | None:
-    """`once run build` through the fast path, in this process."""
+def run_here(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> int:
+    """`once run build`, in this process."""
     monkeypatch.setenv("ONCE_CACHE_DIR", str(ws.cache))
     monkeypatch.chdir(ws.root)
-    with prelude_started(["run", "build"]) as early:
-        return quick.run(early)
+    return run_in_process(["run", "build"])
 
 
 def test_an_unchanged_tree_takes_the_kept_keys(
@@ -49,7 +46,7 @@ def test_an_unchanged_tree_takes_the_kept_keys(
         raise AssertionError("selected inputs although the keys were kept")
 
     monkeypatch.setattr(plans, "selections", no_selecting)
-    assert quick_run(kept, monkeypatch) == 0  # the fast path would fall back on the error
+    assert run_here(kept, monkeypatch) == 0
     assert "once: all 3 steps cached" in capfd.readouterr().out
     assert kept.ran() == []
 
@@ -92,35 +89,40 @@ def test_a_declared_env_variable_is_keyed_again(kept: Workspace) -> None:
     assert kept.ran() == []
 
 
-def test_a_miss_runs_with_the_keys_the_fast_path_made(
+def test_a_miss_is_keyed_and_looked_up_once(
     kept: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The edit-and-run case: the fast path keys the plan, meets a miss and leaves the run to
-    the CLI, which runs it with those keys and the entries they found instead of keying
-    everything and reading every entry again."""
+    """The edit-and-run case: the run keys its kept plan, settles what hits, and the scheduler
+    continues with those keys and the entries they found, instead of keying everything and
+    reading every entry again."""
     (kept.root / "libs/a/src/one.txt").write_text("ONE\n")
-    monkeypatch.setenv("ONCE_CACHE_DIR", str(kept.cache))
-    monkeypatch.chdir(kept.root)
-    with prelude_started(["run", "build"]) as early:
-        assert quick.run(early) is None  # a miss: nothing printed, left to the CLI
+    keyings: list[int] = []
+    lookups: list[int] = []
+    action_keys = _core.action_keys
 
-        def no_keying(*_: object) -> None:
-            raise AssertionError("the CLI keyed the plan again")
+    def counted_keys(snapshot: _core.Snapshot, requests: object, store: object) -> object:
+        keyings.append(1)
+        real = store._store if isinstance(store, CountedLookups) else store
+        return action_keys(snapshot, requests, real)  # type: ignore[arg-type]
 
-        class NoLookups:
-            def __init__(self, store: _core.Store | None) -> None:
-                self._store = store
+    class CountedLookups:
+        def __init__(self, store: _core.Store | None) -> None:
+            self._store = store
 
-            def __getattr__(self, name: str) -> object:
-                return getattr(self._store, name)
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._store, name)
 
-            def lookup_many(self, _keys: list[str]) -> None:
-                raise AssertionError("the CLI looked the entries up again")
+        def lookup_many(self, keys: list[str]) -> list[_core.Entry | None]:
+            lookups.append(len(keys))
+            assert self._store is not None
+            return self._store.lookup_many(keys)
 
-        monkeypatch.setattr(_core, "action_keys", no_keying)
-        monkeypatch.setattr(session, "open_store", lambda: NoLookups(open_store()))
-        result = CliRunner().invoke(cli, ["run", "build"], obj=early, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    monkeypatch.setattr(_core, "action_keys", counted_keys)
+    monkeypatch.setattr(pipeline, "open_store", lambda: CountedLookups(open_store()))
+    assert run_here(kept, monkeypatch) == 0
+    # One keying, one lookup of the keys known before anything runs: app's key holds what
+    # libs/a produces, which is keyed once libs/a ran.
+    assert (len(keyings), lookups) == (1, [2])
     assert sorted(kept.ran()) == ["a", "app"]
     assert (kept.root / "app/out/app.txt").read_text() == "ONE\ntwo\nbee\n"
 

@@ -4,11 +4,15 @@ unchanged is not started again: its output is kept in `.once/probes`."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import time
 from pathlib import Path
+
+import once
+import pytest
 
 from tests.helpers import Workspace
 
@@ -159,3 +163,22 @@ def test_a_script_or_a_proxy_is_probed_every_time(ws: Workspace, tmp_path: Path)
     assert ws.once("run", "build", env=env).code == 0
     assert starts(shim_count) == 2
     assert starts(tmp_path / "tool-b.count") == 2
+
+
+def test_a_forced_run_from_python_probes_again_and_only_that_run(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`force=True` of the Python API is `--force`: its probes run again, and the process's
+    later runs trust the kept outputs as before (the flag is the run's, not the process's)."""
+    env = setup(ws, tmp_path, ["tool-a --version"])
+    count = tmp_path / "tool-a.count"
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("ONCE_CACHE_DIR", str(ws.cache))
+    workspace = once.load(ws.root)
+    sink = io.BytesIO()
+    assert workspace.run("build", stream=sink).ok
+    assert starts(count) == 1
+    assert workspace.run("build", force=True, stream=sink).ran == ["//:build"]
+    assert starts(count) == 2
+    assert workspace.run("build", stream=sink).cached == ["//:build"]
+    assert starts(count) == 2

@@ -144,7 +144,7 @@ class Workspace:
         dependency declares outputs that the cache lacks has None: its key holds what that
         dependency produces, known once it ran."""
         from once.plan.keys import plan  # noqa: PLC0415 - hashing machinery on demand
-        from once.run.scheduler import open_store  # noqa: PLC0415
+        from once.state.cache_files import open_store  # noqa: PLC0415
 
         actions = self._actions(targets)
         fingerprints = plan(
@@ -171,19 +171,19 @@ class Workspace:
         check `RunReport.ok`.
         """
         # Imported here: `import once` must not load the scheduler, nor the store.
-        from once.run.cache_bound import run_cache_bound  # noqa: PLC0415
-        from once.run.session import execute  # noqa: PLC0415
+        from once.run import pipeline  # noqa: PLC0415
+        from once.run.options import RunRequest  # noqa: PLC0415
         from once.ui.console import Console, log_mode  # noqa: PLC0415
 
         started = time.monotonic()
-        actions = self._actions(targets)
-        results = execute(
-            self._config,
-            actions,
-            Console(_binary(stream), log_mode(output_logs)),
-            jobs=jobs,
-            force=force,
-            max_bytes=run_cache_bound(),
+        request = RunRequest(
+            list(targets), output_logs=log_mode(output_logs), jobs=jobs, force=force
+        )
+        results = pipeline.run(
+            request,
+            str(self._config.root),
+            lambda _total: Console(_binary(stream), request.output_logs),
+            loaded=(self._config, self._actions(targets)),
         )
         steps = tuple(
             StepResult(

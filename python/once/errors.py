@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # not typing's: loaded by the fast path (run/quick.py), see once/__init__.py
+TYPE_CHECKING = False  # not typing's: loaded by every run (run/pipeline.py), see once/__init__.py
 if TYPE_CHECKING:
     from pathlib import Path
 

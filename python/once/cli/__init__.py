@@ -4,6 +4,7 @@ so `once --version` stays as cheap as importing click."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -13,9 +14,8 @@ import click
 from once.cli.cache import cache_group
 from once.cli.workspace import complete_targets, completion_command, graph_command, init_command
 from once.errors import EXIT_INTERRUPTED, EXIT_USAGE
-from once.run.cache_bound import run_cache_bound
-from once.run.command import exit_reporting_errors, fail, keep_plan, load, run_steps
-from once.run.options import RUN_OPTIONS
+from once.run.command import call_reporting_errors, fail, run_and_exit
+from once.run.options import RUN_OPTIONS, RunRequest
 
 # Where the prelude handed to `main` is kept for `run` (click's context meta is shared by
 # every command of one invocation).
@@ -72,15 +72,30 @@ if TYPE_CHECKING:
     from once.run.prelude import Early
 
 
-def _prepare(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action], Plan]:
-    """`run_command.load`, then key every action (by what the cache has of their
-    dependencies' outputs)."""
+def _prepare(
+    cwd: Path, request: RunRequest, *, to_stderr: bool = False
+) -> tuple[Workspace, list[Action], Plan]:
+    """The actions of `request` and their keys (by what the cache has of their dependencies'
+    outputs), as a run would plan and key them, running nothing and writing no state."""
     from once.plan.keys import plan
-    from once.run.scheduler import open_store
+    from once.plan.targets import load_actions
+    from once.run.pipeline import apply_options
+    from once.state.cache_files import open_store
 
-    workspace, actions = load(cwd, targets)
+    apply_options(request)
+    workspace, actions = load_actions(
+        cwd,
+        request.targets,
+        affected=request.affected,
+        since=request.since,
+        to_stderr=to_stderr,
+    )
     store = open_store(quiet=True)
-    return workspace, actions, plan(workspace, actions, os.environ, store=store)
+    return (
+        workspace,
+        actions,
+        plan(workspace, actions, os.environ, store=store, reprobe=request.force),
+    )
 
 
 def _run_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -130,87 +145,30 @@ def run(
     On a terminal a live line shows the steps done, running, cached and failed; in CI (CI
     set) or when piped, each event is a plain line. Exit 0 when every step succeeded, 1 when
     one failed (its dependents are skipped), 2 for bad usage or configuration."""
-    import time
-
-    from once.plan.keys import plan as plan_keys
     from once.ui.console import log_mode
 
     if as_json and not dry_run:
         raise click.UsageError("--json needs --dry-run")
-    if env_mode is not None:
-        from once.plan.context import ENV_MODE_VAR
-
-        # Through the variable, which the keys, the commands and any once run inside read alike.
-        os.environ[ENV_MODE_VAR] = env_mode
-    if force:
-        from once.plan.context import ToolProbes
-
-        ToolProbes.reprobe = True  # a forced run trusts no kept probe output either
     if not targets and not (affected or since):
         raise click.UsageError("name a TARGET to run (a rule name or a label), or use --affected")
-    max_bytes = run_cache_bound()
-    early: Early | None = click.get_current_context().meta.get(_EARLY)
-    started = time.monotonic()
-    if affected or since:
-        # With --json, stdout is the JSON document alone; the headline goes to stderr.
-        workspace, actions = _load_affected(
-            cwd, list(targets), since, early=early, to_stderr=as_json
-        )
-        steps = None
-    else:
-        workspace, actions = load(cwd, list(targets))
-        steps = (
-            None
-            if dry_run or force or remote_read_only or link != "copy"
-            else keep_plan(cwd, targets, workspace, actions, early)
-        )
-    if dry_run:
-        from once.run.scheduler import open_store
-
-        keyed = plan_keys(workspace, actions, os.environ, store=open_store(quiet=True))
-        _print_dry_run(workspace, actions, keyed, as_json=as_json)
-        return
-    if not actions:
-        return
-    run_steps(
-        workspace,
-        actions,
+    request = RunRequest(
+        list(targets),
         output_logs=log_mode(output_logs),
-        started=started,
-        max_bytes=max_bytes,
-        steps=steps,
         jobs=jobs,
         force=force,
         link=link,
+        affected=affected,
+        since=since,
+        env_mode=env_mode,
         remote_read_only=remote_read_only,
-        early=early,
     )
-
-
-def _load_affected(
-    cwd: Path,
-    targets: list[str],
-    since: str | None,
-    *,
-    early: Early | None,
-    to_stderr: bool = False,
-) -> tuple[Workspace, list[Action]]:
-    """`run_command.load` for `--affected`: only the targets the changes since `since` reach."""
-    from once.config import load_workspace
-    from once.plan.affected import select_affected
-    from once.plan.graph import build_graph
-
-    workspace = load_workspace(cwd)
-    # The run's own walk, when its prelude walked this workspace.
-    walked = early.snapshot if early is not None and early.root == str(workspace.root) else None
-    changes, labels = select_affected(workspace, cwd, targets, since, walked)
-    count = len(changes.paths)
-    click.echo(
-        f"once: {count} changed file{'' if count == 1 else 's'} since {changes.base} "
-        f"({changes.commit[:12]}); {len(labels)} affected rule{'' if len(labels) == 1 else 's'}",
-        err=to_stderr,
-    )
-    return workspace, build_graph(workspace, labels)
+    if dry_run:
+        # With --json, stdout is the JSON document alone; the headline goes to stderr.
+        workspace, actions, keyed = _prepare(cwd, request, to_stderr=as_json)
+        _print_dry_run(workspace, actions, keyed, as_json=as_json)
+        return
+    # Parsed by click only when the light parser left it (options.parse_run): the same run.
+    run_and_exit(request, str(cwd), click.get_current_context().meta.get(_EARLY))
 
 
 def _print_dry_run(
@@ -281,7 +239,7 @@ _WITHHELD: dict[tuple[object, ...], list[str]] = {}
 def status(cwd: Path, targets: tuple[str, ...], as_json: bool) -> None:
     """For each rule of TARGETS (default: every rule here), whether the cache has it, and
     in one line why not."""
-    workspace, actions, plan = _prepare(cwd, list(targets))
+    workspace, actions, plan = _prepare(cwd, RunRequest(list(targets)))
     _print_dry_run(workspace, actions, plan, as_json=as_json)
 
 
@@ -298,7 +256,7 @@ def why(cwd: Path, target: str) -> None:
     from once.state.history import History, Spec
     from once.ui.explain import explain
 
-    workspace, actions, plan = _prepare(cwd, [target])
+    workspace, actions, plan = _prepare(cwd, RunRequest([target]))
     plan_action = {action.label: action for action in actions}
     history = History(workspace.root / STATE_DIR)
 
@@ -360,15 +318,16 @@ cli.add_command(completion_command)
 def main(early: Early | None = None) -> NoReturn:
     """The CLI; `early`: the prelude `__main__` started for a run, if it did."""
 
-    def run_cli() -> None:
+    def run_cli() -> int:
         try:
             cli.main(standalone_mode=False, prog_name="once", obj=early)
         except click.ClickException as err:
-            fail(_one_line(err), EXIT_USAGE)
+            return fail(_one_line(err), EXIT_USAGE)
         except click.exceptions.Abort:
-            fail("interrupted", EXIT_INTERRUPTED)
+            return fail("interrupted", EXIT_INTERRUPTED)
+        return 0
 
-    exit_reporting_errors(run_cli)
+    sys.exit(call_reporting_errors(run_cli))
 
 
 def _one_line(err: click.ClickException) -> str:

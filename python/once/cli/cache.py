@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from once.run.cache_bound import human_bytes, max_cache_bytes, quantity
-from once.state.cache_files import MAX_SIZE_ENV, RUNS_FILE, parse_size
+from once.state.cache_files import MAX_SIZE_ENV, RUNS_FILE, cache_folder, parse_size
 
 if TYPE_CHECKING:
     from once import _core
@@ -62,9 +62,8 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
 
 def _open_store() -> tuple[_core.Store, Path]:
     from once import _core  # noqa: PLC0415 - see the module docstring
-    from once.run.scheduler import default_cache_dir  # noqa: PLC0415
 
-    cache_dir = default_cache_dir()
+    cache_dir = _cache_dir()
     return _core.Store(str(cache_dir)), cache_dir
 
 
@@ -199,6 +198,4 @@ def verify(as_json: bool) -> None:
 
 
 def _cache_dir() -> Path:
-    from once.run.scheduler import default_cache_dir  # noqa: PLC0415 - see the module docstring
-
-    return default_cache_dir()
+    return Path(cache_folder())

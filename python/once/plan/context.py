@@ -1,8 +1,8 @@
 """What an action's key takes from outside the workspace's files: the platform, the declared
 environment variables and the output of the rule's tool probes.
 
-Light (`run/quick.py` keys actions before anything else of the front loads): `fnmatch` and
-`subprocess` are imported only for rules that declare env patterns or tools."""
+Light (a run keys its kept plan before anything else of the front loads, run/pipeline.py):
+`fnmatch` and `subprocess` are imported only for rules that declare env patterns or tools."""
 
 from __future__ import annotations
 
@@ -113,16 +113,14 @@ class ToolProbes:
     starts no probe. A probe whose first word is not a program on PATH (a shell builtin, a
     variable), whose program is a script or a link to a program of another name (a version
     manager's shim or proxy, which picks the real program from files of its own), that names
-    a file (`cat VERSION`), or that failed runs every time. `once run
-    --force` runs every probe again (`reprobe`). Also digests the program each command starts
+    a file (`cat VERSION`), or that failed runs every time. `once run --force` runs every probe
+    again (`reprobe`: no kept output is used). Also digests the program each command starts
     (`executables`): a tool upgrade that changes results is a miss even when no probe was
     declared."""
 
-    # Set by `once run --force`: no kept probe output is used.
-    reprobe = False
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, reprobe: bool = False) -> None:
         self._root = os.fspath(root)
+        self.reprobe = reprobe
         self._outputs: dict[str, str] = {}
         # Outputs kept between runs: command -> (what it was run under, output).
         self._kept: dict[str, tuple[ProbeKey, str]] | None = None

@@ -173,13 +173,15 @@ def plan(
     steps: list[Step] | None = None,
     known: tuple[list[KeyAndResult], list[KeyRequest], int] | None = None,
     store: _core.Store | None = None,
+    reprobe: bool = False,
 ) -> Plan:
     """Keys of `actions` (given in dependency order) from one walk of the workspace (`snapshot`,
     when the prelude walked it already), with one call into the core per step for all actions
     (select, hash, keys), not one per action. `steps`: their `plan_steps`, when known; `known`:
-    their (key, result) pairs, key requests and files read, when the fast path worked them out
+    their (key, result) pairs, key requests and files read, when the run worked them out
     already. `store`: where the outputs of dependencies are looked up (early cutoff); without
-    one, every dependent of a step with outputs waits for it to run."""
+    one, every dependent of a step with outputs waits for it to run. `reprobe`: run every tool
+    probe again (`--force`)."""
     if snapshot is None:
         tracked = workspace.root / STATE_DIR / TRACKED_CACHE
         snapshot = _core.Snapshot.scan(str(workspace.root), [STATE_DIR], str(tracked))
@@ -188,7 +190,9 @@ def plan(
     else:
         if steps is None:
             steps = plan_steps(workspace, actions)
-        keyed, requests, read = _key(workspace, actions, steps, snapshot, environ, store=store)
+        keyed, requests, read = _key(
+            workspace, actions, steps, snapshot, environ, store=store, reprobe=reprobe
+        )
     by_label = dict(zip((action.label for action in actions), keyed, strict=True))
     fingerprints = {
         action.label: Fingerprint(
@@ -211,6 +215,7 @@ def _key(
     environ: Mapping[str, str],
     *,
     store: _core.Store | None,
+    reprobe: bool,
 ) -> tuple[list[KeyAndResult], list[KeyRequest], int]:
     """Select, hash and key every step: ((key, result) pairs, key requests, files read)."""
     try:
@@ -232,6 +237,6 @@ def _key(
             "ignore them in .gitignore or .onceignore)",
         ) from None
     read, slices = hash_inputs(str(workspace.root), snapshot, steps, filesets)
-    context = key_context(steps, environ, ToolProbes(workspace.root))
+    context = key_context(steps, environ, ToolProbes(workspace.root, reprobe=reprobe))
     requests = key_requests(steps, filesets, context, slices)
     return _core.action_keys(snapshot, requests, store), requests, read

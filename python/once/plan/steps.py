@@ -5,10 +5,10 @@ dependencies, outputs).
 The plan of a command is kept in `.once/run-plans` (marshal, never pickle: loading it must not
 run code; sealed, see state/atomic_file.py) together with the stamps of every once.toml and folder
 the workspace was read from (state/stamps.py). While they hold, the same command in the same folder
-has the same plan, so the fast path (`run/quick.py`) keys its steps without importing click or
+has the same plan, so a run (`run/pipeline.py`) keys its steps without importing click or
 reading any configuration.
 
-Light: loaded by that fast path before anything else of the front."""
+Light: loaded by every run before anything else of the front."""
 
 from __future__ import annotations
 
@@ -300,9 +300,10 @@ def load(state_dir: str, key: PlanKey) -> tuple[list[Step], str] | None:
     return steps, _core.hash_bytes(kept)
 
 
-def save(state_dir: str, stamps: Stamps, key: PlanKey, steps: list[Step]) -> None:
-    """Keep `steps` as the plan of `key`, made from a workspace that `stamps` vouch for. Plans
-    kept for other stamps (an older configuration) are dropped."""
+def save(state_dir: str, stamps: Stamps, key: PlanKey, steps: list[Step]) -> str:
+    """Keep `steps` as the plan of `key`, made from a workspace that `stamps` vouch for, and
+    return its id (as `load` gives it). Plans kept for other stamps (an older configuration)
+    are dropped; one kept already as it is is not written again."""
     path = os.path.join(state_dir, PLANS_NAME)
     header = _header(os.path.dirname(state_dir))
     plans: dict[Any, Any] = {}
@@ -312,15 +313,18 @@ def save(state_dir: str, stamps: Stamps, key: PlanKey, steps: list[Step]) -> Non
             plans = old_plans
     except (EOFError, ValueError, TypeError):
         pass  # none yet, or damaged: start afresh
+    kept = marshal.dumps([step.fields() for step in steps])
+    if plans.get(key) == kept and list(plans)[-1:] == [key]:
+        return _core.hash_bytes(kept)
     plans.pop(key, None)
-    # dicts keep insertion order: the newest last
-    plans[key] = marshal.dumps([step.fields() for step in steps])
+    plans[key] = kept  # dicts keep insertion order: the newest last
     for stale in list(plans)[:-KEEP]:
         del plans[stale]
     try:
         write_sealed(path, marshal.dumps((header, stamps, plans)))
     except OSError as err:
         unsaved("the run plan", os_error_message(err))  # the next run plans again
+    return _core.hash_bytes(kept)
 
 
 def _header(root: str) -> tuple[Any, ...]:

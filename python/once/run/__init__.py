@@ -1,1 +1,1 @@
-"""Running steps: the prelude (lock and walk), the fast path, the session, the scheduler."""
+"""Running steps: the prelude (lock and walk), the pipeline, settling hits, the scheduler."""

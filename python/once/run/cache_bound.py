@@ -1,7 +1,5 @@
-"""The cache's size bound, and what the end of every `once run` does with the cache: record
-its hits and misses, and collect the cache down to the bound.
-
-Without click: a plain `once run` loads this (run/session.py) without the command line."""
+"""The cache's size bound, and the collection at the end of a `once run` that wrote to the
+cache (run/pipeline.py): down to the bound, or a count of the store started in the background."""
 
 from __future__ import annotations
 
@@ -11,14 +9,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from once.errors import UsageError
-from once.state.cache_files import CACHE_DIR_ENV, MAX_SIZE_ENV, parse_size, record_run
-
-TYPE_CHECKING = False  # not typing's: see once/__init__.py
-if TYPE_CHECKING:
-    from once.plan.graph import Action
-    from once.run.scheduler import Runner
-    from once.ui.console import Result
+from once import _core
+from once.state.cache_files import CACHE_DIR_ENV, configured_max_size
 
 # The default bound: a tenth of the cache's file system (Nx's default), at most 10 GiB so a
 # big disk does not mean an unbounded-looking cache (Bazel's and Turborepo's users reported
@@ -37,50 +29,18 @@ def default_max_bytes(cache_dir: Path) -> int:
 
 
 def max_cache_bytes(cache_dir: Path, environ: Mapping[str, str] = os.environ) -> int:
-    """The size bound: `$ONCE_CACHE_MAX_SIZE` when set, else `default_max_bytes`. A malformed
-    value is a usage error (exit 2), raised before anything runs."""
-    raw = environ.get(MAX_SIZE_ENV, "").strip()
-    if not raw:
-        return default_max_bytes(cache_dir)
-    try:
-        return parse_size(raw)
-    except ValueError as err:
-        raise UsageError(f"{MAX_SIZE_ENV}: {err}") from None
+    """The size bound: `$ONCE_CACHE_MAX_SIZE` when set, else `default_max_bytes`."""
+    configured = configured_max_size(environ)
+    return configured if configured is not None else default_max_bytes(cache_dir)
 
 
-def run_cache_bound() -> int:
-    """The bound for this `once run`'s collection; called first thing, so a malformed
-    `$ONCE_CACHE_MAX_SIZE` stops the run (exit 2) before it does anything."""
-    from once.run.scheduler import default_cache_dir  # noqa: PLC0415 - see the module docstring
-
-    return max_cache_bytes(default_cache_dir())
-
-
-def finish_run(
-    runner: Runner, actions: list[Action], results: list[Result], max_bytes: int
-) -> None:
-    """What the end of every `once run` does with the cache: record its hits and misses (not for
-    `--force` runs, which say nothing about the cache), and when it wrote anything, collect the
-    cache down to `max_bytes`, never evicting an entry of this run's steps.
-
-    Neither may fail the build: a problem is at most one warning."""
-
-    store = runner.store
-    if store is None:  # caching was off for this run; the warning was given then
-        return
-    cacheable = {action.label for action in actions if action.rule.cache}
-    counted = [result for result in results if result.label in cacheable]
-    hits = sum(result.outcome in ("cached", "restored") for result in counted)
-    misses = sum(result.outcome in ("ran", "failed") for result in counted)
+def collect(store: _core.Store, protected: list[str]) -> None:
+    """Collect the cache down to its bound after a run that wrote to it, never evicting an
+    entry of `protected` (this run's keys). It may not fail the build: a problem is at most
+    one warning."""
     cache_dir = Path(store.root)
-    if not runner.force and hits + misses:
-        # A statistic: losing it is no reason to warn (the store warns of an unusable folder).
-        with contextlib.suppress(OSError):
-            record_run(cache_dir, hits, misses)
-    if not any(result.outcome == "ran" for result in counted):
-        return
-    protected = sorted({fp.key for fp in runner.fingerprints.values() if fp.key is not None})
     try:
+        max_bytes = max_cache_bytes(cache_dir)
         # Not waiting: a busy store means another run is saving, and its end collects.
         report = store.gc(max_bytes, protected, wait=False, count_later=True)
     except OSError as err:

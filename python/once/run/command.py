@@ -1,154 +1,92 @@
-"""`once run TARGET...` without the command line's parsing: loading the workspace, keeping the
-plan for the fast path, running the steps and reporting them. `cli.run` calls it after click
-has parsed the options; `__main__` calls `run_plain` directly for a plain run the fast path
-could not answer (a step to run), so that such a run never imports click (~45 ms)."""
+"""`once run` from the command line, once its arguments are parsed (by `run/options.py`, before
+click is imported, or by click's `run`): the pipeline's run (run/pipeline.py) with the console of
+a terminal or of a log, and its exit status; an error a user can cause as one line."""
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 
 from once.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, OnceError, os_error_message
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
     from typing import NoReturn
 
-    from once.api import OutputLogs
-    from once.config.model import Workspace
-    from once.plan.graph import Action
-    from once.plan.steps import Step
+    from once.run.options import RunRequest
     from once.run.prelude import Early
 
 
-def load(cwd: Path, targets: list[str]) -> tuple[Workspace, list[Action]]:
-    """Load the workspace and resolve the targets (all rules in scope when none)."""
-    from once.config import load_workspace
-    from once.plan.graph import all_targets, build_graph, select_targets
-
-    workspace = load_workspace(cwd)
-    labels = select_targets(workspace, targets, cwd) if targets else all_targets(workspace, cwd)
-    return workspace, build_graph(workspace, labels)
-
-
-def keep_plan(
-    cwd: Path,
-    targets: tuple[str, ...],
-    workspace: Workspace,
-    actions: list[Action],
-    early: Early | None,
-) -> list[Step] | None:
-    """Keep this command's plan for the fast path (run/quick.py) when that path could answer it
-    next time: the workspace is kept under stamps, and no step needs the scheduler (a step
-    that is never cached always runs). A remote cache does not stop it: a run whose steps are
-    all local hits never asks the remote. Returns the steps it kept, which the
-    run keys without working them out again (`early`: the prelude, whose fast path may have
-    loaded this very plan)."""
-    from once.layout import STATE_DIR
-    from once.plan import steps as plans
-    from once.plan.keys import plan_steps
-
-    if workspace.stamps is None or not actions:
-        return None
-    if not all(action.rule.cache for action in actions):
-        return None
-    state_dir = str(workspace.root / STATE_DIR)
-    key = (os.path.realpath(cwd), targets)
-    steps = plan_steps(workspace, actions)
-    if early is not None and early.keyed_steps() == steps:
-        return steps  # the fast path loaded this very plan moments ago, under the same lock
-    kept = plans.load(state_dir, key)
-    if kept is None or kept[0] != steps:
-        plans.save(state_dir, workspace.stamps, key, steps)
-    return steps
-
-
-def run_steps(
-    workspace: Workspace,
-    actions: list[Action],
-    *,
-    output_logs: OutputLogs,
-    started: float,
-    max_bytes: int,
-    steps: list[Step] | None,
-    jobs: int | None = None,
-    force: bool = False,
-    link: str = "copy",
-    remote_read_only: bool = False,
-    early: Early | None = None,
-) -> None:
-    """Run `actions` (and report them, from `started`); exit 1 when a step failed."""
-    from once.run.session import execute
-    from once.ui.console import summary
+def run_and_exit(
+    request: RunRequest, cwd: str, early: Early | None, *, at_once: bool = False
+) -> NoReturn:
+    """Run `request` in `cwd` and exit: 0 when every step succeeded, 1 when one failed, 2 for
+    bad usage or configuration. `early`: the prelude's lock and walk, if it took them.
+    `at_once`: without Python's finalization (`_exit_now`), for the process's own command line
+    (not a caller that goes on, such as click's test runner)."""
+    from once.run import pipeline
     from once.ui.terminal import make_console
 
-    console = make_console(sys.stdout.buffer, output_logs, len(actions))
-    results = execute(
-        workspace,
-        actions,
-        console,
-        jobs=jobs,
-        force=force,
-        link=link,
-        remote_read_only=remote_read_only,
-        max_bytes=max_bytes,
-        steps=steps,
-        early=early,
-    )
-    console.status(summary(results, time.monotonic() - started))
-    if any(result.outcome == "failed" for result in results):
-        sys.exit(EXIT_FAILED)
-
-
-def run_plain(
-    early: Early, cwd: Path, targets: list[str], output_logs: OutputLogs, jobs: int | None
-) -> NoReturn:
-    """`once run [--output-logs MODE] [-j N] TARGET...` in `cwd`, as `cli.run` runs it, and
-    exit; `early` is its prelude."""
-    from once.run.cache_bound import run_cache_bound
-
-    def run() -> None:
-        max_bytes = run_cache_bound()
-        started = time.monotonic()
-        workspace, actions = load(cwd, targets)
-        if not actions:
-            return
-        steps = keep_plan(cwd, tuple(targets), workspace, actions, early)
-        run_steps(
-            workspace,
-            actions,
-            output_logs=output_logs,
-            started=started,
-            max_bytes=max_bytes,
-            steps=steps,
-            jobs=jobs,
+    def run() -> int:
+        results = pipeline.run(
+            request,
+            os.path.realpath(cwd),
+            lambda total: make_console(sys.stdout.buffer, request.output_logs, total),
             early=early,
         )
+        return pipeline.exit_code(results)
 
-    exit_reporting_errors(run)
+    code = call_reporting_errors(run)
+    if at_once:
+        _exit_now(code)
+    sys.exit(code)
+
+
+def call_reporting_errors(call: Callable[[], int | None]) -> int:
+    """Call `call`; its exit status (None: 0), or an error a user can cause as one line on
+    stderr and its code."""
+    try:
+        return call() or 0
+    except OnceError as err:
+        return fail(str(err), err.exit_code)
+    except KeyboardInterrupt:
+        return fail("interrupted", EXIT_INTERRUPTED)
+    except FileNotFoundError as err:
+        return fail(f"{err.filename}: no such file or directory", EXIT_USAGE)
+    except OSError as err:
+        return fail(os_error_message(err), EXIT_FAILED)
 
 
 def exit_reporting_errors(call: Callable[[], object]) -> NoReturn:
     """Call `call` and exit 0; an error a user can cause exits as one line and its code."""
-    try:
+
+    def called() -> int:
         call()
-    except OnceError as err:
-        fail(str(err), err.exit_code)
-    except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
-    except FileNotFoundError as err:
-        fail(f"{err.filename}: no such file or directory", EXIT_USAGE)
-    except OSError as err:
-        fail(os_error_message(err), EXIT_FAILED)
-    sys.exit(0)
+        return 0
+
+    sys.exit(call_reporting_errors(called))
 
 
-def fail(message: str, code: int) -> NoReturn:
+def fail(message: str, code: int) -> int:
+    """Say `message` as the one line of an error; `code`, the exit status to give."""
     print(f"once: error: {message.translate(_LINE_BREAKS)}", file=sys.stderr)
-    sys.exit(code)
+    return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without Python's finalization: freeing every object (the walk's snapshot of every
+    file among them) and tearing down each module is ~3 ms of a 100 ms no-op run, for memory
+    the process is about to give back whole. Everything the run wrote is closed and its
+    threads have ended; only the standard streams' buffers are left to flush."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = code or 1
+    try:
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 # An error is one line, whatever a value quoted in it holds (a file name, a TOML string).

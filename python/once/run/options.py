@@ -1,7 +1,7 @@
 """`once run`'s options, described once. click's `run` command is made from this table
-(cli/), and a plain run (`once run [--output-logs MODE] [-j N] TARGET...`) is parsed with it
-before click is imported (run/prelude.py), so the two can never disagree on a name, a choice or a
-bound. Light: loaded before everything else of a run."""
+(cli/), and a run's command line is parsed with it before click is imported (run/prelude.py), so
+the two can never disagree on a name, a choice or a bound: click parses a run only to word a
+usage error, to print help, or for a dry run. Light: loaded before everything else of a run."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ class RunOption:
         "metavar",
         "minimum",
         "names",
-        "plain",
         "runs",
         "show_default",
         "takes_value",
@@ -42,7 +41,6 @@ class RunOption:
         default: str | None = None,
         metavar: str | None = None,
         show_default: bool = False,
-        plain: bool = False,
         runs: bool = True,
     ) -> None:
         self.names: Final = names
@@ -54,9 +52,6 @@ class RunOption:
         self.default: Final = default
         self.metavar: Final = metavar
         self.show_default: Final = show_default
-        # Whether a plain run takes it: one that the fast path, or the full run without click,
-        # can answer.
-        self.plain: Final = plain
         # False for an option after which `run` prints and exits without running anything:
         # the prelude then takes no lock and walks nothing.
         self.runs: Final = runs
@@ -69,7 +64,6 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         dest="jobs",
         takes_value=True,
         minimum=1,
-        plain=True,
         help="Commands to run at once [default: number of CPUs].",
     ),
     RunOption("--force", dest="force", help="Run every command even if the cache has it."),
@@ -80,7 +74,6 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         choices=LOG_MODES,
         default="full",
         show_default=True,
-        plain=True,
         help="Command output to show: live and replayed (full), only of commands that run "
         "(new-only), only of failures (errors-only), or none.",
     ),
@@ -90,7 +83,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         runs=False,
         help="Print what would run and why; run nothing.",
     ),
-    RunOption("--json", dest="as_json", help="With --dry-run: every action as JSON."),
+    RunOption("--json", dest="as_json", runs=False, help="With --dry-run: every action as JSON."),
     RunOption(
         "--link",
         dest="link",
@@ -141,41 +134,91 @@ NO_RUN = frozenset(
 )
 
 _BY_NAME = {name: option for option in RUN_OPTIONS for name in option.names}
+_BY_DEST = {option.dest: option for option in RUN_OPTIONS}
 
 
-class PlainRun:
-    """A plain run's targets and options (`parse_plain`)."""
+class RunRequest:
+    """What one `once run` is asked to do: its targets and options (`parse_run`, or click's
+    `run`, or the Python API)."""
 
-    __slots__ = ("jobs", "output_logs", "targets")
+    __slots__ = (
+        "affected",
+        "env_mode",
+        "force",
+        "jobs",
+        "link",
+        "output_logs",
+        "remote_read_only",
+        "since",
+        "targets",
+    )
 
-    def __init__(self, targets: list[str], output_logs: OutputLogs, jobs: int | None) -> None:
+    def __init__(
+        self,
+        targets: list[str],
+        *,
+        output_logs: OutputLogs = "full",
+        jobs: int | None = None,
+        force: bool = False,
+        link: str = "copy",
+        affected: bool = False,
+        since: str | None = None,
+        env_mode: str | None = None,
+        remote_read_only: bool = False,
+    ) -> None:
         self.targets: Final = targets
         self.output_logs: Final = output_logs
         self.jobs: Final = jobs
+        self.force: Final = force
+        self.link: Final = link  # how hits restore files: "copy" or "hardlink"
+        self.affected: Final = affected or since is not None  # --since implies --affected
+        self.since: Final = since
+        self.env_mode: Final = env_mode
+        self.remote_read_only: Final = remote_read_only
 
 
-def parse_plain(argv: list[str]) -> PlainRun | None:
-    """`argv` (after the program name and `-C DIR`) as a plain run: `run`, targets and only
-    options a plain run takes, each valid; None for anything else, which click then parses
-    and words (a bad value included)."""
+def parse_run(argv: list[str]) -> RunRequest | None:
+    """`argv` (after the program name and `-C DIR`) as a run: `run`, then targets and options
+    of `RUN_OPTIONS` that run steps, each valid; None for anything else (help, a dry run, a
+    bad value, a missing target), which click then parses and words."""
     parsed = _split(argv[1:]) if argv[:1] == ["run"] else None
-    if parsed is None or not parsed[0]:
+    if parsed is None:
         return None
     targets, values = parsed
-    mode = values.get("output_logs", "full")
-    jobs = values.get("jobs", "1")
-    if mode not in LOG_MODES or not (jobs.isdigit() and int(jobs) >= 1):
+    for dest, value in values.items():
+        option = _BY_DEST[dest]
+        if option.choices is not None and value not in option.choices:
+            return None
+        if option.minimum is not None and not (value.isdigit() and int(value) >= option.minimum):
+            return None
+    affected = "affected" in values or "since" in values
+    if not targets and not affected:
         return None
-    return PlainRun(targets, log_mode(mode), int(jobs) if "jobs" in values else None)
+    jobs = values.get("jobs")
+    env_mode = values.get("env_mode")
+    return RunRequest(
+        targets,
+        output_logs=log_mode(values.get("output_logs", "full")),
+        jobs=int(jobs) if jobs is not None else None,
+        force="force" in values,
+        link=values.get("link", "copy"),
+        affected=affected,
+        since=values.get("since"),
+        env_mode=env_mode,
+        remote_read_only="remote_read_only" in values,
+    )
 
 
 def _split(args: list[str]) -> tuple[list[str], dict[str, str]] | None:
-    """Targets, and the value of each option by its `dest`; None when an option is not one a
-    plain run takes, or lacks its value."""
+    """Targets, and the value of each option by its `dest` (a flag's is ""); None when an
+    option is not one that runs steps, lacks its value, or is given twice."""
     targets: list[str] = []
     values: dict[str, str] = {}
     remaining = iter(args)
     for arg in remaining:
+        if arg == "--":
+            targets.extend(remaining)
+            break
         if not arg.startswith("-") or arg == "-":
             targets.append(arg)
             continue
@@ -183,8 +226,15 @@ def _split(args: list[str]) -> tuple[list[str], dict[str, str]] | None:
         if name not in _BY_NAME and arg[:2] in _BY_NAME and not arg.startswith("--"):
             name, equals, value = arg[:2], "=", arg[2:]  # a short option with its value: -j4
         option = _BY_NAME.get(name)
-        following = next(remaining, None) if option and option.takes_value and not equals else ""
-        if option is None or not option.plain or following is None:
+        if option is None or not option.runs or option.dest in values:
             return None
-        values[option.dest] = value if equals else following
+        if not option.takes_value:
+            if equals:
+                return None  # a flag given a value: click's error
+            values[option.dest] = ""
+            continue
+        following = value if equals else next(remaining, None)
+        if following is None:
+            return None
+        values[option.dest] = following
     return targets, values

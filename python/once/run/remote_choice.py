@@ -1,8 +1,8 @@
 """Which remote cache a run uses: the root once.toml's `[remote]`, the environment winning.
 
 Kept apart from run/remote.py and config/, which import the transfer machinery and the TOML
-parser: the fast path (run/quick.py) checks the environment with these very rules on a no-op, which
-needs neither."""
+parser: every run (run/pipeline.py) checks the environment with these very rules, a no-op
+too, which needs neither."""
 
 from __future__ import annotations
 

@@ -8,17 +8,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 from once import _core
 from once.errors import OnceError, os_error_message
 from once.layout import OUTPUT_STATS, STATE_DIR, is_glob
 from once.plan.context import command_env, env_mode
+from once.run.settle import Settled, produces, warn_refused
 from once.run.workers import Workers
-from once.state.cache_files import cache_folder
 from once.state.kept_state import unsaved
-from once.ui.console import Console, Result, hit_line, hit_result
+from once.ui.console import Console, Result, hit_line
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
@@ -33,22 +32,6 @@ if TYPE_CHECKING:
 # How long commands get to exit after SIGTERM on Ctrl-C before they are killed.
 INTERRUPT_GRACE_SECONDS = 3.0
 INTERRUPTED = 130  # exit status given to a command that was never started because of Ctrl-C
-
-
-def open_store(*, quiet: bool = False) -> _core.Store | None:
-    """The local store, or None (with one warning) when its folder cannot be used: the build
-    then runs without caching rather than failing."""
-    try:
-        return _core.Store(str(default_cache_dir()))
-    except OSError as err:
-        if not quiet:
-            print(f"once: warning: caching is off for this run: {err}", file=sys.stderr)
-        return None
-
-
-def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """`$ONCE_CACHE_DIR`, else `$XDG_CACHE_HOME/once`, else `~/.cache/once`."""
-    return Path(cache_folder(environ))
 
 
 def unwritten_outputs(package_dir: Path, outputs: list[str]) -> list[str]:
@@ -82,11 +65,10 @@ class Runner:
         snapshot: _core.Snapshot | None = None,
         link: str = "copy",  # how hits restore files: "copy" (reflink where possible) or "hardlink"
         remote: RemoteCache | None = None,  # asked on a local miss, given what a run saves
-        entries: dict[str, _core.Entry | None] | None = None,  # found by key moments ago
-        settled: dict[str, _core.SettledHit] | None = None,  # hits settled moments ago, by key
+        settled: Settled | None = None,  # what the bulk pass settled (run/settle.py)
     ) -> None:
-        self._entries = entries
-        self._settled = settled or {}
+        settled = settled if settled is not None else Settled()
+        self._settled = settled
         self.remote = remote
         self.link = link
         self.workspace = workspace
@@ -103,21 +85,23 @@ class Runner:
         self._cache_warned = False
         # Steps whose local entry the bulk pass already found unusable (refused, or a blob
         # gone): they run without asking the cache again, as they would have before.
-        self._uncached: set[str] = set()
-        self._absent: set[str] = set()  # keys the bulk lookup did not find
+        self._uncached = settled.uncached
+        self._absent = settled.absent  # keys the bulk lookup did not find
         self._envs: dict[
             tuple[str, tuple[str, ...], tuple[str, ...]], tuple[dict[str, str], list[str]]
         ] = {}
         # What each finished step gives its dependents' keys, as it turned out in this run
         # (see `_core.action_keys`): None when unknown (it ran and was not cached). Written by
         # the step's own worker before its dependents start.
-        self._produced: dict[str, str | None] = {}
+        self._produced: dict[str, str | None] = dict(settled.produced)
         # Lets a hit whose outputs are in place be confirmed by stat, without reading them.
         self.output_stats = _core.OutputStats(str(workspace.root / STATE_DIR / OUTPUT_STATS))
 
     def run(self, actions: list[Action], jobs: int) -> list[Result]:
+        """Run every step the bulk pass did not settle, in dependency order, `jobs` at a time;
+        the result of each of `actions`, settled or run."""
+        results = dict(self._settled.results)
         try:
-            results = self._settle_in_bulk(actions)
             self._schedule(actions, results, jobs)
         finally:
             self._finish_saves()
@@ -127,99 +111,6 @@ class Runner:
             except OSError as err:
                 unsaved("the output stats", os_error_message(err))
         return [results[action.rule.label] for action in actions]
-
-    def _entries_of(self, store: _core.Store, keys: list[str]) -> list[_core.Entry | None]:
-        """The entry of each key: those the fast path found moments ago, else the store's."""
-        known = self._entries
-        if known is not None and all(key in known for key in keys):
-            return [known[key] for key in keys]
-        return store.lookup_many(keys)
-
-    def _settle_in_bulk(self, actions: list[Action]) -> dict[str, Result]:
-        """Settle, in two calls into the core, every step that is a local hit and whose
-        dependencies are all settled here too: what a no-op run or a restore is made of.
-
-        Everything else (misses, remote fetches, steps after one that must run) is left to
-        `_schedule`, so a dependency that runs, or fails, gates its dependents as before."""
-        store = self.store
-        if store is None or self.force:
-            return {}
-        # Each label read once: `Action.label` is a property, and 10,000 rules are many reads.
-        # A step whose key waits for a dependency to run is not settled here.
-        fingerprints = self.fingerprints
-        cacheable = [
-            (label, action, key)
-            for action in actions
-            if action.rule.cache
-            for label in [action.label]
-            for key in [fingerprints[label].key]
-            if key is not None
-        ]
-        keys = [key for _, _, key in cacheable]
-        found = {
-            label: entry
-            for (label, _, _), entry in zip(cacheable, self._entries_of(store, keys), strict=True)
-            if entry is not None
-        }
-        self._absent = set(keys).difference(entry.key for entry in found.values())
-        # Wave: settled after its dependencies' (the order the scheduler would keep). Actions
-        # come in dependency order; one whose dependency is not settled here is not either.
-        # A step is keyed by what its dependencies produced: one whose dependency's entry is
-        # not the one it was keyed by (replaced since) is keyed again by the scheduler.
-        waves: dict[str, int] = {}
-        produced: dict[str, str | None] = {}
-        bulk: list[tuple[str, Action, _core.Entry]] = []
-        for label, action, _ in cacheable:
-            entry = found.get(label)
-            if entry is None:
-                continue
-            wave = 0
-            for dep, _, planned in fingerprints[label].deps:
-                if dep not in waves or produced[dep] != planned:
-                    break
-                wave = max(wave, waves[dep] + 1)
-            else:
-                waves[label] = wave
-                produced[label] = self._result(label, entry)
-                bulk.append((label, action, entry))
-        if not bulk:
-            return {}
-        # Hits the fast path settled already keep its report; the rest are settled now.
-        unsettled = [item for item in bulk if item[2].key not in self._settled]
-        fresh = iter(
-            store.settle_hits(
-                str(self.workspace.root),
-                [
-                    (entry, action.rule.package, list(action.rule.outputs), waves[label])
-                    for label, action, entry in unsettled
-                ],
-                self.link,
-                self.output_stats,
-                read_logs=self.console.replays,
-            )
-            if unsettled
-            else []
-        )
-        reports = [self._settled.get(entry.key) or next(fresh) for _, _, entry in bulk]
-        results: dict[str, Result] = {}
-        hits: list[tuple[Result, bytes]] = []
-        for (label, action, entry), report in zip(bulk, reports, strict=True):
-            state = report.state
-            if state == _core.SettleState.Refused:
-                self._warn_refused(label, entry, report.message)
-                self._uncached.add(label)
-            elif state == _core.SettleState.Gone:
-                self._uncached.add(label)
-            # A hit reports only when its dependencies did: after one that must run, it waits
-            # for it (and is skipped if it fails), confirmed again by the normal path.
-            elif state != _core.SettleState.Failed and all(dep in results for dep in action.deps):
-                restored = state == _core.SettleState.Restored
-                result = hit_result(label, restored, report.seconds, entry.duration_ms)
-                results[label] = result
-                self._produced[label] = produced[label]
-                hits.append((result, report.log or b""))
-        self.console.hits(hits)
-        return results
 
     def _schedule(self, actions: list[Action], results: dict[str, Result], jobs: int) -> None:
         """Run the steps not in `results` yet in dependency order, `jobs` at a time."""
@@ -300,11 +191,9 @@ class Runner:
 
     def _result(self, label: str, entry: _core.Entry | None) -> str | None:
         """What step `label` gives its dependents' keys, given the entry it was restored from
-        or saved as (None: not cached): its outputs' digest, or its key."""
+        or saved as (None: not cached)."""
         fingerprint = self.fingerprints[label]
-        if fingerprint.request.cutoff:
-            return entry.result if entry is not None else None
-        return fingerprint.result
+        return produces(fingerprint.request.cutoff, fingerprint.result, entry)
 
     def _keyed(self, action: Action) -> Fingerprint | None:
         """The step's fingerprint keyed by what its dependencies produced in this run (the
@@ -456,7 +345,7 @@ class Runner:
                 outcome = "restored"
             log = store.read_blob(entry.log) if self.console.replays else b""
         except _core.UnsafePathError as err:
-            self._warn_refused(action.label, entry, str(err))
+            warn_refused(action.label, entry, str(err))
             return None
         except FileNotFoundError:
             return None  # a blob collected by another process since the lookup: a miss
@@ -469,16 +358,6 @@ class Runner:
         if self.console.replays:
             self.console.lines(action.label, log)
         return result
-
-    @staticmethod
-    def _warn_refused(label: str, entry: _core.Entry, reason: str | None) -> None:
-        # A crafted or foreign entry, refused before anything was touched: a miss, and the
-        # command's own save replaces the entry.
-        print(
-            f"once: warning: {label}: refusing its cache entry {entry.key[:12]} ({reason}); "
-            "running the command",
-            file=sys.stderr,
-        )
 
     def _lookup(self, store: _core.Store, key: str, label: str) -> _core.Entry | None:
         """The local entry, else what the remote cache has (downloaded into `store`)."""

@@ -1,7 +1,7 @@
 """Writing a state file so that a reader sees the old contents or the new, never part of them;
 and sealing one so that a reader takes back exactly the bytes written, or nothing.
 
-Light: the fast path (run/quick.py) writes its run keys and history with it."""
+Light: a no-op run (run/pipeline.py) writes its run keys and history with it."""
 
 from __future__ import annotations
 

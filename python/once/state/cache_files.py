@@ -1,13 +1,17 @@
 """Where the local cache lives, the bound on its size, and the run log every `once run` appends
 its hits and misses to (`once cache stats` reads it).
 
-Imported by the fast path of a no-op run (`run/quick.py`): the standard library's lightest modules
+Imported by every run, a no-op too (run/pipeline.py): the standard library's lightest modules
 only (no pathlib, re or json)."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
+
+from once import _core
+from once.errors import UsageError
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
@@ -33,6 +37,29 @@ def cache_folder(environ: Mapping[str, str] = os.environ) -> str:
         return environ[CACHE_DIR_ENV]
     xdg = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(xdg, "once")
+
+
+def open_store(*, quiet: bool = False) -> _core.Store | None:
+    """The local store, or None (with one warning unless `quiet`) when its folder cannot be
+    used: the build then runs without caching rather than failing."""
+    try:
+        return _core.Store(cache_folder())
+    except OSError as err:
+        if not quiet:
+            print(f"once: warning: caching is off for this run: {err}", file=sys.stderr)
+        return None
+
+
+def configured_max_size(environ: Mapping[str, str] = os.environ) -> int | None:
+    """`$ONCE_CACHE_MAX_SIZE` in bytes, None when unset; a malformed value is a usage error
+    (exit 2), raised by a run before it does anything."""
+    raw = environ.get(MAX_SIZE_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_size(raw)
+    except ValueError as err:
+        raise UsageError(f"{MAX_SIZE_ENV}: {err}") from None
 
 
 def parse_size(text: str) -> int:

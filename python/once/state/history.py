@@ -26,7 +26,7 @@ from once.errors import os_error_message
 from once.state.atomic_file import read_sealed, write_sealed
 from once.state.kept_state import unlink_quietly, unsaved
 
-TYPE_CHECKING = False  # not typing's: loaded by the fast path of a no-op run (run/quick.py)
+TYPE_CHECKING = False  # not typing's: loaded by a no-op run (run/pipeline.py)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any

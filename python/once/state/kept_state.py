@@ -3,7 +3,7 @@ configuration, the history `once why` reads) only makes later runs faster or bet
 a run that cannot write it, on a full disk or a read-only checkout, is still right. It goes
 on, and says so once.
 
-Light: the fast path (run/quick.py) writes kept state too."""
+Light: a no-op run (run/pipeline.py) writes kept state too."""
 
 from __future__ import annotations
 

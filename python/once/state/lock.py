@@ -6,21 +6,16 @@ import fcntl
 import os
 import sys
 
-TYPE_CHECKING = False  # not typing's: see once/__init__.py
-if TYPE_CHECKING:
-    from pathlib import Path
-    from types import TracebackType
-
 LOCK_NAME = "lock"
 
 
-def ensure_state_dir(state_dir: Path) -> Path:
-    """Create the workspace's state folder, ignored by git without the user having to say so."""
-    if not state_dir.is_dir():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        (state_dir / ".gitignore").write_text(
-            "# written by once: its state is never committed\n*\n"
-        )
+def ensure_state_dir(state_dir: str) -> str:
+    """Create the workspace's state folder, ignored by git without the user having to say so:
+    only a command that runs steps calls this, so `status`, `why` and dry runs create nothing."""
+    if not os.path.isdir(state_dir):
+        os.makedirs(state_dir, exist_ok=True)
+        with open(os.path.join(state_dir, ".gitignore"), "w", encoding="utf-8") as file:
+            file.write("# written by once: its state is never committed\n*\n")
     return state_dir
 
 
@@ -51,29 +46,3 @@ def acquire(state_dir: str) -> int:
         os.close(fd)
         raise
     return fd
-
-
-class workspace_lock:
-    """Hold the workspace lock for the block: `held` when the prelude took it already (a second
-    flock on a new descriptor would wait for the first forever), else taken on entry.
-
-    A class rather than a `contextlib.contextmanager`: this module loads before the walk starts
-    (run/prelude.py), and contextlib costs ~2 ms of that."""
-
-    def __init__(self, state_dir: Path, held: int | None = None) -> None:
-        self._state_dir = state_dir
-        self._fd = held
-
-    def __enter__(self) -> None:
-        if self._fd is None:
-            self._fd = acquire(str(ensure_state_dir(self._state_dir)))
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None

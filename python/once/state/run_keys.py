@@ -4,7 +4,7 @@ run over an unchanged workspace takes them as they are instead of computing them
 A key is made of the plan's step, the step's input files (paths, contents, executable bits),
 the key context (platform, declared env, tool outputs) and what its dependencies produced.
 The last is kept beside each key as the step's result (the digest of its cached outputs),
-which the fast path checks against the entries it finds (run/quick.py). The tree digest
+which a run checks against the entries it finds (run/pipeline.py). The tree digest
 (`Snapshot.tree_digest`) covers every walked file's path, executable bit and digest: two
 equal trees select the same files for every step with the same contents, provided every
 selected file's digest was known both times. Those digests are known after the walk when the
@@ -13,7 +13,7 @@ differs from the one remembered, and the keys are computed as before.
 
 On a 100,000-file workspace this skips selecting, hashing and keying (~25 ms of a no-op run).
 Kept in `.once/run-keys` (marshal, sealed: see state/atomic_file.py); the context is kept as a
-digest (env values may be secrets). Light: loaded by the fast path (run/quick.py)."""
+digest (env values may be secrets). Light: loaded by every run (run/pipeline.py)."""
 
 from __future__ import annotations
 

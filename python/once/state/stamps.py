@@ -3,8 +3,8 @@ workspace, a run's plan) stays good while each of them has exactly the stat it h
 
 A stat vouches only once it is settled: stamped clearly before the read began (the
 racy-timestamp rule of the stat cache, `_core.settled`), so an edit landing in the same clock
-tick as the read cannot hide behind an unchanged stat. Light: `run/quick.py` checks stamps before
-anything loads."""
+tick as the read cannot hide behind an unchanged stat. Light: `run/pipeline.py` checks stamps
+before anything loads."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What a run prints: each step's outcome, its command output prefixed by its label, and the
 summary at the end.
 
-Imported by the fast path of a no-op run (`run/quick.py`) before anything else of the front, so it
+Imported by every run, a no-op too (run/pipeline.py), before anything else of the front, so it
 keeps to the lightest modules of the standard library (no dataclasses, pathlib or typing)."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import time
 
 from once.ui.console import OUTCOMES, Console, Result
 
-TYPE_CHECKING = False  # not typing's: this module loads with the fast path (see ui/console.py)
+TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
     from typing import BinaryIO, TextIO
 

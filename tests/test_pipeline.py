@@ -1,8 +1,8 @@
-"""The fast path of `once run TARGET...` (run/quick.py): a run whose steps are all local cache hits
-is answered from the kept plan without loading the CLI, prints exactly what the full run
-prints, and leaves everything else to the full run: a changed config, a changed input, an
-option it does not take (with a remote cache: test_remote_noop.py). A plain run left to the full
-run does not load click either (run/command.py); one with an option does."""
+"""One pipeline for every run (run/pipeline.py): a run whose steps are all local cache hits is
+answered from the kept plan without loading the CLI, the configuration or the scheduler, and
+prints exactly what a run with any option prints; a changed config, a changed input or a new
+package are read, keyed and run (with a remote cache: test_remote_noop.py). A run whose
+arguments are valid never loads click (run/options.py parses it)."""
 
 from __future__ import annotations
 
@@ -17,21 +17,21 @@ from click.testing import CliRunner
 from once import _core
 from once.api import OutputLogs as LogMode
 from once.cli import cli
-from once.plan import steps as plans
-from once.run import quick
-from once.run.options import RUN_OPTIONS, parse_plain
+from once.run.options import RUN_OPTIONS, parse_run
 
-from tests.helpers import Done, Workspace, once_traced, prelude_started, three_packages
+from tests.helpers import Done, Workspace, once_traced, three_packages
+from tests.test_imports import NOT_IN_A_NO_OP
 
 
 def once_main(
     ws: Workspace, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> tuple[Done, str]:
-    """Run `once ARGS` (`python -m once`), and which path answered: "quick" (the fast path),
-    "run" (the full run without click, `run_command`) or "cli" (click)."""
+    """Run `once ARGS` (`python -m once`), and what it loaded: "hits" (none of the modules a
+    no-op must not load), "build" (the configuration and the scheduler, not click) or "cli"."""
     done, imported = once_traced(ws, *args, env=env, cwd=cwd)
-    path = "cli" if "click" in imported else "run" if "once.run.command" in imported else "quick"
-    return done, path
+    if "click" in imported:
+        return done, "cli"
+    return done, "build" if imported.intersection(NOT_IN_A_NO_OP) else "hits"
 
 
 def timeless(text: str) -> str:
@@ -47,14 +47,15 @@ def built(ws: Workspace) -> Workspace:
     return ws
 
 
-def test_a_no_op_is_answered_without_the_cli_and_prints_what_the_full_run_prints(
+def test_a_no_op_loads_nothing_of_a_build_and_prints_what_a_run_with_options_prints(
     built: Workspace,
 ) -> None:
-    full, path = once_main(built, "run", "build", "--link", "copy")  # an option: the full run
-    assert path == "cli"
+    once_main(built, "run", "build")  # keeps the plan
+    full, path = once_main(built, "run", "build", "--link", "copy", "-j", "3")
+    assert path == "hits"
     quick_done, path = once_main(built, "run", "build")
     assert (quick_done.code, full.code) == (0, 0), quick_done.err + full.err
-    assert path == "quick"
+    assert path == "hits"
     assert timeless(quick_done.out) == timeless(full.out)
     assert "//app:build | built app" in quick_done.out
     assert quick_done.out.splitlines()[-1].startswith("once: all 3 steps cached (0 restored)")
@@ -66,7 +67,7 @@ def test_a_no_op_with_jobs_is_answered_without_the_cli(built: Workspace) -> None
     once_main(built, "run", "build")  # keeps the plan
     done, path = once_main(built, "run", "-j", "2", "--output-logs", "none", "build")
     assert done.code == 0, done.err
-    assert path == "quick"
+    assert path == "hits"
     assert done.out.splitlines()[-1].startswith("once: all 3 steps cached (0 restored)")
 
 
@@ -78,7 +79,7 @@ def test_deleted_outputs_are_restored_by_the_fast_path(built: Workspace) -> None
         (built.root / "libs/b/dist/sub/b.out").write_text("edited\n")
         done, path = once_main(built, "run", "build")
         assert done.code == 0, done.err
-        assert path == "quick"
+        assert path == "hits"
         assert "//app:build: cache hit (restored)" in done.out
         assert "//libs/b:build: cache hit (restored)" in done.out
         assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
@@ -100,7 +101,7 @@ def test_a_no_op_marks_its_entries_used(built: Workspace) -> None:
         os.utime(entry, (hour_ago, hour_ago))
     done, path = once_main(built, "run", "build")
     assert done.code == 0, done.err
-    assert path == "quick"
+    assert path == "hits"
     assert all(entry.stat().st_mtime > hour_ago + 1800 for entry in entries)
 
 
@@ -114,7 +115,7 @@ def test_output_folders_deleted_and_restored_keep_the_fast_path(built: Workspace
     for _ in range(2):  # the restore, then the run after it
         done, path = once_main(built, "run", "build")
         assert done.code == 0, done.err
-        assert path == "quick"
+        assert path == "hits"
     assert (built.root / "libs/b/dist/sub/b.out").read_text() == "bee\n"
     assert built.ran() == []
 
@@ -124,33 +125,31 @@ def test_a_changed_input_leaves_the_run_to_the_full_run_without_click(built: Wor
     (built.root / "libs/a/src/one.txt").write_text("uno\n")
     done, path = once_main(built, "run", "build")
     assert done.code == 0, done.err
-    assert path == "run"
+    assert path == "build"
     assert sorted(built.ran()) == ["a", "app"]
     again, path = once_main(built, "run", "build")
     assert again.code == 0, again.err
-    assert path == "quick"
+    assert path == "hits"
 
 
-def test_the_full_run_without_click_prints_and_exits_as_the_cli(built: Workspace) -> None:
-    """`run_command.run_plain` (a plain run) and the click command (`--link copy`, an option the
-    plain path does not take) give the same output, errors and exit codes."""
+def test_a_run_click_parses_prints_and_exits_as_one_it_does_not(built: Workspace) -> None:
+    """A run's arguments are parsed without click (run/options.py); click parses only what that
+    leaves, here an option given twice (click takes the last). The run is the same."""
     once_main(built, "run", "build")  # keeps the plan
     runs = []
     for edit, args in (
-        ("uno\n", ()),
-        ("dos\n", ("--link", "copy")),
+        ("uno\n", ("-j", "2")),
+        ("dos\n", ("-j", "1", "-j", "2")),
     ):  # each a new input: a step runs
         (built.root / "libs/a/src/one.txt").write_text(edit)
         runs.append(once_main(built, "run", "build", *args))
-    (plain, plain_path), (full, full_path) = runs
-    assert (plain_path, full_path) == ("run", "cli")
-    assert (plain.code, plain.err) == (full.code, full.err) == (0, "")
-    assert timeless(plain.out) == timeless(full.out)
+    (light, light_path), (full, full_path) = runs
+    assert (light_path, full_path) == ("build", "cli")
+    assert (light.code, light.err) == (full.code, full.err) == (0, "")
+    assert timeless(light.out) == timeless(full.out)
     assert sorted(built.ran()) == ["a", "a", "app", "app"]
-    unknown = [
-        once_main(built, "run", *args) for args in (("nosuch",), ("nosuch", "--link", "copy"))
-    ]
-    assert [path for _, path in unknown] == ["run", "cli"]
+    unknown = [once_main(built, "run", *args) for args in (("nosuch",), ("nosuch", "-j1", "-j2"))]
+    assert [path for _, path in unknown] == ["build", "cli"]
     assert unknown[0][0].code == unknown[1][0].code == 2
     assert unknown[0][0].err == unknown[1][0].err
     assert unknown[0][0].err.startswith("once: error: ")
@@ -166,7 +165,7 @@ def test_an_edited_config_is_read_again(built: Workspace) -> None:
     )
     done, path = once_main(built, "run", "build")
     assert done.code == 0, done.err
-    assert path == "run"
+    assert path == "build"
     assert sorted(built.ran()) == ["app", "b"]
     assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\nbee\n"
 
@@ -181,7 +180,7 @@ def test_a_new_package_is_found(built: Workspace) -> None:
     )
     done, path = once_main(built, "run", "build")
     assert done.code == 0, done.err
-    assert path == "run"
+    assert path == "build"
     assert built.ran() == ["c"]
     assert "4 steps" in done.out.splitlines()[-1]
 
@@ -193,7 +192,7 @@ def test_a_declared_env_change_misses(built: Workspace) -> None:
     assert sorted(built.ran()) == ["a", "app"]
     again, path = once_main(built, "run", "build", env={"A_MODE": "fast"})
     assert again.code == 0, again.err
-    assert path == "quick"
+    assert path == "hits"
     assert built.ran() == []
 
 
@@ -204,7 +203,7 @@ def test_each_folder_and_target_list_has_its_own_plan(built: Workspace) -> None:
     assert done.out.splitlines()[-1].startswith("once: all 1 steps cached")
     again, path = once_main(built, "run", "build", cwd=built.root / "libs/a")
     assert again.code == 0, again.err
-    assert path == "quick"
+    assert path == "hits"
     assert again.out.splitlines()[-1].startswith("once: all 1 steps cached")
 
 
@@ -213,16 +212,15 @@ def test_log_modes_match_the_full_run(built: Workspace, mode: str) -> None:
     full, _ = once_main(built, "run", f"--output-logs={mode}", "build", "-j", "1")
     done, path = once_main(built, "run", "--output-logs", mode, "build")
     assert done.code == 0, done.err
-    assert path == "quick"
+    assert path == "hits"
     assert timeless(done.out) == timeless(full.out)
     assert "built app" not in done.out
 
 
-def test_a_malformed_cache_bound_is_the_full_runs_error(built: Workspace) -> None:
+def test_a_malformed_cache_bound_is_an_error_before_anything(built: Workspace) -> None:
     once_main(built, "run", "build")
-    done, path = once_main(built, "run", "build", env={"ONCE_CACHE_MAX_SIZE": "lots"})
+    done, _ = once_main(built, "run", "build", env={"ONCE_CACHE_MAX_SIZE": "lots"})
     assert done.code == 2
-    assert path == "run"
     assert done.err.startswith("once: error: ONCE_CACHE_MAX_SIZE: 'lots' is not a size")
 
 
@@ -232,7 +230,7 @@ def test_why_reads_the_history_the_fast_path_keeps(built: Workspace) -> None:
     built.once("run", "build")
     (built.root / "libs/a/src/one.txt").write_text("one\n")
     done, path = once_main(built, "run", "build")  # back to a cached state: a new key
-    assert path == "quick"
+    assert path == "hits"
     assert done.code == 0, done.err
     why = built.once("why", "//libs/a:build")
     assert why.code == 0, why.err
@@ -242,43 +240,59 @@ def test_why_reads_the_history_the_fast_path_keeps(built: Workspace) -> None:
 @pytest.mark.parametrize(
     ("argv", "parsed"),
     [
-        (["run", "build"], (["build"], "full", None)),
-        (["run", "a", "//b:c"], (["a", "//b:c"], "full", None)),
-        (["run", "--output-logs=none", "a"], (["a"], "none", None)),
-        (["run", "a", "--output-logs", "new-only"], (["a"], "new-only", None)),
+        (["run", "build"], (["build"], "full", None, False, "copy")),
+        (["run", "a", "//b:c"], (["a", "//b:c"], "full", None, False, "copy")),
+        (["run", "--output-logs=none", "a"], (["a"], "none", None, False, "copy")),
+        (["run", "a", "--output-logs", "new-only"], (["a"], "new-only", None, False, "copy")),
         (["run"], None),
         (["run", "--output-logs=loud", "a"], None),
         (["run", "--output-logs"], None),
-        (["run", "-j", "2", "a"], (["a"], "full", 2)),
-        (["run", "-j2", "--output-logs", "none", "a"], (["a"], "none", 2)),
-        (["run", "--jobs=8", "a"], (["a"], "full", 8)),
+        (["run", "-j", "2", "a"], (["a"], "full", 2, False, "copy")),
+        (["run", "-j2", "--output-logs", "none", "a"], (["a"], "none", 2, False, "copy")),
+        (["run", "--jobs=8", "a"], (["a"], "full", 8, False, "copy")),
         (["run", "--jobs", "0", "a"], None),
         (["run", "-j", "a"], None),
-        (["run", "--force", "a"], None),
-        (["run", "--", "a"], None),
+        (["run", "--force", "--link=hardlink", "a"], (["a"], "full", None, True, "hardlink")),
+        (["run", "--link", "soft", "a"], None),
+        (["run", "--force=yes", "a"], None),
+        (["run", "-j", "1", "-j", "2", "a"], None),
+        (["run", "--", "-a"], (["-a"], "full", None, False, "copy")),
+        (["run", "--dry-run", "a"], None),
+        (["run", "--json", "a"], None),
+        (["run", "--help"], None),
         (["status", "a"], None),
     ],
 )
-def test_only_plain_runs_take_the_fast_path(
-    argv: list[str], parsed: tuple[list[str], LogMode, int | None] | None
+def test_a_run_is_parsed_without_click(
+    argv: list[str], parsed: tuple[list[str], LogMode, int | None, bool, str] | None
 ) -> None:
-    plain = parse_plain(argv)
-    found = (plain.targets, plain.output_logs, plain.jobs) if plain is not None else None
+    request = parse_run(argv)
+    found = (
+        (request.targets, request.output_logs, request.jobs, request.force, request.link)
+        if request is not None
+        else None
+    )
     assert found == parsed
 
 
-def test_the_plain_parser_and_click_share_one_description_of_run() -> None:
-    """Every option `once run --help` shows is described once (`RUN_OPTIONS`), and the names a
-    plain run takes are among them."""
+def test_affected_and_since_are_parsed() -> None:
+    request = parse_run(["run", "--since", "HEAD~1", "--env-mode=loose", "--remote-read-only"])
+    assert request is not None
+    assert (request.affected, request.since, request.env_mode, request.remote_read_only) == (
+        True,
+        "HEAD~1",
+        "loose",
+        True,
+    )
+    assert parse_run(["run", "--env-mode", "lax", "a"]) is None
+
+
+def test_the_parser_and_click_share_one_description_of_run() -> None:
+    """Every option `once run --help` shows is described once (`RUN_OPTIONS`)."""
     shown = CliRunner().invoke(cli, ["run", "--help"]).output
     for option in RUN_OPTIONS:
         for name in option.names:
             assert name in shown
-    assert {name for o in RUN_OPTIONS if o.plain for name in o.names} == {
-        "-j",
-        "--jobs",
-        "--output-logs",
-    }
 
 
 def test_a_plan_from_another_folder_name_is_not_used(built: Workspace, tmp_path: Path) -> None:
@@ -286,48 +300,30 @@ def test_a_plan_from_another_folder_name_is_not_used(built: Workspace, tmp_path:
     moved = tmp_path / "moved"
     built.root.rename(moved)
     ws = Workspace(moved, built.cache)
-    done, path = once_main(ws, "run", "build")
+    done, imported = once_traced(ws, "run", "build")
     assert done.code == 0, done.err
-    assert path == "run"  # the kept plan names the old root
+    assert "once.config" in imported  # the kept plan names the old root
+    assert ws.ran() == []
 
 
 def test_hits_settled_before_a_step_is_refused_are_reported_as_settled(
     built: Workspace,
 ) -> None:
-    """The fast path restores libs/a's deleted outputs, then finds that the blob app's deleted
-    output would be restored from no longer holds its name (edited in the cache): a miss. The
-    run continues from what was settled rather than starting over, so libs/a is reported
-    restored, exactly as a run with an option (which never takes the fast path) reports it."""
+    """libs/a's deleted outputs are restored, then the blob app's deleted output would be
+    restored from no longer holds its name (edited in the cache): a miss. The run continues
+    from what was settled rather than starting over, so libs/a is reported restored, with or
+    without options."""
     once_main(built, "run", "build")  # keeps the plan
     app_blob = _core.hash_bytes(b"one\ntwo\nbee\n")
-    for option in ([], ["--link", "copy"]):
+    for option in ([], ["--link", "copy", "-j", "2"]):
         shutil.rmtree(built.root / "libs/a/dist")
         (built.root / "app/out/app.txt").unlink()
         [blob] = [path for path in built.cache.glob(f"cas/*/{app_blob}*") if path.is_file()]
         blob.chmod(0o644)
         blob.write_bytes(b"one\ntwo\nBEE\n")  # same size, other bytes
         done, path = once_main(built, "run", "build", *option)
-        assert path == ("cli" if option else "run"), path
+        assert path == "build", path
         assert "//libs/a:build: cache hit (restored)" in done.out, (option, done.out, done.err)
         assert (built.root / "libs/a/dist/a.out").read_text() == "one\ntwo\n"
         assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
         assert built.ran() == ["app"]
-
-
-def test_a_bug_in_the_fast_path_is_said_and_the_full_run_answers(
-    built: Workspace, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
-) -> None:
-    """A surprise there (here a TypeError planted in the keying) must not pass for slowness:
-    one warning names it, and the run still succeeds through the full path."""
-    assert built.once("run", "build").code == 0  # keeps the plan
-    monkeypatch.setenv("ONCE_CACHE_DIR", str(built.cache))
-    monkeypatch.chdir(built.root)
-
-    def broken(*_: object) -> None:
-        raise TypeError("planted")
-
-    monkeypatch.setattr(plans, "key_context", broken)
-    with prelude_started(["run", "build"]) as early:
-        assert quick.run(early) is None
-    err = capfd.readouterr().err
-    assert "once: warning: the no-op path failed (TypeError: planted); running the full path" in err
