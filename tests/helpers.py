@@ -147,6 +147,7 @@ def run_in_process(argv: list[str]) -> int:
     its parsing and the pipeline, as `python -m once` runs them; the exit status."""
     from once.run import pipeline  # noqa: PLC0415 - imported by the tests that run in process
     from once.ui.terminal import make_console  # noqa: PLC0415
+
     asked = prelude.parse(argv)
     assert asked is not None, argv
     cwd, request = asked
