@@ -17,6 +17,7 @@ from once.config import load_workspace
 from once.errors import ConfigError
 from once.layout import is_glob
 from once.plan.affected import directly_affected
+from once.plan.keys import PackageExcludes
 
 from tests.helpers import Workspace, write_tree
 
@@ -187,3 +188,39 @@ def test_output_clashes_are_those_of_every_pair(
     else:
         assert refused is not None, expected
         assert f": {expected};" in refused
+
+
+# A path as a rule may spell it: a file or a folder, perhaps with `./` before or `/` after.
+spelled = st.builds(
+    lambda path, before, after: before + path + after,
+    st.lists(st.sampled_from(["src", "a", "b", "x.txt"]), min_size=1, max_size=3).map("/".join),
+    st.sampled_from(["", "./"]),
+    st.sampled_from(["", "/"]),
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    files=st.lists(
+        st.lists(st.sampled_from(["src", "a", "b", "x.txt"]), min_size=1, max_size=4).map("/".join),
+        min_size=1,
+        max_size=10,
+    ),
+    inputs=st.lists(spelled, min_size=1, max_size=2),
+    excludes=st.lists(spelled | patterns, max_size=6),
+)
+def test_a_rule_gets_only_the_excludes_that_can_remove_its_inputs(
+    tmp_path_factory: pytest.TempPathFactory,
+    files: list[str],
+    inputs: list[str],
+    excludes: list[str],
+) -> None:
+    """Each rule is given only the package's excludes at, above or below the files it names
+    (and every glob): what it selects is what all of them leave."""
+    root = tmp_path_factory.mktemp("tree")
+    write_tree(root, dict.fromkeys(files_of(files), "x\n"))
+    snapshot = _core.Snapshot.scan(str(root), [])
+    given_to_rule = PackageExcludes(excludes).for_inputs(inputs)
+    assert set(given_to_rule) <= set(excludes)
+    every = snapshot.paths(snapshot.select("", inputs, excludes))
+    assert snapshot.paths(snapshot.select("", inputs, given_to_rule)) == every
