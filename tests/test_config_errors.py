@@ -268,6 +268,43 @@ CASES: dict[str, Case] = {
         "once.toml:6",
         ["rule.b.outputs: 'dist/docs' overlaps 'dist/', an output of rule 'a'"],
     ),
+    # Both wrote `dist/`, restoring either deleting the other's files: each glob matched the
+    # other's spelling `dist`, which a folder pattern does not cover.
+    "one_folder_output_of_two_rules": Case(
+        {
+            "once.toml": (
+                f'[rule.a]\n{TRUE}outputs = ["dist/"]\n[rule.b]\n{TRUE}outputs = ["./dist/"]\n'
+            )
+        },
+        "once.toml:6",
+        ["rule.b.outputs: './dist/' overlaps 'dist/', an output of rule 'a'"],
+    ),
+    "output_holding_an_earlier_rules_output": Case(
+        {
+            "once.toml": (
+                f'[rule.a]\n{TRUE}outputs = ["x", "dist/docs/a.html"]\n'
+                f'[rule.b]\n{TRUE}outputs = ["y", "dist"]\n'
+            )
+        },
+        "once.toml:6",
+        ["rule.b.outputs: 'dist' overlaps 'dist/docs/a.html', an output of rule 'a'"],
+    ),
+    "output_matched_by_an_earlier_rules_glob": Case(
+        {"once.toml": f'[rule.a]\n{TRUE}outputs = ["*.js"]\n[rule.b]\n{TRUE}outputs = ["b.js"]\n'},
+        "once.toml:6",
+        ["rule.b.outputs: 'b.js' overlaps '*.js', an output of rule 'a'"],
+    ),
+    "output_overlapping_two_rules_names_the_first": Case(
+        {
+            "once.toml": (
+                f'[rule.a]\n{TRUE}outputs = ["out/b/"]\n'
+                f'[rule.b]\n{TRUE}outputs = ["gen/", "out/a"]\n'
+                f'[rule.c]\n{TRUE}outputs = ["gen/c.txt", "out/"]\n'
+            )
+        },
+        "once.toml:9",
+        ["rule.c.outputs: 'out/' overlaps 'out/b/', an output of rule 'a'"],
+    ),
     # --- env ---
     "env_not_a_name": Case(
         {"once.toml": f'[rule.a]\n{TRUE}env = ["API KEY"]\n'},

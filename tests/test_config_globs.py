@@ -5,16 +5,19 @@ pinned end to end."""
 
 from __future__ import annotations
 
+import posixpath
 import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from once import _core
 from once.config import load_workspace
 from once.errors import ConfigError
+from once.layout import is_glob
 from once.plan.affected import directly_affected
+from once.plan.keys import PackageExcludes
 
 from tests.helpers import Workspace, write_tree
 
@@ -123,3 +126,101 @@ def test_a_bad_member_glob_is_one_line(ws: Workspace) -> None:
     [line] = done.err.strip().splitlines()
     assert line.startswith("once: error: ")
     assert "once.toml:2: workspace.members: 'libs/{a' is not a valid glob: unclosed" in line
+
+
+OUTPUT_SEGMENTS = ["dist", "a", "b", "x.js", "./", "*.js", "*", "{a,b}", "**"]
+outputs = st.builds(
+    lambda parts, slash: "/".join(parts).replace("//", "/") + ("/" if slash else ""),
+    st.lists(st.sampled_from(OUTPUT_SEGMENTS), min_size=1, max_size=3),
+    st.booleans(),
+)
+
+
+def overlap(first: str, second: str) -> bool:
+    """Whether two outputs may write one path: literal paths when one is or holds the other,
+    globs when either matches the other's spelling (as the core's engine reads them)."""
+    if not (is_glob(first) or is_glob(second)):
+        one, two = posixpath.normpath(first), posixpath.normpath(second)
+        return one == two or two.startswith(f"{one}/") or one.startswith(f"{two}/")
+
+    def spelled(pattern: str) -> str:
+        return pattern.removeprefix("./").rstrip("/")
+
+    return _core.Globs([first]).is_match(spelled(second)) or _core.Globs([second]).is_match(
+        spelled(first)
+    )
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(rules=st.lists(st.lists(outputs, min_size=1, max_size=3), min_size=2, max_size=5))
+def test_output_clashes_are_those_of_every_pair(
+    tmp_path_factory: pytest.TempPathFactory, rules: list[list[str]]
+) -> None:
+    """Outputs of rules of one package are checked through sets, not pairs; the error is the
+    one checking every pair in order finds first."""
+    root = tmp_path_factory.mktemp("clash")
+    (root / "once.toml").write_text(
+        "".join(
+            f'[rule.r{n}]\ncmd = "true"\noutputs = [{", ".join(repr(o) for o in outs)}]\n'
+            for n, outs in enumerate(rules)
+        )
+    )
+    expected = next(
+        (
+            f"rule.r{n}.outputs: {output!r} overlaps {clash!r}, an output of rule 'r{m}'"
+            for n, outs in enumerate(rules)
+            for m, others in enumerate(rules[:n])
+            for output in outs
+            for clash in others
+            if overlap(clash, output)
+        ),
+        None,
+    )
+    try:
+        load_workspace(root)
+        refused = None
+    except ConfigError as err:
+        refused = str(err)
+    # Refused for another reason first (a duplicate, once.toml covered): nothing to compare.
+    assume(refused is None or " overlaps " in refused)
+    if expected is None:
+        assert refused is None
+    else:
+        assert refused is not None, expected
+        assert f": {expected};" in refused
+
+
+# A path as a rule may spell it: a file or a folder, perhaps with `./` before or `/` after.
+spelled = st.builds(
+    lambda path, before, after: before + path + after,
+    st.lists(st.sampled_from(["src", "a", "b", "x.txt"]), min_size=1, max_size=3).map("/".join),
+    st.sampled_from(["", "./"]),
+    st.sampled_from(["", "/"]),
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    files=st.lists(
+        st.lists(st.sampled_from(["src", "a", "b", "x.txt"]), min_size=1, max_size=4).map("/".join),
+        min_size=1,
+        max_size=10,
+    ),
+    inputs=st.lists(spelled, min_size=1, max_size=2),
+    excludes=st.lists(spelled | patterns, max_size=6),
+)
+def test_a_rule_gets_only_the_excludes_that_can_remove_its_inputs(
+    tmp_path_factory: pytest.TempPathFactory,
+    files: list[str],
+    inputs: list[str],
+    excludes: list[str],
+) -> None:
+    """Each rule is given only the package's excludes at, above or below the files it names
+    (and every glob): what it selects is what all of them leave."""
+    root = tmp_path_factory.mktemp("tree")
+    write_tree(root, dict.fromkeys(files_of(files), "x\n"))
+    snapshot = _core.Snapshot.scan(str(root), [])
+    given_to_rule = PackageExcludes(excludes).for_inputs(inputs)
+    assert set(given_to_rule) <= set(excludes)
+    every = snapshot.paths(snapshot.select("", inputs, excludes))
+    assert snapshot.paths(snapshot.select("", inputs, given_to_rule)) == every

@@ -48,7 +48,7 @@ STATE_FILES = (
     ".once/run-keys",
     ".once/workspace-cache",
     ".once/last-keys",
-    ".once/specs/*.json",
+    ".once/specs/*.pack",
     ".once/statcache",
     ".once/outputs",
     "cache:runs.jsonl",
@@ -161,7 +161,7 @@ def assert_outputs(root: Path, text: str) -> None:
 )
 @given(which=st.sampled_from(STATE_FILES), how=damage, edit=st.booleans())
 # Valid JSON of the wrong shape in every spec: `once why` and `--dry-run` raised a TypeError.
-@example(which=".once/specs/*.json", how=("shape", {"inputs": 5}), edit=True)
+@example(which=".once/specs/*.pack", how=("shape", {"inputs": 5}), edit=True)
 # A run record dated Infinity: `once cache stats` raised an OverflowError.
 @example(which="cache:runs.jsonl", how=("shape", {"time": float("inf"), "hits": 1}), edit=False)
 def test_damaged_state_never_breaks_a_run(which: str, how: tuple[str, Any], edit: bool) -> None:

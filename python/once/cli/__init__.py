@@ -218,8 +218,18 @@ def _withheld(action: Action) -> list[str]:
     """The variables set here that the action's command would not see (strict mode)."""
     from once.plan.context import command_env, env_mode
 
+    # Worked out once per set of declarations, as the scheduler does: matching every variable
+    # against every pattern for each of 1,000 steps cost a dry run 0.62 s.
     rule = action.rule
-    return command_env(env_mode(rule.env_mode, os.environ), rule.env, rule.pass_env, os.environ)[1]
+    declared = (rule.env_mode, rule.env, rule.pass_env)
+    if declared not in _WITHHELD:
+        mode = env_mode(rule.env_mode, os.environ)
+        _WITHHELD[declared] = command_env(mode, rule.env, rule.pass_env, os.environ)[1]
+    return list(_WITHHELD[declared])
+
+
+# `_withheld`'s answers: the environment is this process's, the same for all its runs.
+_WITHHELD: dict[tuple[object, ...], list[str]] = {}
 
 
 @cli.command()

@@ -430,6 +430,8 @@ def _table(source: Source, value: object, key: str) -> dict[str, Any]:
 
 def _string_list(source: Source, value: object, *keys: str) -> tuple[str, ...]:
     """A list of non-empty, distinct strings: an empty or repeated entry is always a slip."""
+    if value == []:
+        return ()  # most of a rule's lists are left out: 6 per rule, 60,000 at 10,000 rules
     name = ".".join(keys)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise source.error(f"{name} must be a list of strings, got {_toml_type(value)}", *keys)
@@ -776,10 +778,10 @@ def _input_problem(pattern: str) -> str | None:
     """Why an input pattern (relative to its package, or to the root after `//`) cannot name
     files `once` can see, or None: a path leaving the workspace would match nothing, and a
     change there would be a silent hit."""
-    path = PurePosixPath(pattern)
-    if path.is_absolute():
+    # Strings, not PurePosixPath: making one per pattern was a third of a rule's checks.
+    if pattern.startswith("/"):
         return "is an absolute path; name a workspace file as '//path/from/the/root'"
-    if ".." in path.parts:
+    if ".." in pattern.split("/"):
         return (
             "leaves its folder through '..'; name a workspace file as '//path/from/the/root' "
             "(files outside the workspace cannot be inputs)"
@@ -833,8 +835,7 @@ def _check_outputs(source: Source, rule: Rule) -> None:
 
 
 def _output_problem(rule: Rule, output: str, normal: Mapping[str, str]) -> str | None:
-    path = PurePosixPath(output)
-    if path.is_absolute() or ".." in path.parts:
+    if output.startswith("/") or ".." in output.split("/"):
         return "must be a path inside the package"
     spelled = posixpath.normpath(output)
     if spelled == ".":
@@ -852,20 +853,71 @@ def _output_problem(rule: Rule, output: str, normal: Mapping[str, str]) -> str |
 
 
 def _check_output_clashes(source: Source, rules: list[Rule]) -> None:
-    """Two rules of a package writing one path: restoring either would delete the other's."""
+    """Two rules of a package writing one path: restoring either would delete the other's.
+
+    Literal outputs (nearly all of them) meet through sets: two clash when they name one path
+    or one holds the other, so each is looked up with the folders above it, and the folders
+    above every earlier output are kept. Only globs are matched against every earlier output.
+    Matching every pair cost 0.48 s of a cold run at 100 rules per package (49,500 pairs each).
+    The error is the one the pairs found first: the earliest rule, then its first clashing
+    output, then the first output of the other rule it meets."""
+    earlier: list[tuple[int, int, str]] = []  # (rule index, output index, output) in order
+    globs: list[tuple[int, int, str]] = []  # the glob outputs among them
+    # A normalized literal output, and each folder above one, -> its first writer.
+    written: dict[str, tuple[int, int]] = {}
+    held: dict[str, tuple[int, int]] = {}
     for index, rule in enumerate(rules):
-        for other in rules[:index]:
-            for output in rule.outputs:
-                clash = next((o for o in other.outputs if _overlaps(o, output)), None)
-                if clash is not None:
-                    raise source.error(
-                        f"rule.{rule.name}.outputs: {output!r} overlaps {clash!r}, an output "
-                        f"of rule {other.name!r}; each path has one rule that writes it",
-                        "rule",
-                        rule.name,
-                        "outputs",
-                        value=output,
-                    )
+        clashes: list[tuple[int, int, int]] = []  # (rule index, output index here, there)
+        paths = [None if is_glob(output) else posixpath.normpath(output) for output in rule.outputs]
+        for position, (output, path) in enumerate(zip(rule.outputs, paths, strict=True)):
+            found: list[tuple[int, int]] = []
+            if path is None:
+                against = earlier
+            else:
+                against = globs
+                found.extend(
+                    writer
+                    for folder in (path, *_folders_above(path))
+                    if (writer := written.get(folder)) is not None
+                )
+                if (writer := held.get(path)) is not None:
+                    found.append(writer)
+            # In order: the first match is the earliest writer among them.
+            first = next((at for at in against if _overlaps(at[2], output)), None)
+            if first is not None:
+                found.append((first[0], first[1]))
+            if found:
+                other, there = min(found)
+                clashes.append((other, position, there))
+        if clashes:
+            other, position, there = min(clashes)
+            output = rule.outputs[position]
+            raise source.error(
+                f"rule.{rule.name}.outputs: {output!r} overlaps {rules[other].outputs[there]!r}, "
+                f"an output of rule {rules[other].name!r}; each path has one rule that writes it",
+                "rule",
+                rule.name,
+                "outputs",
+                value=output,
+            )
+        for position, (output, path) in enumerate(zip(rule.outputs, paths, strict=True)):
+            writer = (index, position)
+            earlier.append((index, position, output))
+            if path is None:
+                globs.append((index, position, output))
+                continue
+            written.setdefault(path, writer)
+            for folder in _folders_above(path):
+                held.setdefault(folder, writer)
+
+
+def _folders_above(path: str) -> list[str]:
+    """The folders holding a normalized relative path, nearest first: `a/b` for `a/b/c`."""
+    folders = []
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        folders.append(path)
+    return folders
 
 
 # --- env ----------------------------------------------------------------------------------

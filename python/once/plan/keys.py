@@ -3,10 +3,12 @@ dependencies produced (early cutoff: the digest of a cached dependency's outputs
 
 from __future__ import annotations
 
+import posixpath
+
 from once import _core
 from once.config.model import Rule, Workspace
 from once.errors import ConfigError
-from once.layout import CONFIG_NAME, STATE_DIR, TRACKED_CACHE
+from once.layout import CONFIG_NAME, STATE_DIR, TRACKED_CACHE, WORKSPACE_PREFIX, is_glob
 from once.plan.context import ToolProbes
 from once.plan.graph import Action
 from once.plan.steps import (
@@ -25,7 +27,7 @@ from once.plan.steps import (
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from typing import Final
 
 
@@ -124,26 +126,85 @@ def excluded_paths(workspace: Workspace) -> dict[str, list[str]]:
     return excluded
 
 
+class PackageExcludes:
+    """What is never an input of a package's rules (its `excluded_paths`), indexed so that a
+    rule naming its input files gets only the excludes that can remove one of them: a literal
+    exclude at, above or below one of its inputs, and every glob. The rest select nothing a
+    rule reads, and passing every rule all of them (the outputs of each rule of a package of
+    100: 1,000,000 strings at 10,000 rules) cost a cold run 0.15 s on their way into the core."""
+
+    __slots__ = ("at", "below", "everywhere", "patterns")
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns: Final = patterns
+        self.everywhere: Final[list[int]] = []  # globs: asked of every rule
+        self.at: Final[dict[str, list[int]]] = {}  # a literal's normalized path -> positions
+        self.below: Final[dict[str, list[int]]] = {}  # a folder -> positions of literals in it
+        for position, pattern in enumerate(patterns):
+            path = _literal_path(pattern)
+            if path is None:
+                self.everywhere.append(position)
+                continue
+            self.at.setdefault(path, []).append(position)
+            while "/" in path:
+                path = path.rpartition("/")[0]
+                self.below.setdefault(path, []).append(position)
+
+    def for_inputs(self, inputs: Sequence[str]) -> list[str]:
+        """The excludes, in their order, that may remove a file `inputs` select."""
+        chosen = set(self.everywhere)
+        for pattern in inputs:
+            if pattern.startswith(WORKSPACE_PREFIX):
+                continue  # selected from the workspace root, where the excludes do not apply
+            path = _literal_path(pattern)
+            if path is None:
+                return list(self.patterns)
+            chosen.update(self.below.get(path, ()))
+            while True:
+                chosen.update(self.at.get(path, ()))
+                if "/" not in path:
+                    break
+                path = path.rpartition("/")[0]
+        return [self.patterns[position] for position in sorted(chosen)]
+
+
+def _literal_path(pattern: str) -> str | None:
+    """The path a pattern without glob syntax names (a file, or every file below it), as a
+    walk spells it; None for a glob, or anything else that may name more than one path."""
+    if is_glob(pattern):
+        return None
+    path = posixpath.normpath(pattern)
+    return None if path == "." or path.startswith(("/", "..")) else path
+
+
 def input_patterns(
-    workspace: Workspace, rule: Rule, excluded: Mapping[str, list[str]] | None = None
+    workspace: Workspace, rule: Rule, excluded: Mapping[str, PackageExcludes] | None = None
 ) -> tuple[list[str], list[str]]:
     """Include and exclude globs (relative to the package) of a rule's inputs.
 
-    Excluded are the package's `excluded_paths` (computed here when not given). The package's
-    once.toml is left out of the default inputs because what it says about this rule enters
-    the key directly. Includes starting with `//` (the rule's own and `[workspace] inputs`)
-    are relative to the workspace root, and the excludes do not apply to them.
+    Excluded are those of the package's `excluded_paths` (indexed when not given) that may
+    remove one of its inputs. The package's once.toml is left out of the default inputs
+    because what it says about this rule enters the key directly. Includes starting with `//`
+    (the rule's own and `[workspace] inputs`) are relative to the workspace root, and the
+    excludes do not apply to them.
     """
-    exclude = list((excluded if excluded is not None else excluded_paths(workspace))[rule.package])
+    if excluded is None:
+        excluded = exclude_index(workspace)
+    package = excluded[rule.package]
     if rule.inputs is None:
-        return ["**", *rule.workspace_inputs], [*exclude, CONFIG_NAME]
-    return [*rule.inputs, *rule.workspace_inputs], exclude
+        return ["**", *rule.workspace_inputs], [*package.patterns, CONFIG_NAME]
+    return [*rule.inputs, *rule.workspace_inputs], package.for_inputs(rule.inputs)
+
+
+def exclude_index(workspace: Workspace) -> dict[str, PackageExcludes]:
+    """`excluded_paths` of every package, indexed."""
+    return {path: PackageExcludes(paths) for path, paths in excluded_paths(workspace).items()}
 
 
 def plan_steps(workspace: Workspace, actions: list[Action]) -> list[Step]:
     """The steps of `actions` (given in dependency order): what their keys are made of, but
     the files' contents. What `plan/steps.py` keeps for the next identical command."""
-    excluded = excluded_paths(workspace)
+    excluded = exclude_index(workspace)
     return [
         Step(
             label=action.label,

@@ -1,10 +1,17 @@
 """What each rule's key was made of when it last ran, so `once why` can name what changed.
 
 Kept in the workspace's state folder: `last-keys` maps each label to the key of its last run
-(marshal, sealed: every run reads it, and `json` would cost a no-op run ~10 ms of imports), and
-`specs/<key>.json` holds what went into that key (JSON, sealed too: a damaged spec is no spec,
-never one of another shape). Specs are content-addressed by key, so a run that changes nothing
-writes nothing.
+and to where that key's spec is (marshal, sealed: every run reads it, and `json` would cost a
+no-op run ~10 ms of imports). A spec (what went into the key, JSON) is a record in a pack,
+`specs/<name>.pack`: one file per run that changed keys, its records one after another, each
+sealed and opening with its key. One file per run, not one per spec: a cold run of 1,000 steps
+created 1,000 spec files, and each file created costs an inode (on ext4 without a journal,
+a scan of the recently freed ones). A record whose seal or key does not match, in a pack cut
+short or gone, is no spec, never another step's.
+
+A run that changes no key writes nothing. Packs no label points at are deleted after
+`last-keys` names the new one; a pack mostly of specs no label points at any more has its live
+records copied into the new pack, so the folder stays within about twice what it describes.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ from __future__ import annotations
 import _thread
 import marshal
 import os
+import time
 
+from once import _core
 from once.errors import os_error_message
-from once.state.atomic_file import read_sealed, write_sealed, write_sealed_in_place
+from once.state.atomic_file import read_sealed, write_sealed
 from once.state.kept_state import unlink_quietly, unsaved
 
 TYPE_CHECKING = False  # not typing's: loaded by a no-op run (run/pipeline.py)
@@ -28,6 +37,15 @@ else:
 
 LAST_KEYS = "last-keys"
 SPECS = "specs"
+PACK_SUFFIX = ".pack"
+# Marks `last-keys` as (FORMAT, keys, places); earlier versions wrote only the keys (a dict),
+# with each spec in `specs/<key>.json`, still read until the label runs again.
+FORMAT = "packs-1"
+# A record: the BLAKE3 (hex) of the rest, then the key, a newline and the spec's JSON.
+_SEAL_SIZE = 64
+
+# Where a label's spec is: its pack's file name, the record's offset and its size.
+Place = tuple[str, int, int]
 
 
 class History:
@@ -39,14 +57,25 @@ class History:
         # (every input's path and digest, ~200 MB) until the end of the run.
         self._pending: dict[str, tuple[str, Callable[[], str]]] = {}
         self._keys: dict[str, str] = {}
+        self._places: dict[str, Place] = {}
         data = read_sealed(os.path.join(self._dir, LAST_KEYS))
         try:
             # `loads` of the whole file: `load` calls the file's `readinto` once per value.
             loaded = marshal.loads(data or b"")  # noqa: S302 - plain values only; runs no code
         except (EOFError, ValueError, TypeError):
             return  # no history yet, or a damaged file: explanations start afresh
-        if isinstance(loaded, dict):
+        if isinstance(loaded, dict):  # an earlier version's: each spec in specs/<key>.json
             self._keys = {str(label): str(key) for label, key in loaded.items()}
+        elif (
+            isinstance(loaded, tuple)
+            and len(loaded) == 3
+            and loaded[0] == FORMAT
+            and isinstance(loaded[1], dict)
+            and isinstance(loaded[2], dict)
+        ):
+            # Sealed, so as written; the places are checked as they are read (`_place`).
+            self._keys = loaded[1]
+            self._places = loaded[2]
 
     def last_key(self, label: str) -> str | None:
         return self._keys.get(label)
@@ -57,7 +86,11 @@ class History:
         key = self._keys.get(label)
         if key is None:
             return None
-        data = read_sealed(os.path.join(self._dir, SPECS, f"{key}.json"))
+        place = self._place(label)
+        if place is None:
+            data = read_sealed(os.path.join(self._dir, SPECS, f"{key}.json"))
+        else:
+            data = self._read_record(place, key)
         try:
             spec = json.loads(data or b"")
         except ValueError:
@@ -80,21 +113,102 @@ class History:
         except OSError as err:
             unsaved("the run history", os_error_message(err))
 
+    def _place(self, label: str) -> Place | None:
+        place = self._places.get(label)
+        if (
+            isinstance(place, tuple)
+            and len(place) == 3
+            and isinstance(place[0], str)
+            and place[0].endswith(PACK_SUFFIX)
+            and "/" not in place[0]
+            and isinstance(place[1], int)
+            and isinstance(place[2], int)
+            and place[1] >= 0
+            and place[2] > _SEAL_SIZE
+        ):
+            return place
+        return None
+
+    def _read_record(self, place: Place, key: str) -> bytes | None:
+        """The spec's JSON stored at `place` for `key`; None when the pack is gone, cut short,
+        or the record there is not whole or not `key`'s."""
+        pack, offset, size = place
+        try:
+            with open(os.path.join(self._dir, SPECS, pack), "rb") as file:
+                file.seek(offset)
+                record = file.read(size)
+        except OSError:
+            return None
+        body = record[_SEAL_SIZE:]
+        if len(record) != size or record[:_SEAL_SIZE] != _core.hash_bytes(body).encode():
+            return None
+        head = f"{key}\n".encode()
+        return body[len(head) :] if body.startswith(head) else None
+
     def _write(self) -> None:
         with self._lock:
             if not self._pending:
                 return
             specs = os.path.join(self._dir, SPECS)
             os.makedirs(specs, exist_ok=True)
-            for label, (key, spec_json) in self._pending.items():
-                # Named by its key, which the spec is the makings of: written in place.
-                write_sealed_in_place(os.path.join(specs, f"{key}.json"), spec_json().encode())
-                self._keys[label] = key
+            # Unique among this workspace's runs, which hold its lock while they write here.
+            pack = f"{time.time_ns():x}-{os.getpid()}{PACK_SUFFIX}"
+            places = self._places
+            moved = self._sparse_packs(specs)
+            # Written in place, not through a temporary file: nothing names it until
+            # `last-keys` is replaced below, and a pack cut short only loses its own records.
+            with open(os.path.join(specs, pack), "wb") as file:
+                offset = 0
+
+                def append(label: str, key: str, spec: bytes) -> None:
+                    nonlocal offset
+                    body = f"{key}\n".encode() + spec
+                    file.write(_core.hash_bytes(body).encode())
+                    file.write(body)
+                    places[label] = (pack, offset, _SEAL_SIZE + len(body))
+                    offset += _SEAL_SIZE + len(body)
+
+                for label, (key, spec_json) in self._pending.items():
+                    append(label, key, spec_json().encode())
+                    self._keys[label] = key
+                for label in moved:
+                    key = self._keys[label]
+                    place = self._place(label)
+                    data = self._read_record(place, key) if place is not None else None
+                    if data is None:
+                        places.pop(label, None)  # unreadable already: it stays no spec
+                    else:
+                        append(label, key, data)
             self._pending.clear()
-            write_sealed(os.path.join(self._dir, LAST_KEYS), marshal.dumps(self._keys))
+            write_sealed(
+                os.path.join(self._dir, LAST_KEYS), marshal.dumps((FORMAT, self._keys, places))
+            )
             unlink_quietly(os.path.join(self._dir, "last-keys.json"))  # earlier versions' name
-            # Specs no label points at any more are only history of history.
-            live = {f"{key}.json" for key in self._keys.values()}
+            # Packs (and an earlier version's spec files) no label points at any more are only
+            # history of history.
+            live = {place[0] for place in places.values()}
+            live.update(f"{key}.json" for label, key in self._keys.items() if label not in places)
             for stale in os.listdir(specs):
-                if stale not in live:
+                if stale not in live and not stale.endswith(".tmp"):
                     unlink_quietly(os.path.join(specs, stale))
+
+    def _sparse_packs(self, specs: str) -> list[str]:
+        """The labels whose records are in packs that are mostly records no label points at
+        any more (after this save), to be copied into the new pack so those can go."""
+        live: dict[str, int] = {}  # pack -> bytes still pointed at
+        holders: dict[str, list[str]] = {}
+        for label in self._places:
+            place = self._place(label)
+            if place is None or label in self._pending:
+                continue
+            live[place[0]] = live.get(place[0], 0) + place[2]
+            holders.setdefault(place[0], []).append(label)
+        moved: list[str] = []
+        for pack, used in live.items():
+            try:
+                size = os.stat(os.path.join(specs, pack)).st_size
+            except OSError:
+                continue  # gone: its records are no spec, moved or not
+            if used * 2 < size:
+                moved.extend(holders[pack])
+        return moved

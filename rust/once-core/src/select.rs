@@ -143,7 +143,15 @@ impl Globs {
             chosen.sort_unstable();
             chosen.dedup();
         }
-        if excludes.is_empty() {
+        if excludes.is_empty() || chosen.is_empty() {
+            return chosen;
+        }
+        // A few chosen files (a rule naming its inputs) against many excludes (the outputs of
+        // every rule of its package): one comparison per exclude and file costs less than a
+        // binary search over the package's files per exclude. At 10,000 rules of 100 per
+        // package those searches were 0.2 s of keying a cold run (benches/coldrun.py).
+        if chosen.len() <= paths.len().ilog2() as usize {
+            chosen.retain(|&index| !excludes.is_match(paths[index as usize]));
             return chosen;
         }
         // Folder and file excludes (outputs, nested packages: there may be a thousand for the
@@ -315,6 +323,22 @@ mod tests {
             (&["dist/**"], &[]),
             (&["nested/pkg/**", "nested/pkgs.txt"], &["nested/pkg/src"]),
             (&["/"], &["src/a.rs", "README.md"]),
+            // Few files chosen, many excludes: each file is asked, not each exclude.
+            (
+                &["src/a.rs", "README.md", "dist/a.js", "docs/x.md"],
+                &[
+                    "src/a.rs",
+                    "dist",
+                    "docs/*.md",
+                    "nested/",
+                    "tests/**",
+                    "x",
+                    "y/",
+                    "z",
+                ],
+            ),
+            (&["src/a.ts"], &["src/"]),
+            (&["src/a.ts"], &["srcs/", "src/a.t", "src/a.ts/"]),
             (&[], &[]),
         ];
         for (include, exclude) in cases {
