@@ -1,7 +1,7 @@
 """A cold run of N trivial steps beside its floor: the same shell commands run by `xargs -P2`.
 
     python -m benches.coldrun [--steps 1000 10000] [--repeat N] [--jobs 2] [--work DIR]
-                              [--before ONCE] [--markdown]
+                              [--before ONCE] [--delete-before] [--markdown]
 
 A workspace of N rules (100 per package), each writing one small output file with a one-line
 shell command, is run cold (`once run -j 2`: empty cache, no `.once/`, no outputs) and its N
@@ -9,6 +9,13 @@ commands are run by `xargs -P2`, each through `sh -c` in the rule's package fold
 runs it, outputs deleted before each. The two alternate, pair after pair, and the ratio is the
 median of the pairs' ratios (see `benches.scale.measure_pair`): what `once` adds to the commands
 themselves (spawning, hashing and storing outputs, keys, history, progress) per step.
+
+Each cold run gets a cache and a state folder of its own; the previous run's are moved aside and
+deleted after the series, not just before the next timed run. On ext4 without a journal (this
+benchmark's first host), creating a file scans the inodes freed in the last minutes, and
+deleting the previous cache's thousands of files moments before made the next run's store
+writes several times slower than on a first cold run (a CI machine, a new clone).
+`--delete-before` deletes them before each run instead, to see that cost.
 
 `benches.scale` calls `cold_rows` for its table; run alone, this prints the same rows, and with
 `--before` (another build's `once` program) runs it in turns with this one: before and after
@@ -80,6 +87,7 @@ def cold_series(
     steps: int,
     repeat: int,
     jobs: int,
+    delete_before: bool = False,
 ) -> tuple[Measured, list[Measured]]:
     """`repeat` runs of the floor and, for each `once` program in `programs`, as many cold
     runs of `steps` rules, in turns (each round in another order), each after a reset that is
@@ -103,9 +111,17 @@ def cold_series(
         [once, "run", "-j", str(jobs), "--output-logs=none", *targets] for once in programs
     ]
 
+    graveyard = root.parent / f"{root.name}.deleted"
+    shutil.rmtree(graveyard, ignore_errors=True)  # an interrupted series'
+    buried = iter(range(1_000_000))
+
     def reset() -> None:
-        shutil.rmtree(cache, ignore_errors=True)
-        shutil.rmtree(root / ".once", ignore_errors=True)
+        for made in (cache, root / ".once"):
+            if delete_before:
+                shutil.rmtree(made, ignore_errors=True)
+            elif made.exists():
+                graveyard.mkdir(exist_ok=True)
+                made.rename(graveyard / str(next(buried)))
         delete_outputs(root, steps)
 
     sides: list[list[tuple[float, float]]] = [[] for _ in commands]
@@ -121,6 +137,8 @@ def cold_series(
             )
             if written != steps:
                 sys.exit(f"coldrun: {commands[which][0]} wrote {written} of {steps} outputs")
+    reset()
+    shutil.rmtree(graveyard, ignore_errors=True)  # after the series: no run waits behind it
     measured = [
         Measured(
             statistics.median(s for s, _ in side),
@@ -141,6 +159,7 @@ def cold_rows(
     repeat: int,
     jobs: int = 2,
     before: str | None = None,
+    delete_before: bool = False,
 ) -> list[Row]:
     """Per size in `steps`: the cold run beside its `xargs` floor, paired; with `before` (an
     earlier build's `once`), its cold run too, and the two builds side by side."""
@@ -155,6 +174,7 @@ def cold_rows(
             steps=count,
             repeat=repeat,
             jobs=jobs,
+            delete_before=delete_before,
         )
         named = [("", cold)] if before is None else [(" (after)", cold), (" (before)", earlier[0])]
         rows += [
@@ -194,6 +214,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "once-scale")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--before", help="an earlier build's `once`, run in turns with this one")
+    parser.add_argument(
+        "--delete-before",
+        action="store_true",
+        help="delete the last run's cache just before each run (see above)",
+    )
     args = parser.parse_args()
     once = shutil.which("once")
     if once is None:
@@ -208,6 +233,7 @@ def main() -> None:
         repeat=args.repeat,
         jobs=args.jobs,
         before=args.before,
+        delete_before=args.delete_before,
     )
     header = f"cold runs; medians of {args.repeat} pairs (a ratio: the median of its pairs)"
     print_table(rows, header, 0, markdown=args.markdown)  # no tree: no cost per file

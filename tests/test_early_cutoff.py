@@ -164,3 +164,32 @@ def test_dry_run_shows_the_dependency_results_in_the_key(chain: Workspace) -> No
     assert "//app:build: would run after //lib:build: its key holds what that produces" in (
         status.out
     )
+
+
+def test_why_names_the_output_of_a_dependency_still_being_stored(ws: Workspace) -> None:
+    """A step's spec is written as soon as it finishes, while its dependency's entry may still
+    be on its way into the store (64 MiB to flush): the spec lists that dependency's outputs
+    from the run's own save, so `once why` can name the one that changed later."""
+    ws.write(
+        {
+            "once.toml": '[workspace]\nmembers = ["lib", "app"]\n',
+            "lib/once.toml": (
+                "[rule.build]\n"
+                'cmd = "mkdir -p out && head -c 67108864 /dev/urandom > out/big.bin '
+                '&& cp src.txt out/lib.txt"\n'
+                'inputs = ["src.txt"]\noutputs = ["out/"]\n'
+            ),
+            "lib/src.txt": "value 1\n",
+            "app/once.toml": (
+                '[package]\ndeps = ["//lib"]\n\n[rule.build]\n'
+                'cmd = "cp ../lib/out/lib.txt app.txt"\n'
+                'deps = ["^build"]\noutputs = ["app.txt"]\n'
+            ),
+        }
+    )
+    assert ws.once("run", "build").code == 0
+    (ws.root / "lib/src.txt").write_text("value 2\n")
+    assert ws.once("run", "//lib:build").code == 0
+    done = ws.once("why", "//app:build")
+    assert done.code == 0, done.err
+    assert "output of //lib:build changed: lib/out/" in done.out

@@ -76,10 +76,11 @@ class Fingerprint:
             store=self.store,
         )
 
-    def spec(self) -> str:
+    def spec(self, saved: Mapping[str, _core.Entry] | None = None) -> str:
         """Everything that went into the key as JSON, for `once why` and `--dry-run`. Built on
-        demand: a run needs it only for the actions whose key changed since their last run."""
-        return spec_json(self.snapshot, self.request, self.deps, self.store)
+        demand: a run needs it only for the actions whose key changed since their last run.
+        `saved`: the entries a run saved so far, by key."""
+        return spec_json(self.snapshot, self.request, self.deps, self.store, saved)
 
     @property
     def spec_json(self) -> str:

@@ -262,14 +262,20 @@ def spec_json(
     request: KeyRequest,
     deps: Sequence[DepResult],
     store: _core.Store | None,
+    saved: Mapping[str, _core.Entry] | None = None,
 ) -> str:
     """Everything that went into a key as JSON, for `once why` and `--dry-run`: built only
     for the steps whose key changed since their last run. With the outputs of each
-    dependency keyed by them (read from `store`), so `once why` can name the one that changed."""
+    dependency keyed by them (the entry this run `saved` under its key, else read from
+    `store`), so `once why` can name the one that changed."""
     outputs = {}
     for label, key, result in deps:
         if store is not None and key is not None and result and result.startswith("outputs "):
-            entry = store.lookup(key)
+            # A save of this run may not be in the store yet: its entry is written while the
+            # next steps run.
+            entry = saved.get(key) if saved is not None else None
+            if entry is None:
+                entry = store.lookup(key)
             if entry is not None and entry.result == result:
                 outputs[label] = entry.listing()
     return _core.action_spec(

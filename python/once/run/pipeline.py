@@ -173,7 +173,7 @@ class _Run:
                     )
                 else:
                     gc.enable()  # a build may run for hours
-                    runner, results = self._schedule(
+                    runner, history, results = self._schedule(
                         start=start,
                         store=store,
                         console=console,
@@ -183,7 +183,7 @@ class _Run:
                         requests=requests,
                         settled=settled,
                     )
-                    self._finish_build(start, steps, runner, results)
+                    self._finish_build(start, steps, runner, history, results)
             finally:
                 console.close()  # the live line goes before anything else is printed
             start.release()
@@ -324,7 +324,7 @@ class _Run:
         snapshot: _core.Snapshot,
         requests: _Requests,
         settled: Settled,
-    ) -> tuple[Runner, list[Result]]:
+    ) -> tuple[Runner, History, list[Result]]:
         """Run what settling left, from where it left it."""
         from once.plan.keys import plan, plan_steps  # noqa: PLC0415 - a step to run
         from once.run.remote import open_remote, start_remote  # noqa: PLC0415
@@ -350,6 +350,7 @@ class _Run:
             reprobe=request.force,
         )
         remote = open_remote(workspace, read_only=request.remote_read_only)
+        history = History(start.state_dir)
         runner = Runner(
             workspace,
             keys.fingerprints,
@@ -360,6 +361,7 @@ class _Run:
             link=request.link,
             remote=start_remote(remote, store, actions, keys, force=request.force),
             settled=settled,
+            on_result=lambda result: _record_history(history, runner, result, flush=True),
         )
         try:
             results = runner.run(actions, request.jobs or os.cpu_count() or 1)
@@ -367,7 +369,7 @@ class _Run:
             console.close()
         if runner.remote is not None:
             runner.remote.finish()  # uploads end before the run does (and before collection)
-        return runner, results
+        return runner, history, results
 
     # -- finish ----------------------------------------------------------------------------
 
@@ -395,7 +397,12 @@ class _Run:
         history.save()
 
     def _finish_build(
-        self, start: prelude.Early, steps: list[Step], runner: Runner, results: list[Result]
+        self,
+        start: prelude.Early,
+        steps: list[Step],
+        runner: Runner,
+        history: History,
+        results: list[Result],
     ) -> None:
         """The end of a run that ran steps: the run log, the cache's bound, the history."""
         store = runner.store
@@ -407,18 +414,24 @@ class _Run:
 
             keys = {fp.key for fp in runner.fingerprints.values() if fp.key is not None}
             collect(store, sorted(keys))
-        history = History(start.state_dir)
-        for result in results:
-            # Only a step that succeeded: `once why` compares with the last build that worked,
-            # so after a failure it still names what changed since then. Keys as the run used
-            # them: a step keyed after its dependencies ran has its key in the runner's
-            # fingerprints, and one never keyed (a dependency not cached) has none.
-            fingerprint = runner.fingerprints[result.label]
-            if result.outcome not in ("failed", "skipped") and fingerprint.key is not None:
-                history.record(result.label, fingerprint.key, fingerprint.spec)
+        for result in results:  # those the runner did not hand over as they came (hits)
+            _record_history(history, runner, result, flush=False)
         history.save()
         # Under the lock: no other run of this workspace is writing its state meanwhile.
         kept_state.remove_leftovers([start.state_dir, os.path.join(start.state_dir, "specs")])
+
+
+def _record_history(history: History, runner: Runner, result: Result, *, flush: bool) -> None:
+    """Remember the key of a step that succeeded, as the run used it (`flush`: its spec written
+    now). Only a success: `once why` compares with the last build that worked, so after a
+    failure it still names what changed since then. A step keyed after its dependencies ran
+    has its key in the runner's fingerprints, and one never keyed (a dependency not cached)
+    has none."""
+    fingerprint = runner.fingerprints[result.label]
+    if result.outcome not in ("failed", "skipped") and fingerprint.key is not None:
+        history.record(result.label, fingerprint.key, lambda: fingerprint.spec(runner.saved))
+        if flush:
+            history.flush()
 
 
 def _as_keyed(

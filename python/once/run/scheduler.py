@@ -18,6 +18,8 @@ from once.ui.console import Console, Result, hit_line
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from once.api import Outcome
     from once.config.model import Workspace
     from once.plan.graph import Action
@@ -47,6 +49,10 @@ def unwritten_outputs(package_dir: str, outputs: list[str]) -> list[str]:
     return missing
 
 
+def _ignore(_: object) -> None:
+    pass
+
+
 class Runner:
     """Executes actions in dependency order; one instance per `once run`."""
 
@@ -62,7 +68,10 @@ class Runner:
         link: str = "copy",  # how hits restore files: "copy" (reflink where possible) or "hardlink"
         remote: RemoteCache | None = None,  # asked on a local miss, given what a run saves
         settled: Settled | None = None,  # what the bulk pass settled (run/settle.py)
+        # Called on the scheduling thread with each result as it comes, while others run.
+        on_result: Callable[[Result], object] | None = None,
     ) -> None:
+        self._on_result = on_result if on_result is not None else _ignore
         settled = settled if settled is not None else Settled()
         self._settled = settled
         self.remote = remote
@@ -89,6 +98,9 @@ class Runner:
         # (see `_core.action_keys`): None when unknown (it ran and was not cached). Written by
         # the step's own worker before its dependents start.
         self._produced: dict[str, str | None] = dict(settled.produced)
+        # The entries this run saved, by key: the history's specs list a dependency's outputs
+        # from them before the store has them in place.
+        self.saved: dict[str, _core.Entry] = {}
         # Lets a hit whose outputs are in place be confirmed by stat, without reading them.
         self.output_stats = _core.OutputStats(str(workspace.root / STATE_DIR / OUTPUT_STATS))
 
@@ -143,6 +155,7 @@ class Runner:
                 result = workers.next_done()
                 results[result.label] = result
                 self.console.finished(result)
+                self._on_result(result)
                 if result.outcome == "failed":
                     skip_dependents(result.label)
                 for child in dependents[result.label]:
@@ -219,8 +232,8 @@ class Runner:
             # Outputs restored as read-only hard links share bytes with the store: give the
             # command private copies, or rewriting one in place would rewrite the blob.
             self.store.unshare_outputs(root, rule.package, outputs)
-        self.console.started(action.label, rule.cmd)
         env, withheld = self._command_env(rule.env_mode, rule.env, rule.pass_env)
+        self.console.started(action.label, rule.cmd)
         exit_code, log = self._spawn(action, package_dir, env)
         duration_ms = int((time.monotonic() - started) * 1000)
         if exit_code != 0:
@@ -273,6 +286,7 @@ class Runner:
                     # `_finish_saves`); an upload needs the entry in place first.
                     deferred=self.remote is None,
                 )
+                self.saved[key] = saved
                 self._share(key)  # never raises: the upload runs in the background
             except OSError as err:
                 self._warn_cache_off(err)
