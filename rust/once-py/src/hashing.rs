@@ -28,8 +28,9 @@ pub fn hash_files(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Vec<String>> 
 }
 
 /// Write what `b3sum` would print for these files, folders expanded to the files below them,
-/// by calling `write` with each chunk of lines (bytes) as soon as it is hashed: no list of every
-/// line, and no Python string per line. The GIL is held only for the calls to `write`.
+/// by calling `write` with each chunk of lines (bytes) as soon as it is hashed (again with the
+/// rest when it says it took only part): no list of every line, and no Python string per
+/// line. The GIL is held only for the calls to `write`.
 #[pyfunction]
 pub fn write_b3sum(py: Python<'_>, paths: Vec<PathBuf>, write: Py<PyAny>) -> PyResult<()> {
     let mut out = PyWriter {
@@ -44,7 +45,8 @@ pub fn write_b3sum(py: Python<'_>, paths: Vec<PathBuf>, write: Py<PyAny>) -> PyR
     Ok(done.map_err(CoreError)?)
 }
 
-/// A Python `write(bytes)` (a buffered file's, which takes all it is given) as an `io::Write`.
+/// A Python `write(bytes) -> int` as an `io::Write`: a raw file's (`sys.stdout.buffer` under
+/// `PYTHONUNBUFFERED`) may take only part of it, and says how much; a buffered one takes all.
 struct PyWriter {
     write: Py<PyAny>,
     raised: Option<PyErr>,
@@ -52,12 +54,18 @@ struct PyWriter {
 
 impl io::Write for PyWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Python::attach(|py| match self.write.call1(py, (PyBytes::new(py, buf),)) {
-            Ok(_) => Ok(buf.len()),
-            Err(err) => {
-                let failed = io::Error::other(err.to_string());
-                self.raised = Some(err);
-                Err(failed)
+        Python::attach(|py| {
+            let written = self
+                .write
+                .call1(py, (PyBytes::new(py, buf),))
+                .and_then(|written| written.extract::<usize>(py));
+            match written {
+                Ok(written) => Ok(written.min(buf.len())),
+                Err(err) => {
+                    let failed = io::Error::other(err.to_string());
+                    self.raised = Some(err);
+                    Err(failed)
+                }
             }
         })
     }
