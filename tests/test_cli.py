@@ -157,7 +157,8 @@ def test_hash_into_a_reader_that_leaves_ends_quietly(tmp_path: Path, argv: list[
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         assert proc.stdout.readline().endswith(b"  tree/d00/f00000\n")
         proc.stdout.close()
         err = proc.stderr.read()

@@ -77,8 +77,9 @@ def files_hashed() -> int:
 def write_b3sum(paths: list[str], write: Callable[[bytes], int]) -> None:
     """What `b3sum` prints for these paths, one line each (UTF-8), folders expanded to every
     file below them in path order: `write` is called with each chunk of lines as soon as its
-    files are hashed (and with the rest, when it returns that it took only part). Stops at the first path that cannot be read (its OSError), once the lines
-    before it are written; what `write` raises is raised as it is."""
+    files are hashed (and with the rest, when it returns that it took only part). Stops at the
+    first path that cannot be read (its OSError), once the lines before it are written; what
+    `write` raises is raised as it is."""
 
 @final
 class FileSet:
