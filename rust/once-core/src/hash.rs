@@ -263,6 +263,8 @@ pub fn write_b3sum(paths: &[PathBuf], out: &mut (impl Write + Send)) -> Result<(
             }),
         };
         match found {
+            // A folder given first keeps the walk's list: no second copy of a million entries.
+            Ok(found) if pending.is_empty() => pending = found,
             Ok(found) => pending.extend(found),
             Err(err) => {
                 write_chunks(paths, &pending, &mut lines, out)?;
