@@ -6,7 +6,6 @@ commands) is the click CLI in `cli/`."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -19,15 +18,10 @@ def main() -> None:
         return
     if argv[:1] == ["hash"] and len(argv) > 1 and not any(arg.startswith("-") for arg in argv):
         # Hashing one big file takes a few hundred ms; click's import would add a fifth.
-        from once._core import b3sum_output  # noqa: PLC0415
+        from once.hash_command import print_b3sum  # noqa: PLC0415
+        from once.run.command import call_reporting_errors  # noqa: PLC0415
 
-        try:
-            output = b3sum_output(argv[1:])
-        except OSError:
-            pass  # nothing printed yet: the CLI below hashes again and words the error
-        else:
-            _write_stdout(output)
-            return
+        sys.exit(call_reporting_errors(lambda: print_b3sum(argv[1:])))
     from once.run import prelude  # noqa: PLC0415
 
     early = prelude.start(argv)  # a run's lock and walk, while the rest imports
@@ -39,17 +33,6 @@ def main() -> None:
     from once.cli import main as cli_main  # noqa: PLC0415 - click loads only past this point
 
     cli_main(early)
-
-
-def _write_stdout(data: bytes) -> None:
-    try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        # The reader left (`once hash ... | head`): stop quietly, and keep the flush at exit
-        # from failing again on the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,11 @@ __all__ = [
     "action_key",
     "action_keys",
     "action_spec",
-    "b3sum_output",
     "files_hashed",
     "hash_bytes",
     "hash_files",
     "settled",
+    "write_b3sum",
 ]
 
 __version__: str
@@ -74,9 +74,12 @@ def files_hashed() -> int:
     """How many files this process has read to hash them (inputs and outputs): a no-op run
     adds none."""
 
-def b3sum_output(paths: list[str]) -> bytes:
+def write_b3sum(paths: list[str], write: Callable[[bytes], int]) -> None:
     """What `b3sum` prints for these paths, one line each (UTF-8), folders expanded to every
-    file below them in path order; files of a folder are hashed as the walk finds them."""
+    file below them in path order: `write` is called with each chunk of lines as soon as its
+    files are hashed (and with the rest, when it returns that it took only part). Stops at the
+    first path that cannot be read (its OSError), once the lines before it are written; what
+    `write` raises is raised as it is."""
 
 @final
 class FileSet:

@@ -299,14 +299,12 @@ def why(cwd: Path, target: str) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 def hash_command(paths: tuple[str, ...]) -> None:
     """Print the BLAKE3 digest of each file as b3sum does; folders are walked."""
-    # Only the extension: walking, hashing and formatting all happen in one call to it. The
-    # paths go as given, so each line names its file as b3sum would (`./a` stays `./a`).
-    from once._core import b3sum_output
+    # The paths go as given, so each line names its file as b3sum would (`./a` stays `./a`).
+    from once.hash_command import print_b3sum
 
-    output = b3sum_output(list(paths))
-    # One write of the bytes Rust formatted: echoing 100,000 lines one by one took 0.4 s
-    # (benches/scale.py), and building them as Python strings first took tens of ms.
-    click.echo(output, nl=False)
+    code = print_b3sum(list(paths))
+    if code:
+        sys.exit(code)
 
 
 cli.add_command(cache_group)

@@ -12,6 +12,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Writing a command's output failed (its reader went away, a full disk).
+    #[error("cannot write the output: {0}")]
+    Output(#[source] io::Error),
     /// A glob from a user's `once.toml` that does not parse.
     #[error("invalid glob '{pattern}': {message}")]
     Glob { pattern: String, message: String },

@@ -383,7 +383,7 @@ struct Walker<V> {
 /// Below this many files, a folder's files are visited on one thread: a stat is about a
 /// microsecond and a small file's hash some ten, less than handing work to another thread
 /// costs, and folders already run in parallel.
-const PARALLEL_FILES: usize = 32;
+pub(crate) const PARALLEL_FILES: usize = 32;
 
 /// A folder's results in path order, as a list of runs (concatenated once at the end, so a
 /// file deep in the tree is moved once, not once per level).

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use once_core::hash::{
-    b3sum_line, b3sum_output, hash_bytes, hash_file, hash_files, hash_tree, Digest, MAP_WINDOW,
+    b3sum_line, hash_bytes, hash_file, hash_files, write_b3sum, Digest, B3SUM_CHUNK, MAP_WINDOW,
     MMAP_RAYON_THRESHOLD,
 };
 use once_core::Error;
@@ -73,7 +73,7 @@ fn hash_file_agrees_across_map_windows() {
         let expected = Digest(*blake3::hash(&input).as_bytes());
         assert_eq!(hash_file(&path).unwrap(), expected, "len {len}");
         assert_eq!(
-            hash_tree(std::slice::from_ref(&path)).unwrap()[0].1,
+            b3sum_of(std::slice::from_ref(&path)).unwrap()[0].1,
             expected,
             "len {len}"
         );
@@ -147,7 +147,7 @@ fn write(path: &Path, text: &str) {
 }
 
 #[test]
-fn hash_tree_expands_folders_sorted_with_hidden_files_and_no_ignore_rules() {
+fn write_b3sum_expands_folders_sorted_with_hidden_files_and_no_ignore_rules() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     write(&root.join("tree/b.txt"), "b");
@@ -157,7 +157,7 @@ fn hash_tree_expands_folders_sorted_with_hidden_files_and_no_ignore_rules() {
     write(&root.join("tree/a-b"), "dash");
     write(&root.join("single.txt"), "single");
 
-    let hashed = hash_tree(&[root.join("single.txt"), root.join("tree")]).unwrap();
+    let hashed = b3sum_of(&[root.join("single.txt"), root.join("tree")]).unwrap();
     let names: Vec<PathBuf> = hashed.iter().map(|(path, _)| path.clone()).collect();
     let tree = root.join("tree");
     assert_eq!(
@@ -177,10 +177,10 @@ fn hash_tree_expands_folders_sorted_with_hidden_files_and_no_ignore_rules() {
 }
 
 #[test]
-fn hash_tree_of_a_missing_path_names_it() {
+fn write_b3sum_of_a_missing_path_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    match hash_tree(std::slice::from_ref(&missing)) {
+    match b3sum_of(std::slice::from_ref(&missing)) {
         Err(Error::Io { path, .. }) => assert_eq!(path, missing),
         other => panic!("expected Error::Io, got {other:?}"),
     }
@@ -220,7 +220,7 @@ fn b3sum_line_escapes_backslash_and_newline() {
 
 #[cfg(unix)]
 #[test]
-fn hash_tree_includes_git_and_follows_links_to_files_only() {
+fn write_b3sum_includes_git_and_follows_links_to_files_only() {
     use std::os::unix::fs::symlink;
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
@@ -237,7 +237,7 @@ fn hash_tree_includes_git_and_follows_links_to_files_only() {
     if fifo {
         symlink("pipe", tree.join("pipe-link")).unwrap();
     }
-    let hashed = hash_tree(std::slice::from_ref(&tree)).unwrap();
+    let hashed = b3sum_of(std::slice::from_ref(&tree)).unwrap();
     let names: Vec<PathBuf> = hashed.iter().map(|(path, _)| path.clone()).collect();
     assert_eq!(
         names,
@@ -276,25 +276,110 @@ fn a_pipe_longer_than_the_read_buffer_is_hashed_whole() {
         let digest = if round == 0 {
             hash_file(&fifo).unwrap()
         } else {
-            hash_tree(std::slice::from_ref(&fifo)).unwrap()[0].1
+            b3sum_of(std::slice::from_ref(&fifo)).unwrap()[0].1
         };
         writer.join().unwrap();
         assert_eq!(digest, incremental_reference(&input), "round {round}");
     }
 }
 
-#[test]
-fn b3sum_output_is_every_line_in_order() {
-    let digest = hash_bytes(b"x");
-    let hashed = vec![
-        (PathBuf::from("a/b.txt"), digest),
-        (PathBuf::from("new\nline"), digest),
-        (PathBuf::from("c"), hash_bytes(b"")),
-    ];
-    let expected: String = hashed
+/// Each write `write_b3sum` makes, kept apart.
+#[derive(Default)]
+struct Writes(Vec<Vec<u8>>);
+
+impl std::io::Write for Writes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.push(buf.to_vec());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What `write_b3sum` prints for `paths`, read back as (path, digest): none of the names in
+/// these tests needs b3sum's escapes.
+fn b3sum_of(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Digest)>, Error> {
+    let mut out = Vec::new();
+    write_b3sum(paths, &mut out)?;
+    Ok(String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (hex, path) = line.split_once("  ").unwrap();
+            (PathBuf::from(path), Digest::from_hex(hex).unwrap())
+        })
+        .collect())
+}
+
+/// The lines b3sum prints for these files, each hashed on its own.
+fn expected_lines(files: &[PathBuf]) -> String {
+    files
         .iter()
-        .map(|(path, digest)| b3sum_line(digest, path) + "\n")
-        .collect();
-    assert_eq!(String::from_utf8(b3sum_output(&hashed)).unwrap(), expected);
-    assert!(b3sum_output(&[]).is_empty());
+        .map(|path| b3sum_line(&hash_file(path).unwrap(), path) + "\n")
+        .collect()
+}
+
+#[test]
+fn write_b3sum_writes_each_chunk_as_it_is_hashed_in_path_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    // Folders of a few files and one large folder, so that chunks end inside folders.
+    let mut files = Vec::new();
+    for folder in 0..40 {
+        for file in 0..(if folder == 7 { B3SUM_CHUNK } else { 30 }) {
+            files.push(tree.join(format!("d{folder:02}/f{file:05}")));
+        }
+    }
+    for (i, path) in files.iter().enumerate() {
+        write(path, &format!("file {i}"));
+    }
+    let single = dir.path().join("single");
+    write(&single, "single");
+
+    let mut writes = Writes::default();
+    write_b3sum(&[tree, single.clone()], &mut writes).unwrap();
+    files.push(single);
+    assert_eq!(writes.0.len(), files.len().div_ceil(B3SUM_CHUNK));
+    assert!(writes.0.iter().all(|chunk| chunk.ends_with(b"\n")));
+    assert_eq!(
+        String::from_utf8(writes.0.concat()).unwrap(),
+        expected_lines(&files)
+    );
+}
+
+#[test]
+fn write_b3sum_writes_the_lines_before_a_missing_path_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    write(&first, "1");
+    write(&second, "2");
+    let missing = dir.path().join("missing");
+    let mut out = Vec::new();
+    match write_b3sum(&[first.clone(), missing.clone(), second], &mut out) {
+        Err(Error::Io { path, .. }) => assert_eq!(path, missing),
+        other => panic!("expected Error::Io, got {other:?}"),
+    }
+    assert_eq!(String::from_utf8(out).unwrap(), expected_lines(&[first]));
+}
+
+#[test]
+fn write_b3sum_escapes_names_as_b3sum_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    let files = [tree.join("a\\b"), tree.join("c"), tree.join("new\nline")];
+    for path in &files {
+        write(path, "x");
+    }
+    let mut out = Vec::new();
+    write_b3sum(&[tree], &mut out).unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    assert_eq!(printed, expected_lines(&files));
+    assert_eq!(
+        printed
+            .lines()
+            .filter(|line| line.starts_with('\\'))
+            .count(),
+        2
+    );
 }

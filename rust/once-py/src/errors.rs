@@ -50,6 +50,10 @@ impl From<CoreError> for PyErr {
                     _ => PyOSError::new_err(args),
                 }
             }
+            // OSError picks the subclass from the errno: a reader gone is a BrokenPipeError.
+            Error::Output(source) => {
+                PyOSError::new_err((source.raw_os_error().unwrap_or(0), message))
+            }
             Error::Glob { .. } => GlobError::new_err(message),
             Error::Escape(_) => UnsafePathError::new_err(message),
             Error::Symlinked { .. } => SymlinkedOutputError::new_err(message),

@@ -1,5 +1,6 @@
 //! Hashing entry points: bytes, files, and b3sum-compatible lines for `once hash`.
 
+use std::io;
 use std::path::PathBuf;
 
 use once_core::hash;
@@ -26,14 +27,52 @@ pub fn hash_files(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Vec<String>> 
     Ok(digests?)
 }
 
-/// Everything `b3sum` would print for these files, folders expanded to the files below them:
-/// one buffer, formatted here, so the CLI writes it with one call instead of building and
-/// joining 100,000 Python strings.
+/// Write what `b3sum` would print for these files, folders expanded to the files below them,
+/// by calling `write` with each chunk of lines (bytes) as soon as it is hashed (again with the
+/// rest when it says it took only part): no list of every line, and no Python string per
+/// line. The GIL is held only for the calls to `write`.
 #[pyfunction]
-pub fn b3sum_output(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Bound<'_, PyBytes>> {
-    let output: CoreResult<Vec<u8>> =
-        py.detach(|| Ok(hash::b3sum_output(&hash::hash_tree(&paths)?)));
-    Ok(PyBytes::new(py, &output?))
+pub fn write_b3sum(py: Python<'_>, paths: Vec<PathBuf>, write: Py<PyAny>) -> PyResult<()> {
+    let mut out = PyWriter {
+        write,
+        raised: None,
+    };
+    let done = py.detach(|| hash::write_b3sum(&paths, &mut out));
+    // What `write` raised (a reader gone, a full disk) is the error, as Python raised it.
+    if let Some(err) = out.raised {
+        return Err(err);
+    }
+    Ok(done.map_err(CoreError)?)
+}
+
+/// A Python `write(bytes) -> int` as an `io::Write`: a raw file's (`sys.stdout.buffer` under
+/// `PYTHONUNBUFFERED`) may take only part of it, and says how much; a buffered one takes all.
+struct PyWriter {
+    write: Py<PyAny>,
+    raised: Option<PyErr>,
+}
+
+impl io::Write for PyWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Python::attach(|py| {
+            let written = self
+                .write
+                .call1(py, (PyBytes::new(py, buf),))
+                .and_then(|written| written.extract::<usize>(py));
+            match written {
+                Ok(written) => Ok(written.min(buf.len())),
+                Err(err) => {
+                    let failed = io::Error::other(err.to_string());
+                    self.raised = Some(err);
+                    Err(failed)
+                }
+            }
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How many files this process has read to hash them, inputs and outputs alike; tests compare

@@ -31,7 +31,7 @@ mod _core {
     #[pymodule_export]
     use crate::globs::Globs;
     #[pymodule_export]
-    use crate::hashing::{b3sum_output, files_hashed, hash_bytes, hash_files};
+    use crate::hashing::{files_hashed, hash_bytes, hash_files, write_b3sum};
     #[pymodule_export]
     use crate::remote::Remote;
     #[pymodule_export]
