@@ -99,7 +99,7 @@ def _prepare(
 
 
 def _run_options(command: Callable[..., None]) -> Callable[..., None]:
-    """`run`'s click options, made from their one description (`run_options.RUN_OPTIONS`)."""
+    """`run`'s click options, made from their one description (`once.run.options.RUN_OPTIONS`)."""
     for option in reversed(RUN_OPTIONS):
         kind: click.ParamType[Any] | None = None
         if option.choices is not None:
