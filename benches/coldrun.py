@@ -25,6 +25,7 @@ in one sitting, each beside the floor.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -113,7 +114,7 @@ def cold_series(
 
     graveyard = root.parent / f"{root.name}.deleted"
     shutil.rmtree(graveyard, ignore_errors=True)  # an interrupted series'
-    buried = iter(range(1_000_000))
+    buried = itertools.count()
 
     def reset() -> None:
         for made in (cache, root / ".once"):

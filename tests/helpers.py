@@ -145,17 +145,9 @@ def three_packages(ws: Workspace) -> None:
 def run_in_process(argv: list[str]) -> int:
     """`once ARGV`, a run, in this process (so that its counters can be read): its prelude,
     its parsing and the pipeline, as `python -m once` runs them; the exit status."""
-    from once.run import pipeline  # noqa: PLC0415 - imported by the tests that run in process
-    from once.ui.terminal import make_console  # noqa: PLC0415
+    from once.run.command import run_request  # noqa: PLC0415 - only where a test runs in process
 
     asked = prelude.parse(argv)
     assert asked is not None, argv
     cwd, request = asked
-    early = prelude.start(argv)
-    results = pipeline.run(
-        request,
-        os.path.realpath(cwd),
-        lambda total: make_console(sys.stdout.buffer, request.output_logs, total),
-        early=early,
-    )
-    return pipeline.exit_code(results)
+    return run_request(request, cwd, prelude.start(argv))

@@ -187,7 +187,7 @@ def _print_dry_run(
         fingerprint = plan.fingerprints[action.label]
         key = fingerprint.key
         cached = bool(action.rule.cache and store and key and store.lookup(key))
-        spec = json.loads(fingerprint.spec_json)
+        spec = json.loads(fingerprint.spec())
         waits_for = fingerprint.waits_for()
         rows.append(
             {
@@ -262,7 +262,7 @@ def why(cwd: Path, target: str) -> None:
 
     def now(label: str) -> Spec | None:
         fingerprint = plan.fingerprints.get(label)
-        return json.loads(fingerprint.spec_json) if fingerprint else None
+        return json.loads(fingerprint.spec()) if fingerprint else None
 
     store = plan.store
     for label in select_targets(workspace, [target], cwd):

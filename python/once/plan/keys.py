@@ -82,10 +82,6 @@ class Fingerprint:
         `saved`: the entries a run saved so far, by key."""
         return spec_json(self.snapshot, self.request, self.deps, self.store, saved)
 
-    @property
-    def spec_json(self) -> str:
-        return self.spec()
-
 
 class Plan:
     """The keys of one run's actions and the workspace snapshot they were computed from."""

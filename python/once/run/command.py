@@ -25,22 +25,25 @@ def run_and_exit(
     bad usage or configuration. `early`: the prelude's lock and walk, if it took them.
     `at_once`: without Python's finalization (`_exit_now`), for the process's own command line
     (not a caller that goes on, such as click's test runner)."""
-    from once.run import pipeline
-    from once.ui.terminal import make_console
-
-    def run() -> int:
-        results = pipeline.run(
-            request,
-            os.path.realpath(cwd),
-            lambda total: make_console(sys.stdout.buffer, request.output_logs, total),
-            early=early,
-        )
-        return pipeline.exit_code(results)
-
-    code = call_reporting_errors(run)
+    code = call_reporting_errors(lambda: run_request(request, cwd, early))
     if at_once:
         _exit_now(code)
     sys.exit(code)
+
+
+def run_request(request: RunRequest, cwd: str, early: Early | None) -> int:
+    """The pipeline's run of `request` in `cwd`, shown on stdout as the terminal (or a log)
+    shows it; its exit status. Errors are raised, not worded."""
+    from once.run import pipeline
+    from once.ui.terminal import make_console
+
+    results = pipeline.run(
+        request,
+        os.path.realpath(cwd),
+        lambda total: make_console(sys.stdout.buffer, request.output_logs, total),
+        early=early,
+    )
+    return pipeline.exit_code(results)
 
 
 def call_reporting_errors(call: Callable[[], int | None]) -> int:
