@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, IoContext};
 use crate::hash::Digest;
-use crate::store::{self, ActionEntry, OutputKind, Store, StoreLock, AC, CAS};
+use crate::store::{self, Store, StoreLock, AC, CAS};
 use crate::usage_ledger;
 use crate::Result;
 
@@ -271,8 +271,9 @@ impl Store {
             return !item.path.exists();
         };
         // A blob written after the scan (a concurrent save) is on disk, not in `present`.
-        let complete =
-            digests(&entry).all(|digest| present.contains(&digest) || self.contains(&digest));
+        let complete = entry
+            .blobs()
+            .all(|digest| present.contains(digest) || self.contains(digest));
         complete
     }
 }
@@ -367,7 +368,7 @@ fn plan_eviction<'a>(items: &'a [Item], options: &GcOptions<'_>, total: &mut u64
         .filter_map(|item| match &item.kind {
             Kind::Entry(key) => {
                 let named = store::read_entry(&item.path, key).map(|entry| {
-                    let mut named: Vec<Digest> = digests(&entry).collect();
+                    let mut named: Vec<Digest> = entry.blobs().copied().collect();
                     named.sort_unstable_by_key(|digest| digest.0);
                     named.dedup();
                     named
@@ -422,18 +423,6 @@ fn plan_eviction<'a>(items: &'a [Item], options: &GcOptions<'_>, total: &mut u64
         }
     }
     doomed
-}
-
-/// Every blob an entry needs for a hit: its outputs' and its log.
-fn digests(entry: &ActionEntry) -> impl Iterator<Item = Digest> + '_ {
-    entry
-        .outputs
-        .iter()
-        .filter_map(|output| match &output.kind {
-            OutputKind::File { digest, .. } => Some(*digest),
-            OutputKind::Dir | OutputKind::Symlink { .. } => None,
-        })
-        .chain([entry.log])
 }
 
 /// Delete in parallel (each unlink is its own syscall, and on a network file system its own

@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 use common::Fixture;
 use once_core::hash::Digest;
 use once_core::outputstats::OutputStats;
-use once_core::store::{ActionEntry, Hit, LinkMode, OutputEntry, OutputKind, Settled};
+use once_core::store::{
+    ActionEntry, Hit, LinkMode, OutputEntry, OutputKind, Settled, INLINE_FILE_MAX,
+};
 
 fn write(path: &Path, bytes: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -21,6 +23,11 @@ fn write(path: &Path, bytes: &[u8]) {
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// `text` repeated past the size of an output its entry carries: a blob.
+fn big(text: &[u8]) -> Vec<u8> {
+    text.repeat(INLINE_FILE_MAX as usize / text.len() + 1)
 }
 
 fn mode(path: &Path) -> u32 {
@@ -94,9 +101,9 @@ fn file_digest(entry: &ActionEntry, path: &str) -> Digest {
 fn lookup_many_answers_each_key_and_refuses_incomplete_entries() {
     let fx = Fixture::new();
     // Two entries sharing one log and one output blob, a third with a blob of its own.
-    let a = fx.build(&key(1), "a", &[("x.txt", b"same")], b"log\n");
-    let b = fx.build(&key(2), "b", &[("x.txt", b"same")], b"log\n");
-    let c = fx.build(&key(3), "c", &[("y.txt", b"only c")], b"log\n");
+    let a = fx.build(&key(1), "a", &[("x.txt", &big(b"same"))], b"log\n");
+    let b = fx.build(&key(2), "b", &[("x.txt", &big(b"same"))], b"log\n");
+    let c = fx.build(&key(3), "c", &[("y.txt", &big(b"only c"))], b"log\n");
     let keys = vec![key(1), key(9), key(2), key(3), "../bad".to_owned()];
     let found = fx.store.lookup_many(&keys);
     assert_eq!(
@@ -229,7 +236,7 @@ fn a_refused_or_gone_hit_touches_nothing_and_spares_the_others() {
             executable: false,
         },
     });
-    let gone = fx.build(&key(3), "gone", &[("x.txt", b"soon gone")], b"");
+    let gone = fx.build(&key(3), "gone", &[("x.txt", &big(b"soon gone"))], b"");
     fs::remove_file(fx.blob_path(&file_digest(&gone, "gone/dist/x.txt"))).unwrap();
     for package in ["good", "evil", "gone"] {
         fs::remove_dir_all(fx.ws.join(package).join("dist")).unwrap();
@@ -305,7 +312,7 @@ fn a_later_wave_is_settled_after_an_earlier_one() {
 #[test]
 fn hardlink_hits_share_the_blob_read_only() {
     let fx = Fixture::new();
-    let a = fx.build(&key(1), "a", &[("x.txt", b"linked")], b"");
+    let a = fx.build(&key(1), "a", &[("x.txt", &big(b"linked"))], b"");
     fs::remove_dir_all(fx.ws.join("a/dist")).unwrap();
     let outputs = strings(&["dist"]);
     let hits = [hit(&a, "a", &outputs, 0)];

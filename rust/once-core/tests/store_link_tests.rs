@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use once_core::store::{ActionEntry, LinkMode, Store};
+use once_core::store::{ActionEntry, LinkMode, Store, INLINE_FILE_MAX};
 
 struct Fixture {
     _dirs: [tempfile::TempDir; 2],
@@ -27,10 +27,10 @@ impl Fixture {
         let ws = ws_dir.path().to_path_buf();
         let dist = ws.join("app/dist");
         fs::create_dir_all(dist.join("sub")).unwrap();
-        fs::write(dist.join("a.txt"), b"alpha").unwrap();
-        fs::write(dist.join("sub/b.txt"), b"bee").unwrap();
-        fs::write(dist.join("same.txt"), b"#!/bin/sh\n").unwrap();
-        fs::write(dist.join("run.sh"), b"#!/bin/sh\n").unwrap();
+        fs::write(dist.join("a.txt"), big(b"alpha")).unwrap();
+        fs::write(dist.join("sub/b.txt"), big(b"bee")).unwrap();
+        fs::write(dist.join("same.txt"), big(b"#!/bin/sh\n")).unwrap();
+        fs::write(dist.join("run.sh"), big(b"#!/bin/sh\n")).unwrap();
         fs::set_permissions(dist.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink("a.txt", dist.join("link")).unwrap();
         let store = Store::open(store_dir.path()).unwrap();
@@ -71,6 +71,11 @@ impl Fixture {
     }
 }
 
+/// `text` repeated past the size of an output its entry carries: these outputs are blobs.
+fn big(text: &[u8]) -> Vec<u8> {
+    text.repeat(INLINE_FILE_MAX as usize / text.len() + 1)
+}
+
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -88,10 +93,10 @@ fn copy_restore_gives_files_the_user_may_edit() {
     assert!(fx.matches());
     assert_eq!(mode(&fx.dist("a.txt")), 0o644);
     assert_eq!(mode(&fx.dist("run.sh")), 0o755);
-    assert!(!same_inode(&fx.dist("a.txt"), &fx.blob_of(b"alpha")));
+    assert!(!same_inode(&fx.dist("a.txt"), &fx.blob_of(&big(b"alpha"))));
     // Editing the restored file leaves the store intact.
     fs::write(fx.dist("a.txt"), b"edited").unwrap();
-    assert_eq!(fs::read(fx.blob_of(b"alpha")).unwrap(), b"alpha");
+    assert_eq!(fs::read(fx.blob_of(&big(b"alpha"))).unwrap(), big(b"alpha"));
     assert!(!fx.matches());
 }
 
@@ -110,16 +115,19 @@ fn hardlink_restore_links_read_only_files_and_still_matches() {
         assert_eq!(mode(&fx.dist(rel)), 0o444, "{rel}");
     }
     // The executable shares its bytes with `same.txt` but not its mode: a read-only clone.
-    assert!(!same_inode(&fx.dist("run.sh"), &fx.blob_of(b"#!/bin/sh\n")));
+    assert!(!same_inode(
+        &fx.dist("run.sh"),
+        &fx.blob_of(&big(b"#!/bin/sh\n"))
+    ));
     assert_eq!(mode(&fx.dist("run.sh")), 0o555);
-    assert_eq!(mode(&fx.blob_of(b"#!/bin/sh\n")), 0o444);
+    assert_eq!(mode(&fx.blob_of(&big(b"#!/bin/sh\n"))), 0o444);
     assert_eq!(fs::read_link(fx.dist("link")).unwrap(), Path::new("a.txt"));
     // An edit in place is refused, so it cannot reach the store (root is not refused: read-only
     // modes do not bind it, which is why hard links are only on request).
     if !privileged(&fx.ws) {
         let err = fs::write(fx.dist("a.txt"), b"edited").unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
-        assert_eq!(fs::read(fx.blob_of(b"alpha")).unwrap(), b"alpha");
+        assert_eq!(fs::read(fx.blob_of(&big(b"alpha"))).unwrap(), big(b"alpha"));
     }
 }
 
@@ -142,7 +150,7 @@ fn restores_replace_read_only_links_and_switch_modes_both_ways() {
     fx.restore(LinkMode::Copy);
     assert!(!fx.dist("stale.txt").exists());
     assert_eq!(mode(&fx.dist("a.txt")), 0o644);
-    assert!(!same_inode(&fx.dist("a.txt"), &fx.blob_of(b"alpha")));
+    assert!(!same_inode(&fx.dist("a.txt"), &fx.blob_of(&big(b"alpha"))));
     assert!(fx.matches());
     fx.restore(LinkMode::Hardlink);
     assert!(fx.matches());
@@ -152,8 +160,8 @@ fn restores_replace_read_only_links_and_switch_modes_both_ways() {
         .save(&"cd".repeat(32), &fx.ws, "app", &outputs(), b"", 0, 0)
         .unwrap();
     assert_eq!(again.outputs, fx.entry.outputs);
-    assert_eq!(fs::read(fx.blob_of(b"alpha")).unwrap(), b"alpha");
-    assert_eq!(mode(&fx.blob_of(b"alpha")), 0o444);
+    assert_eq!(fs::read(fx.blob_of(&big(b"alpha"))).unwrap(), big(b"alpha"));
+    assert_eq!(mode(&fx.blob_of(&big(b"alpha"))), 0o444);
 }
 
 #[test]
@@ -183,6 +191,6 @@ fn unshare_outputs_turns_read_only_links_into_private_copies() {
     assert!(fx.matches(), "same bytes, same executable bits");
     // A command rewriting an output in place now leaves the store alone, root or not.
     fs::write(fx.dist("a.txt"), b"rebuilt").unwrap();
-    assert_eq!(fs::read(fx.blob_of(b"alpha")).unwrap(), b"alpha");
-    assert_eq!(mode(&fx.blob_of(b"alpha")), 0o444);
+    assert_eq!(fs::read(fx.blob_of(&big(b"alpha"))).unwrap(), big(b"alpha"));
+    assert_eq!(mode(&fx.blob_of(&big(b"alpha"))), 0o444);
 }

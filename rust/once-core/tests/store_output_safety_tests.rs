@@ -11,7 +11,7 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
 
 use common::Fixture;
-use once_core::store::{ActionEntry, LinkMode};
+use once_core::store::{ActionEntry, LinkMode, INLINE_FILE_MAX};
 use once_core::Error;
 
 fn write(path: &Path, bytes: &[u8]) {
@@ -44,6 +44,12 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     found
+}
+
+/// `text` repeated past the size of an output its entry carries: a blob, which a hard-link
+/// restore links to.
+fn big(text: &[u8]) -> Vec<u8> {
+    text.repeat(INLINE_FILE_MAX as usize / text.len() + 1)
 }
 
 impl Fixture {
@@ -246,7 +252,7 @@ fn unshare_makes_its_copies_outside_the_outputs() {
     for i in 0..files {
         write(
             &fx.ws.join(format!("app/dist/f{i}.txt")),
-            format!("{i}").as_bytes(),
+            &big(format!("{i}").as_bytes()),
         );
     }
     let entry = fx.save_outputs(&outputs);
@@ -314,7 +320,7 @@ impl Drop for BindMount {
 fn unshare_through_another_mount_of_the_store_file_system_copies_in_place() {
     let fx = Fixture::new();
     let outputs = strings(&["dist/"]);
-    write(&fx.ws.join("app/dist/a.txt"), b"alpha");
+    write(&fx.ws.join("app/dist/a.txt"), &big(b"alpha"));
     let entry = fx.save_outputs(&outputs);
     fx.store
         .restore_with(&fx.ws, "app", &outputs, &entry, LinkMode::Hardlink)
@@ -336,7 +342,7 @@ fn unshare_through_another_mount_of_the_store_file_system_copies_in_place() {
     );
     let copy = bound.join("app/dist/a.txt");
     assert_eq!(fs::metadata(&copy).unwrap().nlink(), 1);
-    assert_eq!(fs::read(&copy).unwrap(), b"alpha");
+    assert_eq!(fs::read(&copy).unwrap(), big(b"alpha"));
     assert!(fx
         .store
         .outputs_match(&bound, "app", &outputs, &entry, None)

@@ -7,7 +7,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use once_core::hash::Digest;
-use once_core::store::{ActionEntry, OutputEntry, OutputKind, Store};
+use once_core::store::{ActionEntry, Inline, OutputEntry, OutputKind, Store, INLINE_FILE_MAX};
 use once_core::Error;
 
 fn digest_of(bytes: &[u8]) -> Digest {
@@ -75,7 +75,7 @@ impl Fixture {
         let ws = ws_dir.path().join("ws");
         let app = ws.join("app");
         write(&app.join("src/main.c"), b"int main() {}");
-        write(&app.join("dist/a.txt"), b"alpha");
+        write(&app.join("dist/a.txt"), &alpha());
         write(&app.join("dist/sub/b.bin"), &[0u8, 1, 2, 255]);
         write(&app.join("dist/run.sh"), b"#!/bin/sh\necho hi\n");
         chmod(&app.join("dist/run.sh"), 0o755);
@@ -123,6 +123,11 @@ impl Fixture {
     }
 }
 
+/// `dist/a.txt`: larger than an output its entry carries, so a blob.
+fn alpha() -> Vec<u8> {
+    b"alpha".repeat(INLINE_FILE_MAX as usize)
+}
+
 fn manifest_paths(entry: &ActionEntry) -> Vec<&str> {
     entry.outputs.iter().map(|o| o.path.as_str()).collect()
 }
@@ -164,7 +169,7 @@ fn save_then_lookup_roundtrips() {
     assert_eq!(
         find("app/dist/a.txt"),
         &OutputKind::File {
-            digest: digest_of(b"alpha"),
+            digest: digest_of(&alpha()),
             executable: false
         }
     );
@@ -176,9 +181,9 @@ fn save_then_lookup_roundtrips() {
     );
     assert_eq!(find("app/dist/empty/deeper"), &OutputKind::Dir);
     // Blobs are read-only, named by their content, and in the documented layout.
-    let hex = digest_of(b"alpha").to_hex();
+    let hex = digest_of(&alpha()).to_hex();
     let blob = fx.store.root().join("cas").join(&hex[..2]).join(&hex);
-    assert_eq!(fs::read(&blob).unwrap(), b"alpha");
+    assert_eq!(fs::read(&blob).unwrap(), alpha());
     assert_eq!(
         fs::metadata(&blob).unwrap().permissions().mode() & 0o777,
         0o444
@@ -202,10 +207,10 @@ fn lookup_is_none_when_anything_is_missing_or_corrupt() {
     assert!(fx.store.lookup(&"cd".repeat(32)).is_none());
     assert!(fx.store.lookup("../../etc/passwd").is_none());
 
-    let hex = digest_of(b"alpha").to_hex();
+    let hex = digest_of(&alpha()).to_hex();
     let blob = fx.store.root().join("cas").join(&hex[..2]).join(&hex);
     fs::remove_file(&blob).unwrap();
-    assert!(!fx.store.contains(&digest_of(b"alpha")));
+    assert!(!fx.store.contains(&digest_of(&alpha())));
     assert!(fx.store.lookup(&entry.key).is_none());
     // And restore refuses before deleting anything.
     let before = tree(&fx.ws);
@@ -215,7 +220,7 @@ fn lookup_is_none_when_anything_is_missing_or_corrupt() {
         .is_err());
     assert_eq!(tree(&fx.ws), before);
 
-    fx.store.put_bytes(b"alpha").unwrap();
+    fx.store.put_bytes(&alpha()).unwrap();
     assert!(fx.store.lookup(&entry.key).is_some());
 
     let log = entry.log.to_hex();
@@ -249,7 +254,7 @@ fn restore_after_deleting_outputs_is_identical() {
     assert!(fx.matches(&entry));
     // Restored files are writable copies, not the read-only blobs.
     fs::write(fx.ws.join("app/dist/a.txt"), b"changed").unwrap();
-    assert_eq!(fx.store.read_blob(&digest_of(b"alpha")).unwrap(), b"alpha");
+    assert_eq!(fx.store.read_blob(&digest_of(&alpha())).unwrap(), alpha());
 }
 
 #[test]
@@ -325,6 +330,7 @@ fn crafted(fx: &Fixture, outputs: Vec<OutputEntry>) -> ActionEntry {
         exit_code: 0,
         duration_ms: 0,
         created_unix: 0,
+        inline: Inline::default(),
     }
 }
 
@@ -438,7 +444,7 @@ fn save_refuses_outputs_restore_would_refuse() {
     assert!(matches!(err, Error::Escape(_)), "{err}");
     assert!(fx.store.lookup(&"ab".repeat(32)).is_none());
     // Refused before any blob was stored.
-    assert!(!fx.store.contains(&digest_of(b"alpha")));
+    assert!(!fx.store.contains(&digest_of(&alpha())));
 }
 
 #[test]
@@ -579,7 +585,7 @@ fn root_package_and_store_inside_the_workspace() {
 fn leftovers_of_a_killed_writer_are_invisible() {
     let fx = Fixture::new();
     let key = "ab".repeat(32);
-    let digest = digest_of(b"alpha");
+    let digest = digest_of(&alpha());
     // What `kill -9` mid-write leaves: temporary names only, never the final ones.
     let hex = digest.to_hex();
     write(
@@ -592,7 +598,7 @@ fn leftovers_of_a_killed_writer_are_invisible() {
     assert!(fx.store.lookup(&key).is_none());
     let entry = fx.save();
     assert_eq!(fx.store.lookup(&key), Some(entry));
-    assert_eq!(fx.store.read_blob(&digest).unwrap(), b"alpha");
+    assert_eq!(fx.store.read_blob(&digest).unwrap(), alpha());
 }
 
 /// Deferred saves, many at once from several threads: once `finish_saves` returns, each entry

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use once_core::hash::Digest;
 use once_core::store::envelope;
-use once_core::store::{self, ActionEntry, OutputKind, Store};
+use once_core::store::{self, ActionEntry, Store};
 
 use backend::{Backend, ByteStream};
 pub use envelope::Signer;
@@ -644,16 +644,10 @@ enum Download {
     Corrupt,
 }
 
-/// Every blob an entry names, each once.
+/// Every blob an entry needs, each once: not those of the outputs it carries itself, which
+/// travel in the entry and were checked against their digests as it was decoded.
 fn entry_digests(entry: &ActionEntry) -> HashSet<Digest> {
-    let mut digests = HashSet::with_capacity(entry.outputs.len() + 1);
-    digests.insert(entry.log);
-    for output in &entry.outputs {
-        if let OutputKind::File { digest, .. } = &output.kind {
-            digests.insert(*digest);
-        }
-    }
-    digests
+    entry.blobs().copied().collect()
 }
 
 /// Server-side names, the layout `bazel-remote` and nginx `WebDAV` setups use.

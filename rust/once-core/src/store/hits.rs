@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::{ActionEntry, LinkMode, OutputKind, Store};
+use super::{ActionEntry, LinkMode, Store};
 use crate::error::Error;
 use crate::hash::Digest;
 use crate::outputstats::OutputStats;
@@ -62,7 +62,11 @@ impl Store {
     pub fn lookup_many(&self, keys: &[String]) -> Vec<Option<ActionEntry>> {
         let entries: Vec<Option<ActionEntry>> =
             keys.par_iter().map(|key| self.read_entry_of(key)).collect();
-        let named: HashSet<&Digest> = entries.iter().flatten().flat_map(blobs_of).collect();
+        let named: HashSet<&Digest> = entries
+            .iter()
+            .flatten()
+            .flat_map(ActionEntry::blobs)
+            .collect();
         let named: Vec<&Digest> = named.into_iter().collect();
         let present: HashSet<Digest> = named
             .par_iter()
@@ -73,7 +77,7 @@ impl Store {
             .into_iter()
             .map(|entry| {
                 // An index that says "hit" while its blobs are gone restores nothing (Nx 37111).
-                entry.filter(|entry| blobs_of(entry).all(|digest| present.contains(digest)))
+                entry.filter(|entry| entry.blobs().all(|digest| present.contains(digest)))
             })
             .collect()
     }
@@ -209,16 +213,6 @@ impl Store {
         self.restore_with(workspace, hit.package, hit.outputs, hit.entry, link)?;
         Ok(Settled::Restored)
     }
-}
-
-/// The log and every output file an entry names.
-fn blobs_of(entry: &ActionEntry) -> impl Iterator<Item = &Digest> {
-    std::iter::once(&entry.log).chain(entry.outputs.iter().filter_map(
-        |output| match &output.kind {
-            OutputKind::File { digest, .. } => Some(digest),
-            OutputKind::Dir | OutputKind::Symlink { .. } => None,
-        },
-    ))
 }
 
 fn classify(err: Error) -> Settled {

@@ -3,19 +3,22 @@
 //! Split by domain: `declared` (a rule's outputs and the manifest checks), `outputs` (what is on
 //! disk now, compared or removed), `restore` (putting a manifest back), `hits` (many hits
 //! settled in one parallel pass), `ingest` (what comes in from another store, written with the
-//! same protocol as a save), `envelope` (how an entry file and a shared entry are framed).
+//! same protocol as a save), `envelope` (how an entry file and a shared entry are framed),
+//! `inline` (small outputs carried inside their entry).
 
 mod commit;
 mod declared;
 pub mod envelope;
 mod hits;
 mod ingest;
+mod inline;
 mod outputs;
 mod restore;
 
 pub use declared::check_manifest;
 pub use hits::{Hit, HitReport, Settled};
 pub use ingest::{BlobWriter, Ingesting};
+pub use inline::{Inline, INLINE_FILE_MAX};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -29,11 +32,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::directory::{is_symlink_refusal, mark_used_path, name_arg, open_no_follow, Directory};
 use crate::error::{Error, IoContext};
-use crate::hash::{hash_open_file, Digest};
+use crate::hash::{hash_bytes, hash_open_file, Digest};
 use crate::Result;
 use commit::{Body, Committer, Staged, StagedSave};
 use declared::Declared;
 use envelope::Signer;
+use inline::INLINE_ENTRY_MAX;
 use outputs::{Found, FoundKind};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,9 +89,27 @@ pub struct ActionEntry {
     pub exit_code: i32,
     pub duration_ms: u64,
     pub created_unix: i64,
+    /// The bytes of its small output files (see `inline.rs`). Absent from the entries of
+    /// earlier versions, and from the JSON when empty, so such an entry reads the same.
+    #[serde(default, skip_serializing_if = "Inline::is_empty")]
+    pub inline: Inline,
 }
 
 impl ActionEntry {
+    /// Every blob a hit on this entry needs from a store: its log's and `output_blobs`. A
+    /// digest repeats when two outputs share their bytes.
+    pub fn blobs(&self) -> impl Iterator<Item = &Digest> {
+        std::iter::once(&self.log).chain(self.output_blobs())
+    }
+
+    /// The blobs of its output files but those it carries itself (`inline`).
+    pub fn output_blobs(&self) -> impl Iterator<Item = &Digest> {
+        self.outputs.iter().filter_map(|output| match &output.kind {
+            OutputKind::File { digest, .. } if self.inline.get(digest).is_none() => Some(digest),
+            OutputKind::File { .. } | OutputKind::Dir | OutputKind::Symlink { .. } => None,
+        })
+    }
+
     /// What this entry gives the keys of the steps that depend on it (early cutoff): the
     /// digest of its outputs (each path, kind, contents and executable bit, or link target),
     /// in path order. The log is left out: a dependent cannot read it, and a log that names a
@@ -338,14 +360,9 @@ impl Store {
     #[must_use]
     pub fn lookup(&self, key: &str) -> Option<ActionEntry> {
         let entry = self.read_entry_of(key)?;
-        if !self.contains(&entry.log) {
-            return None;
-        }
         // An index that says "hit" while its blobs are gone restores nothing (Nx 37111).
-        let complete = entry.outputs.par_iter().all(|output| match &output.kind {
-            OutputKind::File { digest, .. } => self.contains(digest),
-            OutputKind::Dir | OutputKind::Symlink { .. } => true,
-        });
+        let blobs: Vec<&Digest> = entry.blobs().collect();
+        let complete = blobs.par_iter().all(|digest| self.contains(digest));
         complete.then_some(entry)
     }
     /// Mark the entry for `key` as used now: eviction is least-recently-used by the entry file's
@@ -468,7 +485,7 @@ impl Store {
         // An entry that restore would refuse (say a symlink to an absolute path) must fail
         // here, loudly, rather than be cached and fail every later run.
         declared.validate(&manifest)?;
-        let mut blobs = self.stage_outputs(&mut manifest, &found)?;
+        let (mut blobs, inline) = self.stage_outputs(&mut manifest, &found)?;
         let (log_digest, log_blob) = self.stage_bytes(log)?;
         blobs.extend(log_blob);
         let entry = ActionEntry {
@@ -480,6 +497,7 @@ impl Store {
             created_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_secs() as i64),
+            inline,
         };
         let json = serde_json::to_vec(&entry).map_err(|err| Error::Corrupt {
             path: entry_path.clone(),
@@ -511,33 +529,41 @@ impl Store {
         Ok((entry, staged))
     }
 
-    /// The new blobs of a save's output files, each file's digest filled in `manifest`.
+    /// The new blobs of a save's output files and the bytes of those its entry carries, each
+    /// file's digest filled in `manifest`.
     fn stage_outputs(
         &self,
         manifest: &mut [OutputEntry],
         found: &[(String, Found)],
-    ) -> Result<Vec<Staged>> {
-        // Small files are kept in memory up to `SAVE_MEMORY` a save: a bound on what the queue
-        // of deferred saves holds.
-        let mut budget = SAVE_MEMORY;
-        let in_memory: Vec<bool> = found
+    ) -> Result<(Vec<Staged>, Inline)> {
+        // Small files go in the entry up to `INLINE_ENTRY_MAX`, the next are kept in memory up
+        // to `SAVE_MEMORY` a save: a bound on what the queue of deferred saves holds.
+        let mut inline_budget = INLINE_ENTRY_MAX;
+        let mut memory_budget = SAVE_MEMORY;
+        let plans: Vec<Plan> = found
             .iter()
             .map(|(_, found)| match &found.kind {
-                FoundKind::File { stat, .. } if stat.size <= (SMALL_BLOB as u64).min(budget) => {
-                    budget -= stat.size;
-                    true
+                FoundKind::File { stat, .. } if stat.size <= INLINE_FILE_MAX.min(inline_budget) => {
+                    inline_budget -= stat.size;
+                    Plan::Inline(stat.size)
                 }
-                _ => false,
+                FoundKind::File { stat, .. }
+                    if stat.size <= (SMALL_BLOB as u64).min(memory_budget) =>
+                {
+                    memory_budget -= stat.size;
+                    Plan::Blob { in_memory: true }
+                }
+                _ => Plan::Blob { in_memory: false },
             })
             .collect();
         let stage =
-            |((output, (_, found)), in_memory): ((&mut OutputEntry, &(String, Found)), &bool)| {
-                if let OutputKind::File { digest, .. } = &mut output.kind {
-                    let (hashed, staged) = self.stage_file(&found.abs, *in_memory)?;
-                    *digest = hashed;
-                    return Ok(staged);
-                }
-                Ok(None)
+            |((output, (_, found)), plan): ((&mut OutputEntry, &(String, Found)), &Plan)| {
+                let OutputKind::File { digest, .. } = &mut output.kind else {
+                    return Ok(Stored::Blob(None));
+                };
+                let (hashed, stored) = self.stage_output(&found.abs, *plan)?;
+                *digest = hashed;
+                Ok(stored)
             };
         let files = found
             .iter()
@@ -545,22 +571,50 @@ impl Store {
             .count();
         // A single file is copied here: handing it to rayon from outside its pool costs a
         // wake-up of a pool thread and of this one, for no parallelism.
-        let staged: Vec<Option<Staged>> = if files > 1 {
+        let stored: Vec<Stored> = if files > 1 {
             manifest
                 .par_iter_mut()
                 .zip(found)
-                .zip(&in_memory)
+                .zip(&plans)
                 .map(stage)
                 .collect::<Result<_>>()?
         } else {
             manifest
                 .iter_mut()
                 .zip(found)
-                .zip(&in_memory)
+                .zip(&plans)
                 .map(stage)
                 .collect::<Result<_>>()?
         };
-        Ok(staged.into_iter().flatten().collect())
+        let mut blobs = Vec::new();
+        let mut inline = Inline::default();
+        for stored in stored {
+            match stored {
+                Stored::Inline(digest, bytes) => inline.insert(digest, bytes),
+                Stored::Blob(staged) => blobs.extend(staged),
+            }
+        }
+        Ok((blobs, inline))
+    }
+
+    /// The output file at `path` hashed, and staged as `plan` says: its bytes for the entry
+    /// (unless it grew past the size planned since it was seen), or a new blob.
+    fn stage_output(&self, path: &Path, plan: Plan) -> Result<(Digest, Stored)> {
+        let Plan::Inline(planned) = plan else {
+            let in_memory = matches!(plan, Plan::Blob { in_memory: true });
+            let (digest, staged) = self.stage_file(path, in_memory)?;
+            return Ok((digest, Stored::Blob(staged)));
+        };
+        let mut bytes = Vec::with_capacity(planned as usize + 1);
+        File::open(path)
+            .and_then(|mut file| file.read_to_end(&mut bytes))
+            .at(path)?;
+        if bytes.len() as u64 > planned {
+            let (digest, staged) = self.stage_bytes(&bytes)?;
+            return Ok((digest, Stored::Blob(staged)));
+        }
+        let digest = hash_bytes(&bytes);
+        Ok((digest, Stored::Inline(digest, bytes)))
     }
 
     /// The store's shared lock for a save: the one the saves in flight hold, when there are
@@ -596,6 +650,22 @@ impl Store {
     pub(super) fn is_store(&self, entry: &fs::DirEntry) -> bool {
         self.identity.is_some_and(|id| id.is(entry))
     }
+}
+
+/// Where a save puts an output file of the size found (see `stage_outputs`).
+#[derive(Clone, Copy)]
+enum Plan {
+    /// In the entry, unless it has grown past this size.
+    Inline(u64),
+    /// In a blob; read whole first, or copied to a temporary file as it is hashed.
+    Blob { in_memory: bool },
+}
+
+/// An output file staged: its bytes for the entry, or its new blob (`None` when the store
+/// holds it already).
+enum Stored {
+    Inline(Digest, Vec<u8>),
+    Blob(Option<Staged>),
 }
 
 /// A key names a file in the store: only letters, digits, `-` and `_`, at least two of them.

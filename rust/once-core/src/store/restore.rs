@@ -44,12 +44,10 @@ impl Store {
         // Everything is checked before anything on disk is touched.
         declared.validate(&entry.outputs)?;
         declared.check_parents(workspace, &entry.outputs)?;
-        for output in &entry.outputs {
-            if let OutputKind::File { digest, .. } = &output.kind {
-                let blob = self.blob_path(digest);
-                if !is_file(&blob) {
-                    return Err(io::Error::from(io::ErrorKind::NotFound)).at(&blob);
-                }
+        for digest in entry.output_blobs() {
+            let blob = self.blob_path(digest);
+            if !is_file(&blob) {
+                return Err(io::Error::from(io::ErrorKind::NotFound)).at(&blob);
             }
         }
         // No stale file survives a restore (Turborepo 10951). A folder the entry has is
@@ -82,9 +80,10 @@ impl Store {
             .try_for_each(|output| -> Result<()> {
                 let dest = workspace.join(&output.path);
                 match &output.kind {
-                    OutputKind::File { digest, executable } => {
-                        restore_file(self, digest, &dest, *executable, link)
-                    }
+                    OutputKind::File { digest, executable } => match entry.inline.get(digest) {
+                        Some(bytes) => write_inline(bytes, &dest, *executable, link),
+                        None => restore_file(self, digest, &dest, *executable, link),
+                    },
                     OutputKind::Symlink { target } => make_symlink(target, &dest),
                     OutputKind::Dir => Ok(()),
                 }
@@ -162,12 +161,7 @@ fn restore_file(
             Err(err) => return Err(err).at(&blob),
         }
     }
-    let mode = match (link, executable) {
-        (LinkMode::Copy, false) => 0o644,
-        (LinkMode::Copy, true) => 0o755,
-        (LinkMode::Hardlink, false) => BLOB_MODE,
-        (LinkMode::Hardlink, true) => 0o555,
-    };
+    let mode = restored_mode(link, executable);
     let mut source = store.open_blob(digest)?;
     let size = source.metadata().at(&blob)?.len();
     if size < CLONE_MIN {
@@ -176,10 +170,7 @@ fn restore_file(
         if hash_bytes(&bytes) != *digest {
             return Err(drop_corrupt_blob(&blob));
         }
-        let mut file = create(dest)?;
-        file.write_all(&bytes).at(dest)?;
-        // Set on the open file, whatever the umask made of the creation mode.
-        return set_file_mode(&file, mode).at(dest);
+        return write_file(&bytes, dest, mode);
     }
     if clone_or_copy(source, &blob, dest)? != *digest {
         let _ = fs::remove_file(dest);
@@ -187,6 +178,32 @@ fn restore_file(
     }
     // A clone has the blob's read-only mode, so set the manifest's after.
     set_mode(dest, mode)
+}
+
+/// An output file's mode once restored. A hard-link restore gives the modes of a link to a
+/// blob (read-only) also to the files it copies.
+fn restored_mode(link: LinkMode, executable: bool) -> u32 {
+    match (link, executable) {
+        (LinkMode::Copy, false) => 0o644,
+        (LinkMode::Copy, true) => 0o755,
+        (LinkMode::Hardlink, false) => BLOB_MODE,
+        (LinkMode::Hardlink, true) => 0o555,
+    }
+}
+
+/// Put an output the entry carries (`inline.rs`; its bytes were checked against their digest
+/// when the entry was decoded) at `dest`. There is no blob to link to: a hard-link restore
+/// writes a read-only copy, as it does where links cannot be made.
+fn write_inline(bytes: &[u8], dest: &Path, executable: bool, link: LinkMode) -> Result<()> {
+    write_file(bytes, dest, restored_mode(link, executable))
+}
+
+/// `bytes` at `dest`, with `mode`.
+fn write_file(bytes: &[u8], dest: &Path, mode: u32) -> Result<()> {
+    let mut file = create(dest)?;
+    file.write_all(bytes).at(dest)?;
+    // Set on the open file, whatever the umask made of the creation mode.
+    set_file_mode(&file, mode).at(dest)
 }
 
 /// Put the blob `source` (at `blob`) at `dest`; returns the digest of what was put there.

@@ -1,0 +1,86 @@
+//! Small output files carried inside their entry rather than as blobs of their own.
+//!
+//! A save of a small output as a blob creates two files (the blob and the entry); carried in
+//! the entry it creates one. File creation is the dearest part of a small save: on ext4 every
+//! creation after recent deletions scans the recently freed inodes, and the commit threads of a
+//! cold run of 1,000 one-output steps spent 1.45 s of CPU there (perf, benches/RESULTS.md).
+//!
+//! In the entry's JSON they are a map from digest to the bytes in base64:
+//!
+//! ```text
+//! "inline":{"<64 hex digits>":"<base64>",...}
+//! ```
+//!
+//! The bytes are hashed as they are decoded, and an entry any of whose inline bytes do not hash
+//! to the digest they are filed under does not decode at all: every reader (a lookup, a
+//! restore, `cache verify`, an entry from a remote cache, whose envelope may be unsigned) sees
+//! it as unsound, a miss, and never restores a wrong byte. The outputs still name their digests
+//! (`OutputKind::File`), so early cutoff and `once why` read an entry the same either way.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::hash::{hash_bytes, Digest};
+
+/// The most bytes an output may have to travel inside its entry. A no-op run reads, decodes and
+/// hashes every inline byte of every entry it looks up, where a blob costs it one `stat`;
+/// measured in benches/RESULTS.md.
+pub const INLINE_FILE_MAX: u64 = 4 * 1024;
+/// The most inline bytes one entry carries: a step with many small outputs puts the rest in
+/// blobs, so its entry stays a few pages however many it has.
+pub(crate) const INLINE_ENTRY_MAX: u64 = 16 * 1024;
+
+/// The bytes of an entry's inline outputs, by digest; each digest is that of its bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inline(BTreeMap<Digest, Vec<u8>>);
+
+impl Inline {
+    /// The bytes whose digest is `digest`, if the entry carries them.
+    #[must_use]
+    pub fn get(&self, digest: &Digest) -> Option<&[u8]> {
+        self.0.get(digest).map(Vec::as_slice)
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Carry `bytes`, whose digest (the caller hashed them) is `digest`.
+    pub(crate) fn insert(&mut self, digest: Digest, bytes: Vec<u8>) {
+        self.0.insert(digest, bytes);
+    }
+}
+
+impl Serialize for Inline {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            self.0
+                .iter()
+                .map(|(digest, bytes)| (digest, STANDARD.encode(bytes))),
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Inline {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Inline, D::Error> {
+        let encoded = BTreeMap::<Digest, String>::deserialize(deserializer)?;
+        let mut inline = BTreeMap::new();
+        for (digest, text) in encoded {
+            let bytes = STANDARD
+                .decode(text)
+                .map_err(|err| D::Error::custom(format!("inline bytes of {digest}: {err}")))?;
+            if hash_bytes(&bytes) != digest {
+                return Err(D::Error::custom(format!(
+                    "inline bytes do not match their digest {digest}"
+                )));
+            }
+            inline.insert(digest, bytes);
+        }
+        Ok(Inline(inline))
+    }
+}
