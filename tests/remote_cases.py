@@ -1,10 +1,11 @@
 """What every remote backend must do, run against a real server by each `test_remote_*.py`:
-two clones with two local caches share results through the server; a corrupted blob is caught;
-a wrong signature is ignored; read-only uploads nothing; a server killed mid-run leaves a
-successful build."""
+two clones with two local caches share results through the server; a corrupted blob is caught,
+and so are altered bytes of a small output carried in its entry; a wrong signature is ignored;
+read-only uploads nothing; a server killed mid-run leaves a successful build."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,8 @@ def remote_warnings(done: Done) -> list[str]:
 
 
 class RemoteCases:
-    """Subclasses provide the `server` fixture and the three server-side hooks below."""
+    """Subclasses provide the `server` fixture and the server-side hooks below, which name
+    objects as `once` lays them out (`cas/DIGEST`, `ac/KEY`)."""
 
     @pytest.fixture
     def server(self, tmp_path: Path) -> Iterator[Server]:
@@ -65,9 +67,18 @@ class RemoteCases:
         """Every object on the server."""
         raise NotImplementedError
 
+    def read(self, server: Server, name: str) -> bytes:
+        """The bytes of the object `name` on the server."""
+        raise NotImplementedError
+
+    def overwrite(self, server: Server, name: str, data: bytes) -> None:
+        """Replace the bytes of the object `name` on the server, behind `once`'s back."""
+        raise NotImplementedError
+
     def corrupt(self, server: Server, digest: str) -> None:
         """Overwrite the blob `digest` on the server with other bytes."""
-        raise NotImplementedError
+        assert self.read(server, f"cas/{digest}")
+        self.overwrite(server, f"cas/{digest}", b"not what the digest says\n")
 
     def env(self, server: Server, **extra: str) -> dict[str, str]:
         return {"ONCE_REMOTE": server.url, **server.env, **extra}
@@ -100,21 +111,47 @@ class RemoteCases:
         self, tmp_path: Path, server: Server
     ) -> None:
         first, second = clones(tmp_path)
-        assert first.once("run", "//libs/a:build", env=self.env(server)).code == 0
+        assert first.once("run", "//libs/big:build", env=self.env(server)).code == 0
         first.ran()
-        digest = _core.hash_bytes(b"one\ntwo\n")  # libs/a/dist/a.out
-        self.corrupt(server, digest)
+        big = (first.root / "libs/big/dist/big.bin").read_bytes()
+        self.corrupt(server, _core.hash_bytes(big))
 
-        done = second.once("run", "//libs/a:build", env=self.env(server))
+        done = second.once("run", "//libs/big:build", env=self.env(server))
         assert done.code == 0, done.err
-        assert second.ran() == ["a"]  # never restored: the command ran instead
-        assert (second.root / "libs/a/dist/a.out").read_bytes() == b"one\ntwo\n"
+        assert second.ran() == ["big"]  # never restored: the command ran instead
+        assert len((second.root / "libs/big/dist/big.bin").read_bytes()) == BIG_BYTES
         warnings = remote_warnings(done)
         assert len(warnings) == 1, done.err
         assert "1 downloaded blob does not match its digest" in warnings[0]
         assert "discarded 1 corrupt blobs" in done.err
         store = _core.Store(str(second.cache))
         assert store.verify()["corrupt_blobs"] == 0  # nothing corrupt reached the local store
+
+    def test_altered_inline_output_in_an_entry_is_never_restored(
+        self, tmp_path: Path, server: Server
+    ) -> None:
+        first, second = clones(tmp_path)
+        assert first.once("run", "//libs/a:build", env=self.env(server)).code == 0
+        first.ran()
+        # libs/a/dist/a.out is small: it travels in the entry, and no blob of it is uploaded.
+        good = b"one\ntwo\n"
+        assert not any(_core.hash_bytes(good) in name for name in self.stored_names(server))
+        (entry_file,) = (first.cache / "ac").glob("*/*.json")
+        name = f"ac/{entry_file.stem}"
+        wire = self.read(server, name)
+        assert base64.b64encode(good) in wire
+        # Unsigned, so the envelope takes any body: only the bytes' digest can catch this.
+        self.overwrite(
+            server, name, wire.replace(base64.b64encode(good), base64.b64encode(b"one\nTWO\n"))
+        )
+
+        done = second.once("run", "//libs/a:build", env=self.env(server))
+        assert done.code == 0, done.err
+        assert second.ran() == ["a"]  # never restored: the command ran instead
+        assert (second.root / "libs/a/dist/a.out").read_bytes() == good
+        warnings = remote_warnings(done)
+        assert len(warnings) == 1, done.err
+        assert "inline bytes do not match their digest" in warnings[0]
 
     def test_wrong_signature_is_ignored(self, tmp_path: Path, server: Server) -> None:
         first, second = clones(tmp_path)

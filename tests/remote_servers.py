@@ -363,6 +363,11 @@ def s3_objects(server: Server) -> list[str]:
     return sorted(names)
 
 
+def s3_read(server: Server, name: str) -> bytes:
+    """An object's bytes, read through the filer."""
+    return _filer_request(server, "GET", f"/buckets/{S3_BUCKET}/{name}", None)
+
+
 def s3_overwrite(server: Server, name: str, data: bytes) -> None:
     """Replace an object's bytes through the filer, behind the S3 gateway's back."""
     _filer_request(server, "PUT", f"/buckets/{S3_BUCKET}/{name}", data)

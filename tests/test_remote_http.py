@@ -25,10 +25,11 @@ class TestNginx(RemoteCases):
     def stored_names(self, server: Server) -> list[str]:
         return [str(path.relative_to(server.folder / "data")) for path in nginx_files(server)]
 
-    def corrupt(self, server: Server, digest: str) -> None:
-        blob = server.folder / "data" / "cache" / "cas" / digest
-        assert blob.is_file()
-        blob.write_bytes(b"not what the digest says\n")
+    def read(self, server: Server, name: str) -> bytes:
+        return (server.folder / "data" / "cache" / name).read_bytes()
+
+    def overwrite(self, server: Server, name: str, data: bytes) -> None:
+        (server.folder / "data" / "cache" / name).write_bytes(data)
 
 
 def test_bearer_token(tmp_path: Path) -> None:

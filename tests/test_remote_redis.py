@@ -20,7 +20,10 @@ class TestRedis(RemoteCases):
     def stored_names(self, server: Server) -> list[str]:
         return redis_keys(server)
 
-    def corrupt(self, server: Server, digest: str) -> None:
-        key = f"once:cas:{digest}"
-        assert redis_command(server, "EXISTS", key) == 1
-        assert redis_command(server, "SET", key, b"not what the digest says\n") == "OK"
+    def read(self, server: Server, name: str) -> bytes:
+        data = redis_command(server, "GET", "once:" + name.replace("/", ":"))
+        assert isinstance(data, bytes), data
+        return data
+
+    def overwrite(self, server: Server, name: str, data: bytes) -> None:
+        assert redis_command(server, "SET", "once:" + name.replace("/", ":"), data) == "OK"

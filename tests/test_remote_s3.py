@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.remote_cases import RemoteCases
-from tests.remote_servers import Server, s3_objects, s3_overwrite, seaweedfs
+from tests.remote_servers import Server, s3_objects, s3_overwrite, s3_read, seaweedfs
 
 
 class TestSeaweedS3(RemoteCases):
@@ -21,7 +21,8 @@ class TestSeaweedS3(RemoteCases):
     def stored_names(self, server: Server) -> list[str]:
         return s3_objects(server)
 
-    def corrupt(self, server: Server, digest: str) -> None:
-        name = f"ci/cas/{digest}"
-        assert name in s3_objects(server)
-        s3_overwrite(server, name, b"not what the digest says\n")
+    def read(self, server: Server, name: str) -> bytes:
+        return s3_read(server, f"ci/{name}")
+
+    def overwrite(self, server: Server, name: str, data: bytes) -> None:
+        s3_overwrite(server, f"ci/{name}", data)
