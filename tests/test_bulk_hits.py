@@ -246,6 +246,8 @@ def test_hardlink_hits_in_bulk_are_read_only_and_unshared_before_a_command(
     ws: Workspace,
 ) -> None:
     chain(ws)
+    for name in "abc":  # past what an entry carries (4 KiB): blobs to link to
+        (ws.root / name / "src/in.txt").write_text(f"{name}\n" * 3000)
     assert ws.once("run", "//c:build").code == 0
     for name in "abc":
         (ws.root / name / "dist/out.txt").unlink()
@@ -262,7 +264,7 @@ def test_hardlink_hits_in_bulk_are_read_only_and_unshared_before_a_command(
     assert ws.once("run", "//c:build").code == 0
     assert ws.ran() == ["c"]
     assert (ws.root / "c/dist/out.txt").stat().st_nlink == 1
-    assert (ws.root / "b/dist/out.txt").read_text() == "b\n"
+    assert (ws.root / "b/dist/out.txt").read_text() == "b\n" * 3000
     # The blob c's old output was linked to still holds what the old entry says.
     blobs = {path.read_bytes() for path in (ws.cache / "cas").glob("*/*")}
-    assert b"c\n" in blobs
+    assert b"c\n" * 3000 in blobs

@@ -120,7 +120,7 @@ def test_a_usage_tally_dated_past_every_clock_is_counted_again(ws: Workspace) ->
 
 
 def test_a_hit_whose_blob_is_gone_runs_again_and_repairs_the_entry(ws: Workspace) -> None:
-    packages(ws, 1, size_kib=4)
+    packages(ws, 1, size_kib=5)  # past what an entry carries: a blob
     assert ws.once("run", "build").code == 0
     expected = (ws.root / "p0/dist/out.bin").read_bytes()
     blob_of(ws, ws.root / "p0/dist/out.bin").unlink()
@@ -154,7 +154,7 @@ def crafted(ws: Workspace, extra: dict[str, object]) -> Path:
 def test_crafted_entries_escaping_the_workspace_are_misses_and_run(ws: Workspace) -> None:
     """Even with a tag that holds (whoever can write the cache can compute it), a manifest
     leaving the workspace is a malformed entry: a miss, the command runs, nothing escapes."""
-    packages(ws, 1, size_kib=1)
+    packages(ws, 1, size_kib=5)  # past what an entry carries: a blob to name
     outside = ws.root.parent / "outside"
     outside.mkdir()
     before = sorted(outside.iterdir())
@@ -196,11 +196,13 @@ def test_hardlink_restore_is_read_only_and_still_a_hit(ws: Workspace, tmp_path: 
         {
             "once.toml": (
                 "[rule.build]\n"
-                f'cmd = "{ws.marker("b")} && mkdir -p dist && echo data > dist/a.txt && '
-                "printf '#!/bin/sh\\necho hi\\n' > dist/run.sh && chmod +x dist/run.sh\"\n"
+                f'cmd = "{ws.marker("b")} && mkdir -p dist && cp src/in.txt dist/a.txt && '
+                'cp src/run.sh dist/run.sh && chmod +x dist/run.sh"\n'
                 'inputs = ["src/**"]\noutputs = ["dist"]\n'
             ),
-            "src/in.txt": "x\n",
+            # Past what an entry carries (4 KiB): blobs, which a hard-link restore links to.
+            "src/in.txt": "x\n" * 3000,
+            "src/run.sh": "#!/bin/sh\necho hi\n" + "#\n" * 3000,
         }
     )
     assert ws.once("run", "build").code == 0
@@ -258,7 +260,7 @@ def test_a_command_rewriting_a_hardlinked_output_never_reaches_the_store(ws: Wor
                 f'cmd = "{ws.marker("b")} && mkdir -p dist && cat src/in.txt > dist/a.txt"\n'
                 'inputs = ["src/**"]\noutputs = ["dist"]\n'
             ),
-            "src/in.txt": "first\n",
+            "src/in.txt": "first\n" * 1000,  # past what an entry carries: a blob to link to
         }
     )
     assert ws.once("run", "build").code == 0
@@ -270,7 +272,7 @@ def test_a_command_rewriting_a_hardlinked_output_never_reaches_the_store(ws: Wor
     (ws.root / "src/in.txt").write_text("second\n")
     assert ws.once("run", "build").code == 0
     assert (ws.root / "dist/a.txt").read_text() == "second\n"
-    assert blob.read_text() == "first\n"
+    assert blob.read_text() == "first\n" * 1000
     verify = ws.once("cache", "verify")
     assert verify.code == 0, verify.err
 

@@ -41,7 +41,7 @@ def test_stats_counts_the_store_and_the_hit_rate_of_recent_runs(ws: Workspace) -
     data = stats(ws)
     assert data["entries"] == 5
     assert isinstance(data["blobs"], int)
-    assert data["blobs"] >= 5
+    assert data["blobs"] >= 1  # logs; the small outputs travel in their entries
     assert data["bytes"] == sum(
         path.stat().st_size
         for path in ws.cache.rglob("*")
@@ -125,6 +125,7 @@ def test_clear_empties_the_cache_and_keeps_the_folder(ws: Workspace) -> None:
 
 def test_verify_drops_corrupt_blobs_and_their_entries(ws: Workspace) -> None:
     three_packages(ws)
+    ws.write({"libs/b/src/b.txt": "bee\n" * 2000})  # past what an entry carries: a blob
     assert ws.once("run", "build").code == 0
     ws.ran()
     clean = ws.once("cache", "verify")

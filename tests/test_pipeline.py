@@ -313,17 +313,21 @@ def test_hits_settled_before_a_step_is_refused_are_reported_as_settled(
     restored from no longer holds its name (edited in the cache): a miss. The run continues
     from what was settled rather than starting over, so libs/a is reported restored, with or
     without options."""
+    # app's output past what an entry carries (4 KiB): a blob of its own.
+    built.write({"libs/b/src/b.txt": "bee\n" * 2000})
     once_main(built, "run", "build")  # keeps the plan
-    app_blob = _core.hash_bytes(b"one\ntwo\nbee\n")
+    built.ran()
+    app_out = "one\ntwo\n" + "bee\n" * 2000
+    app_blob = _core.hash_bytes(app_out.encode())
     for option in ([], ["--link", "copy", "-j", "2"]):
         shutil.rmtree(built.root / "libs/a/dist")
         (built.root / "app/out/app.txt").unlink()
         [blob] = [path for path in built.cache.glob(f"cas/*/{app_blob}*") if path.is_file()]
         blob.chmod(0o644)
-        blob.write_bytes(b"one\ntwo\nBEE\n")  # same size, other bytes
+        blob.write_bytes(app_out.replace("bee", "BEE", 1).encode())  # same size, other bytes
         done, path = once_main(built, "run", "build", *option)
         assert path == "build", path
         assert "//libs/a:build: cache hit (restored)" in done.out, (option, done.out, done.err)
         assert (built.root / "libs/a/dist/a.out").read_text() == "one\ntwo\n"
-        assert (built.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
+        assert (built.root / "app/out/app.txt").read_text() == app_out
         assert built.ran() == ["app"]

@@ -11,7 +11,10 @@ from pathlib import Path
 from tests.helpers import Workspace
 
 OUT = "p/dist/out.txt"
-GOOD = "the good bytes\n"
+# Larger than an output its entry carries (4 KiB): these outputs are blobs of their own.
+GOOD = "the good bytes." * 300 + "\n"
+EVIL = "the evil bytes." * 300 + "\n"
+OTHER = "other bytes here" * 300 + "\n"
 
 
 def one_rule(ws: Workspace, text: str = GOOD, name: str = "p") -> None:
@@ -64,7 +67,7 @@ def test_a_blob_edited_in_place_is_a_miss_not_the_output(ws: Workspace) -> None:
     one_rule(ws)
     build(ws)
     assert ws.ran() == ["p"]
-    write_in_place(blob_holding(ws, GOOD.encode()), b"the evil bytes\n")  # same size
+    write_in_place(blob_holding(ws, GOOD.encode()), EVIL.encode())  # same size
     (ws.root / OUT).unlink()
 
     build(ws)
@@ -94,7 +97,7 @@ def test_run_force_replaces_a_corrupt_blob(ws: Workspace) -> None:
     one_rule(ws)
     build(ws)
     ws.ran()
-    write_in_place(blob_holding(ws, GOOD.encode()), b"the evil bytes\n")
+    write_in_place(blob_holding(ws, GOOD.encode()), EVIL.encode())
 
     build(ws, "--force")
     assert ws.ran() == ["p"]
@@ -106,11 +109,11 @@ def test_run_force_replaces_a_corrupt_blob(ws: Workspace) -> None:
 
 def test_verify_does_not_follow_a_blob_replaced_by_a_symlink(ws: Workspace) -> None:
     one_rule(ws)
-    one_rule(ws, "other bytes here", name="q")
+    one_rule(ws, OTHER, name="q")
     build(ws)
     ws.ran()
     blob = blob_holding(ws, GOOD.encode())
-    other = blob_holding(ws, b"other bytes here\n")
+    other = blob_holding(ws, OTHER.encode())
     blob.unlink()
     blob.symlink_to(other)
 
@@ -128,12 +131,12 @@ def test_verify_does_not_follow_a_blob_replaced_by_a_symlink(ws: Workspace) -> N
 
 def test_a_symlinked_blob_is_not_restored(ws: Workspace) -> None:
     one_rule(ws)
-    one_rule(ws, "other bytes here", name="q")
+    one_rule(ws, OTHER, name="q")
     build(ws)
     ws.ran()
     blob = blob_holding(ws, GOOD.encode())
     blob.unlink()
-    blob.symlink_to(blob_holding(ws, b"other bytes here\n"))
+    blob.symlink_to(blob_holding(ws, OTHER.encode()))
     (ws.root / OUT).unlink()
 
     build(ws)

@@ -180,8 +180,9 @@ def verify(as_json: bool) -> None:
 
     Deletes blobs whose bytes no longer match their BLAKE3 name, symlinks where a blob or an
     entry belongs (never followed), and entries whose checksum does not hold (edited, or copied
-    from another key), that name a missing or corrupt blob, do not decode, or hold a malformed
-    manifest (a path twice, outside the workspace, below a file). Exits 0 once
+    from another key), that name a missing or corrupt blob, carry small outputs whose bytes do
+    not match their digests, do not decode, or hold a malformed manifest (a path twice, outside
+    the workspace, below a file). Exits 0 once
     the cache is consistent (also when something had to be deleted), 1 when it could not be
     checked or repaired."""
     store, _ = _open_store()

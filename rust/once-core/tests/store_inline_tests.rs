@@ -1,5 +1,5 @@
 //! Small outputs travel inside their entry: no blob of their own, restored by copy or by a
-//! hard-link restore (as read-only copies), counted by verify and gc, the same result for
+//! hard-link restore (as private copies), counted by verify and gc, the same result for
 //! early cutoff; an entry whose inline bytes were altered is never restored; an entry of the
 //! previous format (every output a blob) is still read and restored.
 #![cfg(unix)]
@@ -121,15 +121,19 @@ fn small_outputs_travel_in_the_entry_and_come_back_by_copy_and_by_hard_link() {
         (0o644, 0o755)
     );
 
-    // No blob to link to: read-only copies, beside a link to the big output's blob.
+    // No blob to link to: private copies, beside a read-only link to the big output's blob;
+    // only that link is made private before a command rewrites the outputs in place.
     fx.restore(&entry, LinkMode::Hardlink).unwrap();
     assert_eq!(fs::read(fx.dist("small.txt")).unwrap(), SMALL);
     assert_eq!(
         (mode(&fx.dist("small.txt")), mode(&fx.dist("tool.sh"))),
-        (0o444, 0o555)
+        (0o644, 0o755)
     );
     assert_eq!(fs::metadata(fx.dist("small.txt")).unwrap().nlink(), 1);
+    assert_eq!(mode(&fx.dist("big.bin")), 0o444);
     assert!(fs::metadata(fx.dist("big.bin")).unwrap().nlink() > 1);
+    let unshared = fx.store.unshare_outputs(&fx.ws, "p", &outputs()).unwrap();
+    assert_eq!(unshared, 1);
     assert!(fx
         .store
         .outputs_match(&fx.ws, "p", &outputs(), &entry, None)

@@ -81,7 +81,7 @@ impl Store {
                 let dest = workspace.join(&output.path);
                 match &output.kind {
                     OutputKind::File { digest, executable } => match entry.inline.get(digest) {
-                        Some(bytes) => write_inline(bytes, &dest, *executable, link),
+                        Some(bytes) => write_inline(bytes, &dest, *executable),
                         None => restore_file(self, digest, &dest, *executable, link),
                     },
                     OutputKind::Symlink { target } => make_symlink(target, &dest),
@@ -192,10 +192,12 @@ fn restored_mode(link: LinkMode, executable: bool) -> u32 {
 }
 
 /// Put an output the entry carries (`inline.rs`; its bytes were checked against their digest
-/// when the entry was decoded) at `dest`. There is no blob to link to: a hard-link restore
-/// writes a read-only copy, as it does where links cannot be made.
-fn write_inline(bytes: &[u8], dest: &Path, executable: bool, link: LinkMode) -> Result<()> {
-    write_file(bytes, dest, restored_mode(link, executable))
+/// when the entry was decoded) at `dest`: a private copy the user may edit, whatever the link
+/// mode. There is no blob to link to, so nothing for a read-only mode to protect, and nothing
+/// for `unshare_outputs` (which replaces only links) to make writable before a command that
+/// rewrites it in place.
+fn write_inline(bytes: &[u8], dest: &Path, executable: bool) -> Result<()> {
+    write_file(bytes, dest, restored_mode(LinkMode::Copy, executable))
 }
 
 /// `bytes` at `dest`, with `mode`.
