@@ -12,9 +12,7 @@ use std::time::{Duration, SystemTime};
 use common::Fixture;
 use once_core::hash::Digest;
 use once_core::outputstats::OutputStats;
-use once_core::store::{
-    ActionEntry, Hit, LinkMode, OutputEntry, OutputKind, Settled, INLINE_FILE_MAX,
-};
+use once_core::store::{ActionEntry, Hit, LinkMode, OutputEntry, OutputKind, Settled, INLINE_MAX};
 
 fn write(path: &Path, bytes: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -27,7 +25,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 /// `text` repeated past the size of an output its entry carries: a blob.
 fn big(text: &[u8]) -> Vec<u8> {
-    text.repeat(INLINE_FILE_MAX as usize / text.len() + 1)
+    text.repeat(INLINE_MAX as usize / text.len() + 1)
 }
 
 fn mode(path: &Path) -> u32 {

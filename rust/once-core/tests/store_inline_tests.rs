@@ -15,7 +15,7 @@ use base64::Engine;
 use common::Fixture;
 use once_core::hash::{hash_bytes, Digest};
 use once_core::store::{
-    decode_entry, encode_entry, entry_json, ActionEntry, Inline, LinkMode, INLINE_FILE_MAX,
+    decode_entry, encode_entry, entry_json, ActionEntry, Inline, LinkMode, INLINE_MAX,
 };
 
 const KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
@@ -27,7 +27,7 @@ fn outputs() -> Vec<String> {
 }
 
 fn big() -> Vec<u8> {
-    b"big ".repeat(INLINE_FILE_MAX as usize)
+    b"big ".repeat(INLINE_MAX as usize)
 }
 
 fn mode(path: &Path) -> u32 {

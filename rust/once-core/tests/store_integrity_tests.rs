@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use common::Fixture;
 use once_core::hash::Digest;
-use once_core::store::{ActionEntry, LinkMode, INLINE_FILE_MAX};
+use once_core::store::{ActionEntry, LinkMode, INLINE_MAX};
 
-// Larger than an output its entry carries (`INLINE_FILE_MAX`): these are blobs.
-const GOOD: &[u8] = &[b'g'; INLINE_FILE_MAX as usize + 100];
-const OTHER: &[u8] = &[b'o'; INLINE_FILE_MAX as usize + 100];
+// Larger than an output its entry carries (`INLINE_MAX`): these are blobs.
+const GOOD: &[u8] = &[b'g'; INLINE_MAX as usize + 100];
+const OTHER: &[u8] = &[b'o'; INLINE_MAX as usize + 100];
 
 fn outputs() -> Vec<String> {
     vec!["dist".to_owned()]

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use once_core::store::{ActionEntry, LinkMode, Store, INLINE_FILE_MAX};
+use once_core::store::{ActionEntry, LinkMode, Store, INLINE_MAX};
 
 struct Fixture {
     _dirs: [tempfile::TempDir; 2],
@@ -73,7 +73,7 @@ impl Fixture {
 
 /// `text` repeated past the size of an output its entry carries: these outputs are blobs.
 fn big(text: &[u8]) -> Vec<u8> {
-    text.repeat(INLINE_FILE_MAX as usize / text.len() + 1)
+    text.repeat(INLINE_MAX as usize / text.len() + 1)
 }
 
 fn mode(path: &Path) -> u32 {

@@ -11,7 +11,7 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
 
 use common::Fixture;
-use once_core::store::{ActionEntry, LinkMode, INLINE_FILE_MAX};
+use once_core::store::{ActionEntry, LinkMode, INLINE_MAX};
 use once_core::Error;
 
 fn write(path: &Path, bytes: &[u8]) {
@@ -49,7 +49,7 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
 /// `text` repeated past the size of an output its entry carries: a blob, which a hard-link
 /// restore links to.
 fn big(text: &[u8]) -> Vec<u8> {
-    text.repeat(INLINE_FILE_MAX as usize / text.len() + 1)
+    text.repeat(INLINE_MAX as usize / text.len() + 1)
 }
 
 impl Fixture {

@@ -7,7 +7,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use once_core::hash::Digest;
-use once_core::store::{ActionEntry, Inline, OutputEntry, OutputKind, Store, INLINE_FILE_MAX};
+use once_core::store::{ActionEntry, Inline, OutputEntry, OutputKind, Store, INLINE_MAX};
 use once_core::Error;
 
 fn digest_of(bytes: &[u8]) -> Digest {
@@ -125,7 +125,7 @@ impl Fixture {
 
 /// `dist/a.txt`: larger than an output its entry carries, so a blob.
 fn alpha() -> Vec<u8> {
-    b"alpha".repeat(INLINE_FILE_MAX as usize)
+    b"alpha".repeat(INLINE_MAX as usize)
 }
 
 fn manifest_paths(entry: &ActionEntry) -> Vec<&str> {

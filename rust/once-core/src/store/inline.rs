@@ -26,13 +26,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::hash::{hash_bytes, Digest};
 
-/// The most bytes an output may have to travel inside its entry. A no-op run reads, decodes and
-/// hashes every inline byte of every entry it looks up, where a blob costs it one `stat`;
-/// measured in benches/RESULTS.md.
-pub const INLINE_FILE_MAX: u64 = 4 * 1024;
-/// The most inline bytes one entry carries: a step with many small outputs puts the rest in
-/// blobs, so its entry stays a few pages however many it has.
-pub(crate) const INLINE_ENTRY_MAX: u64 = 16 * 1024;
+/// The most bytes of small outputs one entry carries (a page), and so the largest output that
+/// travels in an entry; a step's further outputs are blobs. Every lookup of an entry decodes
+/// and hashes its inline bytes, where a blob costs it one `stat`: a no-op of 1,000 cached
+/// steps took 6 ms (1.14x) longer with 4 KiB carried in each entry, 18 ms (1.18x) with 16 KiB
+/// (tmpfs, benches/RESULTS.md). The cold runs this is for carry a few bytes a step.
+pub const INLINE_MAX: u64 = 4 * 1024;
 
 /// The bytes of an entry's inline outputs, by digest; each digest is that of its bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -18,7 +18,7 @@ mod restore;
 pub use declared::check_manifest;
 pub use hits::{Hit, HitReport, Settled};
 pub use ingest::{BlobWriter, Ingesting};
-pub use inline::{Inline, INLINE_FILE_MAX};
+pub use inline::{Inline, INLINE_MAX};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -37,7 +37,6 @@ use crate::Result;
 use commit::{Body, Committer, Staged, StagedSave};
 use declared::Declared;
 use envelope::Signer;
-use inline::INLINE_ENTRY_MAX;
 use outputs::{Found, FoundKind};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -536,14 +535,14 @@ impl Store {
         manifest: &mut [OutputEntry],
         found: &[(String, Found)],
     ) -> Result<(Vec<Staged>, Inline)> {
-        // Small files go in the entry up to `INLINE_ENTRY_MAX`, the next are kept in memory up
+        // Small files go in the entry up to `INLINE_MAX`, the next are kept in memory up
         // to `SAVE_MEMORY` a save: a bound on what the queue of deferred saves holds.
-        let mut inline_budget = INLINE_ENTRY_MAX;
+        let mut inline_budget = INLINE_MAX;
         let mut memory_budget = SAVE_MEMORY;
         let plans: Vec<Plan> = found
             .iter()
             .map(|(_, found)| match &found.kind {
-                FoundKind::File { stat, .. } if stat.size <= INLINE_FILE_MAX.min(inline_budget) => {
+                FoundKind::File { stat, .. } if stat.size <= inline_budget => {
                     inline_budget -= stat.size;
                     Plan::Inline(stat.size)
                 }
