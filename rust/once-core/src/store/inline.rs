@@ -29,8 +29,8 @@ use crate::hash::{hash_bytes, Digest};
 /// The most bytes of small outputs one entry carries (a page), and so the largest output that
 /// travels in an entry; a step's further outputs are blobs. Every lookup of an entry decodes
 /// and hashes its inline bytes, where a blob costs it one `stat`: a no-op of 1,000 cached
-/// steps took 6 ms (1.14x) longer with 4 KiB carried in each entry, 18 ms (1.18x) with 16 KiB
-/// (tmpfs, benches/RESULTS.md). The cold runs this is for carry a few bytes a step.
+/// steps took 1.14-1.20x as long with 4 KiB carried in each entry, 1.18x with 16 KiB (tmpfs,
+/// benches/RESULTS.md). The cold runs this is for carry a few bytes a step.
 pub const INLINE_MAX: u64 = 4 * 1024;
 
 /// The bytes of an entry's inline outputs, by digest; each digest is that of its bytes.
