@@ -165,6 +165,32 @@ fn small_outputs_travel_in_the_entry_and_come_back_by_copy_and_by_hard_link() {
 }
 
 #[test]
+fn an_entry_carries_few_of_many_tiny_outputs() {
+    let fx = Fixture::new();
+    let dist = fx.ws.join("p/dist");
+    fs::create_dir_all(&dist).unwrap();
+    for n in 0..1000 {
+        fs::write(dist.join(format!("{n}.txt")), n.to_string()).unwrap();
+    }
+    let entry = fx
+        .store
+        .save(KEY, &fx.ws, "p", &outputs(), b"", 0, 1)
+        .unwrap();
+    let carried = entry.outputs.len() - 1 - entry.output_blobs().count();
+    assert!((1..64).contains(&carried), "{carried}");
+    // The entry stays small however many outputs the step has: its manifest, and a page.
+    let manifest = serde_json::to_vec(&entry.outputs).unwrap().len() as u64;
+    let size = fs::metadata(fx.entry_file()).unwrap().len();
+    assert!(size < manifest + 2 * INLINE_MAX, "{size} {manifest}");
+    fs::remove_dir_all(&dist).unwrap();
+    fx.store
+        .restore_with(&fx.ws, "p", &outputs(), &entry, LinkMode::Copy)
+        .unwrap();
+    assert_eq!(fs::read(dist.join("999.txt")).unwrap(), b"999");
+    assert_eq!(fs::read(dist.join("0.txt")).unwrap(), b"0");
+}
+
+#[test]
 fn an_entry_whose_inline_bytes_were_altered_is_never_restored() {
     let fx = Fixture::new();
     fx.build();

@@ -18,6 +18,7 @@ mod restore;
 pub use declared::check_manifest;
 pub use hits::{Hit, HitReport, Settled};
 pub use ingest::{BlobWriter, Ingesting};
+use inline::INLINE_DIGEST_COST;
 pub use inline::{Inline, INLINE_MAX};
 
 use std::fs::{self, File, OpenOptions};
@@ -542,8 +543,8 @@ impl Store {
         let plans: Vec<Plan> = found
             .iter()
             .map(|(_, found)| match &found.kind {
-                FoundKind::File { stat, .. } if stat.size <= inline_budget => {
-                    inline_budget -= stat.size;
+                FoundKind::File { stat, .. } if stat.size + INLINE_DIGEST_COST <= inline_budget => {
+                    inline_budget -= stat.size + INLINE_DIGEST_COST;
                     Plan::Inline(stat.size)
                 }
                 FoundKind::File { stat, .. }
