@@ -33,7 +33,7 @@ use crate::hash::{hash_bytes, Digest};
 /// benches/RESULTS.md). The cold runs this is for carry a few bytes a step.
 pub const INLINE_MAX: u64 = 4 * 1024;
 /// What a carried file costs of `INLINE_MAX` besides its bytes: the 64 hex digits of the
-/// digest it is filed under. A step of many tiny outputs carries 63 at most, not thousands.
+/// digest it is filed under. A step of many tiny outputs carries 64 at most, not thousands.
 pub(crate) const INLINE_DIGEST_COST: u64 = 64;
 
 /// The bytes of an entry's inline outputs, by digest; each digest is that of its bytes.
