@@ -26,14 +26,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::hash::{hash_bytes, Digest};
 
-/// The most bytes of small outputs one entry carries (a page), and so the largest output that
-/// travels in an entry; a step's further outputs are blobs. Every lookup of an entry decodes
-/// and hashes its inline bytes, where a blob costs it one `stat`: a no-op of 1,000 cached
-/// steps took 1.14-1.20x as long with 4 KiB carried in each entry, 1.18x with 16 KiB (tmpfs,
-/// benches/RESULTS.md). The cold runs this is for carry a few bytes a step.
-pub const INLINE_MAX: u64 = 4 * 1024;
+/// The most bytes of small outputs one entry carries, and so the largest output that travels in
+/// an entry; a step's further outputs are blobs. Every lookup of an entry decodes and hashes its
+/// inline bytes, where a blob costs it one `stat`: a no-op of 1,000 cached steps took
+/// 1.14-1.34x as long with 4 KiB carried in each entry (about 1.1-1.5 ms per 1,000 steps per
+/// KiB, benches/RESULTS.md), so the bound is 1 KiB: the stamps, reports and small files of the
+/// cold runs this is for, at a no-op cost lost in the noise.
+pub const INLINE_MAX: u64 = 1024;
 /// What a carried file costs of `INLINE_MAX` besides its bytes: the 64 hex digits of the
-/// digest it is filed under. A step of many tiny outputs carries 64 at most, not thousands.
+/// digest it is filed under. A step of many tiny outputs carries 16 at most, not thousands.
 pub(crate) const INLINE_DIGEST_COST: u64 = 64;
 
 /// The bytes of an entry's inline outputs, by digest; each digest is that of its bytes.
