@@ -66,7 +66,7 @@ VALID = {
 CONFIGS = sorted(name for name in VALID if name.endswith("once.toml"))
 ROOT, LIB = "once.toml", "pkgs/lib/once.toml"
 
-# Values that once crashed or could: NUL, nesting past tomllib's recursion, integers past
+# Values that once crashed or could: NUL, nesting past tomli's limit, integers past
 # Python's digit limit, floats past every clock, wrong types, unicode, bad globs and paths.
 HOSTILE = [
     '"\\u0000"',

@@ -94,7 +94,7 @@ def test_the_cycle_finder_finds_cycles() -> None:
 # the scheduler and its threads, the remote cache, and the standard modules they pull in.
 NOT_IN_A_NO_OP = (
     "click",
-    "tomllib",
+    "tomli",
     "once.config",
     "once.plan.graph",
     "once.run.scheduler",

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomli
 
 from once.config import RULE_NAME
 from once.errors import UsageError
@@ -53,8 +54,8 @@ def from_pyproject(folder: Path) -> list[Guess]:
     if not path.is_file():
         return []
     try:
-        doc: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        doc: dict[str, Any] = tomli.loads(path.read_text(encoding="utf-8"))
+    except (tomli.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read it to guess rules: {err}") from None
     tool = doc.get("tool", {}) if isinstance(doc.get("tool"), dict) else {}
     guesses = []

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import tomllib
+
+import tomli
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
@@ -370,7 +371,7 @@ def _bun(data: bytes) -> Slicer | None:
 
 
 def _uv(data: bytes) -> Slicer | None:
-    doc = tomllib.loads(data.decode())
+    doc = tomli.loads(data.decode())
     by_name = _by_name(doc.get("package"))
 
     def slice_of(where: str, _: bytes | None) -> dict[str, object] | None:
@@ -402,13 +403,13 @@ def _uv(data: bytes) -> Slicer | None:
 
 
 def _cargo(data: bytes) -> Slicer | None:
-    doc = tomllib.loads(data.decode())
+    doc = tomli.loads(data.decode())
     by_name = _by_name(doc.get("package"))
 
     def slice_of(_: str, manifest: bytes | None) -> dict[str, object] | None:
         if manifest is None:
             return None
-        crate = _dict(tomllib.loads(manifest.decode()).get("package")).get("name")
+        crate = _dict(tomli.loads(manifest.decode()).get("package")).get("name")
         # A workspace member has no `source`; a registry crate of the same name has one.
         own = [entry for entry in by_name.get(str(crate), []) if "source" not in entry]
         if not own:

@@ -68,7 +68,8 @@ class Runner:
         link: str = "copy",  # how hits restore files: "copy" (reflink where possible) or "hardlink"
         remote: RemoteCache | None = None,  # asked on a local miss, given what a run saves
         settled: Settled | None = None,  # what the bulk pass settled (run/settle.py)
-        # Called on the scheduling thread with each result as it comes, while others run.
+        # Called with each result as it comes, while others run, one result at a time (on the
+        # thread that ran the step, or the scheduling thread for results settled before).
         on_result: Callable[[Result], object] | None = None,
     ) -> None:
         self._on_result = on_result if on_result is not None else _ignore
@@ -134,8 +135,9 @@ class Runner:
             for dep in action.deps:
                 if dep in dependents:
                     dependents[dep].append(action.label)
-        ready = [label for label, count in unfinished.items() if count == 0]
-        workers = Workers(self._execute_or_refuse, jobs)
+        ready = [by_label[label] for label, count in unfinished.items() if count == 0]
+        for action in ready:
+            del unfinished[action.label]
 
         def skip_dependents(label: str) -> None:
             for child in dependents[label]:
@@ -146,23 +148,26 @@ class Runner:
                     self.console.status(f"{child}: skipped, {label} failed")
                     skip_dependents(child)
 
+        def done(result: Result) -> list[Action]:
+            """Record a finished step; the dependents it made ready."""
+            results[result.label] = result
+            self.console.finished(result)
+            self._on_result(result)
+            if result.outcome == "failed":
+                skip_dependents(result.label)
+            now_ready = []
+            for child in dependents[result.label]:
+                if child in unfinished:
+                    unfinished[child] -= 1
+                    if unfinished[child] == 0:
+                        del unfinished[child]
+                        now_ready.append(by_label[child])
+            return now_ready
+
+        workers = Workers(self._execute_or_refuse, done, jobs)
         try:
-            while ready or workers.running:
-                for label in ready:
-                    del unfinished[label]
-                    workers.start(by_label[label])
-                ready = []
-                result = workers.next_done()
-                results[result.label] = result
-                self.console.finished(result)
-                self._on_result(result)
-                if result.outcome == "failed":
-                    skip_dependents(result.label)
-                for child in dependents[result.label]:
-                    if child in unfinished:
-                        unfinished[child] -= 1
-                        if unfinished[child] == 0:
-                            ready.append(child)
+            workers.start(ready)
+            workers.wait()
         except BaseException:
             workers.cancel()
             self.interrupt()

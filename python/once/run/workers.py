@@ -1,10 +1,12 @@
 """The threads that run a run's steps, a bounded number at a time.
 
-Plain threads and two queues rather than `concurrent.futures`: its import (with `logging`) is
+Plain threads and a queue rather than `concurrent.futures`: its import (with `logging`) is
 ~7 ms of a run that has one step to run, and the scheduler needs no more than this. Steps go to
-the threads through one queue; each finished step comes back through the other, with its result
-or what it raised. Waiting on a set of futures instead (`wait(FIRST_COMPLETED)`) locked every one
-of them per wake-up: quadratic, 9 of the 10 s of a no-op run of 10,000 rules (cProfile).
+the threads through one queue. The thread that ran a step also hands its result to the
+scheduler's bookkeeping and queues the steps that made ready: waking the scheduling thread for
+every result, and passing the GIL to it and back, cost a trivial step about as much as the rest
+of its Python. Waiting on a set of futures instead (`wait(FIRST_COMPLETED)`) locked every one of
+them per wake-up: quadratic, 9 of the 10 s of a no-op run of 10,000 rules (cProfile).
 """
 
 from __future__ import annotations
@@ -21,34 +23,46 @@ if TYPE_CHECKING:
 
 
 class Workers:
-    """Up to `size` threads running `execute` on the steps handed to `start`."""
+    """Up to `size` threads running `execute` on the steps handed to `start`. Each result goes
+    to `done`, one at a time (under the workers' lock), on the thread that ran the step; the
+    steps `done` returns start next."""
 
-    def __init__(self, execute: Callable[[Action], Result], size: int) -> None:
+    def __init__(
+        self,
+        execute: Callable[[Action], Result],
+        done: Callable[[Result], list[Action]],
+        size: int,
+    ) -> None:
         self._execute = execute
+        self._done = done
         self._size = max(1, size)
         self._todo: queue.SimpleQueue[Action | None] = queue.SimpleQueue()
-        self._finished: queue.SimpleQueue[Result | BaseException] = queue.SimpleQueue()
+        # What ended the wait: None when every step is through `done`, else what was raised.
+        self._ended: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self.running = 0  # handed over and not yet taken back by `next_done`
+        self._pending = 0  # handed over and not yet through `done`
+        self._cancelled = False
 
-    def start(self, action: Action) -> None:
-        self._todo.put(action)
-        self.running += 1
-        if len(self._threads) < min(self._size, self.running):  # a thread per step, up to size
-            thread = threading.Thread(target=self._work, name=f"once-step-{len(self._threads)}")
-            thread.start()
-            self._threads.append(thread)
+    def start(self, actions: list[Action]) -> None:
+        with self._lock:
+            self._queue(actions)
 
-    def next_done(self) -> Result:
-        """The result of the next step to finish; what its `execute` raised is raised here."""
-        outcome = self._finished.get()
-        self.running -= 1
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+    def wait(self) -> None:
+        """Until every step started, and every step those made ready, is through `done`; what
+        `execute` or `done` raised is raised here."""
+        with self._lock:
+            if self._pending == 0:
+                return
+        ended = self._ended.get()
+        if ended is not None:
+            raise ended
 
     def cancel(self) -> None:
-        """Steps handed over that no thread has started yet never start."""
+        """Steps handed over that no thread has started yet never start, nor do any made
+        ready after this."""
+        with self._lock:
+            self._cancelled = True
         while True:
             try:
                 self._todo.get_nowait()
@@ -62,10 +76,26 @@ class Workers:
         for thread in self._threads:
             thread.join()
 
+    def _queue(self, actions: list[Action]) -> None:
+        """Hand `actions` to the threads; called with the lock held."""
+        if self._cancelled:
+            return
+        self._pending += len(actions)
+        for action in actions:
+            self._todo.put(action)
+        while len(self._threads) < min(self._size, self._pending):  # a thread per step, up to size
+            thread = threading.Thread(target=self._work, name=f"once-step-{len(self._threads)}")
+            thread.start()
+            self._threads.append(thread)
+
     def _work(self) -> None:
         while (action := self._todo.get()) is not None:
             try:
-                outcome: Result | BaseException = self._execute(action)
-            except BaseException as err:  # raised again by `next_done`, on the scheduling thread
-                outcome = err
-            self._finished.put(outcome)
+                result = self._execute(action)
+                with self._lock:
+                    self._queue(self._done(result))
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._ended.put(None)
+            except BaseException as err:  # raised again by `wait`, on the scheduling thread
+                self._ended.put(err)

@@ -1,8 +1,8 @@
 """The validated workspace of an earlier command, kept in `.once/` so that an unchanged
 workspace is not read and validated again.
 
-Reading the once.toml of 1,000 packages costs ~0.45 s (tomllib is pure Python, and every value
-is checked), more than everything else a no-op run does. The copy is used only while every file
+Reading the once.toml of 1,000 packages costs ~0.45 s (every file parsed, every value
+checked), more than everything else a no-op run does. The copy is used only while every file
 it was read from, and every folder listed to find the packages, has exactly the stat (device,
 inode, size, mtime, ctime) it had when it was read; any edit, new package folder, removal or
 rename changes one of them. It is written only when each of those stats is settled (see
