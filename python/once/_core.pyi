@@ -30,6 +30,7 @@ __all__ = [
     "files_hashed",
     "hash_bytes",
     "hash_files",
+    "pnpm_slice_digests",
     "settled",
     "write_b3sum",
 ]
@@ -66,6 +67,12 @@ class SymlinkedOutputError(ValueError):
 
 def hash_bytes(data: bytes) -> str:
     """BLAKE3 of `data`, as 64 hex digits."""
+
+def pnpm_slice_digests(data: bytes) -> dict[str, str | None] | None:
+    """The slice digest of each importer of a pnpm-lock.yaml holding `data`, by its key as the
+    lockfile writes it (None for an importer whose slice cannot be told: a link to a project
+    the lockfile does not list, a dependency it does not describe); None when the file cannot
+    be sliced (not YAML, not one mapping, a YAML alias)."""
 
 def hash_files(paths: list[str]) -> list[str]:
     """BLAKE3 of each file, in order; big files with mmap and several threads."""

@@ -12,6 +12,7 @@ pub mod key;
 mod mapped;
 mod mapped_hash;
 pub mod outputstats;
+pub mod pnpm_slices;
 pub mod select;
 pub mod snapshot;
 pub mod spawn;

@@ -11,6 +11,7 @@ mod commands;
 mod errors;
 mod globs;
 mod hashing;
+mod pnpm_slices;
 mod remote;
 mod snapshot;
 mod store;
@@ -32,6 +33,8 @@ mod _core {
     use crate::globs::Globs;
     #[pymodule_export]
     use crate::hashing::{files_hashed, hash_bytes, hash_files, write_b3sum};
+    #[pymodule_export]
+    use crate::pnpm_slices::pnpm_slice_digests;
     #[pymodule_export]
     use crate::remote::Remote;
     #[pymodule_export]
