@@ -357,7 +357,7 @@ def test_a_bump_reruns_the_packages_that_resolve_it(ws: Workspace, kind: str) ->
     assert run_all(ws) == []
 
 
-@pytest.mark.parametrize("kind", ["pnpm", "npm", "uv", "cargo"])
+@pytest.mark.parametrize("kind", ["pnpm", "yarn-berry", "npm", "uv", "cargo"])
 def test_an_unparseable_lockfile_is_taken_whole(ws: Workspace, kind: str) -> None:
     fmt = FORMATS[kind]
     two_packages(ws, fmt)

@@ -11,6 +11,7 @@ import json
 import posixpath
 import re
 import tomllib
+from pathlib import Path
 
 from once import _core
 
@@ -31,6 +32,21 @@ _NODE_GROUPS = ("dependencies", "devDependencies", "optionalDependencies", "peer
 _INSTALLED_GROUPS = ("dependencies", "optionalDependencies", "peerDependencies")
 
 
+def parse_file(path: str) -> tuple[str, Slicer | None] | None:
+    """The digest of the lockfile at `path` and its slicer (None: it is read whole), from one
+    read; None when it cannot be read."""
+    name = Path(path).name
+    try:
+        if name == "pnpm-lock.yaml":
+            # Read by the core a buffer at a time: the file is never whole in memory.
+            digest, digests = _core.pnpm_file_slice_digests(path)
+            return digest, _pnpm_slicer(digests)
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    return _core.hash_bytes(data), parse(name, data)
+
+
 def parse(name: str, data: bytes) -> Slicer | None:
     """The slicer of lockfile `name` holding `data`; None when it is read whole."""
     if name == "pnpm-lock.yaml":
@@ -42,10 +58,6 @@ def parse(name: str, data: bytes) -> Slicer | None:
         entries = parser(data)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError):
         return None  # not the format it claims to be: the whole file
-    except Exception as err:  # the YAML library's own errors
-        if type(err).__module__.startswith("yaml"):
-            return None
-        raise
     return None if entries is None else _digested(entries)
 
 
@@ -89,9 +101,12 @@ def _folder(where: str) -> str:
 
 
 def _pnpm(data: bytes) -> Slicer | None:
+    return _pnpm_slicer(_core.pnpm_slice_digests(data))
+
+
+def _pnpm_slicer(digests: dict[str, str | None] | None) -> Slicer | None:
     # Sliced in the core (rust/once-core/src/pnpm_slices.rs), every importer at once: a tree of
     # Python objects of a 6 MB lockfile took 4 s and 280 MB to build.
-    digests = _core.pnpm_slice_digests(data)
     if digests is None:
         return None
 
@@ -177,7 +192,7 @@ def _manifest_deps(manifest: bytes | None) -> list[tuple[str, str]] | None:
 def _yarn(data: bytes) -> Entries | None:
     text = data.decode()
     if "__metadata:" in text:
-        return _yarn_berry(text)
+        return _yarn_berry(data)
     entries = _yarn_classic(text)
 
     def slice_of(_: str, manifest: bytes | None) -> dict[str, object] | None:
@@ -221,18 +236,10 @@ def _yarn_classic(text: str) -> dict[str, dict[str, object]]:
     return entries
 
 
-def _load_yaml(data: bytes | str) -> object:
-    """A YAML document as plain dicts, lists and strings, through libyaml's base loader: every
-    scalar a string (no guessing of numbers and dates, which a lockfile never means); the pure
-    Python loader where PyYAML was built without libyaml."""
-    import yaml  # noqa: PLC0415 - costs ~10 ms; only a changed YAML lockfile needs it
-
-    loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
-    return yaml.load(data, Loader=loader)  # noqa: S506 - builds plain values only
-
-
-def _yarn_berry(text: str) -> Entries | None:
-    doc = _dict(_load_yaml(text))
+def _yarn_berry(data: bytes) -> Entries | None:
+    # YAML, read by the core as PyYAML's base loader reads it: every scalar a string (a
+    # lockfile never means numbers or dates).
+    doc = _dict(_core.load_yaml(data))
     entries: dict[str, dict[str, object]] = {}
     workspaces: dict[str, dict[str, object]] = {}
     for header, block in doc.items():

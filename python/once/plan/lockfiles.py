@@ -269,11 +269,11 @@ class _Resolver:
     ) -> tuple[str, bool]:
         """(the key part, whether it may be kept): not when a file changed since it was hashed."""
         if path not in self._parsed:
-            data = _read(os.path.join(self._root, path))
-            if data is None or _core.hash_bytes(data) != digest:
+            found = _parse_file(os.path.join(self._root, path))
+            if found is None or found[0] != digest:
                 self._parsed[path] = None
-                return f"whole:{_core.hash_bytes(data or b'')}", False
-            self._parsed[path] = _parse(path, data)
+                return f"whole:{found[0] if found else _core.hash_bytes(b'')}", False
+            self._parsed[path] = found[1]
         lockfile = self._parsed[path]
         if lockfile is None:
             return f"whole:{digest}", True
@@ -332,6 +332,15 @@ def _read(path: str) -> bytes | None:
             return file.read()
     except OSError:
         return None
+
+
+def _parse_file(path: str) -> tuple[str, Slicer | None] | None:
+    """The digest of the lockfile at `path` and its slicer, from one read; None when it
+    cannot be read."""
+    from once.plan import lockfile_formats  # noqa: PLC0415 - only when a lockfile changed
+
+    with _NoCycleCollection():
+        return lockfile_formats.parse_file(path)
 
 
 def _parse(path: str, data: bytes) -> Slicer | None:

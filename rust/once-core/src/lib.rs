@@ -21,6 +21,7 @@ pub mod store;
 pub mod tracked;
 pub mod usage_ledger;
 pub mod walk;
+pub mod yaml_values;
 
 pub use error::{Error, Result};
 pub use hash::Digest;

@@ -6,18 +6,23 @@
 //! `snapshots` is reduced as soon as it is read to its digest and its dependencies: a lockfile of
 //! 10,000 importers costs a few MB here, where a tree of Python objects of it cost 280 MB.
 //!
-//! The values are those `PyYAML`'s base loader gives (every scalar a string, the last of equal
-//! keys winning); anything this cannot follow (a YAML alias, a key that is not a scalar, a
-//! dependency the lockfile does not describe, a link to a project it does not list) gives no
-//! slice, and the caller takes the whole file: never less than the package could use.
+//! The values are those `PyYAML`'s base loader gives (`yaml_values`); anything this cannot
+//! follow (YAML that module does not read, a dependency the lockfile does not describe, a link
+//! to a project it does not list) gives no slice, and the caller takes the whole file: never
+//! less than the package could use.
 
 use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
-use saphyr_parser::{Event, Parser, StrInput};
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use saphyr_parser::{Event, Input};
 use serde::Serialize;
 
 use crate::hash::{hash_bytes, Digest};
+use crate::yaml_values::{Events, HashedChars, Key, Value};
 
 /// Dependency groups of an importer (devDependencies count: tests run with them).
 const IMPORTER_GROUPS: [&str; 4] = [
@@ -35,31 +40,32 @@ const HEAD_KEYS: [&str; 4] = [
     "overrides",
     "patchedDependencies",
 ];
-/// Deeper nesting than any lockfile has: a document built to overflow the stack gives no slice.
-const MAX_DEPTH: usize = 256;
 /// A dependency that resolves to nothing the lockfile describes.
 const MISSING: u32 = u32::MAX;
 
-/// Why a lockfile gives no slices: the caller then takes it whole.
-#[derive(Debug)]
-pub struct Unsliceable;
-
-/// A YAML value as `PyYAML`'s base loader builds it. Serialized as JSON with sorted keys, it is
-/// the canonical form an entry's digest is taken of.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Value {
-    Text(String),
-    List(Vec<Value>),
-    Map(BTreeMap<String, Value>),
-}
+/// The slice digest of each importer, by its key as the lockfile writes it; `None` for an
+/// importer whose slice cannot be told.
+pub type Slices = Vec<(String, Option<Digest>)>;
 
 /// The slice digest of each importer, by its key as the lockfile writes it (`.`,
-/// `packages/a`); `None` for an importer whose slice cannot be told. `Err` when the file itself
-/// cannot be sliced.
-pub fn slice_digests(data: &[u8]) -> Result<Vec<(String, Option<Digest>)>, Unsliceable> {
-    let text = std::str::from_utf8(data).map_err(|_| Unsliceable)?;
-    let lockfile = read(text.strip_prefix('\u{feff}').unwrap_or(text))?;
+/// `packages/a`); `None` for an importer whose slice cannot be told. `None` when the file itself
+/// cannot be sliced: the caller then takes it whole.
+#[must_use]
+pub fn slice_digests(data: &[u8]) -> Option<Slices> {
+    Some(slices(read(Events::new(data)?)?))
+}
+
+/// The digest of the file at `path` and its slice digests (as `slice_digests`'s), from one
+/// read that never holds the whole file.
+pub fn file_slice_digests(path: &Path) -> io::Result<(Digest, Option<Slices>)> {
+    let mut chars = HashedChars::new(File::open(path)?);
+    let lockfile = Events::from_chars(&mut chars).and_then(read);
+    let (digest, utf8) = chars.finish()?;
+    Ok((digest, lockfile.filter(|_| utf8).map(slices)))
+}
+
+/// Every importer's slice, one walk of the graph each, on every thread.
+fn slices(lockfile: Lockfile) -> Slices {
     let graph = Graph::new(lockfile);
     let digests = (0..graph.importers.len())
         .into_par_iter()
@@ -68,15 +74,35 @@ pub fn slice_digests(data: &[u8]) -> Result<Vec<(String, Option<Digest>)>, Unsli
             |walk, importer| walk.slice(&graph, importer as u32),
         )
         .collect::<Vec<_>>();
-    Ok(graph.importers.into_iter().zip(digests).collect())
+    graph.importers.into_iter().zip(digests).collect()
 }
 
 /// An entry of `importers`, `packages` or `snapshots`, as much of it as slicing needs.
 struct Entry {
     /// Of the entry's name and canonical content.
     line: Digest,
-    /// (name, resolved version) of its dependencies; `None` when the entry is not a mapping.
-    deps: Option<Vec<(String, String)>>,
+    /// Its dependencies, as numbers of `Pairs`; `None` when the entry is not a mapping.
+    deps: Option<Vec<u32>>,
+}
+
+/// The distinct (name, resolved version) pairs that entries depend on, each kept once and
+/// numbered: 10,000 importers name the same few thousand, and two strings per dependency
+/// cost more memory than all the rest.
+#[derive(Default)]
+struct Pairs(HashMap<(String, String), u32>);
+
+impl Pairs {
+    fn number(&mut self, name: String, version: String) -> u32 {
+        let next = self.0.len() as u32;
+        *self.0.entry((name, version)).or_insert(next)
+    }
+
+    /// The pairs, in the order of their numbers.
+    fn in_order(self) -> Vec<(String, String)> {
+        let mut pairs: Vec<_> = self.0.into_iter().collect();
+        pairs.sort_unstable_by_key(|(_, number)| *number);
+        pairs.into_iter().map(|(pair, _)| pair).collect()
+    }
 }
 
 /// What the stream of events leaves of a lockfile.
@@ -84,157 +110,93 @@ struct Lockfile {
     importers: HashMap<String, Entry>,
     packages: HashMap<String, Entry>,
     snapshots: HashMap<String, Entry>,
+    pairs: Pairs,
     /// The top-level values other than the three sections that slicing reads: the head, and the
     /// dependency groups of a lockfile without `importers` (one project, no workspace).
     top: BTreeMap<String, Value>,
 }
 
-fn read(text: &str) -> Result<Lockfile, Unsliceable> {
-    let mut events = Events(Parser::new_from_str(text));
-    if !matches!(events.next()?, Event::StreamStart)
-        || !matches!(events.next()?, Event::DocumentStart(_))
-    {
-        return Err(Unsliceable);
-    }
+fn read<T: Input>(mut events: Events<'_, T>) -> Option<Lockfile> {
     let Event::MappingStart(..) = events.next()? else {
-        return Err(Unsliceable); // not a mapping: no lockfile pnpm writes
+        return None; // not a mapping: no lockfile pnpm writes
     };
     let mut importers = HashMap::new();
     let mut packages = HashMap::new();
     let mut snapshots = HashMap::new();
+    let mut pairs = Pairs::default();
     let mut top = BTreeMap::new();
-    loop {
-        let key = match events.next()? {
-            Event::MappingEnd => break,
-            Event::Scalar(key, ..) => key,
-            _ => return Err(Unsliceable),
-        };
-        match &*key {
+    while let Key::Next(key) = events.key()? {
+        match key.as_str() {
             "importers" => {
-                importers = events
-                    .section("importer", &IMPORTER_GROUPS)?
-                    .into_iter()
-                    .collect();
+                importers = section(&mut events, "importer", &IMPORTER_GROUPS, &mut pairs)?;
             }
             "packages" => {
-                packages = events
-                    .section("package", &INSTALLED_GROUPS)?
-                    .into_iter()
-                    .collect();
+                packages = section(&mut events, "package", &INSTALLED_GROUPS, &mut pairs)?;
             }
             "snapshots" => {
-                snapshots = events
-                    .section("snapshot", &INSTALLED_GROUPS)?
-                    .into_iter()
-                    .collect();
+                snapshots = section(&mut events, "snapshot", &INSTALLED_GROUPS, &mut pairs)?;
             }
             _ => {
                 let first = events.next()?;
-                let value = events.value(first, 0)?;
-                if HEAD_KEYS.contains(&&*key) || IMPORTER_GROUPS.contains(&&*key) {
-                    top.insert(key.into_owned(), value);
+                let value = events.value(first, 1)?;
+                if HEAD_KEYS.contains(&key.as_str()) || IMPORTER_GROUPS.contains(&key.as_str()) {
+                    top.insert(key, value);
                 }
             }
         }
     }
-    // One document and no other (PyYAML's `load` refuses a second).
-    if !matches!(events.next()?, Event::DocumentEnd) || !matches!(events.next()?, Event::StreamEnd)
-    {
-        return Err(Unsliceable);
-    }
+    events.end()?;
     if importers.is_empty() {
         // One project (no workspace): its dependencies sit at the top.
         let own = IMPORTER_GROUPS
             .iter()
             .filter_map(|group| top.remove_entry(*group))
             .collect();
-        importers.insert(
-            ".".to_owned(),
-            entry("importer", ".", &Value::Map(own), &IMPORTER_GROUPS),
+        let own = entry(
+            "importer",
+            ".",
+            Value::Map(own),
+            &IMPORTER_GROUPS,
+            &mut pairs,
         );
+        importers.insert(".".to_owned(), own);
     }
-    Ok(Lockfile {
+    Some(Lockfile {
         importers,
         packages,
         snapshots,
+        pairs,
         top,
     })
 }
 
-struct Events<'a>(Parser<'a, StrInput<'a>>);
-
-impl<'a> Events<'a> {
-    fn next(&mut self) -> Result<Event<'a>, Unsliceable> {
-        match self.0.next_event() {
-            // An alias shares a node PyYAML would copy in: rare enough in a lockfile to take the
-            // file whole rather than keep anchored nodes.
-            Some(Ok((Event::Alias(_), _)) | Err(_)) | None => Err(Unsliceable),
-            Some(Ok((event, _))) => Ok(event),
-        }
+/// The entries of a top-level section, each reduced as soon as it is read; none when the section
+/// is not a mapping.
+fn section<T: Input>(
+    events: &mut Events<'_, T>,
+    kind: &str,
+    groups: &[&str],
+    pairs: &mut Pairs,
+) -> Option<HashMap<String, Entry>> {
+    let mut entries = HashMap::new();
+    let first = events.next()?;
+    if !matches!(first, Event::MappingStart(..)) {
+        events.value(first, 1)?;
+        return Some(entries);
     }
-
-    /// The entries of a top-level section, each reduced as soon as it is read; none when the
-    /// section is not a mapping.
-    fn section(
-        &mut self,
-        kind: &str,
-        groups: &[&str],
-    ) -> Result<Vec<(String, Entry)>, Unsliceable> {
-        let first = self.next()?;
-        if !matches!(first, Event::MappingStart(..)) {
-            self.value(first, 0)?;
-            return Ok(Vec::new());
-        }
-        let mut entries = Vec::new();
-        loop {
-            let key = match self.next()? {
-                Event::MappingEnd => return Ok(entries),
-                Event::Scalar(key, ..) => key.into_owned(),
-                _ => return Err(Unsliceable),
-            };
-            let first = self.next()?;
-            let value = self.value(first, 1)?;
-            let reduced = entry(kind, &key, &value, groups);
-            entries.push((key, reduced));
-        }
+    while let Key::Next(key) = events.key()? {
+        let first = events.next()?;
+        let value = events.value(first, 2)?;
+        let reduced = entry(kind, &key, value, groups, pairs);
+        entries.insert(key, reduced);
     }
-
-    fn value(&mut self, first: Event<'a>, depth: usize) -> Result<Value, Unsliceable> {
-        if depth > MAX_DEPTH {
-            return Err(Unsliceable);
-        }
-        match first {
-            Event::Scalar(text, ..) => Ok(Value::Text(text.into_owned())),
-            Event::SequenceStart(..) => {
-                let mut items = Vec::new();
-                loop {
-                    match self.next()? {
-                        Event::SequenceEnd => return Ok(Value::List(items)),
-                        event => items.push(self.value(event, depth + 1)?),
-                    }
-                }
-            }
-            Event::MappingStart(..) => {
-                let mut map = BTreeMap::new();
-                loop {
-                    let key = match self.next()? {
-                        Event::MappingEnd => return Ok(Value::Map(map)),
-                        Event::Scalar(key, ..) => key.into_owned(),
-                        _ => return Err(Unsliceable), // PyYAML cannot key a dict by a list either
-                    };
-                    let event = self.next()?;
-                    map.insert(key, self.value(event, depth + 1)?);
-                }
-            }
-            _ => Err(Unsliceable),
-        }
-    }
+    Some(entries)
 }
 
-fn entry(kind: &str, key: &str, value: &Value, groups: &[&str]) -> Entry {
+fn entry(kind: &str, key: &str, value: Value, groups: &[&str], pairs: &mut Pairs) -> Entry {
     Entry {
-        line: line(&format!("{kind} {key}"), Some(value)),
-        deps: deps(value, groups),
+        line: line(&format!("{kind} {key}"), Some(&value)),
+        deps: deps(value, groups, pairs),
     }
 }
 
@@ -244,24 +206,24 @@ fn line(name: &str, value: Option<&impl Serialize>) -> Digest {
     hash_bytes(&serde_json::to_vec(&(name, value)).unwrap_or_default())
 }
 
-/// (name, resolved version) of an entry's dependencies: an importer gives `{specifier,
-/// version}`, a package (and lockfiles before v6) the version alone.
-fn deps(value: &Value, groups: &[&str]) -> Option<Vec<(String, String)>> {
-    let Value::Map(map) = value else {
+/// The (name, resolved version) pairs of an entry's dependencies: an importer gives
+/// `{specifier, version}`, a package (and lockfiles before v6) the version alone.
+fn deps(value: Value, groups: &[&str], pairs: &mut Pairs) -> Option<Vec<u32>> {
+    let Value::Map(mut map) = value else {
         return None;
     };
     let mut found = Vec::new();
     for group in groups {
-        let Some(Value::Map(named)) = map.get(*group) else {
+        let Some(Value::Map(named)) = map.remove(*group) else {
             continue;
         };
         for (name, spec) in named {
             let version = match spec {
-                Value::Map(spec) => spec.get("version"),
+                Value::Map(mut spec) => spec.remove("version"),
                 other => Some(other),
             };
             if let Some(Value::Text(version)) = version {
-                found.push((name.clone(), version.clone()));
+                found.push(pairs.number(name, version));
             }
         }
     }
@@ -273,8 +235,7 @@ fn deps(value: &Value, groups: &[&str]) -> Option<Vec<(String, String)>> {
 struct Graph {
     importers: Vec<String>,
     nodes: Vec<Node>,
-    /// Digests of every line, in the order of their names: a slice is hashed in that order, so
-    /// that its digest depends on what it holds, not on the order it was reached in.
+    /// Digests of every line, in their own order (`Lines::in_digest_order`).
     lines: Vec<Digest>,
     head: u32,
 }
@@ -292,13 +253,14 @@ impl Graph {
             importers,
             packages,
             snapshots,
+            pairs,
             top,
         } = lockfile;
         let importers: Vec<(String, Entry)> = importers.into_iter().collect();
         let mut lines = Lines::default();
         let head_value: BTreeMap<&str, Option<&Value>> =
             HEAD_KEYS.iter().map(|key| (*key, top.get(*key))).collect();
-        let head = lines.add("head".to_owned(), line("head", Some(&head_value)));
+        let head = lines.add(line("head", Some(&head_value)));
 
         let snapshot_keys: Vec<&String> = snapshots.keys().collect();
         let package_keys: Vec<&String> = packages.keys().collect();
@@ -307,24 +269,17 @@ impl Graph {
         let importer_index = numbered(importers.iter().map(|(key, _)| key), 0);
         let snapshot_index = numbered(snapshot_keys.iter().copied(), snapshot_base);
         let package_index = numbered(package_keys.iter().copied(), package_base);
-        let resolve = |name: &str, version: &str| -> u32 {
-            candidates(name, version)
-                .iter()
-                .find_map(|key| {
-                    snapshot_index
-                        .get(key.as_str())
-                        .or_else(|| package_index.get(key.as_str()))
-                })
-                .copied()
-                .unwrap_or(MISSING)
-        };
+        let pairs = pairs.in_order();
+        // A link (`link:../b`) resolves from its importer's folder, below.
+        let resolved = resolve(&pairs, &snapshot_index, &package_index);
+        let link = |pair: u32| pairs[pair as usize].1.strip_prefix("link:");
 
         let mut nodes = Vec::with_capacity(package_base as usize + package_keys.len());
         for (key, entry) in &importers {
-            let own = lines.add(format!("importer {key}"), entry.line);
+            let own = lines.add(entry.line);
             let deps = entry.deps.as_ref().map(|deps| {
                 deps.iter()
-                    .map(|(name, version)| match version.strip_prefix("link:") {
+                    .map(|pair| match link(*pair) {
                         Some(path) => {
                             let folder = normpath(&join(key, path));
                             importer_index
@@ -332,7 +287,7 @@ impl Graph {
                                 .copied()
                                 .unwrap_or(MISSING)
                         }
-                        None => resolve(name, version),
+                        None => resolved[*pair as usize],
                     })
                     .collect()
             });
@@ -346,26 +301,24 @@ impl Graph {
                 .deps
                 .iter()
                 .flatten()
-                .filter(|(_, version)| !version.starts_with("link:"))
-                .map(|(name, version)| resolve(name, version))
+                .filter(|pair| link(**pair).is_none())
+                .map(|pair| resolved[*pair as usize])
                 .collect()
         };
         let package_lines: Vec<u32> = package_keys
             .iter()
-            .map(|key| lines.add(format!("package {key}"), packages[*key].line))
+            .map(|key| lines.add(packages[*key].line))
             .collect();
         let mut absent: HashMap<&str, u32> = HashMap::new();
         for key in &snapshot_keys {
             let entry = &snapshots[*key];
-            let own = lines.add(format!("snapshot {key}"), entry.line);
+            let own = lines.add(entry.line);
             let bare = key.split('(').next().unwrap_or(key);
             let package = match package_index.get(bare) {
                 Some(index) => package_lines[(index - package_base) as usize],
-                None => *absent.entry(bare).or_insert_with(|| {
-                    let name = format!("package {bare}");
-                    let digest = line(&name, None::<&Value>);
-                    lines.add(name, digest)
-                }),
+                None => *absent
+                    .entry(bare)
+                    .or_insert_with(|| lines.add(line(&format!("package {bare}"), None::<&Value>))),
             };
             nodes.push(Node {
                 lines: [own, package],
@@ -379,7 +332,7 @@ impl Graph {
             });
         }
 
-        let (rank, lines) = lines.in_name_order();
+        let (rank, lines) = lines.in_digest_order();
         for node in &mut nodes {
             node.lines = node.lines.map(|line| rank[line as usize]);
         }
@@ -390,6 +343,28 @@ impl Graph {
             head: rank[head as usize],
         }
     }
+}
+
+/// What each pair resolves to, once for all the entries that name it: a node, or `MISSING`.
+fn resolve(
+    pairs: &[(String, String)],
+    snapshots: &HashMap<&str, u32>,
+    packages: &HashMap<&str, u32>,
+) -> Vec<u32> {
+    pairs
+        .iter()
+        .map(|(name, version)| {
+            candidates(name, version)
+                .iter()
+                .find_map(|key| {
+                    snapshots
+                        .get(key.as_str())
+                        .or_else(|| packages.get(key.as_str()))
+                })
+                .copied()
+                .unwrap_or(MISSING)
+        })
+        .collect()
 }
 
 /// The keys a resolved dependency may have in `snapshots` (v9) or `packages`, in the order they
@@ -414,30 +389,25 @@ fn numbered<'a>(keys: impl Iterator<Item = &'a String>, base: u32) -> HashMap<&'
 
 /// The lines of a slice, numbered as they are added.
 #[derive(Default)]
-struct Lines {
-    names: Vec<String>,
-    digests: Vec<Digest>,
-}
+struct Lines(Vec<Digest>);
 
 impl Lines {
-    fn add(&mut self, name: String, digest: Digest) -> u32 {
-        self.names.push(name);
-        self.digests.push(digest);
-        (self.digests.len() - 1) as u32
+    fn add(&mut self, digest: Digest) -> u32 {
+        self.0.push(digest);
+        (self.0.len() - 1) as u32
     }
 
-    /// The rank of each line in the order of the names, and the digests in that order.
-    fn in_name_order(self) -> (Vec<u32>, Vec<Digest>) {
-        let mut order: Vec<u32> = (0..self.names.len() as u32).collect();
-        order.sort_unstable_by(|a, b| self.names[*a as usize].cmp(&self.names[*b as usize]));
+    /// The rank of each line in the order of the digests, and the digests in that order. A
+    /// line's digest is of its name and content, so a slice hashed in that order has a digest
+    /// of what it holds, not of the order it was reached in.
+    fn in_digest_order(self) -> (Vec<u32>, Vec<Digest>) {
+        let mut order: Vec<u32> = (0..self.0.len() as u32).collect();
+        order.sort_unstable_by_key(|line| self.0[*line as usize]);
         let mut rank = vec![0; order.len()];
         for (position, line) in order.iter().enumerate() {
             rank[*line as usize] = position as u32;
         }
-        let digests = order
-            .iter()
-            .map(|line| self.digests[*line as usize])
-            .collect();
+        let digests = order.iter().map(|line| self.0[*line as usize]).collect();
         (rank, digests)
     }
 }

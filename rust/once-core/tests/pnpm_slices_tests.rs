@@ -3,8 +3,10 @@
 //! file).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
-use once_core::pnpm_slices::slice_digests;
+use once_core::hash::hash_bytes;
+use once_core::pnpm_slices::{file_slice_digests, slice_digests};
 use once_core::Digest;
 
 fn digests(text: &str) -> HashMap<String, Option<Digest>> {
@@ -333,10 +335,37 @@ fn files_that_cannot_be_sliced() {
             good.replace("  .: {}", "  [a, b]: {}"),
         ),
     ] {
-        assert!(slice_digests(text.as_bytes()).is_err(), "{why}");
+        assert!(slice_digests(text.as_bytes()).is_none(), "{why}");
     }
     assert!(
-        slice_digests(b"lockfileVersion: '9.0'\n\xff\n").is_err(),
+        slice_digests(b"lockfileVersion: '9.0'\n\xff\n").is_none(),
         "not UTF-8"
     );
+}
+
+#[test]
+fn a_file_read_a_buffer_at_a_time_slices_as_its_bytes_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pnpm-lock.yaml");
+    // Far past one read, with chars of 2, 3 and 4 bytes that reads cut in the middle.
+    let mut text = v9("left", "tiny", "true");
+    for i in 0..3000 {
+        writeln!(text, "# é ∑ 😀 comment {i}").unwrap();
+    }
+    text = text.replace("sha512-react", "sha512-réact-∑-😀");
+    std::fs::write(&path, &text).unwrap();
+    let (digest, found) = file_slice_digests(&path).unwrap();
+    assert_eq!(digest, hash_bytes(text.as_bytes()));
+    let found: HashMap<_, _> = found.expect("sliceable").into_iter().collect();
+    assert_eq!(found, digests(&text));
+
+    // Not UTF-8 halfway: no slices, and the digest still of the whole file.
+    let mut bytes = text.into_bytes();
+    bytes.insert(70_000, 0xff);
+    std::fs::write(&path, &bytes).unwrap();
+    let (digest, found) = file_slice_digests(&path).unwrap();
+    assert_eq!(digest, hash_bytes(&bytes));
+    assert_eq!(found, None);
+
+    assert!(file_slice_digests(&dir.path().join("missing.yaml")).is_err());
 }
