@@ -312,10 +312,17 @@ def _load(path: str) -> _Kept:
 
 
 def _header() -> tuple[object, ...]:
-    # The parsers' file by its stat: in a development checkout, a changed parser makes every
-    # kept slice stale, as a new version does.
+    # The parsers' files by their stats (the Python parsers and the core, which slices
+    # pnpm-lock.yaml): in a development checkout, a changed parser makes every kept slice
+    # stale, as a new version does.
     try:
-        parsers = signature(os.path.join(os.path.dirname(__file__), "lockfile_formats.py"))
+        parsers = [
+            signature(path)
+            for path in (
+                os.path.join(os.path.dirname(__file__), "lockfile_formats.py"),
+                _core.__file__,
+            )
+        ]
     except OSError:
         parsers = None
     return (FORMAT, __version__, parsers)
