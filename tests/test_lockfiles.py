@@ -357,7 +357,7 @@ def test_a_bump_reruns_the_packages_that_resolve_it(ws: Workspace, kind: str) ->
     assert run_all(ws) == []
 
 
-@pytest.mark.parametrize("kind", ["pnpm", "npm", "uv", "cargo"])
+@pytest.mark.parametrize("kind", ["pnpm", "yarn-berry", "npm", "uv", "cargo"])
 def test_an_unparseable_lockfile_is_taken_whole(ws: Workspace, kind: str) -> None:
     fmt = FORMATS[kind]
     two_packages(ws, fmt)
@@ -367,6 +367,38 @@ def test_an_unparseable_lockfile_is_taken_whole(ws: Workspace, kind: str) -> Non
     assert run_all(ws) == []
     ws.write({fmt.lockfile: fmt.write() + "\n{{{ still not [ valid\n"})
     assert run_all(ws) == ["a", "b"]
+
+
+def pnpm_peer_variants(deep: str) -> str:
+    """`a` reaches x@1.0.0(peer@1.0.0) directly and x@1.0.0 through dep: two snapshots of x,
+    each with dependencies of its own; deep comes through the plain one alone."""
+    return f"""lockfileVersion: '9.0'
+importers:
+  packages/a:
+    dependencies:
+      dep: {{specifier: ^1, version: 1.0.0}}
+      x: {{specifier: ^1, version: 1.0.0(peer@1.0.0)}}
+  packages/b: {{}}
+packages:
+  dep@1.0.0: {{resolution: {{integrity: dep}}}}
+  deep@1.0.0: {{resolution: {{integrity: {deep}}}}}
+  peer@1.0.0: {{resolution: {{integrity: peer}}}}
+  x@1.0.0: {{resolution: {{integrity: x}}}}
+snapshots:
+  dep@1.0.0: {{dependencies: {{x: 1.0.0}}}}
+  deep@1.0.0: {{}}
+  peer@1.0.0: {{}}
+  x@1.0.0: {{dependencies: {{deep: 1.0.0}}}}
+  x@1.0.0(peer@1.0.0): {{dependencies: {{peer: 1.0.0}}}}
+"""
+
+
+def test_a_snapshot_reached_after_its_peer_variant_is_followed(ws: Workspace) -> None:
+    two_packages(ws, FORMATS["pnpm"])
+    ws.write({"pnpm-lock.yaml": pnpm_peer_variants("deep1")})
+    assert run_all(ws) == ["a", "b"]
+    ws.write({"pnpm-lock.yaml": pnpm_peer_variants("deep2")})
+    assert run_all(ws) == ["a"]
 
 
 def test_a_lockfile_that_does_not_name_the_package_is_taken_whole(ws: Workspace) -> None:

@@ -30,6 +30,9 @@ __all__ = [
     "files_hashed",
     "hash_bytes",
     "hash_files",
+    "load_yaml",
+    "pnpm_file_slice_digests",
+    "pnpm_slice_digests",
     "settled",
     "write_b3sum",
 ]
@@ -66,6 +69,21 @@ class SymlinkedOutputError(ValueError):
 
 def hash_bytes(data: bytes) -> str:
     """BLAKE3 of `data`, as 64 hex digits."""
+
+def load_yaml(data: bytes) -> object:
+    """The one document of a YAML stream as dicts, lists and strings, as PyYAML's base loader
+    builds it (every scalar a string, the last of equal keys winning). Raises ValueError for
+    anything else: not YAML, no document or several, an alias, a key that is not a scalar."""
+
+def pnpm_file_slice_digests(path: str) -> tuple[str, dict[str, str | None] | None]:
+    """The digest (BLAKE3, hex) of the pnpm-lock.yaml at `path` and `pnpm_slice_digests` of
+    it, from one read that never holds the whole file. Raises OSError when it cannot be read."""
+
+def pnpm_slice_digests(data: bytes) -> dict[str, str | None] | None:
+    """The slice digest of each importer of a pnpm-lock.yaml holding `data`, by its key as the
+    lockfile writes it (None for an importer whose slice cannot be told: a link to a project
+    the lockfile does not list, a dependency it does not describe); None when the file cannot
+    be sliced (not YAML, not one mapping, a YAML alias)."""
 
 def hash_files(paths: list[str]) -> list[str]:
     """BLAKE3 of each file, in order; big files with mmap and several threads."""

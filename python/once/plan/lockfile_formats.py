@@ -1,5 +1,6 @@
-"""Parsers of the lockfiles once slices (plan/lockfiles.py): each gives, for a package, the part of
-the lockfile it resolves, or None when it cannot tell (then the whole file enters the key).
+"""Parsers of the lockfiles once slices (plan/lockfiles.py): each gives, for a package, the digest
+of the part of the lockfile it resolves, or None when it cannot tell (then the whole file enters
+the key).
 
 Imported only when a lockfile changed since its slices were kept: parsing a large
 pnpm-lock.yaml costs far more than a no-op run."""
@@ -9,8 +10,11 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+from pathlib import Path
 
 import tomli
+
+from once import _core
 
 TYPE_CHECKING = False  # not typing's: see once/__init__.py
 if TYPE_CHECKING:
@@ -18,25 +22,71 @@ if TYPE_CHECKING:
 
     from once.plan.lockfiles import Slicer
 
+    # What the parsers written in Python give: given the package's folder relative to the
+    # lockfile's and its manifest's bytes, the entries of the lockfile it resolves, each under
+    # a name unique in the lockfile (None: the whole file). `_digested` makes it a Slicer.
+    Entries = Callable[[str, bytes | None], dict[str, object] | None]
+
 # Dependency groups a package's own entry lists (devDependencies count: tests run with them).
 _NODE_GROUPS = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies")
 # What an installed package pulls in.
 _INSTALLED_GROUPS = ("dependencies", "optionalDependencies", "peerDependencies")
 
 
+def parse_file(path: str) -> tuple[str, Slicer | None] | None:
+    """The digest of the lockfile at `path` and its slicer (None: it is read whole), from one
+    read; None when it cannot be read."""
+    name = Path(path).name
+    try:
+        if name == "pnpm-lock.yaml":
+            # Read by the core a buffer at a time: the file is never whole in memory.
+            digest, digests = _core.pnpm_file_slice_digests(path)
+            return digest, _pnpm_slicer(digests)
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    return _core.hash_bytes(data), parse(name, data)
+
+
 def parse(name: str, data: bytes) -> Slicer | None:
     """The slicer of lockfile `name` holding `data`; None when it is read whole."""
+    if name == "pnpm-lock.yaml":
+        return _pnpm(data)
     parser = _PARSERS.get(name)
     if parser is None:
         return None
     try:
-        return parser(data)
+        entries = parser(data)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError):
         return None  # not the format it claims to be: the whole file
-    except Exception as err:  # the YAML library's own errors
-        if type(err).__module__.startswith("yaml"):
-            return None
-        raise
+    return None if entries is None else _digested(entries)
+
+
+def _digested(entries: Entries) -> Slicer:
+    known: dict[str, str] = {}  # each entry's line, made once per lockfile
+
+    def slice_of(where: str, manifest: bytes | None) -> str | None:
+        try:
+            found = entries(where, manifest)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
+            return None  # a shape the parser does not know: the whole file
+        return None if found is None else _entries_digest(found, known)
+
+    return slice_of
+
+
+def _entries_digest(entries: dict[str, object], known: dict[str, str]) -> str:
+    """The digest of a slice: of its entries' names and digests (a shared dependency is in most
+    packages' slices: `known` keeps each entry's line)."""
+    lines = []
+    for name, entry in entries.items():
+        line = known.get(name)
+        if line is None:
+            text = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
+            line = known[name] = f"{json.dumps(name)} {_core.hash_bytes(text.encode())}\n"
+        lines.append(line)
+    lines.sort()
+    return _core.hash_bytes("".join(lines).encode())
 
 
 def _dict(value: object) -> dict[str, object]:
@@ -52,122 +102,25 @@ def _folder(where: str) -> str:
 
 
 def _pnpm(data: bytes) -> Slicer | None:
-    doc = _load_yaml(data)
-    if not isinstance(doc, dict):
-        return None
-    importers = _dict(doc.get("importers"))
-    if not importers:
-        # One project (no workspace): its dependencies sit at the top.
-        importers = {".": {group: doc.get(group) for group in _NODE_GROUPS if group in doc}}
-    packages = _dict(doc.get("packages"))
-    snapshots = _dict(doc.get("snapshots"))
-    head = {
-        key: doc.get(key)
-        for key in ("lockfileVersion", "settings", "overrides", "patchedDependencies")
-    }
+    return _pnpm_slicer(_core.pnpm_slice_digests(data))
 
-    def slice_of(where: str, _: bytes | None) -> dict[str, object] | None:
-        start = _folder(where)
-        if start not in importers:
-            return None
-        taken_importers: dict[str, object] = {}
-        pending: list[tuple[str, str]] = []
-        if not _pnpm_importers(importers, start, taken_importers, pending):
-            return None  # a link to a project the lockfile does not list
-        taken_packages: dict[str, object] = {}
-        taken_snapshots: dict[str, object] = {}
-        while pending:
-            name, version = pending.pop()
-            key = _pnpm_key(name, version, packages, snapshots)
-            if key is None:
-                return None  # resolved to something the lockfile does not describe
-            if key in taken_packages or key in taken_snapshots:
-                continue
-            found = snapshots.get(key)
-            if found is not None:
-                taken_snapshots[key] = found
-                bare = key.split("(", 1)[0]
-                taken_packages[bare] = packages.get(bare)
-            else:
-                found = packages[key]
-                taken_packages[key] = found
-            for dep in _pnpm_deps(_dict(found), _INSTALLED_GROUPS):
-                if not dep[1].startswith("link:"):
-                    pending.append(dep)
-        return {
-            "head": head,
-            **{f"importer {key}": value for key, value in taken_importers.items()},
-            **{f"package {key}": value for key, value in taken_packages.items()},
-            **{f"snapshot {key}": value for key, value in taken_snapshots.items()},
-        }
+
+def _pnpm_slicer(digests: dict[str, str | None] | None) -> Slicer | None:
+    # Sliced in the core (rust/once-core/src/pnpm_slices.rs), every importer at once: a tree of
+    # Python objects of a 6 MB lockfile took 4 s and 280 MB to build.
+    if digests is None:
+        return None
+
+    def slice_of(where: str, _: bytes | None) -> str | None:
+        return digests.get(_folder(where))
 
     return slice_of
-
-
-def _pnpm_importers(
-    importers: dict[str, object],
-    start: str,
-    taken: dict[str, object],
-    pending: list[tuple[str, str]],
-) -> bool:
-    """Take the importer at `start` and those it links (`link:../b`) into `taken`, and their
-    registry dependencies into `pending`; False when a link leads to no importer."""
-    folders = [start]
-    while folders:
-        folder = folders.pop()
-        if folder in taken:
-            continue
-        entry = importers.get(folder)
-        if not isinstance(entry, dict):
-            return False
-        taken[folder] = entry
-        for name, version in _pnpm_deps(entry, _NODE_GROUPS):
-            if version.startswith("link:"):
-                folders.append(posixpath.normpath(posixpath.join(folder, version[5:])))
-            else:
-                pending.append((name, version))
-    return True
-
-
-def _load_yaml(data: bytes | str) -> object:
-    """A YAML document as plain dicts, lists and strings, through libyaml's base loader: every
-    scalar a string (no guessing of numbers and dates, which a lockfile never means), ~30%
-    faster than its safe loader on a 1.2 MB pnpm-lock.yaml; the pure Python loader where
-    PyYAML was built without libyaml."""
-    import yaml  # noqa: PLC0415 - costs ~10 ms; only a changed YAML lockfile needs it
-
-    loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
-    return yaml.load(data, Loader=loader)  # noqa: S506 - builds plain values only
-
-
-def _pnpm_deps(entry: dict[str, object], groups: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(name, resolved version) of an importer's or a package's dependencies: an importer
-    gives `{specifier, version}`, a package (and lockfiles before v6) the version alone."""
-    found = []
-    for group in groups:
-        for name, spec in _dict(entry.get(group)).items():
-            version = spec.get("version") if isinstance(spec, dict) else spec
-            if isinstance(version, str):
-                found.append((name, version))
-    return found
-
-
-def _pnpm_key(
-    name: str, version: str, packages: dict[str, object], snapshots: dict[str, object]
-) -> str | None:
-    """The `snapshots` (v9) or `packages` key a resolved dependency names: `name@version`
-    (v9), `/name@version` (v6), `/name/version` (v5), or the version itself for an alias
-    (`string-width@4.2.3`) or a path."""
-    for key in (f"{name}@{version}", f"/{name}@{version}", f"/{name}/{version}", version):
-        if key in snapshots or key in packages:
-            return key
-    return None
 
 
 # --- package-lock.json, npm-shrinkwrap.json (v2, v3) ----------------------------------------
 
 
-def _npm(data: bytes) -> Slicer | None:
+def _npm(data: bytes) -> Entries | None:
     doc = json.loads(data)
     packages = _dict(doc.get("packages"))
     if not packages:
@@ -237,10 +190,10 @@ def _manifest_deps(manifest: bytes | None) -> list[tuple[str, str]] | None:
     ]
 
 
-def _yarn(data: bytes) -> Slicer | None:
+def _yarn(data: bytes) -> Entries | None:
     text = data.decode()
     if "__metadata:" in text:
-        return _yarn_berry(text)
+        return _yarn_berry(data)
     entries = _yarn_classic(text)
 
     def slice_of(_: str, manifest: bytes | None) -> dict[str, object] | None:
@@ -284,8 +237,10 @@ def _yarn_classic(text: str) -> dict[str, dict[str, object]]:
     return entries
 
 
-def _yarn_berry(text: str) -> Slicer | None:
-    doc = _dict(_load_yaml(text))
+def _yarn_berry(data: bytes) -> Entries | None:
+    # YAML, read by the core as PyYAML's base loader reads it: every scalar a string (a
+    # lockfile never means numbers or dates).
+    doc = _dict(_core.load_yaml(data))
     entries: dict[str, dict[str, object]] = {}
     workspaces: dict[str, dict[str, object]] = {}
     for header, block in doc.items():
@@ -338,7 +293,7 @@ def _yarn_closure(
     return taken
 
 
-def _bun(data: bytes) -> Slicer | None:
+def _bun(data: bytes) -> Entries | None:
     # bun.lock is JSON with trailing commas.
     doc = json.loads(re.sub(r",(\s*[}\]])", r"\1", data.decode()))
     workspaces = _dict(doc.get("workspaces"))
@@ -370,7 +325,7 @@ def _bun(data: bytes) -> Slicer | None:
 # --- uv.lock, Cargo.lock ------------------------------------------------------------------
 
 
-def _uv(data: bytes) -> Slicer | None:
+def _uv(data: bytes) -> Entries | None:
     doc = tomli.loads(data.decode())
     by_name = _by_name(doc.get("package"))
 
@@ -402,7 +357,7 @@ def _uv(data: bytes) -> Slicer | None:
     return slice_of
 
 
-def _cargo(data: bytes) -> Slicer | None:
+def _cargo(data: bytes) -> Entries | None:
     doc = tomli.loads(data.decode())
     by_name = _by_name(doc.get("package"))
 
@@ -462,8 +417,7 @@ def _closure(
     return taken
 
 
-_PARSERS: dict[str, Callable[[bytes], Slicer | None]] = {
-    "pnpm-lock.yaml": _pnpm,
+_PARSERS: dict[str, Callable[[bytes], Entries | None]] = {
     "package-lock.json": _npm,
     "npm-shrinkwrap.json": _npm,
     "yarn.lock": _yarn,

@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     from once.plan.steps import Step
 
     # A parsed lockfile: given the package's folder relative to the lockfile's ("." for the
-    # same) and its manifest's bytes, the entries of the lockfile it resolves, each under a
-    # name unique in the lockfile (None: the whole file).
-    Slicer = Callable[[str, bytes | None], dict[str, object] | None]
+    # same) and its manifest's bytes, the digest of the part of the lockfile it resolves (None:
+    # the whole file).
+    Slicer = Callable[[str, bytes | None], str | None]
 
 # Lockfile names, by the ecosystem they belong to.
 LOCKFILE_NAMES = {
@@ -72,7 +72,7 @@ _MANIFEST_NAMES = frozenset(MANIFESTS.values())
 REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-test.txt")
 SLICES_NAME = "lockfiles"
 # Bump when what a slice holds changes: kept slices of another format are worked out again.
-FORMAT = 1
+FORMAT = 2
 
 # (lockfile path, its digest) -> {(package, manifest digest): what enters the key}
 _Kept = dict[tuple[str, str], dict[tuple[str, str], str]]
@@ -196,19 +196,17 @@ def parts_differ(
     name = posixpath.basename(path)
     before, after = _parse(name, old), _parse(name, new)
     differ: set[str] = set()
-    known_before: dict[str, str] = {}
-    known_after: dict[str, str] = {}
     with _NoCycleCollection():
         for package, kind in packages:
             manifest = _manifest_path(package, kind)
             manifest_data = read(root, manifest) if manifest else None
             where = posixpath.relpath(package or ".", posixpath.dirname(path) or ".")
-            part_before = _slice(before, where, manifest_data)
-            part_after = _slice(after, where, manifest_data)
+            part_before = before(where, manifest_data) if before else None
+            part_after = after(where, manifest_data) if after else None
             if part_before is None or part_after is None:
                 if old != new:
                     differ.add(package)
-            elif _slice_digest(part_before, known_before) != _slice_digest(part_after, known_after):
+            elif part_before != part_after:
                 differ.add(package)
     return differ
 
@@ -233,7 +231,6 @@ class _Resolver:
         self._kept = _load(self._path)
         self._changed = False
         self._parsed: dict[str, Slicer | None] = {}
-        self._entry_digests: dict[str, dict[str, str]] = {}  # per lockfile, by entry name
         self._by_package: dict[tuple[str, tuple[str, ...] | None], list[tuple[str, str]]] = {}
 
     def key_parts(self, package: str, named: tuple[str, ...] | None) -> list[tuple[str, str]]:
@@ -272,11 +269,11 @@ class _Resolver:
     ) -> tuple[str, bool]:
         """(the key part, whether it may be kept): not when a file changed since it was hashed."""
         if path not in self._parsed:
-            data = _read(os.path.join(self._root, path))
-            if data is None or _core.hash_bytes(data) != digest:
+            found = _parse_file(os.path.join(self._root, path))
+            if found is None or found[0] != digest:
                 self._parsed[path] = None
-                return f"whole:{_core.hash_bytes(data or b'')}", False
-            self._parsed[path] = _parse(path, data)
+                return f"whole:{found[0] if found else _core.hash_bytes(b'')}", False
+            self._parsed[path] = found[1]
         lockfile = self._parsed[path]
         if lockfile is None:
             return f"whole:{digest}", True
@@ -286,10 +283,10 @@ class _Resolver:
             if manifest_data is None or _core.hash_bytes(manifest_data) != manifest_digest:
                 return f"whole:{digest}", False
         where = posixpath.relpath(package or ".", posixpath.dirname(path) or ".")
-        part = _slice(lockfile, where, manifest_data)
+        part = lockfile(where, manifest_data)
         if part is None:
             return f"whole:{digest}", True
-        return f"slice:{_slice_digest(part, self._entry_digests.setdefault(path, {}))}", True
+        return f"slice:{part}", True
 
     def save(self) -> None:
         if not self._changed or not os.path.isdir(os.path.dirname(self._path)):
@@ -315,10 +312,17 @@ def _load(path: str) -> _Kept:
 
 
 def _header() -> tuple[object, ...]:
-    # The parsers' file by its stat: in a development checkout, a changed parser makes every
-    # kept slice stale, as a new version does.
+    # The parsers' files by their stats (the Python parsers and the core, which slices
+    # pnpm-lock.yaml): in a development checkout, a changed parser makes every kept slice
+    # stale, as a new version does.
     try:
-        parsers = signature(os.path.join(os.path.dirname(__file__), "lockfile_formats.py"))
+        parsers = [
+            signature(path)
+            for path in (
+                os.path.join(os.path.dirname(__file__), "lockfile_formats.py"),
+                _core.__file__,
+            )
+        ]
     except OSError:
         parsers = None
     return (FORMAT, __version__, parsers)
@@ -337,20 +341,13 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def _slice_digest(entries: dict[str, object], known: dict[str, str]) -> str:
-    """The digest of a slice: of its entries' names and digests, each entry's line made once
-    per lockfile (a shared dependency is in most packages' slices)."""
-    import json  # noqa: PLC0415 - only when a lockfile changed
+def _parse_file(path: str) -> tuple[str, Slicer | None] | None:
+    """The digest of the lockfile at `path` and its slicer, from one read; None when it
+    cannot be read."""
+    from once.plan import lockfile_formats  # noqa: PLC0415 - only when a lockfile changed
 
-    lines = []
-    for name, entry in entries.items():
-        line = known.get(name)
-        if line is None:
-            text = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
-            line = known[name] = f"{json.dumps(name)} {_core.hash_bytes(text.encode())}\n"
-        lines.append(line)
-    lines.sort()
-    return _core.hash_bytes("".join(lines).encode())
+    with _NoCycleCollection():
+        return lockfile_formats.parse_file(path)
 
 
 def _parse(path: str, data: bytes) -> Slicer | None:
@@ -374,12 +371,3 @@ class _NoCycleCollection:
     def __exit__(self, *_: object) -> None:
         if self._enabled:
             gc.enable()
-
-
-def _slice(slicer: Slicer | None, where: str, manifest: bytes | None) -> dict[str, object] | None:
-    if slicer is None:
-        return None
-    try:
-        return slicer(where, manifest)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
-        return None  # a shape the parser does not know: the whole file

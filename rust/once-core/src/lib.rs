@@ -12,6 +12,7 @@ pub mod key;
 mod mapped;
 mod mapped_hash;
 pub mod outputstats;
+pub mod pnpm_slices;
 pub mod select;
 pub mod snapshot;
 pub mod spawn;
@@ -20,6 +21,7 @@ pub mod store;
 pub mod tracked;
 pub mod usage_ledger;
 pub mod walk;
+pub mod yaml_values;
 
 pub use error::{Error, Result};
 pub use hash::Digest;

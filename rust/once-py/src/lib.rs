@@ -11,9 +11,11 @@ mod commands;
 mod errors;
 mod globs;
 mod hashing;
+mod pnpm_slices;
 mod remote;
 mod snapshot;
 mod store;
+mod yaml_values;
 
 use pyo3::prelude::*;
 
@@ -33,6 +35,8 @@ mod _core {
     #[pymodule_export]
     use crate::hashing::{files_hashed, hash_bytes, hash_files, write_b3sum};
     #[pymodule_export]
+    use crate::pnpm_slices::{pnpm_file_slice_digests, pnpm_slice_digests};
+    #[pymodule_export]
     use crate::remote::Remote;
     #[pymodule_export]
     use crate::snapshot::{
@@ -40,6 +44,8 @@ mod _core {
     };
     #[pymodule_export]
     use crate::store::{Entry, OutputStats, SettleState, SettledHit, Store};
+    #[pymodule_export]
+    use crate::yaml_values::load_yaml;
 
     #[pymodule_export]
     // Python expects this dunder name for a module version.
