@@ -8,10 +8,12 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import Workspace
 
 OUT = "p/dist/out.txt"
-# Larger than an output its entry carries (4 KiB): these outputs are blobs of their own.
+# Larger than an output its entry carries (1 KiB): these outputs are blobs of their own.
 GOOD = "the good bytes." * 300 + "\n"
 EVIL = "the evil bytes." * 300 + "\n"
 OTHER = "other bytes here" * 300 + "\n"
@@ -163,6 +165,36 @@ def test_an_entry_copied_under_another_key_is_a_miss(ws: Workspace) -> None:
     build(ws)
     assert ws.ran() == ["p"]
     assert (ws.root / OUT).read_text() == "newer bytes!!!\n"
+
+
+@pytest.mark.parametrize(
+    "tear",
+    [
+        lambda data: b"",
+        lambda data: data[: len(data) // 2],
+        lambda data: data[: len(data) // 2] + bytes(len(data) - len(data) // 2),
+    ],
+    ids=["empty", "cut short", "zeroed tail"],
+)
+def test_an_entry_a_power_loss_tore_is_a_miss(ws: Workspace, tear: object) -> None:
+    # Entry files are renamed into place without waiting for their bytes to reach the disk
+    # (store/commit.rs): after a power loss one may be empty, cut short or end in zeros. Its
+    # envelope's checksum makes it a miss, the step runs, and its save repairs the entry.
+    one_rule(ws, "small")  # carried in its entry: the entry is the save's only file
+    build(ws)
+    ws.ran()
+    path = entry_file(ws)
+    path.chmod(0o644)
+    path.write_bytes(tear(path.read_bytes()))  # type: ignore[operator]
+    (ws.root / OUT).unlink()
+
+    build(ws)
+    assert ws.ran() == ["p"]
+    assert (ws.root / OUT).read_text() == "small\n"
+    (ws.root / OUT).unlink()
+    build(ws)
+    assert ws.ran() == []
+    assert (ws.root / OUT).read_text() == "small\n"
 
 
 def test_an_entry_whose_file_became_a_folder_is_a_miss_and_verify_drops_it(
