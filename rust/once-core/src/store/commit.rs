@@ -110,9 +110,8 @@ struct Ready {
     dest: PathBuf,
 }
 
-
 /// A save whose outputs are hashed and whose entry is encoded: what is left is to write the
-/// small files, make every file durable and rename them into place.
+/// small files, make the blobs durable and rename everything into place.
 pub(crate) struct StagedSave {
     /// The store's shared lock, held since the save's first blob: until the entry is visible,
     /// nothing names the blobs it counts on, and a collection would delete them. Shared by the
