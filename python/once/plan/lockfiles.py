@@ -194,9 +194,9 @@ def parts_differ(
     between its `old` and `new` contents (each package's manifest as it is now). Each
     version is parsed once."""
     name = posixpath.basename(path)
-    before, after = _parse(name, old), _parse(name, new)
     differ: set[str] = set()
     with _NoCycleCollection():
+        before, after = _parse(name, old), _parse(name, new)
         for package, kind in packages:
             manifest = _manifest_path(package, kind)
             manifest_data = read(root, manifest) if manifest else None
@@ -346,8 +346,7 @@ def _parse_file(path: str) -> tuple[str, Slicer | None] | None:
     cannot be read."""
     from once.plan import lockfile_formats  # noqa: PLC0415 - only when a lockfile changed
 
-    with _NoCycleCollection():
-        return lockfile_formats.parse_file(path)
+    return lockfile_formats.parse_file(path)
 
 
 def _parse(path: str, data: bytes) -> Slicer | None:
@@ -355,14 +354,14 @@ def _parse(path: str, data: bytes) -> Slicer | None:
     that does not parse)."""
     from once.plan import lockfile_formats  # noqa: PLC0415 - only when a lockfile changed
 
-    with _NoCycleCollection():
-        return lockfile_formats.parse(posixpath.basename(path), data)
+    return lockfile_formats.parse(posixpath.basename(path), data)
 
 
 class _NoCycleCollection:
-    """Parsing and slicing a lockfile make a million small dicts and strings and free none:
-    the cyclic collector would only walk them, again and again (parsing a 2.8 MB
-    pnpm-lock.yaml took 4.0 s with it, 1.1 s without)."""
+    """Around the parsing and slicing of lockfiles (`slices`, `parts_differ`): the parsers
+    written in Python make a million small dicts and strings and free none, and the cyclic
+    collector would only walk them, again and again (a 2.8 MB pnpm-lock.yaml, when it was
+    parsed in Python, took 4.0 s with it and 1.1 s without)."""
 
     def __enter__(self) -> None:
         self._enabled = gc.isenabled()
