@@ -4,14 +4,17 @@ content, its name, its executable bit, a declared env variable) makes it key aga
 
 from __future__ import annotations
 
+import marshal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from once import _core
 from once.plan import steps as plans
 from once.run import pipeline
 from once.state import run_keys
+from once.state.atomic_file import read_sealed
 from once.state.cache_files import open_store
 
 from tests.helpers import Workspace, run_in_process, three_packages
@@ -145,3 +148,116 @@ def test_keys_are_kept_only_for_their_plan_tree_and_context(tmp_path: Path) -> N
     assert b"s3cr3t" not in kept_file.read_bytes()
     kept_file.write_bytes(b"\x00damaged")
     assert run_keys.known(state, plan, "p1", "t1", context) is None
+
+
+def built(ws: Workspace) -> Workspace:
+    """Three packages whose outputs the walk ignores, as a real workspace's are, built, then
+    built again after an edit (a first run keeps no state: `.once/` is not there yet when it
+    reads the configuration)."""
+    three_packages(ws)
+    ws.write({".gitignore": "dist/\nout/\n"})
+    assert ws.once("run", "build").code == 0
+    assert sorted(ws.ran()) == ["a", "app", "b"]
+    (ws.root / "libs/a/src/one.txt").write_text("uno\n")
+    time.sleep(SETTLE_SECONDS)
+    assert ws.once("run", "build").code == 0
+    assert sorted(ws.ran()) == ["a", "app"]
+    return ws
+
+
+def test_the_run_after_a_build_takes_the_keys_the_build_used(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    built(ws)
+
+    def no_selecting(*_: object) -> None:
+        raise AssertionError("selected inputs although the build kept its keys")
+
+    monkeypatch.setattr(plans, "selections", no_selecting)
+    assert run_here(ws, monkeypatch) == 0
+    assert "once: all 3 steps cached" in capfd.readouterr().out
+    assert ws.ran() == []
+
+
+def kept_keys(ws: Workspace) -> list[tuple[str | None, str | None]]:
+    (entry,) = run_keys._load(str(ws.root / ".once")).values()
+    return entry[3]
+
+
+@pytest.mark.parametrize(
+    ("change", "rebuilt"),
+    [
+        ({}, []),
+        ({"libs/a/src/one.txt": "ONE\n"}, ["a", "app"]),  # a's outputs change: app keyed anew
+        ({"libs/b/src/b.txt": "bee\n"}, []),  # same bytes, new stat
+        ({"libs/a/src/three.txt": ""}, ["a"]),  # a's outputs are the same: app is cached
+    ],
+)
+def test_the_keys_a_build_keeps_are_those_a_run_would_compute(
+    ws: Workspace, change: dict[str, str], rebuilt: list[str]
+) -> None:
+    built(ws)
+    ws.write(change)
+    time.sleep(SETTLE_SECONDS)
+    assert ws.once("run", "build").code == 0
+    assert sorted(ws.ran()) == rebuilt
+    from_build = kept_keys(ws)
+    (ws.root / ".once" / run_keys.KEYS_NAME).unlink()
+    assert ws.once("run", "build").code == 0
+    assert ws.ran() == []
+    assert kept_keys(ws) == from_build
+
+
+def test_an_input_a_build_rewrote_is_keyed_again(ws: Workspace) -> None:
+    """A command that writes another step's input: the keys the build used hold the contents
+    before it, and the next run must see the new ones."""
+    built(ws)
+    (ws.root / "libs/a/src/one.txt").write_text("ONE\n")
+    ws.write(
+        {
+            "app/once.toml": (ws.root / "app/once.toml")
+            .read_text()
+            .replace("&& echo built app", "&& echo b2 > ../libs/b/src/b.txt && echo built app")
+        }
+    )
+    time.sleep(SETTLE_SECONDS)
+    assert ws.once("run", "build").code == 0
+    assert sorted(ws.ran()) == ["a", "app"]
+    assert ws.once("run", "build").code == 0
+    assert sorted(ws.ran()) == ["app", "b"]  # b.txt as app left it, then app for b's output
+    assert (ws.root / "app/out/app.txt").read_text() == "ONE\ntwo\nb2\n"
+    assert ws.once("run", "build").code == 0
+    assert ws.ran() == []
+
+
+def test_a_failed_build_keeps_no_keys(ws: Workspace) -> None:
+    three_packages(ws)
+    ws.write({".gitignore": "dist/\nout/\n", "libs/b/src/b.txt": "bee\n"})
+    (ws.root / "libs/b/once.toml").write_text(
+        (ws.root / "libs/b/once.toml").read_text().replace("cp src/b.txt", "false && cp")
+    )
+    assert ws.once("run", "build").code == 1
+    assert not (ws.root / ".once" / run_keys.KEYS_NAME).exists()
+
+
+def test_keys_are_not_kept_for_a_plan_the_configuration_contradicts(ws: Workspace) -> None:
+    """A kept plan whose stamps missed a change to the configuration: the build keys the
+    configuration's steps, and those keys must not be kept as the stale plan's."""
+    built(ws)
+    state = str(ws.root / ".once")
+    plans_file = read_sealed(str(ws.root / ".once" / plans.PLANS_NAME))
+    _, stamps, kept = marshal.loads(plans_file or b"")  # noqa: S302 - our own state file
+    (key,) = kept
+    steps, _ = plans.load(state, key) or ([], "")
+    stale = []
+    for step in steps:
+        fields: dict[str, Any] = dict(zip(plans.Step.FIELDS, step.fields(), strict=True))
+        if step.label == "//app:build":
+            fields["cmd"] = "true"
+        stale.append(plans.Step(**fields))
+    stale_id = plans.save(state, stamps, key, stale)
+    (ws.root / "libs/a/src/one.txt").write_text("ONE\n")
+    time.sleep(SETTLE_SECONDS)
+    assert ws.once("run", "build").code == 0
+    assert sorted(ws.ran()) == ["a", "app"]
+    assert run_keys._load(state)[key][0] != stale_id

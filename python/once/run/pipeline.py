@@ -125,6 +125,10 @@ class _Run:
         self.early = early
         self.loaded = loaded
         self.started = started
+        # The key context (`plans.key_context`), worked out with the keys.
+        self.context: plans.KeyContext = ("", [])
+        # Whether the kept plan turned out not to be what the configuration says (`_schedule`).
+        self.plan_stale = False
 
     def run(self) -> list[Result]:
         # A short-lived process making thousands of small tuples: the cyclic collector would
@@ -184,6 +188,14 @@ class _Run:
                         settled=settled,
                     )
                     self._finish_build(start, steps, runner, history, results)
+                    self._keep_built_keys(
+                        start,
+                        plan_id=plan_id,
+                        snapshot=snapshot,
+                        steps=steps,
+                        runner=runner,
+                        results=results,
+                    )
             finally:
                 console.close()  # the live line goes before anything else is printed
             start.release()
@@ -276,6 +288,7 @@ class _Run:
         context = plans.key_context(steps, os.environ, probes)
         snapshot = start.snapshot()
         requests = _Requests(start.root, steps, snapshot, context)
+        self.context = context
         if plan_id is not None and key is not None and store is not None:
             tree = snapshot.tree_digest()
             kept = run_keys.known(start.state_dir, key, plan_id, tree, context)
@@ -284,18 +297,31 @@ class _Run:
                 if _as_keyed(steps, kept, entries):
                     return snapshot, requests, kept, entries
         keyed = self._compute_keys(snapshot, requests, store)
-        if plan_id is not None and key is not None and all(k is not None for k, _ in keyed):
-            # After hashing: the tree now has every selected file's digest.
-            run_keys.keep(
-                start.state_dir,
-                key,
-                plan_id=plan_id,
-                tree=snapshot.tree_digest(),
-                context=context,
-                keys=keyed,
-            )
+        # After hashing: the tree now has every selected file's digest.
+        self._keep_keys(start, plan_id, snapshot, keyed)
         entries = lookup(store, keyed) if store is not None else [None] * len(steps)
         return snapshot, requests, keyed, entries
+
+    def _keep_keys(
+        self,
+        start: prelude.Early,
+        plan_id: str | None,
+        snapshot: _core.Snapshot,
+        keyed: list[KeyAndResult],
+    ) -> None:
+        """Keep `keyed`, computed over `snapshot`, for the next run of this plan over the same
+        tree (state/run_keys.py); not unless every key is known."""
+        key = self._plan_key()
+        if plan_id is None or key is None or not all(k is not None for k, _ in keyed):
+            return
+        run_keys.keep(
+            start.state_dir,
+            key,
+            plan_id=plan_id,
+            tree=snapshot.tree_digest(),
+            context=self.context,
+            keys=keyed,
+        )
 
     def _compute_keys(
         self, snapshot: _core.Snapshot, requests: _Requests, store: _core.Store | None
@@ -338,6 +364,7 @@ class _Run:
             # change): key afresh, and let the scheduler confirm every hit itself.
             keyed_now = None
             settled = Settled()
+            self.plan_stale = True
         else:
             keyed_now = (keyed, requests.get(), requests.files_read)
         keys = plan(
@@ -419,6 +446,36 @@ class _Run:
         history.save()
         # Under the lock: no other run of this workspace is writing its state meanwhile.
         kept_state.remove_leftovers([start.state_dir, os.path.join(start.state_dir, "specs")])
+
+    def _keep_built_keys(
+        self,
+        start: prelude.Early,
+        *,
+        plan_id: str | None,
+        snapshot: _core.Snapshot,
+        steps: list[Step],
+        runner: Runner,
+        results: list[Result],
+    ) -> None:
+        """Keep the keys a build used, so that the run after it (a no-op, most often) takes them
+        instead of selecting, hashing and keying the whole plan again: at 1,000,000 files that
+        was the first no-op after every build, at twice the cost of the next ones.
+
+        They were computed over this run's walk, and hold for the next run only if its walk
+        finds the same tree: outputs the walk ignores (`dist/` in `.gitignore`) leave it as it
+        was; outputs it sees change it, and the next run keys again as before. Not after a
+        failure: a skipped step still has the key planned before its dependencies ran. Nor
+        when the kept plan was stale: the keys are the configuration's, not the plan's."""
+        if (
+            runner.store is None
+            or self.plan_stale
+            or any(r.outcome in ("failed", "skipped") for r in results)
+        ):
+            return
+        keyed = [
+            (runner.fingerprints[step.label].key, runner.produced(step.label)) for step in steps
+        ]
+        self._keep_keys(start, plan_id, snapshot, keyed)
 
 
 def _record_history(history: History, runner: Runner, result: Result, *, flush: bool) -> None:

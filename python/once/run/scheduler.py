@@ -194,6 +194,12 @@ class Runner:
         fingerprint = self.fingerprints[label]
         return produces(fingerprint.request.cutoff, fingerprint.result, entry)
 
+    def produced(self, label: str) -> str | None:
+        """What step `label` gave its dependents' keys in this run: with its key as the run used
+        it (`fingerprints`), the pair `_core.action_keys` would give over the same tree with the
+        entries the run left. None when unknown (it ran and was not cached, or has not run)."""
+        return self._produced.get(label)
+
     def _keyed(self, action: Action) -> Fingerprint | None:
         """The step's fingerprint keyed by what its dependencies produced in this run (the
         planned one when they produced what it was planned with); None when one of them has

@@ -11,6 +11,10 @@ selected file's digest was known both times. Those digests are known after the w
 stat cache vouches for them; a file it does not vouch for has no digest yet, so its tree
 differs from the one remembered, and the keys are computed as before.
 
+Kept by a run that computed every key before settling, and by a build that ran to the end with
+the keys it used (its dependents' keys are known only once their dependencies ran), so the
+run after a build need not key again either.
+
 On a 100,000-file workspace this skips selecting, hashing and keying (~25 ms of a no-op run).
 Kept in `.once/run-keys` (marshal, sealed: see state/atomic_file.py); the context is kept as a
 digest (env values may be secrets). Light: loaded by every run (run/pipeline.py)."""
