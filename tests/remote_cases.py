@@ -1,6 +1,6 @@
 """What every remote backend must do, run against a real server by each `test_remote_*.py`:
 two clones with two local caches share results through the server; a corrupted blob is caught,
-and so are altered bytes of a small output carried in its entry; a wrong signature is ignored;
+and so are altered bytes of a small output carried in its entry (as a short log is); a wrong signature is ignored;
 read-only uploads nothing; a server killed mid-run leaves a successful build."""
 
 from __future__ import annotations
@@ -90,7 +90,10 @@ class RemoteCases:
         assert sorted(first.ran()) == ["a", "app", "b", "big"]
         assert "uploaded 4 entries" in done.err
         assert remote_warnings(done) == []
-        assert any(name.endswith(tuple("0123456789abcdef")) for name in self.stored_names(server))
+        stored = self.stored_names(server)
+        assert any(name.endswith(tuple("0123456789abcdef")) for name in stored)
+        # A log this short travels in its entry: no blob of it is uploaded.
+        assert not any(_core.hash_bytes(b"built app\n") in name for name in stored)
 
         done = second.once("run", "build", env=self.env(server))
         assert done.code == 0, done.err
@@ -99,7 +102,7 @@ class RemoteCases:
         assert "all 4 steps cached (4 restored)" in done.out
         assert outputs(second) == outputs(first)
         assert len(outputs(second)["libs/big/dist/big.bin"]) == BIG_BYTES
-        # The log of a hit is replayed from the downloaded log blob.
+        # The log of a hit is replayed from the downloaded entry.
         assert "//app:build | built app" in done.out
 
         # Now local: the next run asks nothing of the server.

@@ -410,8 +410,9 @@ class Store:
         below the package folder SymlinkedOutputError, before anything is touched; a missing
         blob raises FileNotFoundError, as does a blob whose bytes no longer hash to its name
         (it is deleted) or a symlink in its place."""
-    def read_blob(self, digest: str) -> bytes:
-        """The blob's bytes, checked against its name (FileNotFoundError as for `restore`)."""
+    def read_log(self, entry: Entry) -> bytes:
+        """The entry's log: the bytes it carries, else its blob's, checked against its name
+        (FileNotFoundError as for `restore`)."""
     @staticmethod
     def entry_json(key: str, data: bytes) -> bytes | None:
         """The JSON of the entry file bytes `data` filed under `key`, if its tag holds."""

@@ -354,7 +354,7 @@ class Runner:
             if not store.outputs_match(entry, root, rule.package, outputs, self.output_stats):
                 store.restore(entry, root, rule.package, outputs, self.link)
                 outcome = "restored"
-            log = store.read_blob(entry.log) if self.console.replays else b""
+            log = store.read_log(entry) if self.console.replays else b""
         except _core.UnsafePathError as err:
             warn_refused(action.label, entry, str(err))
             return None

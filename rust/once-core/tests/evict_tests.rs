@@ -101,9 +101,9 @@ fn usage_counts_entries_blobs_and_temporary_files() {
     fx.entry(2, 20 * KB);
     fs::write(fx.store.root().join("cas/.tmp-1-1"), b"half").unwrap();
     let usage = fx.store.usage().unwrap();
-    // Two unique outputs, one log; the small shared file travels inside each entry.
-    assert_eq!((usage.entries, usage.blobs, usage.temp_files), (2, 3, 1));
-    assert_eq!(usage.blob_bytes, (30 * KB + "log".len()) as u64);
+    // Two unique outputs; the small shared file and the log travel inside each entry.
+    assert_eq!((usage.entries, usage.blobs, usage.temp_files), (2, 2, 1));
+    assert_eq!(usage.blob_bytes, (30 * KB) as u64);
     assert_eq!(usage.temp_bytes, 4);
     assert!(usage.entry_bytes > 0);
     assert_eq!(

@@ -1,4 +1,5 @@
-//! Small outputs travel inside their entry: no blob of their own, restored by copy or by a
+//! Small outputs and a small log travel inside their entry: no blob of their own, restored by
+//! copy or by a
 //! hard-link restore (as private copies), counted by verify and gc, the same result for
 //! early cutoff; an entry whose inline bytes were altered is never restored; an entry of the
 //! previous format (every output a blob) is still read and restored.
@@ -99,14 +100,13 @@ fn blob_files(root: &Path) -> Vec<PathBuf> {
 fn small_outputs_travel_in_the_entry_and_come_back_by_copy_and_by_hard_link() {
     let fx = Fixture::new();
     let entry = fx.build();
-    // The store holds the log and the big output as blobs, nothing for the small ones.
-    let mut blobs = blob_files(fx.store.root());
-    blobs.sort();
-    let mut expected = vec![fx.blob(b"log\n"), fx.blob(&big())];
-    expected.sort();
-    assert_eq!(blobs, expected);
+    // The store holds the big output as a blob, nothing for the small ones or the log.
+    assert_eq!(blob_files(fx.store.root()), vec![fx.blob(&big())]);
     assert_eq!(entry.inline.get(&hash_bytes(SMALL)), Some(SMALL));
     assert_eq!(entry.inline.get(&hash_bytes(TOOL)), Some(TOOL));
+    assert_eq!(entry.inline.get(&entry.log), Some(&b"log\n"[..]));
+    assert_eq!(entry.blobs().collect::<Vec<_>>(), vec![&hash_bytes(&big())]);
+    assert_eq!(fx.store.read_log(&entry).unwrap(), b"log\n");
     assert_eq!(fx.store.lookup(KEY), Some(entry.clone()));
     assert_eq!(
         fx.store.lookup_many(&[KEY.to_owned()]),
@@ -160,7 +160,7 @@ fn small_outputs_travel_in_the_entry_and_come_back_by_copy_and_by_hard_link() {
             count_later: false,
         })
         .unwrap();
-    assert_eq!((gc.evicted_entries, gc.removed_blobs), (1, 2), "{gc:?}");
+    assert_eq!((gc.evicted_entries, gc.removed_blobs), (1, 1), "{gc:?}");
     assert!(blob_files(fx.store.root()).is_empty());
 }
 
@@ -251,4 +251,45 @@ fn an_entry_of_the_previous_format_is_read_and_restored() {
     // Without its blob it is a miss, as before.
     fs::remove_file(fx.blob(SMALL)).unwrap();
     assert!(fx.store.lookup(KEY).is_none());
+}
+
+#[test]
+fn a_log_travels_in_the_entry_only_in_what_the_outputs_left() {
+    let fx = Fixture::new();
+    let dist = fx.ws.join("p/dist");
+    fs::create_dir_all(&dist).unwrap();
+    let most = vec![b'x'; INLINE_MAX as usize - 2 * 64 - 150];
+    fs::write(dist.join("most.txt"), &most).unwrap();
+    // 100 bytes fit beside it; 200 do not, and are a blob the entry names.
+    let short = vec![b's'; 100];
+    let long = vec![b'l'; 200];
+    let carried = fx
+        .store
+        .save(KEY, &fx.ws, "p", &outputs(), &short, 0, 1)
+        .unwrap();
+    assert_eq!(carried.inline.get(&carried.log), Some(&short[..]));
+    assert!(blob_files(fx.store.root()).is_empty());
+    let other = "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
+    let blob = fx
+        .store
+        .save(other, &fx.ws, "p", &outputs(), &long, 0, 1)
+        .unwrap();
+    assert_eq!(blob.inline.get(&blob.log), None);
+    assert_eq!(blob_files(fx.store.root()), vec![fx.blob(&long)]);
+    assert_eq!(blob.blobs().collect::<Vec<_>>(), vec![&hash_bytes(&long)]);
+    // Both read back through the same call, from the store's own copies of the entries.
+    let (carried, blob) = (
+        fx.store.lookup(KEY).unwrap(),
+        fx.store.lookup(other).unwrap(),
+    );
+    assert_eq!(fx.store.read_log(&carried).unwrap(), short);
+    assert_eq!(fx.store.read_log(&blob).unwrap(), long);
+    // A step that prints nothing names the store's one empty blob, as before.
+    let quiet = "7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c";
+    let quiet = fx
+        .store
+        .save(quiet, &fx.ws, "p", &outputs(), b"", 0, 1)
+        .unwrap();
+    assert_eq!(quiet.inline.get(&quiet.log), None);
+    assert_eq!(fx.store.read_log(&quiet).unwrap(), b"");
 }

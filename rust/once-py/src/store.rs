@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use once_core::evict::{GcOptions, GcReport, Usage, VerifyReport};
-use once_core::hash::Digest;
 use once_core::outputstats;
 use once_core::store::{self, ActionEntry, Hit, HitReport, LinkMode, Settled};
 use pyo3::exceptions::PyValueError;
@@ -284,10 +283,8 @@ impl Store {
         Cow::Owned(store::encode_entry(key, json))
     }
 
-    fn read_blob(&self, py: Python<'_>, digest: &str) -> PyResult<Cow<'static, [u8]>> {
-        let digest = Digest::from_hex(digest)
-            .ok_or_else(|| PyValueError::new_err(format!("not a digest: {digest:?}")))?;
-        let bytes: CoreResult<Vec<u8>> = py.detach(|| Ok(self.inner.read_blob(&digest)?));
+    fn read_log(&self, py: Python<'_>, entry: &Entry) -> PyResult<Cow<'static, [u8]>> {
+        let bytes: CoreResult<Vec<u8>> = py.detach(|| Ok(self.inner.read_log(&entry.inner)?));
         Ok(Cow::Owned(bytes?))
     }
 }

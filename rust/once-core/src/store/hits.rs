@@ -179,7 +179,7 @@ impl Store {
                     // Most steps print nothing: no need to open that blob for each.
                     Ok(Some(Vec::new()))
                 } else {
-                    self.read_blob(&hit.entry.log).map(Some)
+                    self.read_log(hit.entry).map(Some)
                 };
                 match log {
                     Ok(log) => {

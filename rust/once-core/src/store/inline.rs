@@ -1,4 +1,5 @@
-//! Small output files carried inside their entry rather than as blobs of their own.
+//! Small output files, and a small log, carried inside their entry rather than as blobs of
+//! their own.
 //!
 //! A save of a small output as a blob creates two files (the blob and the entry); carried in
 //! the entry it creates one. File creation is the dearest part of a small save: on ext4 every
@@ -27,7 +28,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::hash::{hash_bytes, Digest};
 
 /// The most bytes of small outputs one entry carries, and so the largest output that travels in
-/// an entry; a step's further outputs are blobs. Every lookup of an entry decodes and hashes its
+/// an entry; a step's further outputs are blobs. Its log travels in the entry when it fits in
+/// what the outputs left. Every lookup of an entry decodes and hashes its
 /// inline bytes, where a blob costs it one `stat`: a no-op of 1,000 cached steps took
 /// 1.14-1.34x as long with 4 KiB carried in each entry (about 1.1-1.5 ms per 1,000 steps per
 /// KiB, benches/RESULTS.md), so the bound is 1 KiB: the stamps, reports and small files of the
@@ -51,6 +53,14 @@ impl Inline {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// What the carried bytes cost of `INLINE_MAX`: each one's size and its digest's.
+    pub(crate) fn cost(&self) -> u64 {
+        self.0
+            .values()
+            .map(|bytes| bytes.len() as u64 + INLINE_DIGEST_COST)
+            .sum()
     }
 
     /// Carry `bytes`, whose digest (the caller hashed them) is `digest`.

@@ -96,10 +96,12 @@ pub struct ActionEntry {
 }
 
 impl ActionEntry {
-    /// Every blob a hit on this entry needs from a store: its log's and `output_blobs`. A
-    /// digest repeats when two outputs share their bytes.
+    /// Every blob a hit on this entry needs from a store: its log's (unless it carries its
+    /// log) and `output_blobs`. A digest repeats when two outputs share their bytes.
     pub fn blobs(&self) -> impl Iterator<Item = &Digest> {
-        std::iter::once(&self.log).chain(self.output_blobs())
+        std::iter::once(&self.log)
+            .filter(|log| self.inline.get(log).is_none())
+            .chain(self.output_blobs())
     }
 
     /// The blobs of its output files but those it carries itself (`inline`).
@@ -297,6 +299,13 @@ impl Store {
             None => is_file(&self.blob_path(digest)),
         }
     }
+    /// The log of `entry`: the bytes it carries, else its blob's (see `read_blob`).
+    pub fn read_log(&self, entry: &ActionEntry) -> Result<Vec<u8>> {
+        match entry.inline.get(&entry.log) {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => self.read_blob(&entry.log),
+        }
+    }
     /// The blob's bytes, checked against its name: a blob that no longer hashes to it is
     /// deleted and reads as gone (`NotFound`), as does a symlink in its place.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
@@ -485,9 +494,19 @@ impl Store {
         // An entry that restore would refuse (say a symlink to an absolute path) must fail
         // here, loudly, rather than be cached and fail every later run.
         declared.validate(&manifest)?;
-        let (mut blobs, inline) = self.stage_outputs(&mut manifest, &found)?;
-        let (log_digest, log_blob) = self.stage_bytes(log)?;
-        blobs.extend(log_blob);
+        let (mut blobs, mut inline) = self.stage_outputs(&mut manifest, &found)?;
+        // Most steps print nothing: the empty log is one blob for the whole store.
+        let log_digest = if !log.is_empty()
+            && inline.cost() + log.len() as u64 + INLINE_DIGEST_COST <= INLINE_MAX
+        {
+            let digest = hash_bytes(log);
+            inline.insert(digest, log.to_vec());
+            digest
+        } else {
+            let (digest, log_blob) = self.stage_bytes(log)?;
+            blobs.extend(log_blob);
+            digest
+        };
         let entry = ActionEntry {
             key: key.to_owned(),
             outputs: manifest,
