@@ -1,7 +1,8 @@
 """What every remote backend must do, run against a real server by each `test_remote_*.py`:
 two clones with two local caches share results through the server; a corrupted blob is caught,
-and so are altered bytes of a small output carried in its entry (as a short log is); a wrong signature is ignored;
-read-only uploads nothing; a server killed mid-run leaves a successful build."""
+and so are altered bytes of a small output carried in its entry (as a short log is); a wrong
+signature is ignored; read-only uploads nothing; a server killed mid-run leaves a successful
+build."""
 
 from __future__ import annotations
 

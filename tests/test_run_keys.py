@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from once import _core
+from once import _core, config
 from once.plan import steps as plans
 from once.run import pipeline
 from once.state import run_keys
@@ -261,3 +261,29 @@ def test_keys_are_not_kept_for_a_plan_the_configuration_contradicts(ws: Workspac
     assert ws.once("run", "build").code == 0
     assert sorted(ws.ran()) == ["a", "app"]
     assert run_keys._load(state)[key][0] != stale_id
+
+
+def test_the_run_after_a_workspaces_first_build_takes_its_plan_and_keys(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The first run of a fresh clone reads the configuration before `.once/` exists; once it
+    has made the folder, it keeps what it read, so the next command (in CI, the next step of
+    the job) reads no once.toml and keys nothing."""
+    three_packages(ws)
+    ws.write({".gitignore": "dist/\nout/\n"})
+    time.sleep(SETTLE_SECONDS)
+    assert not (ws.root / ".once").exists()
+    assert ws.once("run", "build").code == 0
+    assert sorted(ws.ran()) == ["a", "app", "b"]
+
+    def no_reading(*_: object) -> None:
+        raise AssertionError("read the configuration although the first run kept it")
+
+    def no_selecting(*_: object) -> None:
+        raise AssertionError("selected inputs although the first run kept its keys")
+
+    monkeypatch.setattr(config, "read_workspace", no_reading)
+    monkeypatch.setattr(plans, "selections", no_selecting)
+    assert run_here(ws, monkeypatch) == 0
+    assert "once: all 3 steps cached" in capfd.readouterr().out
+    assert ws.ran() == []

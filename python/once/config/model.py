@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from typing import Final
 
     from once.state.stamps import Stamps
+    from once.state.workspace_cache import Reads
 
 # What a rule is compared by; state/workspace_cache.py keeps them (bar package and source) in order.
 RULE_FIELDS = (
@@ -128,8 +129,8 @@ class RemoteSettings(Value):
 
 
 class Workspace(Value):
-    __slots__ = ("packages", "remote", "root", "stamps")
-    # The stamps are not part of what it is.
+    __slots__ = ("packages", "reads", "remote", "root", "stamps")
+    # The stamps and reads are not part of what it is.
     FIELDS = ("root", "packages", "remote")
 
     def __init__(
@@ -138,6 +139,7 @@ class Workspace(Value):
         packages: dict[str, Package],
         remote: RemoteSettings | None = None,
         stamps: Stamps | None = None,
+        reads: Reads | None = None,
     ) -> None:
         self.root: Final = root
         self.packages: Final = packages  # by path
@@ -145,6 +147,9 @@ class Workspace(Value):
         # The stats of every file and folder it was read from, when they vouch for a copy of
         # it (state/workspace_cache.py); None when it cannot be kept.
         self.stamps: Final = stamps
+        # What it was read from, when it could not be kept yet for want of the state folder:
+        # the first run keeps it once it has made the folder (`workspace_cache.keep`).
+        self.reads: Final = reads
 
     def rule(self, label: str) -> Rule | None:
         package, _, name = label.removeprefix("//").partition(":")

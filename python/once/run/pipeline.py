@@ -228,8 +228,17 @@ class _Run:
         """Keep the plan just made for the next run of this command (see `plans.load`); its
         id, or None when it cannot be kept."""
         key = self._plan_key()
-        stamps = self.loaded[0].stamps if self.loaded is not None else None
-        if key is None or stamps is None:
+        if key is None or self.loaded is None:
+            return None
+        workspace = self.loaded[0]
+        stamps = workspace.stamps
+        if workspace.reads is not None:
+            # The workspace's first run: the state folder did not exist when the configuration
+            # was read, and does now.
+            from once.state.workspace_cache import keep  # noqa: PLC0415 - a first run only
+
+            stamps = keep(workspace, start.state_dir)
+        if stamps is None:
             return None
         return plans.save(start.state_dir, stamps, key, steps)
 

@@ -85,8 +85,11 @@ def save(root: Path, cache_file: Path, workspace: Workspace, reads: Reads) -> Wo
     workspace has its state folder already: a command that fails on a bad config (or only
     looks) must not be the one that creates it. Returns it with the stamps that vouch for it
     (`Workspace.stamps`) when it was kept."""
-    if not reads.cacheable or not cache_file.parent.is_dir():
+    if not reads.cacheable:
         return workspace
+    if not cache_file.parent.is_dir():
+        # Kept by the run that makes the folder (`keep`), once the configuration proved good.
+        return Workspace(workspace.root, workspace.packages, workspace.remote, reads=reads)
     stamps: Stamps = []
     try:
         for path in _unique([*reads.files, *reads.folders]):
@@ -100,6 +103,14 @@ def save(root: Path, cache_file: Path, workspace: Workspace, reads: Reads) -> Wo
         unsaved("the validated configuration", os_error_message(err))
         return workspace
     return Workspace(workspace.root, workspace.packages, workspace.remote, stamps)
+
+
+def keep(workspace: Workspace, state_dir: str) -> Stamps | None:
+    """Keep `workspace`, read before its state folder `state_dir` was made, now that a run has
+    made it; the stamps that vouch for it (None when it cannot be kept)."""
+    if workspace.reads is None:
+        return workspace.stamps
+    return save(workspace.root, Path(state_dir) / CACHE_NAME, workspace, workspace.reads).stamps
 
 
 def _unique(paths: Iterable[Path]) -> list[Path]:
