@@ -1,7 +1,7 @@
 """A cold run of N trivial steps beside its floor: the same shell commands run by `xargs -P2`.
 
     python -m benches.coldrun [--steps 1000 10000] [--repeat N] [--jobs 2] [--work DIR]
-                              [--before ONCE] [--delete-before] [--markdown]
+                              [--before ONCE] [--delete-before] [--prints] [--markdown]
 
 A workspace of N rules (100 per package), each writing one small output file with a one-line
 shell command, is run cold (`once run -j 2`: empty cache, no `.once/`, no outputs) and its N
@@ -40,24 +40,26 @@ RULES_PER_PACKAGE = 100
 TARGET_RATIO = 1.4
 
 
-def cold_commands(root: Path, steps: int) -> list[tuple[Path, str]]:
+def cold_commands(root: Path, steps: int, *, prints: bool = False) -> list[tuple[Path, str]]:
     """Each rule's package folder and command, in order: rule `r{n % 100}` of package
-    `p{n // 100}` runs `echo P-R > outR.txt`."""
+    `p{n // 100}` runs `echo N > outR.txt` (with `prints`, then `echo built N`: a step that
+    reports what it did, and so has a log to store)."""
+    report = " && echo built {n}" if prints else ""
     return [
         (
             root / "p" / f"p{n // RULES_PER_PACKAGE:04d}",
-            f"echo {n} > out{n % RULES_PER_PACKAGE}.txt",
+            f"echo {n} > out{n % RULES_PER_PACKAGE}.txt" + report.format(n=n),
         )
         for n in range(steps)
     ]
 
 
-def make_cold_workspace(root: Path, steps: int) -> None:
+def make_cold_workspace(root: Path, steps: int, *, prints: bool = False) -> None:
     """Write a workspace of `steps` trivial rules into `root`, each reading one small input
     file and writing one small output, and the list of their commands the floor runs."""
     (root / "once.toml").write_text('[workspace]\nmembers = ["p/*"]\n')
     bodies: dict[Path, list[str]] = {}
-    for n, (package, cmd) in enumerate(cold_commands(root, steps)):
+    for n, (package, cmd) in enumerate(cold_commands(root, steps, prints=prints)):
         r = n % RULES_PER_PACKAGE
         package.mkdir(parents=True, exist_ok=True)
         (package / f"in{r}.txt").write_text(f"{n}\n")
@@ -89,20 +91,21 @@ def cold_series(
     repeat: int,
     jobs: int,
     delete_before: bool = False,
+    prints: bool = False,
 ) -> tuple[Measured, list[Measured]]:
     """`repeat` runs of the floor and, for each `once` program in `programs`, as many cold
     runs of `steps` rules, in turns (each round in another order), each after a reset that is
     not timed: (floor, cold runs per program)."""
     marker = root / ".steps"
     listed = root.parent / f"{root.name}.commands"
-    if not marker.is_file() or marker.read_text() != str(steps) or not listed.is_file():
+    shape = f"{steps}{' printing' if prints else ''}"
+    if not marker.is_file() or marker.read_text() != shape or not listed.is_file():
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        make_cold_workspace(root, steps)
-        listed.write_bytes(
-            b"".join(f"{cwd}\0{cmd}\0".encode() for cwd, cmd in cold_commands(root, steps))
-        )
-        marker.write_text(str(steps))
+        make_cold_workspace(root, steps, prints=prints)
+        made = cold_commands(root, steps, prints=prints)
+        listed.write_bytes(b"".join(f"{cwd}\0{cmd}\0".encode() for cwd, cmd in made))
+        marker.write_text(shape)
     run_env = {**env, "ONCE_CACHE_DIR": str(cache)}
     targets = [f"r{r}" for r in range(min(steps, RULES_PER_PACKAGE))]
     # One `sh -c` per command, in its folder: what `once` spawns for a step.
@@ -161,26 +164,31 @@ def cold_rows(
     jobs: int = 2,
     before: str | None = None,
     delete_before: bool = False,
+    prints: bool = False,
 ) -> list[Row]:
     """Per size in `steps`: the cold run beside its `xargs` floor, paired; with `before` (an
-    earlier build's `once`), its cold run too, and the two builds side by side."""
+    earlier build's `once`), its cold run too, and the two builds side by side. With `prints`,
+    each step also prints a line."""
     rows = []
+    kind = "trivial steps printing a line" if prints else "trivial steps"
     for count in steps:
-        print(f"cold run of {count} trivial steps ...", file=sys.stderr)
+        print(f"cold run of {count} {kind} ...", file=sys.stderr)
+        named_dir = f"cold-{count}{'-printing' if prints else ''}"
         floor, (cold, *earlier) = cold_series(
             [once] if before is None else [once, before],
-            work / f"cold-{count}",
-            work / f"cache-cold-{count}",
+            work / named_dir,
+            work / f"cache-{named_dir}",
             env,
             steps=count,
             repeat=repeat,
             jobs=jobs,
             delete_before=delete_before,
+            prints=prints,
         )
         named = [("", cold)] if before is None else [(" (after)", cold), (" (before)", earlier[0])]
         rows += [
             Row(
-                f"cold run of {count} trivial steps, -j {jobs}{which}",
+                f"cold run of {count} {kind}, -j {jobs}{which}",
                 measured,
                 f"floor: xargs -P{jobs} sh -c",
                 floor,
@@ -194,7 +202,7 @@ def cold_rows(
         if before is not None:
             rows.append(
                 Row(
-                    f"cold run of {count} trivial steps, after",
+                    f"cold run of {count} {kind}, after",
                     cold,
                     "before",
                     earlier[0],
@@ -220,6 +228,9 @@ def main() -> None:
         action="store_true",
         help="delete the last run's cache just before each run (see above)",
     )
+    parser.add_argument(
+        "--prints", action="store_true", help="each step also prints a line (it has a log)"
+    )
     args = parser.parse_args()
     once = shutil.which("once")
     if once is None:
@@ -235,6 +246,7 @@ def main() -> None:
         jobs=args.jobs,
         before=args.before,
         delete_before=args.delete_before,
+        prints=args.prints,
     )
     header = f"cold runs; medians of {args.repeat} pairs (a ratio: the median of its pairs)"
     print_table(rows, header, 0, markdown=args.markdown)  # no tree: no cost per file
