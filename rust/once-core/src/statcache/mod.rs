@@ -228,7 +228,7 @@ impl StatCache {
     pub fn save<'a>(
         path: &Path,
         snapshot_start_ns: i64,
-        records: impl Iterator<Item = (&'a str, &'a FileStat, &'a Digest)>,
+        records: impl Iterator<Item = (&'a str, &'a FileStat, &'a Digest)> + Clone,
     ) -> Result<()> {
         // The folder is the workspace's state folder, made (with its `.gitignore`) by a command
         // that runs steps; a command that only inspects (`status`, `why`, a dry run) must not
@@ -321,23 +321,42 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
 /// is never whole in memory (117 MB at 1,000,000 files, on top of the snapshot it is made from).
 fn encode<'a>(
     snapshot_start_ns: i64,
+    records: impl Iterator<Item = (&'a str, &'a FileStat, &'a Digest)> + Clone,
+    write: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    // A first pass counts them and checks their order: a walk's records come sorted and
+    // unique, and collecting them to check cost 32 MB at 1,000,000 files, at a cold run's peak.
+    let mut count = 0;
+    let mut sorted = true;
+    let mut previous: Option<&str> = None;
+    for (rel, _, _) in records.clone() {
+        sorted &= previous.is_none_or(|previous| previous < rel);
+        previous = Some(rel);
+        count += 1;
+    }
+    if sorted {
+        return encode_sorted(snapshot_start_ns, count, records, write);
+    }
+    let records = last_per_path(records.collect(), |record| record.0.as_bytes());
+    encode_sorted(snapshot_start_ns, records.len(), records.into_iter(), write)
+}
+
+/// `encode` of `count` records sorted by path, each path once.
+fn encode_sorted<'a>(
+    snapshot_start_ns: i64,
+    count: usize,
     records: impl Iterator<Item = (&'a str, &'a FileStat, &'a Digest)>,
     mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     /// Large enough for `update_rayon` to use every core on each chunk.
     const CHUNK: usize = 4 << 20;
-    let mut records: Vec<(&str, &FileStat, &Digest)> = records.collect();
-    if !records.windows(2).all(|pair| pair[0].0 < pair[1].0) {
-        records = last_per_path(records, |record| record.0.as_bytes());
-    }
     let mut hasher = blake3::Hasher::new();
     let mut out = Vec::with_capacity(CHUNK + (64 << 10));
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&snapshot_start_ns.to_le_bytes());
-    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
-    let count = records.len();
-    for (n, (rel, stat, digest)) in records.into_iter().enumerate() {
+    out.extend_from_slice(&(count as u64).to_le_bytes());
+    for (n, (rel, stat, digest)) in records.enumerate() {
         encode_record(&mut out, rel, stat, digest);
         if out.len() >= CHUNK || n + 1 == count {
             hasher.update_rayon(&out);
