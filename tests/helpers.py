@@ -25,6 +25,16 @@ class Done:
     err: str
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` is running: a zombie still answers kill(0), but is dead for this."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
 def write_tree(root: Path, files: Mapping[str, str]) -> None:
     for rel, text in files.items():
         path = root / rel

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ONCE, Workspace, three_packages
+from tests.helpers import ONCE, Workspace, alive, three_packages
 
 
 def spawn(ws: Workspace, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -33,16 +33,6 @@ def wait_for(path: Path, seconds: float = 20) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is dead for our purposes.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def test_input_edited_while_its_rule_runs_is_not_cached(ws: Workspace) -> None:
