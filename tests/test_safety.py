@@ -16,9 +16,23 @@ import pytest
 
 from tests.helpers import ONCE, Workspace, alive, three_packages
 
+_SPAWNED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test() -> Iterator[None]:
+    """A test that fails while its `once` still runs kills it: left running, it would fail
+    the next test too (its unclosed pipes are a ResourceWarning there)."""
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
 
 def spawn(ws: Workspace, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [ONCE, *args],
         cwd=ws.root,
         env={**os.environ, "ONCE_CACHE_DIR": str(ws.cache), **(env or {})},
@@ -26,6 +40,8 @@ def spawn(ws: Workspace, *args: str, env: dict[str, str] | None = None) -> subpr
         stderr=subprocess.PIPE,
         text=True,
     )
+    _SPAWNED.append(proc)
+    return proc
 
 
 def wait_for(path: Path, seconds: float = 20) -> None:
