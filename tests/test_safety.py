@@ -138,6 +138,7 @@ def test_four_clones_at_once_share_one_cache(tmp_path: Path) -> None:
         assert (clone.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_ctrl_c_stops_commands_and_caches_nothing(ws: Workspace, tmp_path: Path) -> None:
     slow = tmp_path / "slow"
     slow.touch()

@@ -79,6 +79,7 @@ def sleeping_in_wait(thread: threading.Thread) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "S"
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_a_ctrl_c_that_misses_the_waiting_thread_still_ends_the_wait() -> None:
     """Ctrl-C that lands just before the scheduling thread goes to sleep on the results (under
     load, a window of milliseconds) runs Python's handler without waking it: the wait must
