@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ONCE, Workspace, alive, three_packages
+from tests.helpers import ONCE, Workspace, alive, end_commands_left_in, three_packages
 
 _SPAWNED: list[subprocess.Popen[str]] = []
 
@@ -199,6 +199,7 @@ def test_kill_9_at_many_points_never_corrupts(ws: Workspace) -> None:
         time.sleep(full_run * 1.3 * iteration / points)
         proc.kill()
         proc.communicate()
+        end_commands_left_in(ws.root)
         # The next run succeeds, whatever state the kill left behind.
         done = ws.once("run", "build", env=env)
         assert done.code == 0, (iteration, done.out, done.err)
