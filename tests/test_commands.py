@@ -191,7 +191,7 @@ def test_a_command_reading_the_terminal_fails_instead_of_waiting_forever(ws: Wor
     )
     os.close(slave)
     try:
-        code = proc.wait(timeout=20)
+        code = proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # its session: the stopped command goes too
         proc.wait()
