@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,52 @@ class Done:
     code: int
     out: str
     err: str
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` is running: a zombie still answers kill(0), but is dead for this."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def end_commands_left_in(root: Path) -> None:
+    """Kill what a killed `once` left running in `root` or a folder of it. Its commands run in
+    a session of their own, so they outlive a SIGKILL of `once` and would go on writing into
+    what the test does next (on a loaded machine, for long enough to meet it)."""
+    root = root.resolve()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                # The state follows the command's name in parentheses; "Z" is a zombie.
+                running = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+                cwd = (proc / "cwd").readlink()
+                if (
+                    running
+                    and (cwd == root or root in cwd.parents)
+                    and proc.name != str(os.getpid())
+                ):
+                    left.append(int(proc.name))
+            except OSError:
+                pass  # ended meanwhile, or not ours to read
+        if not left:
+            return
+        for pid in left:
+            try:
+                group = os.getpgid(pid)
+                if group == os.getpgrp():  # started by this test run itself: not its group
+                    os.kill(pid, 9)
+                else:
+                    os.killpg(group, 9)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"commands still running in {root}")
 
 
 def write_tree(root: Path, files: Mapping[str, str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 START_TIMEOUT = 60.0  # SeaweedFS brings up master, volume, filer and S3 gateway in turn
+PORT_ATTEMPTS = 5
 
 
 def need(binary: str, *extra_dirs: Path) -> str:
@@ -60,15 +62,60 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def wait_until(ready: Callable[[], bool], what: str, proc: subprocess.Popen[bytes]) -> None:
+class PortTakenError(RuntimeError):
+    """The server could not listen: a port free a moment before was taken in between."""
+
+
+def wait_until(
+    ready: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], log: Path | None = None
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} while starting")
+            said = log.read_text(errors="replace") if log is not None and log.exists() else ""
+            error = PortTakenError if "already in use" in said.lower() else RuntimeError
+            raise error(f"{what} exited with {proc.returncode} while starting")
         if ready():
             return
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not come up within {START_TIMEOUT}s")
+
+
+def start_on_free_ports(
+    count: int, start: Callable[[list[int]], subprocess.Popen[bytes]], what: str, log: Path
+) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """`start(ports)` on `count` ports free a moment before, once it listens on all of them;
+    again on others if a process of another test run (on a machine shared with other suites)
+    took one in between."""
+    for attempt in range(PORT_ATTEMPTS):
+        ports = free_ports(count)
+        proc = start(ports)
+        try:
+            wait_until(functools.partial(listens, proc.pid, ports), what, proc, log)
+        except PortTakenError:
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+            continue
+        return proc, ports
+    raise AssertionError("unreachable")
+
+
+def listens(pid: int, ports: list[int]) -> bool:
+    """Whether process `pid` itself listens on 127.0.0.1 at every one of `ports`: another
+    process that took a port first would answer a connection just as well."""
+    addresses = {f"0100007F:{port:04X}": port for port in ports}
+    sockets: dict[str, int] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and address in addresses:  # LISTEN
+            sockets[f"socket:[{inode}]"] = addresses[address]
+    held = set()
+    with contextlib.suppress(OSError):  # the process ended, or a descriptor closed meanwhile
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                held.add(sockets.get(str(fd.readlink())))
+    return held >= set(ports)
 
 
 def port_open(port: int) -> bool:
@@ -152,7 +199,6 @@ def nginx(
     binary = need("nginx", Path("/usr/sbin"))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
-    port = free_port()
     auth = f'if ($http_authorization != "Bearer {token}") {{ return 401; }}' if token else ""
     if basic is not None:
         encoded = base64.b64encode(":".join(basic).encode()).decode()
@@ -160,15 +206,18 @@ def nginx(
     # As root nginx would hand requests to `nobody`, who cannot write our folder.
     user = "user root;" if os.geteuid() == 0 else ""
     conf = folder / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, folder=folder, port=port, auth=auth))
-    proc = _spawn(
-        [binary, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log")],
-        folder,
-        "nginx.out",
-    )
+
+    def start(ports: list[int]) -> subprocess.Popen[bytes]:
+        conf.write_text(NGINX_CONF.format(user=user, folder=folder, port=ports[0], auth=auth))
+        return _spawn(
+            [binary, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log")],
+            folder,
+            "nginx.out",
+        )
+
+    proc, (port,) = start_on_free_ports(1, start, "nginx", folder / "error.log")
     server = Server(f"http://127.0.0.1:{port}/cache", proc, folder)
     try:
-        wait_until(lambda: port_open(port), "nginx", proc)
         yield server
     finally:
         server.stop()
@@ -185,17 +234,20 @@ def nginx_files(server: Server) -> list[Path]:
 def redis(folder: Path) -> Iterator[Server]:
     binary = need("redis-server")
     folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    argv = [
-        binary,
-        "--bind", "127.0.0.1",
-        "--port", str(port),
-        "--dir", str(folder),
-        "--save", "",  # no snapshots: the data dies with the test
-        "--appendonly", "no",
-        "--daemonize", "no",
-    ]  # fmt: skip
-    proc = _spawn(argv, folder, "redis.log")
+
+    def start(ports: list[int]) -> subprocess.Popen[bytes]:
+        argv = [
+            binary,
+            "--bind", "127.0.0.1",
+            "--port", str(ports[0]),
+            "--dir", str(folder),
+            "--save", "",  # no snapshots: the data dies with the test
+            "--appendonly", "no",
+            "--daemonize", "no",
+        ]  # fmt: skip
+        return _spawn(argv, folder, "redis.log")
+
+    proc, (port,) = start_on_free_ports(1, start, "redis-server", folder / "redis.log")
     server = Server(f"redis://127.0.0.1:{port}/0", proc, folder)
     try:
         wait_until(lambda: _redis_ping(port), "redis-server", proc)
@@ -273,22 +325,27 @@ def seaweedfs(folder: Path) -> Iterator[Server]:
         ]
     }
     (folder / "s3.json").write_text(json.dumps(identities))
-    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = free_ports(8)
-    argv = [
-        binary, "server",
-        f"-dir={folder / 'data'}",
-        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-        "-master.volumeSizeLimitMB=64", "-volume.max=8",
-        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-        "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-        f"-filer.localSocket={folder / 'filer.sock'}",
-        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-s3.config={folder / 's3.json'}",
-    ]  # fmt: skip
-    proc = _spawn(argv, folder, "weed.log")
+
+    def start(ports: list[int]) -> subprocess.Popen[bytes]:
+        master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = ports
+        argv = [
+            binary, "server",
+            f"-dir={folder / 'data'}",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            f"-master.port={master}", f"-master.port.grpc={master_grpc}",
+            "-master.volumeSizeLimitMB=64", "-volume.max=8",
+            f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
+            "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+            f"-filer.localSocket={folder / 'filer.sock'}",
+            "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-s3.config={folder / 's3.json'}",
+        ]  # fmt: skip
+        return _spawn(argv, folder, "weed.log")
+
+    proc, ports = start_on_free_ports(8, start, "weed server", folder / "weed.log")
+    filer, s3 = ports[4], ports[6]
     server = Server(
         f"s3://{S3_BUCKET}/ci",
         proc,

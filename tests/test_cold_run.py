@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers import ONCE, Workspace
+from tests.helpers import ONCE, Workspace, end_commands_left_in
 
 STEPS = 60
 
@@ -78,6 +78,7 @@ def test_a_run_killed_while_saving_leaves_only_sound_entries(ws: Workspace) -> N
             time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        end_commands_left_in(ws.root)
         verified = ws.once("cache", "verify")
         assert verified.code == 0, verified.err
         assert "removed 0 corrupt blobs and 0 unsound entries" in verified.out, verified.out

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers import ONCE, Workspace
+from tests.helpers import ONCE, Workspace, alive
 
 
 def run_bytes(ws: Workspace, *args: str) -> tuple[int, bytes, bytes]:
@@ -138,12 +138,12 @@ def test_a_background_child_that_let_go_of_the_output_is_not_waited_for(
     ws: Workspace, tmp_path: Path
 ) -> None:
     child = tmp_path / "child.pid"
-    one_rule(ws, f"echo x > out.txt; sleep 60 > /dev/null 2>&1 & echo $! > {child}")
-    started = time.monotonic()
+    one_rule(ws, f"echo x > out.txt; sleep 120 > /dev/null 2>&1 & echo $! > {child}")
     try:
         done = ws.once("run", "build")
         assert done.code == 0, done.err
-        assert time.monotonic() - started < 30
+        # once is through while the child sleeps on: it did not wait for it.
+        assert alive(int(child.read_text()))
     finally:
         if child.exists():
             os.kill(int(child.read_text()), signal.SIGKILL)
@@ -191,7 +191,7 @@ def test_a_command_reading_the_terminal_fails_instead_of_waiting_forever(ws: Wor
     )
     os.close(slave)
     try:
-        code = proc.wait(timeout=20)
+        code = proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # its session: the stopped command goes too
         proc.wait()
@@ -228,8 +228,7 @@ def test_sigpipe_is_at_its_default_in_a_command(ws: Workspace) -> None:
 def test_once_piped_into_a_reader_that_stops_ends_at_once(ws: Workspace) -> None:
     """`once run | head`: once ends when the reader is gone (its error is one line), and does
     not wait for the command still writing."""
-    one_rule(ws, "echo one; echo two; echo three; sleep 30; echo x > out.txt")
-    started = time.monotonic()
+    one_rule(ws, "echo one; echo two; echo three; sleep 600; echo x > out.txt")
     proc = subprocess.Popen(
         [ONCE, "run", "build"],
         cwd=ws.root,
@@ -241,11 +240,11 @@ def test_once_piped_into_a_reader_that_stops_ends_at_once(ws: Workspace) -> None
     assert proc.stdout.readline().startswith(b"//:build: running")
     proc.stdout.close()  # the reader is gone: once's next write fails
     try:
-        _, err = proc.communicate(timeout=20)
+        # Far less than the command's 600 s: over only if once waits for it.
+        _, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         raise
-    assert time.monotonic() - started < 20
     assert proc.returncode == 1
     assert err.decode().strip().splitlines()[-1] == "once: error: Broken pipe"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ONCE, Workspace
+from tests.helpers import ONCE, Workspace, end_commands_left_in
 
 
 def files_below(root: Path) -> dict[str, bytes]:
@@ -198,34 +198,6 @@ def copying(out: Path) -> bool:
         except FileNotFoundError:
             pass  # a temporary file, renamed since
     return False
-
-
-def end_commands_left_in(root: Path) -> None:
-    """Kill what a killed `once` left running in `root`. Its commands run in a session of their
-    own, so they outlive a SIGKILL of `once` and would go on writing into the next round."""
-    root = root.resolve()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        left = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                # The state follows the command's name in parentheses; "Z" is a zombie.
-                running = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-                if running and (proc / "cwd").readlink() == root:
-                    left.append(int(proc.name))
-            except OSError:
-                pass  # ended meanwhile, or not ours to read
-        if not left:
-            return
-        for pid in left:
-            try:
-                group = os.getpgid(pid)
-                if group != os.getpgrp():
-                    os.killpg(group, 9)
-            except OSError:
-                pass
-        time.sleep(0.05)
-    raise AssertionError(f"commands still running in {root}")
 
 
 def test_a_kill_while_outputs_are_made_private_leaves_nothing_among_them(ws: Workspace) -> None:

@@ -51,14 +51,25 @@ def read_all(master: int) -> bytes:
 
 
 def slow_workspace(ws: Workspace) -> None:
-    """Two slow independent rules and one that depends on both, so the line has time to show
-    two labels running at once."""
+    """Two independent rules that wait for each other (3,000 naps at most), so that the line
+    shows both labels running at once however loaded the machine, and one that depends on
+    both."""
+    meet = ws.root.parent / "meet"
+    meet.mkdir(exist_ok=True)
+
+    def after(me: str, other: str) -> str:
+        return (
+            f"touch {meet}/{me}; n=0; "
+            f"while [ ! -e {meet}/{other} ] && [ $n -lt 3000 ]; do sleep 0.01; n=$((n + 1)); done"
+        )
+
     ws.write(
         {
             "once.toml": (
-                '[rule.left]\ncmd = "echo left start; sleep 0.8; echo left done"\n'
+                f'[rule.left]\ncmd = "echo left start; {after("left", "right")}; echo left done"\n'
                 'inputs = ["src/**"]\n\n'
-                '[rule.right]\ncmd = "sleep 0.8; echo right done"\ninputs = ["src/**"]\n\n'
+                f'[rule.right]\ncmd = "{after("right", "left")}; echo right done"\n'
+                'inputs = ["src/**"]\n\n'
                 '[rule.all]\ncmd = "echo joined"\ndeps = ["left", "right"]\n'
                 'inputs = ["src/**"]\n'
             ),
@@ -68,11 +79,11 @@ def slow_workspace(ws: Workspace) -> None:
 
 
 def status_lines(output: bytes) -> list[str]:
-    """The states the live line went through: the text after each erase, up to the next line
-    break or erase."""
+    """The states the live line went through: each erase is followed by what is printed above
+    the line (whole lines), then the line itself, up to the next erase."""
     states = []
     for part in output.split(CLEAR)[1:]:
-        line = part.split(b"\r\n")[0].split(b"\n")[0]
+        line = part.split(b"\n")[-1]
         if line.startswith(b"["):
             states.append(line.decode())
     return states
@@ -109,7 +120,7 @@ def test_live_line_never_wraps(ws: Workspace) -> None:
 
 def test_live_line_counts_cached_and_failed(ws: Workspace) -> None:
     slow_workspace(ws)
-    assert ws.once("run", "all").code == 0
+    assert ws.once("run", "all", "-j", "2").code == 0
     ws.write({"once.toml": (ws.root / "once.toml").read_text() + '\n[rule.bad]\ncmd = "exit 4"\n'})
     code, output = run_in_pty(ws, "run", "all", "bad")
     assert code == 1

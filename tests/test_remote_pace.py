@@ -172,14 +172,15 @@ def two_clones(tmp_path: Path, payload_bytes: int) -> tuple[Workspace, Workspace
 
 def test_a_blob_slower_than_the_timeout_still_downloads(tmp_path: Path, scripted: Scripted) -> None:
     first, second = two_clones(tmp_path, 256 << 10)
-    env = {"ONCE_REMOTE": scripted.url, "ONCE_REMOTE_TIMEOUT": "1"}
+    env = {"ONCE_REMOTE": scripted.url, "ONCE_REMOTE_TIMEOUT": "2"}
     done = first.once("run", "build", env=env)
     assert done.code == 0, done.err
     assert "uploaded 1 entries" in done.err, done.err
     assert first.ran() == ["build"]
-    # Each chunk comes 0.3 s after the last: well within the timeout, but the whole blob
-    # takes ~2.4 s, more than twice the timeout.
-    scripted.blob_pause = 0.3
+    # Each chunk comes 0.4 s after the last: well within the timeout (by 1.6 s, which a
+    # loaded machine may take from the server thread), but the whole blob takes at least
+    # 3.2 s, more than the timeout.
+    scripted.blob_pause = 0.4
     done = second.once("run", "build", env=env)
     assert done.code == 0, done.err
     assert remote_warnings(done) == [], done.err

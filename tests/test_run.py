@@ -144,18 +144,26 @@ def test_minus_c_runs_elsewhere(ws: Workspace, tmp_path: Path) -> None:
 
 
 def test_jobs_bounds_how_many_commands_run_at_once(ws: Workspace, tmp_path: Path) -> None:
-    # Each command marks itself running, looks how many are, then unmarks itself; the first
-    # of two started together sees both (they sleep 0.4 s side by side).
-    running, seen = tmp_path / "running", tmp_path / "seen"
-    running.mkdir()
-    seen.mkdir()
-    rules = "".join(
-        f'[rule.s{n}]\ncmd = "touch {running}/s{n} && sleep 0.4 && '
-        f'ls {running} | wc -l > {seen}/s{n} && rm {running}/s{n}"\ncache = false\n'
-        for n in range(5)
-    )
+    # Each command marks itself running and waits (3,000 naps at most) until `jobs` are, or
+    # until the rest have finished; then it writes how many it saw running, and unmarks itself.
+    running, finished, seen = tmp_path / "running", tmp_path / "finished", tmp_path / "seen"
+    step = tmp_path / "step.sh"
+    rules = "".join(f'[rule.s{n}]\ncmd = "sh {step} s{n}"\ncache = false\n' for n in range(5))
     ws.write({"once.toml": rules})
     for jobs in (2, 1, 3):
+        for folder in (running, finished, seen):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+        step.write_text(
+            f'touch {running}/"$1"\n'
+            "waited=0\n"
+            f"while [ $(ls {running} | wc -l) -lt {jobs} ] && "
+            f"[ $(ls {running} {finished} | grep -c '^s') -lt 5 ] && [ $waited -lt 3000 ]; do\n"
+            "    sleep 0.01; waited=$((waited + 1))\n"
+            "done\n"
+            f'ls {running} | wc -l > {seen}/"$1"\n'
+            f'rm {running}/"$1" && touch {finished}/"$1"\n'
+        )
         done = ws.once("run", "--jobs", str(jobs), *(f"s{n}" for n in range(5)))
         assert done.code == 0, done.err
         counts = [int(path.read_text()) for path in seen.iterdir()]

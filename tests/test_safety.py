@@ -14,11 +14,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ONCE, Workspace, three_packages
+from tests.helpers import ONCE, Workspace, alive, end_commands_left_in, three_packages
+
+_SPAWNED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test() -> Iterator[None]:
+    """A test that fails while its `once` still runs kills it: left running, it would fail
+    the next test too (its unclosed pipes are a ResourceWarning there)."""
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def spawn(ws: Workspace, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [ONCE, *args],
         cwd=ws.root,
         env={**os.environ, "ONCE_CACHE_DIR": str(ws.cache), **(env or {})},
@@ -26,23 +40,15 @@ def spawn(ws: Workspace, *args: str, env: dict[str, str] | None = None) -> subpr
         stderr=subprocess.PIPE,
         text=True,
     )
+    _SPAWNED.append(proc)
+    return proc
 
 
-def wait_for(path: Path, seconds: float = 20) -> None:
+def wait_for(path: Path, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is dead for our purposes.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def test_input_edited_while_its_rule_runs_is_not_cached(ws: Workspace) -> None:
@@ -132,6 +138,7 @@ def test_four_clones_at_once_share_one_cache(tmp_path: Path) -> None:
         assert (clone.root / "app/out/app.txt").read_text() == "one\ntwo\nbee\n"
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_ctrl_c_stops_commands_and_caches_nothing(ws: Workspace, tmp_path: Path) -> None:
     slow = tmp_path / "slow"
     slow.touch()
@@ -148,7 +155,7 @@ def test_ctrl_c_stops_commands_and_caches_nothing(ws: Workspace, tmp_path: Path)
     proc = spawn(ws, "run", "build")
     wait_for(child)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=20)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert "interrupted" in err
     sleeper = int(child.read_text())
@@ -192,6 +199,7 @@ def test_kill_9_at_many_points_never_corrupts(ws: Workspace) -> None:
         time.sleep(full_run * 1.3 * iteration / points)
         proc.kill()
         proc.communicate()
+        end_commands_left_in(ws.root)
         # The next run succeeds, whatever state the kill left behind.
         done = ws.once("run", "build", env=env)
         assert done.code == 0, (iteration, done.out, done.err)

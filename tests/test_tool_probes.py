@@ -8,7 +8,6 @@ import io
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import once
@@ -17,17 +16,33 @@ import pytest
 from tests.helpers import Workspace
 
 
-def probe_program(folder: Path, name: str, version: str, count: Path, sleep: float = 0) -> None:
+def probe_program(
+    folder: Path, name: str, version: str, count: Path, together: Path | None = None
+) -> None:
     """A native program on PATH printing `NAME VERSION`, recording each start in `count`
     (compiled: a `#!` script's output is never kept, since version managers' shims are
-    scripts that pick the real program from files of their own)."""
+    scripts that pick the real program from files of their own). With `together`, it also
+    marks its start in that folder and waits (30 s at most) until four programs have: one
+    that ran without the other three says `NAME VERSION alone`."""
     source = folder / f"{name}.c"
+    meet = ""
+    if together is not None:
+        meet = (
+            f'  fclose(fopen("{together}/{name}", "w"));\n'
+            f'  for (int i = 0; i < 3000 && started("{together}") < 4; i++) usleep(10000);\n'
+            f'  if (started("{together}") < 4) {{ puts("{name} {version} alone"); return 0; }}\n'
+        )
     source.write_text(
-        "#include <stdio.h>\n#include <unistd.h>\n"
+        "#include <dirent.h>\n#include <stdio.h>\n#include <unistd.h>\n"
+        "static int started(const char *dir) {\n"
+        "  int n = 0; DIR *d = opendir(dir); struct dirent *e;\n"
+        "  if (!d) return 0;\n"
+        "  while ((e = readdir(d))) n += e->d_name[0] != '.';\n"
+        "  closedir(d); return n;\n}\n"
         "int main(void) {\n"
         f'  FILE *f = fopen("{count}", "a");\n'
         '  if (f) { fputs("run\\n", f); fclose(f); }\n'
-        f"  usleep({int(sleep * 1e6)});\n"
+        f"{meet}"
         f'  puts("{name} {version}");\n'
         "  return 0;\n}\n"
     )
@@ -41,11 +56,13 @@ def starts(count: Path) -> int:
     return len(count.read_text().split()) if count.exists() else 0
 
 
-def setup(ws: Workspace, tmp_path: Path, tools: list[str]) -> dict[str, str]:
+def setup(
+    ws: Workspace, tmp_path: Path, tools: list[str], together: Path | None = None
+) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name in ("tool-a", "tool-b", "tool-c", "tool-d"):
-        probe_program(bin_dir, name, "1.0", tmp_path / f"{name}.count", sleep=0.5)
+        probe_program(bin_dir, name, "1.0", tmp_path / f"{name}.count", together)
     tools_toml = ", ".join(json.dumps(tool) for tool in tools)
     ws.write(
         {
@@ -119,15 +136,15 @@ def test_a_builtin_probe_runs_every_time(ws: Workspace, tmp_path: Path) -> None:
 
 def test_four_probes_run_at_once(ws: Workspace, tmp_path: Path) -> None:
     tools = [f"tool-{name} --version" for name in "abcd"]
-    env = setup(ws, tmp_path, tools)
-    started = time.monotonic()
+    together = tmp_path / "started"
+    together.mkdir()
+    # Each probe waits for the other three: one after the other, each would say "alone".
+    env = setup(ws, tmp_path, tools, together)
     assert ws.once("run", "build", env=env).code == 0
-    took = time.monotonic() - started
-    # Each probe sleeps 0.5 s: one after the other they take 2 s.
-    assert took < 1.6, took
     dry = ws.once("run", "build", "--dry-run", "--json", env=env)
     assert dry.code == 0, dry.err
     assert all(f"tool-{name} 1.0" in dry.out for name in "abcd"), dry.out
+    assert "alone" not in dry.out, dry.out
     for name in "abcd":
         assert starts(tmp_path / f"tool-{name}.count") == 1
 

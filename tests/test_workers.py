@@ -3,7 +3,11 @@ and the steps that made ready start from there, without the scheduling thread.""
 
 from __future__ import annotations
 
+import signal
+import sys
 import threading
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import pytest
@@ -64,3 +68,43 @@ def test_nothing_to_run_is_no_wait() -> None:
     workers.start([])
     workers.wait()
     workers.close()
+
+
+def sleeping_in_wait(thread: threading.Thread) -> bool:
+    """Whether `thread` is inside `Workers.wait` and asleep there."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    if frame is None or frame.f_code is not Workers.wait.__code__:
+        return False
+    stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "S"
+
+
+@pytest.mark.usefixtures("interruptible")
+def test_a_ctrl_c_that_misses_the_waiting_thread_still_ends_the_wait() -> None:
+    """Ctrl-C that lands just before the scheduling thread goes to sleep on the results (under
+    load, a window of milliseconds) runs Python's handler without waking it: the wait must
+    still end with KeyboardInterrupt while the step runs. A step thread taking the signal once
+    the scheduling thread sleeps leaves it in that same state, every time."""
+    scheduling = threading.current_thread()
+    released = threading.Event()
+    outcome: list[str] = []
+
+    def interrupted_step(item: Action) -> Result:
+        deadline = time.monotonic() + 30
+        while not sleeping_in_wait(scheduling) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        # Bounded, so that a wait that never ends fails here instead of hanging the suite.
+        outcome.append("stopped by the interrupt" if released.wait(30) else "ran to its end")
+        return execute(item)
+
+    workers = Workers(interrupted_step, lambda _: [], 1)
+    try:
+        workers.start([action("a")])
+        with pytest.raises(KeyboardInterrupt):
+            workers.wait()
+    finally:
+        released.set()
+        workers.cancel()
+        workers.close()
+    assert outcome == ["stopped by the interrupt"]

@@ -3,6 +3,7 @@ never once any once.toml, or any folder listed to find them, did."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -157,8 +158,13 @@ def test_an_error_is_never_cached(tmp_path: Path, reads: list[Path]) -> None:
 def test_files_edited_just_now_are_not_trusted_yet(tmp_path: Path, reads: list[Path]) -> None:
     (tmp_path / ".once").mkdir()
     write_tree(tmp_path, {"once.toml": rule_body("build")})
-    load(tmp_path)  # within the racy margin of the edit: read, but not kept
+    # Stamped as an edit landing while the load reads (however long a loaded machine takes to
+    # get from the write to the load): read, but not kept.
+    moment_ahead = time.time_ns() + 10 * 1_000_000_000
+    os.utime(tmp_path / "once.toml", ns=(moment_ahead, moment_ahead))
+    load(tmp_path)
     assert not (tmp_path / ".once" / workspace_cache.CACHE_NAME).exists()
+    os.utime(tmp_path / "once.toml")  # edited now, then left to settle
     time.sleep(SETTLE_SECONDS)
     load(tmp_path)
     assert (tmp_path / ".once" / workspace_cache.CACHE_NAME).is_file()

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from once.plan.graph import Action
     from once.ui.console import Result
 
+# How long the scheduling thread sleeps on the results before it looks for a Ctrl-C. A signal
+# wakes a sleep only if it lands during it: Python's handler has no way into a sleep it
+# precedes by a moment, and then `KeyboardInterrupt` would wait for the next result (under
+# load the moment is long enough to hit; a step that runs for minutes kept the run going).
+INTERRUPT_CHECK_SECONDS = 0.1
+
 
 class Workers:
     """Up to `size` threads running `execute` on the steps handed to `start`. Each result goes
@@ -54,9 +60,14 @@ class Workers:
         with self._lock:
             if self._pending == 0:
                 return
-        ended = self._ended.get()
-        if ended is not None:
-            raise ended
+        while True:
+            try:
+                ended = self._ended.get(timeout=INTERRUPT_CHECK_SECONDS)
+            except queue.Empty:
+                continue  # back in Python, which raises a Ctrl-C the sleep did not wake for
+            if ended is not None:
+                raise ended
+            return
 
     def cancel(self) -> None:
         """Steps handed over that no thread has started yet never start, nor do any made
