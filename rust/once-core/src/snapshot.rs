@@ -115,7 +115,7 @@ impl Snapshot {
         for (_, include, _) in requests {
             if let Some(rooted) = compiled[include.as_slice()].workspace() {
                 if all.is_empty() {
-                    all = self.files.iter().map(|file| file.rel.as_str()).collect();
+                    all = self.files.iter().map(|file| &*file.rel).collect();
                 }
                 workspace_files
                     .entry(include.as_slice())
@@ -262,7 +262,7 @@ impl Snapshot {
             .enumerate()
             .filter(|(i, _)| wanted[*i])
             .filter_map(
-                |(i, (digest, file))| match hash_file(&root.join(&file.rel)) {
+                |(i, (digest, file))| match hash_file(&root.join(&*file.rel)) {
                     Ok(hashed) => {
                         *digest = Some(hashed);
                         None
@@ -301,7 +301,7 @@ impl Snapshot {
                 .filter(|&i| read_now[i])
                 .filter_map(|i| {
                     let file = &self.files[i];
-                    Some((file.rel.as_str(), &file.stat, self.digests[i].as_ref()?))
+                    Some((&*file.rel, &file.stat, self.digests[i].as_ref()?))
                 });
             StatCache::append(cache_path, room, self.started_ns, records)
         } else {
@@ -309,9 +309,7 @@ impl Snapshot {
                 .files
                 .iter()
                 .zip(&self.digests)
-                .filter_map(|(file, digest)| {
-                    Some((file.rel.as_str(), &file.stat, digest.as_ref()?))
-                });
+                .filter_map(|(file, digest)| Some((&*file.rel, &file.stat, digest.as_ref()?)));
             StatCache::save(cache_path, self.started_ns, records)?;
             StatCache::remove_journal(cache_path);
             Ok(())
@@ -392,13 +390,13 @@ impl Snapshot {
                 let i = index as usize;
                 let file = self.files.get(i).ok_or_else(|| self.foreign_index(index))?;
                 let digest = self.digests[i].ok_or_else(|| Error::Io {
-                    path: self.root.join(&file.rel),
+                    path: self.root.join(&*file.rel),
                     source: io::Error::new(
                         io::ErrorKind::InvalidInput,
                         "file not hashed yet: pass its set to Snapshot.hash first",
                     ),
                 })?;
-                Ok((file.rel.as_str(), digest, file.stat.executable()))
+                Ok((&*file.rel, digest, file.stat.executable()))
             })
             .collect()
     }
@@ -408,7 +406,7 @@ impl Snapshot {
         set.iter()
             .map(|&index| {
                 let file = self.files.get(index as usize);
-                file.map(|file| file.rel.as_str())
+                file.map(|file| &*file.rel)
                     .ok_or_else(|| self.foreign_index(index))
             })
             .collect()
@@ -466,12 +464,12 @@ impl Snapshot {
         let mut changed: Vec<String> = outside
             .iter()
             .filter(|file| {
-                let now = std::fs::metadata(self.root.join(&file.rel))
+                let now = std::fs::metadata(self.root.join(&*file.rel))
                     .ok()
                     .map(|meta| FileStat::from_metadata(&meta));
                 now != Some(file.stat)
             })
-            .map(|file| file.rel.clone())
+            .map(|file| file.rel.to_string())
             .collect();
         let after: Vec<&WalkedFile> = now_set
             .iter()
@@ -482,22 +480,22 @@ impl Snapshot {
             match (before.get(i), after.get(j)) {
                 (Some(then), Some(current)) if then.rel == current.rel => {
                     if then.stat != current.stat {
-                        changed.push(then.rel.clone());
+                        changed.push(then.rel.to_string());
                     }
                     i += 1;
                     j += 1;
                 }
                 // Both are sorted by path: the smaller path is in one list only.
                 (Some(gone), Some(current)) if gone.rel < current.rel => {
-                    changed.push(gone.rel.clone());
+                    changed.push(gone.rel.to_string());
                     i += 1;
                 }
                 (Some(gone), None) => {
-                    changed.push(gone.rel.clone());
+                    changed.push(gone.rel.to_string());
                     i += 1;
                 }
                 (_, Some(added)) => {
-                    changed.push(added.rel.clone());
+                    changed.push(added.rel.to_string());
                     j += 1;
                 }
                 (None, None) => break,
@@ -545,7 +543,7 @@ impl Snapshot {
         let mut before: HashMap<&str, &FileStat> = HashMap::with_capacity(set.len());
         for &index in set {
             let file = self.files.get(index as usize)?;
-            before.insert(file.rel.as_str(), &file.stat);
+            before.insert(&*file.rel, &file.stat);
         }
         if before
             .keys()
@@ -583,7 +581,7 @@ impl Snapshot {
         let prefix = format!("{package}/");
         let start = self
             .files
-            .partition_point(|file| file.rel.as_str() < prefix.as_str());
+            .partition_point(|file| &*file.rel < prefix.as_str());
         // Byte order keeps every path starting with `prefix` together right after `start`.
         let len = self.files[start..].partition_point(|file| file.rel.starts_with(&prefix));
         (start, start + len, prefix.len())

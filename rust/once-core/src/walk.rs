@@ -96,7 +96,7 @@ impl FileStat {
 #[derive(Clone, Debug)]
 pub struct WalkedFile {
     /// Path relative to the walk root, `/`-separated.
-    pub rel: String,
+    pub rel: Box<str>,
     pub stat: FileStat,
 }
 
@@ -231,7 +231,10 @@ fn workspace_walker(
                     "file name is not valid UTF-8; once needs UTF-8 paths",
                 ),
             })?;
-            Ok(Some(WalkedFile { rel, stat }))
+            Ok(Some(WalkedFile {
+                rel: rel.into_boxed_str(),
+                stat,
+            }))
         },
     }
 }

@@ -19,7 +19,7 @@ fn listing(rels: &[&str]) -> Snapshot {
         files: rels
             .iter()
             .map(|rel| WalkedFile {
-                rel: (*rel).to_owned(),
+                rel: (*rel).into(),
                 stat: FileStat::default(),
             })
             .collect(),
@@ -57,7 +57,7 @@ fn select(snapshot: &Snapshot, package: &str, include: &[&str], exclude: &[&str]
     let set = snapshot.select(package, &include, &exclude).unwrap();
     assert!(set.windows(2).all(|w| w[0] < w[1]), "indices sorted");
     set.iter()
-        .map(|&i| snapshot.files[i as usize].rel.clone())
+        .map(|&i| snapshot.files[i as usize].rel.to_string())
         .collect()
 }
 
@@ -781,7 +781,7 @@ fn select_named_is_double_star_slash_name() {
     let found: Vec<&str> = snap
         .select_named(&wanted)
         .iter()
-        .map(|&i| snap.files[i as usize].rel.as_str())
+        .map(|&i| &*snap.files[i as usize].rel)
         .collect();
     let globs: Vec<&str> = ["**/once.toml", "**/Cargo.lock"].to_vec();
     assert_eq!(found, select(&snap, "", &globs, &[]));

@@ -17,7 +17,7 @@ fn walked(root: &Path, skip_dirs: &[&str]) -> Vec<String> {
     walk_workspace(root, &skip)
         .unwrap()
         .into_iter()
-        .map(|file| file.rel)
+        .map(|file| file.rel.into_string())
         .collect()
 }
 
@@ -129,7 +129,7 @@ fn symlinks_to_files_and_folders_are_followed_and_dangling_ones_skipped() {
     symlink("nowhere", root.join("dangling")).unwrap();
     symlink("real", root.join("dirlink")).unwrap();
     let files = walk_workspace(root, &[]).unwrap();
-    let rels: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    let rels: Vec<&str> = files.iter().map(|f| &*f.rel).collect();
     assert_eq!(
         rels,
         vec!["dirlink/target.txt", "link.txt", "real/target.txt"]
@@ -153,7 +153,7 @@ fn stat_carries_inode_size_times_and_mode() {
     fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     let files = walk_workspace(root, &[]).unwrap();
     let meta = fs::metadata(root.join("run.sh")).unwrap();
-    let run = files.iter().find(|f| f.rel == "run.sh").unwrap();
+    let run = files.iter().find(|f| &*f.rel == "run.sh").unwrap();
     assert_eq!(run.stat, FileStat::from_metadata(&meta));
     assert_eq!(run.stat.ino, meta.ino());
     assert_eq!(run.stat.size, 10);
@@ -162,7 +162,7 @@ fn stat_carries_inode_size_times_and_mode() {
         meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
     );
     assert!(run.stat.executable());
-    let data = files.iter().find(|f| f.rel == "data.txt").unwrap();
+    let data = files.iter().find(|f| &*f.rel == "data.txt").unwrap();
     assert!(!data.stat.executable());
 }
 
@@ -479,7 +479,7 @@ fn every_stat_equals_what_std_reports() {
     }
     symlink("b/c", root.join("link")).unwrap();
     for file in walk_workspace(root, &[]).unwrap() {
-        let meta = fs::metadata(root.join(&file.rel)).unwrap();
+        let meta = fs::metadata(root.join(&*file.rel)).unwrap();
         assert_eq!(file.stat, FileStat::from_metadata(&meta), "{}", file.rel);
     }
 }
@@ -524,13 +524,13 @@ fn a_walk_below_a_folder_finds_what_the_whole_walk_finds_there() {
         .unwrap()
         .into_iter()
         .filter(|file| file.rel.starts_with("apps/web/"))
-        .map(|file| (file.rel, file.stat))
+        .map(|file| (file.rel.into_string(), file.stat))
         .collect();
     for below in ["apps/web", "apps/web/", "./apps/web"] {
         let part: Vec<(String, FileStat)> = walk_workspace_below(root, below, &skip)
             .unwrap()
             .into_iter()
-            .map(|file| (file.rel, file.stat))
+            .map(|file| (file.rel.into_string(), file.stat))
             .collect();
         assert_eq!(part, whole, "{below}");
     }
@@ -589,7 +589,7 @@ fn a_folder_link_inside_the_workspace_is_walked_under_its_path_with_ignore_files
     let below: Vec<String> = walk_workspace_below(root, "src/shared", &[])
         .unwrap()
         .into_iter()
-        .map(|file| file.rel)
+        .map(|file| file.rel.into_string())
         .collect();
     assert_eq!(below, vec!["src/shared/.gitignore", "src/shared/x.ts"]);
 }
@@ -643,7 +643,7 @@ fn a_folder_link_leaving_the_workspace_is_walked_and_reported_outside() {
     write(root, "src/main.ts", "main");
     symlink(outside.path().join("lib"), root.join("src/ext")).unwrap();
     let (files, links) = walk_workspace_links(root, &[]).unwrap();
-    let rels: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    let rels: Vec<&str> = files.iter().map(|f| &*f.rel).collect();
     assert_eq!(rels, vec!["src/ext/y.ts", "src/main.ts"]);
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].link, "src/ext");
