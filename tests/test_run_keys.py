@@ -35,6 +35,15 @@ def kept(ws: Workspace) -> Workspace:
     return ws
 
 
+def refuse(monkeypatch: pytest.MonkeyPatch, module: object, name: str, why: str) -> None:
+    """Make `module.name` fail the test with `why` if it is called."""
+
+    def refused(*_: object) -> None:
+        raise AssertionError(why)
+
+    monkeypatch.setattr(module, name, refused)
+
+
 def run_here(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> int:
     """`once run build`, in this process."""
     monkeypatch.setenv("ONCE_CACHE_DIR", str(ws.cache))
@@ -45,10 +54,7 @@ def run_here(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> int:
 def test_an_unchanged_tree_takes_the_kept_keys(
     kept: Workspace, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    def no_selecting(*_: object) -> None:
-        raise AssertionError("selected inputs although the keys were kept")
-
-    monkeypatch.setattr(plans, "selections", no_selecting)
+    refuse(monkeypatch, plans, "selections", "selected inputs although the keys were kept")
     assert run_here(kept, monkeypatch) == 0
     assert "once: all 3 steps cached" in capfd.readouterr().out
     assert kept.ran() == []
@@ -170,10 +176,7 @@ def test_the_run_after_a_build_takes_the_keys_the_build_used(
 ) -> None:
     built(ws)
 
-    def no_selecting(*_: object) -> None:
-        raise AssertionError("selected inputs although the build kept its keys")
-
-    monkeypatch.setattr(plans, "selections", no_selecting)
+    refuse(monkeypatch, plans, "selections", "selected inputs although the build kept its keys")
     assert run_here(ws, monkeypatch) == 0
     assert "once: all 3 steps cached" in capfd.readouterr().out
     assert ws.ran() == []
@@ -276,14 +279,8 @@ def test_the_run_after_a_workspaces_first_build_takes_its_plan_and_keys(
     assert ws.once("run", "build").code == 0
     assert sorted(ws.ran()) == ["a", "app", "b"]
 
-    def no_reading(*_: object) -> None:
-        raise AssertionError("read the configuration although the first run kept it")
-
-    def no_selecting(*_: object) -> None:
-        raise AssertionError("selected inputs although the first run kept its keys")
-
-    monkeypatch.setattr(config, "read_workspace", no_reading)
-    monkeypatch.setattr(plans, "selections", no_selecting)
+    refuse(monkeypatch, config, "read_workspace", "read the configuration the first run kept")
+    refuse(monkeypatch, plans, "selections", "selected inputs although the first run kept keys")
     assert run_here(ws, monkeypatch) == 0
     assert "once: all 3 steps cached" in capfd.readouterr().out
     assert ws.ran() == []

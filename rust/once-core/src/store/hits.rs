@@ -173,13 +173,10 @@ impl Store {
     ) -> HitReport {
         let (settled, log) = match settled {
             Ok(settled) => {
-                let log = if !read_logs {
-                    Ok(None)
-                } else if hit.entry.log == Digest(*blake3::hash(&[]).as_bytes()) {
-                    // Most steps print nothing: no need to open that blob for each.
-                    Ok(Some(Vec::new()))
-                } else {
+                let log = if read_logs {
                     self.read_log(hit.entry).map(Some)
+                } else {
+                    Ok(None)
                 };
                 match log {
                     Ok(log) => {

@@ -55,12 +55,15 @@ impl Inline {
         self.0.is_empty()
     }
 
-    /// What the carried bytes cost of `INLINE_MAX`: each one's size and its digest's.
-    pub(crate) fn cost(&self) -> u64 {
-        self.0
+    /// Whether `size` more bytes fit in what the carried ones leave of `INLINE_MAX`, each
+    /// counting its size and its digest's.
+    pub(crate) fn has_room_for(&self, size: u64) -> bool {
+        let used: u64 = self
+            .0
             .values()
             .map(|bytes| bytes.len() as u64 + INLINE_DIGEST_COST)
-            .sum()
+            .sum();
+        used + size + INLINE_DIGEST_COST <= INLINE_MAX
     }
 
     /// Carry `bytes`, whose digest (the caller hashed them) is `digest`.

@@ -299,8 +299,12 @@ impl Store {
             None => is_file(&self.blob_path(digest)),
         }
     }
-    /// The log of `entry`: the bytes it carries, else its blob's (see `read_blob`).
+    /// The log of `entry`: the bytes it carries, else its blob's (see `read_blob`). Most steps
+    /// print nothing: the empty log is known without opening its blob for each hit.
     pub fn read_log(&self, entry: &ActionEntry) -> Result<Vec<u8>> {
+        if entry.log == hash_bytes(&[]) {
+            return Ok(Vec::new());
+        }
         match entry.inline.get(&entry.log) {
             Some(bytes) => Ok(bytes.to_vec()),
             None => self.read_blob(&entry.log),
@@ -496,9 +500,7 @@ impl Store {
         declared.validate(&manifest)?;
         let (mut blobs, mut inline) = self.stage_outputs(&mut manifest, &found)?;
         // Most steps print nothing: the empty log is one blob for the whole store.
-        let log_digest = if !log.is_empty()
-            && inline.cost() + log.len() as u64 + INLINE_DIGEST_COST <= INLINE_MAX
-        {
+        let log_digest = if !log.is_empty() && inline.has_room_for(log.len() as u64) {
             let digest = hash_bytes(log);
             inline.insert(digest, log.to_vec());
             digest
